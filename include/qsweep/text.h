@@ -1,0 +1,29 @@
+#pragma once
+// Small text and file helpers shared across concerns.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qsweep {
+
+// Whole file as bytes; throws Error naming the path when it cannot be read.
+std::string read_file(const std::string& path);
+// Writes via a temporary file and rename, so readers never see a half-written file.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+// Lower-case hex SHA-256 of bytes / of a file's contents.
+std::string sha256_hex(std::string_view bytes);
+std::string sha256_file(const std::string& path);
+
+// UTF-8 <-> code points. Invalid bytes decode to U+FFFD, as Python's errors="replace" does.
+std::u32string utf8_to_u32(std::string_view s);
+std::string u32_to_utf8(std::u32string_view s);
+void append_utf8(std::string& out, char32_t cp);
+
+// Levenshtein distance, for "did you mean" hints.
+size_t edit_distance(std::string_view a, std::string_view b);
+// The closest candidate within a small distance, or "" when none is close.
+std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
+
+}  // namespace qsweep

@@ -1,0 +1,10 @@
+#pragma once
+// Each subcommand lives in src/cli_<name>.cpp and registers itself on the app here.
+#include <CLI/CLI.hpp>
+
+namespace qsweep::cli {
+
+// Logging for single-process commands: console only, at the level the user asked for.
+void init_command_logging(bool verbose);
+
+}  // namespace qsweep::cli
