@@ -1,0 +1,87 @@
+#pragma once
+// The plain records a sweep produces. Evaluation fills them, MPI carries them to rank 0, the
+// store writes them, analysis reads them back: fields are declared once, here.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qsweep {
+
+// One evaluated CoQA sample (one story, scored on its last turn as lm-eval's `coqa` does; or one
+// turn in the official all-turns mode).
+struct SampleRecord {
+  std::string id;                  // CoQA story id
+  int turn = 0;                    // 1-based turn the prediction answers
+  std::string source;              // CoQA domain (mctest, cnn, wikipedia, ...)
+  std::string prompt_sha256;       // of the exact prompt bytes
+  std::string prediction;          // post-processed as lm-eval does
+  std::vector<std::string> golds;
+  double em = 0;
+  double f1 = 0;
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  std::string stop_reason;         // "eos", "stop_string" or "length"
+};
+
+struct Interval {
+  double lo = 0;
+  double hi = 0;
+};
+
+// A mean with the uncertainty a researcher needs to compare configs.
+struct MeanSummary {
+  size_t n = 0;
+  double mean = 0;
+  double stderr_ = 0;              // sample standard deviation / sqrt(n), as lm-eval reports
+  Interval t95;                    // Student-t 95% interval
+  Interval bca95;                  // BCa bootstrap 95% interval
+};
+
+// Paired bootstrap of (config - baseline) over the same samples.
+struct PairedComparison {
+  std::string baseline;
+  size_t n = 0;
+  double mean_delta = 0;
+  Interval bca95;
+  double p_value = 1;              // two-sided, H0: mean delta = 0
+};
+
+struct ConfigMetrics {
+  std::string config;
+  MeanSummary em;
+  MeanSummary f1;
+  std::optional<PairedComparison> em_vs_baseline;
+  std::optional<PairedComparison> f1_vs_baseline;
+};
+
+// Raw benchmark samples; statistics are derived from them, never stored instead of them.
+struct BenchRecord {
+  std::string config;
+  std::string device;              // e.g. "NVIDIA H100 80GB HBM3" or "cpu"
+  std::string method;              // how it was measured: warmup, repeats, timer, sync
+  int64_t model_bytes = 0;         // weights as held on the device
+  int64_t peak_memory_bytes = 0;   // device peak during the benchmark (CPU: max RSS)
+  std::vector<double> prefill_ms;              // 512-token prompt, batch 1
+  std::vector<double> decode_ms_per_token;     // batch 1, 128 new tokens
+  std::map<int, std::vector<double>> throughput_tokens_per_s;  // batch size -> samples
+  std::vector<double> power_w;                 // board power samples during decode (GPU only)
+  std::vector<double> bandwidth_gb_s;          // effective weight-read bandwidth during decode
+};
+
+struct SampleStats {
+  size_t n = 0;
+  double mean = 0, median = 0, p90 = 0, p99 = 0, stdev = 0, min = 0, max = 0;
+};
+
+// A unit that threw: recorded, and the sweep goes on.
+struct UnitError {
+  std::string config;
+  std::string unit;                // e.g. "coqa:3" or "bench"
+  int rank = 0;
+  std::string host;
+  std::string message;
+};
+
+}  // namespace qsweep
