@@ -1,0 +1,136 @@
+#include "qsweep/engine.h"
+
+#include "qsweep/error.h"
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+
+// libtorch >= 2.5 has fused attention with grouped-query support; 1.13 (Debian's CPU build) has
+// neither, and gets the same computation written out.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
+#define QSWEEP_HAVE_SDPA_GQA 1
+#endif
+
+namespace qsweep {
+namespace {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor h = x.to(at::kFloat);
+  const at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  return weight * (h * at::rsqrt(variance + eps)).to(x.scalar_type());
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+// cos/sin tables [batch, 1, T, head_dim] for the given positions, in the model dtype.
+std::pair<at::Tensor, at::Tensor> rope_tables(const Model& m, const at::Tensor& positions) {
+  const at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * m.inv_freq;  // [B, T, D/2]
+  const at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
+  return {emb.cos().to(m.dtype), emb.sin().to(m.dtype)};
+}
+
+// Additive mask [batch, 1, T, length + T]: a query sees real keys at or before its own slot.
+at::Tensor attention_bias(const KVCache& cache, int64_t t, at::ScalarType dtype) {
+  const int64_t total = cache.length + t;
+  const at::Device device = cache.key_mask.device();
+  const at::Tensor query_slot = at::arange(cache.length, total, at::TensorOptions().device(device));
+  const at::Tensor key_slot = at::arange(0, total, at::TensorOptions().device(device));
+  const at::Tensor causal = key_slot.unsqueeze(0) <= query_slot.unsqueeze(1);          // [T, total]
+  const at::Tensor self = key_slot.unsqueeze(0) == query_slot.unsqueeze(1);
+  // A pad query also sees itself, so no row is fully masked: an all-masked row would turn into
+  // NaN and reach real rows through the cached keys of the pad slot.
+  const at::Tensor allowed =
+      (causal.unsqueeze(0) & cache.key_mask.narrow(1, 0, total).unsqueeze(1)) | self.unsqueeze(0);
+  const double lowest = dtype == at::kFloat ? std::numeric_limits<float>::lowest()
+                        : dtype == at::kHalf ? -65504.0
+                                             : -3.3895313892515355e38;
+  return at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype).device(device))
+      .masked_fill_(allowed.logical_not(), lowest)
+      .unsqueeze(1);
+}
+
+// q [B, H, T, D]; k, v [B, KV, S, D]; bias [B, 1, T, S]. Query heads h*G..h*G+G-1 share kv head h.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                  const at::Tensor& bias) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+#ifdef QSWEEP_HAVE_SDPA_GQA
+  return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, scale, /*enable_gqa=*/true);
+#else
+  // Folding the G query heads of a group into the row dimension lets one batched matmul serve
+  // the whole group without copying the cache G times.
+  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3), kv = k.size(1);
+  const int64_t g = h / kv, s = k.size(2);
+  const at::Tensor qg = q.reshape({b, kv, g * t, d});
+  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({b, kv, g, t, s});
+  scores = scores + bias.unsqueeze(1);
+  const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs.view({b, kv, g * t, s}), v).view({b, h, t, d});
+#endif
+}
+
+at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, const at::Tensor& x,
+                           const std::pair<at::Tensor, at::Tensor>& rope, const at::Tensor& bias,
+                           KVCache& cache) {
+  const ModelConfig& c = m.config;
+  const int64_t b = x.size(0), t = x.size(1);
+  auto heads = [&](const Linear& proj, int n) {
+    return linear_forward(proj, x).view({b, t, n, c.head_dim}).transpose(1, 2);
+  };
+  at::Tensor q = heads(l.q, c.num_heads), k = heads(l.k, c.num_kv_heads);
+  const at::Tensor v = heads(l.v, c.num_kv_heads);
+  q = q * rope.first + rotate_half(q) * rope.second;
+  k = k * rope.first + rotate_half(k) * rope.second;
+  const int64_t total = cache.length + t;
+  cache.k[layer].narrow(2, cache.length, t).copy_(k);
+  cache.v[layer].narrow(2, cache.length, t).copy_(v);
+  const at::Tensor out = attend(q, cache.k[layer].narrow(2, 0, total),
+                                cache.v[layer].narrow(2, 0, total), bias);
+  return linear_forward(l.o, out.transpose(1, 2).reshape({b, t, c.num_heads * c.head_dim}));
+}
+
+at::Tensor mlp_block(const LayerWeights& l, const at::Tensor& x) {
+  return linear_forward(l.down, at::silu(linear_forward(l.gate, x)) * linear_forward(l.up, x));
+}
+
+}  // namespace
+
+KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
+  KVCache cache;
+  cache.capacity = capacity;
+  const auto options = at::TensorOptions().dtype(m.dtype).device(m.device);
+  for (int i = 0; i < m.config.num_layers; ++i) {
+    cache.k.push_back(at::empty({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
+    cache.v.push_back(at::empty({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
+  }
+  cache.key_mask = at::zeros({batch, capacity}, options.dtype(at::kBool));
+  return cache;
+}
+
+at::Tensor forward(const Model& m, const at::Tensor& tokens, const at::Tensor& real,
+                   const at::Tensor& positions, KVCache& cache, bool last_only) {
+  const int64_t t = tokens.size(1);
+  QSWEEP_CHECK(cache.length + t <= cache.capacity, "KV cache overflow: {} + {} slots > capacity {}",
+               cache.length, t, cache.capacity);
+  cache.key_mask.narrow(1, cache.length, t).copy_(real);
+  const auto rope = rope_tables(m, positions);
+  const at::Tensor bias = attention_bias(cache, t, m.dtype);
+  at::Tensor x = at::embedding(m.embed, tokens);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const LayerWeights& l = m.layers[i];
+    const double eps = m.config.rms_norm_eps;
+    x = x + attention_block(m, l, static_cast<int>(i), rms_norm(x, l.input_norm, eps), rope, bias,
+                            cache);
+    x = x + mlp_block(l, rms_norm(x, l.post_attention_norm, eps));
+  }
+  cache.length += t;
+  if (last_only) x = x.narrow(1, t - 1, 1);
+  return linear_forward(m.lm_head, rms_norm(x, m.final_norm, m.config.rms_norm_eps));
+}
+
+}  // namespace qsweep
