@@ -8,3 +8,8 @@ namespace qsweep::cli {
 void init_command_logging(bool verbose);
 
 }  // namespace qsweep::cli
+
+namespace qsweep::cli {
+void add_make_model(CLI::App& app);
+void add_generate(CLI::App& app);
+}  // namespace qsweep::cli

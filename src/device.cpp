@@ -5,8 +5,13 @@
 #include <ATen/ATen.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 
+#include <chrono>
+#include <sys/resource.h>
+
 #ifdef QSWEEP_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
 namespace qsweep {
@@ -55,6 +60,46 @@ void synchronize(const at::Device& device) {
 #else
   (void)device;
 #endif
+}
+
+double time_ms(const at::Device& device, const std::function<void()>& work) {
+#ifdef QSWEEP_CUDA
+  if (device.is_cuda()) {
+    at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+    const auto stream = at::cuda::getCurrentCUDAStream(device.index());
+    start.record(stream);
+    work();
+    stop.record(stream);
+    stop.synchronize();
+    return start.elapsed_time(stop);
+  }
+#endif
+  (void)device;
+  const auto begin = std::chrono::steady_clock::now();
+  work();
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - begin).count();
+}
+
+void reset_peak_memory(const at::Device& device) {
+#ifdef QSWEEP_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index());
+#else
+  (void)device;
+#endif
+}
+
+int64_t peak_memory_bytes(const at::Device& device) {
+#ifdef QSWEEP_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return stats.allocated_bytes[0].peak;  // index 0: all pools together
+  }
+#else
+  (void)device;
+#endif
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
 }  // namespace qsweep

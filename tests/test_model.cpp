@@ -5,6 +5,7 @@
 #include "qsweep/model.h"
 #include "qsweep/safetensors.h"
 #include "qsweep/text.h"
+#include "temp_dir.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -18,12 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string temp_dir(const std::string& name) {
-  const std::string dir = (fs::temp_directory_path() / ("qsweep-test-" + name)).string();
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
-}
+std::string temp_dir(const std::string& name) { return make_temp_dir(name); }
 
 ModelConfig tiny_config() {
   ModelConfig c = model_preset("tiny", 300);

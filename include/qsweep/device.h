@@ -2,6 +2,7 @@
 // Which device a rank computes on, and the few device facts the sweep records.
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <string>
 
 namespace qsweep {
@@ -19,5 +20,18 @@ std::string device_description(const at::Device& device);
 
 // Waits for queued work on the device (no-op on CPU).
 void synchronize(const at::Device& device);
+
+}  // namespace qsweep
+
+namespace qsweep {
+
+// Milliseconds that `work` takes on the device: CUDA events around it on a GPU (then a sync),
+// a steady clock on the CPU.
+double time_ms(const at::Device& device, const std::function<void()>& work);
+
+// Peak bytes allocated on the device since the last reset (CPU: the process's max RSS, which
+// cannot be reset).
+void reset_peak_memory(const at::Device& device);
+int64_t peak_memory_bytes(const at::Device& device);
 
 }  // namespace qsweep

@@ -1,0 +1,81 @@
+// The engine on a GPU against the CPU float32 reference. Labelled "gpu"; skipped, visibly,
+// where libtorch sees no GPU.
+#include "qsweep/engine.h"
+#include "qsweep/make_model.h"
+#include "qsweep/model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+
+#include "temp_dir.h"
+
+using namespace qsweep;
+
+namespace {
+
+// Named tolerances: fp32 on the GPU differs from the CPU only by summation order. Half types
+// are judged by the greedy choice, which is what evaluation consumes, wherever the float32
+// reference is not a near tie (top-1 ahead of top-2 by kClearMargin of the logit scale): an
+// 8-bit mantissa may flip near ties, but a flip of a clear choice is a bug.
+constexpr double kFp32RelativeTolerance = 1e-4;
+constexpr double kClearMargin = 0.1;
+constexpr double kHalfClearTop1Agreement = 0.99;
+
+bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
+
+const std::string& model_dir() {
+  static const std::string dir = [] {
+    const std::string d = make_temp_dir("gpu-model");
+    ModelConfig c = model_preset("small", 4096);
+    c.bos_token_id = 1;
+    c.eos_token_ids = {2};
+    write_random_model(c, RandomInit{11, 0.2, at::kFloat}, d);
+    return d;
+  }();
+  return dir;
+}
+
+at::Tensor all_logits(const Model& m, const at::Tensor& ids) {
+  const int64_t b = ids.size(0), t = ids.size(1);
+  const auto on = at::TensorOptions().device(m.device);
+  KVCache cache = make_kv_cache(m, b, t);
+  return forward(m, ids.to(m.device), at::ones({b, t}, on.dtype(at::kBool)),
+                 at::arange(t, on.dtype(at::kLong)).expand({b, t}), cache, false)
+      .to(at::kCPU, at::kFloat);
+}
+
+}  // namespace
+
+class GpuEngine : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no GPU visible to libtorch: GPU engine tests skipped";
+  }
+};
+
+TEST_F(GpuEngine, Fp32MatchesCpuReference) {
+  c10::InferenceMode guard;
+  const at::Tensor ids = at::randint(4096, {3, 40}, at::kLong);
+  const at::Tensor cpu = all_logits(load_model(model_dir(), {at::kFloat, at::kCPU}), ids);
+  const at::Tensor gpu = all_logits(load_model(model_dir(), {at::kFloat, at::Device("cuda:0")}), ids);
+  const double scale = cpu.abs().max().item<double>();
+  EXPECT_LT((gpu - cpu).abs().max().item<double>() / scale, kFp32RelativeTolerance);
+}
+
+TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
+  c10::InferenceMode guard;
+  const at::Tensor ids = at::randint(4096, {3, 40}, at::kLong);
+  const at::Tensor reference = all_logits(load_model(model_dir(), {at::kFloat, at::kCPU}), ids);
+  for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+    const at::Tensor got = all_logits(load_model(model_dir(), {dtype, at::Device("cuda:0")}), ids);
+    const at::Tensor top2 = std::get<0>(reference.topk(2, -1));
+    const double scale = reference.abs().max().item<double>();
+    const at::Tensor clear = (top2.select(-1, 0) - top2.select(-1, 1)) > kClearMargin * scale;
+    ASSERT_GT(clear.sum().item<int64_t>(), 20) << "too few clear choices to judge";
+    const at::Tensor same = got.argmax(-1) == reference.argmax(-1);
+    const double agree = same.masked_select(clear).to(at::kFloat).mean().item<double>();
+    EXPECT_GE(agree, kHalfClearTop1Agreement) << c10::toString(dtype);
+  }
+}
