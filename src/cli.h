@@ -12,4 +12,7 @@ void init_command_logging(bool verbose);
 namespace qsweep::cli {
 void add_make_model(CLI::App& app);
 void add_generate(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_run(CLI::App& app);
+void add_eval(CLI::App& app);
 }  // namespace qsweep::cli

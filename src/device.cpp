@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 
+#include <torch/version.h>
+
 #include <chrono>
 #include <sys/resource.h>
 
@@ -52,6 +54,17 @@ std::string device_description(const at::Device& device) {
   if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
 #endif
   return device.str();
+}
+
+std::string runtime_versions() {
+  std::string text = "libtorch " TORCH_VERSION;
+#ifdef QSWEEP_CUDA
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  text += fmt::format(", CUDA runtime {}.{}, driver API {}.{}", CUDART_VERSION / 1000,
+                      CUDART_VERSION % 1000 / 10, driver / 1000, driver % 1000 / 10);
+#endif
+  return text;
 }
 
 void synchronize(const at::Device& device) {

@@ -18,6 +18,9 @@ std::string dtype_name(at::ScalarType dtype);
 // e.g. "NVIDIA H100 80GB HBM3" or "cpu".
 std::string device_description(const at::Device& device);
 
+// "libtorch 2.11.0, CUDA 13.0, driver 580.159.04" (CUDA parts only where built with CUDA).
+std::string runtime_versions();
+
 // Waits for queued work on the device (no-op on CPU).
 void synchronize(const at::Device& device);
 

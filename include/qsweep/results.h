@@ -75,6 +75,13 @@ struct SampleStats {
   double mean = 0, median = 0, p90 = 0, p99 = 0, stdev = 0, min = 0, max = 0;
 };
 
+// A fixed prompt's greedy output under one config: a quick look at whether a config still
+// produces language.
+struct SanityOutput {
+  std::string prompt;
+  std::string output;
+};
+
 // A unit that threw: recorded, and the sweep goes on.
 struct UnitError {
   std::string config;
@@ -82,6 +89,19 @@ struct UnitError {
   int rank = 0;
   std::string host;
   std::string message;
+};
+
+// What a worker sends rank 0 when a unit ends, successful or not.
+struct UnitResult {
+  std::string key;
+  std::string config;
+  int rank = 0;
+  std::string host;
+  double seconds = 0;
+  std::vector<SampleRecord> samples;   // coqa units
+  std::optional<BenchRecord> bench;    // bench units
+  std::vector<SanityOutput> sanity;    // sanity units
+  std::optional<UnitError> error;      // set when the unit failed
 };
 
 }  // namespace qsweep

@@ -1,0 +1,41 @@
+#pragma once
+// The little MPI qsweep needs: start-up with the node-local rank (one GPU per rank, as
+// nccl-tests chooses it) and string messages between a worker and rank 0.
+#include <optional>
+#include <string>
+
+namespace qsweep {
+
+struct MpiContext {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;   // rank among the processes of this node: picks the GPU
+  int local_size = 1;
+  std::string host;
+};
+
+// MPI_Init_thread with MPI_THREAD_FUNNELED (only the main thread of a rank calls MPI).
+MpiContext init_mpi(int* argc, char*** argv);
+void finalize_mpi();
+// Ends every rank of the job: for failures outside any unit, where waiting ranks would hang.
+[[noreturn]] void abort_mpi(int exit_code);
+
+enum class MessageTag : int { report = 1, assignment = 2 };
+
+void send_message(int destination, MessageTag tag, const std::string& payload);
+std::string receive_message(int source, MessageTag tag);
+// A message with this tag waiting from any rank: its payload and sender; nothing if none.
+std::optional<std::pair<int, std::string>> poll_message(MessageTag tag);
+
+}  // namespace qsweep
+
+// MPI calls return an error code; this turns one into an Error naming the call and file:line.
+#define QSWEEP_MPI_CHECK(call)                                                              \
+  do {                                                                                      \
+    const int qsweep_mpi_rc = (call);                                                       \
+    if (qsweep_mpi_rc != MPI_SUCCESS) ::qsweep::mpi_failed(#call, qsweep_mpi_rc, __FILE__, __LINE__); \
+  } while (0)
+
+namespace qsweep {
+[[noreturn]] void mpi_failed(const char* call, int code, const char* file, int line);
+}
