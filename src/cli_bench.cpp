@@ -23,7 +23,7 @@ struct BenchArgs {
 };
 
 nlohmann::json stats_json(const std::vector<double>& samples) {
-  const SampleStats s = summarize_samples(samples);
+  const SampleStats s = sample_stats(samples);
   return {{"n", s.n},       {"mean", s.mean}, {"median", s.median}, {"p90", s.p90},
           {"p99", s.p99},   {"stdev", s.stdev}, {"min", s.min},     {"max", s.max}};
 }
@@ -43,9 +43,9 @@ void run(const BenchArgs& a) {
   const std::string text = j.dump(2) + "\n";
   if (a.out.empty()) std::cout << text;
   else write_file_atomic(a.out, text);
-  const SampleStats decode = summarize_samples(r.decode_ms_per_token);
+  const SampleStats decode = sample_stats(r.decode_ms_per_token);
   log_info("{} {} on {}: prefill {:.2f} ms, decode {:.3f} ms/token ({:.0f} tokens/s), {} MB",
-           a.model, a.dtype, r.device, summarize_samples(r.prefill_ms).median, decode.median,
+           a.model, a.dtype, r.device, sample_stats(r.prefill_ms).median, decode.median,
            1000.0 / decode.median, r.model_bytes >> 20);
 }
 

@@ -161,7 +161,7 @@ void update_metrics(Store& store, const SweepSpec& spec) {
     options.seed = spec.seed;
     set_metrics(store, compute_config_metrics(config.name, all_samples(*c),
                                               baseline_ready ? &baseline_samples : nullptr,
-                                              options));
+                                              options, spec.baseline));
   }
 }
 
