@@ -1,0 +1,93 @@
+#pragma once
+// The CoQA data set: reading and validating the official JSON, and turning stories into the
+// prompts and gold answers that lm-eval's `coqa` task (or the official all-turns evaluation)
+// scores. Everything here is model-free; the generation engine consumes CoqaSample::prompt.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qsweep {
+
+struct CoqaTurn {
+  std::string question;
+  std::string answer;
+  std::vector<std::string> additional_answers;  // this turn's answer in each additional set,
+                                                // sets in key order ("0", "1", "2")
+};
+
+struct CoqaStory {
+  std::string id;
+  std::string source;  // domain: mctest, gutenberg, race, cnn, wikipedia, reddit, science
+  std::string story;
+  std::vector<CoqaTurn> turns;
+};
+
+struct CoqaFileInfo {
+  std::string path;
+  std::string sha256;
+  int64_t bytes = 0;
+  bool is_official_dev = false;     // byte-identical to the published coqa-dev-v1.0.json
+  bool dev_name_mismatch = false;   // named coqa-dev-v1.0.json but not that file: warn
+};
+
+struct CoqaData {
+  CoqaFileInfo info;
+  std::vector<CoqaStory> stories;
+};
+
+// The published dev set, as recorded by lm-eval's download checksums (data/coqa/SOURCES.txt).
+inline constexpr std::string_view kCoqaDevSha256 =
+    "dfa367a9733ce53222918d0231d9b3bedc2b8ee831a2845f62dfc70701f2540a";
+inline constexpr int64_t kCoqaDevBytes = 9090845;
+inline constexpr std::string_view kCoqaDevFileName = "coqa-dev-v1.0.json";
+
+// lm-eval's coqa generation settings (default.yaml: until "\nQ:", zero-shot; lm-eval's default
+// max_gen_toks), for the engine that produces the predictions.
+inline constexpr std::string_view kCoqaStopSequence = "\nQ:";
+inline constexpr int kCoqaMaxGenTokens = 256;
+
+// Reads {"version", "data": [...]} or a plain list of stories. Throws Error naming the file, the
+// story id and the field when the file is not valid CoQA.
+CoqaData load_coqa(const std::string& path);
+// The same validation on JSON text already in memory; `path` is only used in messages.
+std::vector<CoqaStory> parse_coqa(std::string_view json_text, const std::string& path);
+
+enum class CoqaMode {
+  lm_eval,   // one sample per story, its last turn, as lm-eval's `coqa`
+  official,  // one sample per turn of every story, as the official evaluate-v1.0.py
+};
+CoqaMode parse_coqa_mode(std::string_view name);  // "lm_eval" or "official"
+
+struct CoqaSample {
+  std::string id;
+  int turn = 0;        // 1-based
+  std::string source;
+  size_t story_index = 0;
+  std::string prompt;  // exact bytes given to the model
+  std::vector<std::string> golds;
+};
+
+// Story, the earlier turns as "Q: ...\n\nA: ...\n\n", then "Q: <question>\n\nA:" (lm-eval's
+// doc_to_text for the story cut after `turn`).
+std::string coqa_prompt(const CoqaStory& story, int turn);
+// lm-eval's doc_to_target: the turn's answer, then each additional answer whose lower-case
+// form is not yet in the list.
+std::vector<std::string> lm_eval_golds(const CoqaStory& story, int turn);
+// The official script's golds: the answer and every additional answer, duplicates kept.
+std::vector<std::string> official_golds(const CoqaStory& story, int turn);
+
+std::vector<CoqaSample> build_samples(const std::vector<CoqaStory>& stories, CoqaMode mode);
+
+struct IndexRange {
+  size_t begin = 0;
+  size_t end = 0;  // exclusive
+};
+// Contiguous shards of at most `shard_size` samples over the samples of the first `story_limit`
+// stories (all when absent, as lm-eval --limit N keeps the first N documents). The same inputs
+// always give the same shards, so any rank can compute them.
+std::vector<IndexRange> shard_samples(const std::vector<CoqaSample>& samples,
+                                      std::optional<size_t> story_limit, size_t shard_size);
+
+}  // namespace qsweep
