@@ -1,6 +1,7 @@
 #include "qsweep/lm_eval_json.h"
 
 #include "qsweep/error.h"
+#include "qsweep/results_json.h"
 
 #include <cmath>
 
@@ -37,18 +38,6 @@ json comparison_json(const PairedComparison& c) {
 
 json stderr_json(double v) { return std::isnan(v) ? json("N/A") : json(v); }
 
-template <typename T>
-T field(const json& j, const char* key, std::string_view line) {
-  const auto it = j.find(key);
-  if (it == j.end())
-    fail("sample line has no field '{}': {:.200}; write samples with sample_json_line", key, line);
-  try {
-    return it->get<T>();
-  } catch (const json::exception& e) {
-    fail("sample line field '{}' has the wrong type ({}): {:.200}", key, e.what(), line);
-  }
-}
-
 }  // namespace
 
 json lm_eval_results_json(const ConfigMetrics& metrics, const SampleCounts& counts,
@@ -70,10 +59,11 @@ json lm_eval_results_json(const ConfigMetrics& metrics, const SampleCounts& coun
   return {{"results",
            {{"coqa",
              {{"alias", "coqa"},
-              {"em", metrics.em.mean},
-              {"em_stderr", stderr_json(metrics.em.stderr_)},
-              {"f1", metrics.f1.mean},
-              {"f1_stderr", stderr_json(metrics.f1.stderr_)}}}}},
+              // lm-eval 0.4 names a metric "<metric>,<filter>"; coqa uses the "none" filter.
+              {"em,none", metrics.em.mean},
+              {"em_stderr,none", stderr_json(metrics.em.stderr_)},
+              {"f1,none", metrics.f1.mean},
+              {"f1_stderr,none", stderr_json(metrics.f1.stderr_)}}}}},
           {"config", config_fields},
           {"n-samples", {{"coqa", {{"original", counts.original}, {"effective", counts.effective}}}}},
           {"versions", {{"coqa", kCoqaTaskVersion}}},
@@ -83,41 +73,16 @@ json lm_eval_results_json(const ConfigMetrics& metrics, const SampleCounts& coun
 }
 
 std::string sample_json_line(const SampleRecord& s) {
-  const json j = {{"id", s.id},
-                  {"turn", s.turn},
-                  {"source", s.source},
-                  {"prompt_sha256", s.prompt_sha256},
-                  {"prediction", s.prediction},
-                  {"golds", s.golds},
-                  {"em", s.em},
-                  {"f1", s.f1},
-                  {"prompt_tokens", s.prompt_tokens},
-                  {"generated_tokens", s.generated_tokens},
-                  {"stop_reason", s.stop_reason}};
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json(s).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 SampleRecord sample_from_json_line(std::string_view line) {
-  json j;
   try {
-    j = json::parse(line);
-  } catch (const json::parse_error& e) {
-    fail("sample line is not JSON ({}): {:.200}", e.what(), line);
+    return json::parse(line).get<SampleRecord>();
+  } catch (const json::exception& e) {
+    fail("sample line is not a qsweep sample record ({}): {:.200}; write samples with "
+         "sample_json_line", e.what(), line);
   }
-  if (!j.is_object()) fail("sample line is not a JSON object: {:.200}", line);
-  SampleRecord s;
-  s.id = field<std::string>(j, "id", line);
-  s.turn = field<int>(j, "turn", line);
-  s.source = field<std::string>(j, "source", line);
-  s.prompt_sha256 = field<std::string>(j, "prompt_sha256", line);
-  s.prediction = field<std::string>(j, "prediction", line);
-  s.golds = field<std::vector<std::string>>(j, "golds", line);
-  s.em = field<double>(j, "em", line);
-  s.f1 = field<double>(j, "f1", line);
-  s.prompt_tokens = field<int>(j, "prompt_tokens", line);
-  s.generated_tokens = field<int>(j, "generated_tokens", line);
-  s.stop_reason = field<std::string>(j, "stop_reason", line);
-  return s;
 }
 
 }  // namespace qsweep

@@ -32,9 +32,9 @@ TEST(LmEvalJson, ResultsHaveLmEvalKeysAndExtrasApart) {
   m.f1_vs_baseline = PairedComparison{"bf16", 500, -0.01, {-0.02, 0.0}, 0.04};
   const json config = {{"model", "meta-llama/Llama-3.2-1B"}, {"quant", "nf4"}};
   const json j = lm_eval_results_json(m, {500, 500}, config, {10000, 1234});
-  EXPECT_EQ(j["results"]["coqa"]["em"], 0.61);
-  EXPECT_EQ(j["results"]["coqa"]["em_stderr"], 0.02);
-  EXPECT_EQ(j["results"]["coqa"]["f1_stderr"], 0.015);
+  EXPECT_EQ(j["results"]["coqa"]["em,none"], 0.61);
+  EXPECT_EQ(j["results"]["coqa"]["em_stderr,none"], 0.02);
+  EXPECT_EQ(j["results"]["coqa"]["f1_stderr,none"], 0.015);
   EXPECT_EQ(j["results"]["coqa"]["alias"], "coqa");
   EXPECT_EQ(j["config"], config);
   EXPECT_EQ(j["n-samples"]["coqa"]["original"], 500);
@@ -50,7 +50,7 @@ TEST(LmEvalJson, SingleSampleStderrIsNotAvailable) {
   m.em = summarize_mean({1.0}, {10000, 1});
   m.f1 = summarize_mean({1.0}, {10000, 1});
   const json j = lm_eval_results_json(m, {500, 1}, json::object(), {10000, 1});
-  EXPECT_EQ(j["results"]["coqa"]["em_stderr"], "N/A");
+  EXPECT_EQ(j["results"]["coqa"]["em_stderr,none"], "N/A");
   EXPECT_TRUE(j["qsweep"]["em"]["t95"][0].is_null());
 }
 
