@@ -49,29 +49,62 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
+namespace {
+
+// Decodes the character at s[i]: its length, and whether it is valid. An invalid sequence
+// reports the length of its maximal valid prefix (at least 1), the unit U+FFFD replaces.
+size_t decode_utf8(std::string_view s, size_t i, char32_t& cp, bool& valid) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  valid = false;
+  if (c < 0x80) {
+    cp = c;
+    valid = true;
+    return 1;
+  }
+  int len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c >= 0xF0 && c <= 0xF4) len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+  else return 1;
+  cp = c & (0xFF >> (len + 1));
+  for (int k = 1; k < len; ++k) {
+    if (i + k >= s.size()) return k;
+    const unsigned char cc = byte(i + k);
+    if (cc < (k == 1 ? lo : 0x80) || cc > (k == 1 ? hi : 0xBF)) return k;
+    cp = (cp << 6) | (cc & 0x3F);
+  }
+  valid = true;
+  return len;
+}
+
+}  // namespace
+
 std::u32string utf8_to_u32(std::string_view s) {
   std::u32string out;
   out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    bool valid = len > 0 && i + len <= s.size();
-    for (int k = 1; valid && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      valid = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (!valid) {
-      out += U'\uFFFD';
-      ++i;
-      continue;
-    }
-    out += cp;
-    i += len;
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    bool valid = false;
+    i += decode_utf8(s, i, cp, valid);
+    out += valid ? cp : U'\uFFFD';
   }
   return out;
+}
+
+bool is_valid_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    bool valid = false;
+    i += decode_utf8(s, i, cp, valid);
+    if (!valid) return false;
+  }
+  return true;
+}
+
+std::string utf8_lossy(std::string_view s) {
+  return is_valid_utf8(s) ? std::string(s) : u32_to_utf8(utf8_to_u32(s));
 }
 
 std::string u32_to_utf8(std::u32string_view s) {

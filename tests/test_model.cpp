@@ -3,6 +3,7 @@
 #include "qsweep/error.h"
 #include "qsweep/make_model.h"
 #include "qsweep/model.h"
+#include "qsweep/perplexity.h"
 #include "qsweep/safetensors.h"
 #include "qsweep/text.h"
 #include "temp_dir.h"
@@ -220,4 +221,23 @@ TEST(Engine, GroupedAttentionMatchesRepeatedKvReference) {
                      l.down.weight.t());
   const at::Tensor expect = at::matmul(norm(y, m.final_norm), m.embed.t());
   EXPECT_LT((got - expect).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Perplexity, ZeroWeightsGiveUniformPredictionsAndSelfKlIsZero) {
+  // All-zero weights make every logit 0: each next token has probability 1/vocab exactly, so
+  // the perplexity is the vocabulary size.
+  ModelConfig c = tiny_config();
+  const std::string dir = temp_dir("zero-model");
+  write_random_model(c, RandomInit{1, 0.0, at::kFloat}, dir);
+  const Model zero = load_model(dir, {});
+  const std::vector<std::vector<int32_t>> windows = {{1, 5, 9, 200}, {1, 7}};
+  const TextScores flat = score_text(zero, nullptr, windows);
+  EXPECT_EQ(flat.tokens, 4u);
+  EXPECT_NEAR(flat.perplexity, c.vocab_size, 1e-6 * c.vocab_size);
+  EXPECT_FALSE(flat.kl_vs_baseline.has_value());
+
+  const Model m = load_model(tiny_model_dir(), {});
+  const TextScores self = score_text(m, &m, windows);
+  EXPECT_NEAR(*self.kl_vs_baseline, 0.0, 1e-6);
+  EXPECT_GT(*score_text(m, &zero, windows).kl_vs_baseline, 0.1);
 }

@@ -41,3 +41,12 @@ TEST(ClosestMatch, SuggestsNearbyKeysOnly) {
   EXPECT_EQ(closest_match("evalution", keys), "evaluation");
   EXPECT_EQ(closest_match("zzzzzz", keys), "");
 }
+
+TEST(Utf8, TruncatedSequenceIsOneReplacementAsPythonDoes) {
+  // b"a\xe4\xb8b".decode("utf-8", "replace") == "a\ufffdb"; b"\xed\xa0\x80" -> 3 x U+FFFD.
+  EXPECT_EQ(utf8_to_u32("a\xE4\xB8" "b"), std::u32string(U"a\uFFFDb"));
+  EXPECT_EQ(utf8_to_u32("\xED\xA0\x80"), std::u32string(U"\uFFFD\uFFFD\uFFFD"));
+  EXPECT_EQ(utf8_to_u32("\xF0\x9F\x98"), std::u32string(U"\uFFFD"));
+  EXPECT_FALSE(is_valid_utf8("\xC0\xAF"));
+  EXPECT_EQ(utf8_lossy("ok\xFF"), "ok\xEF\xBF\xBD");
+}

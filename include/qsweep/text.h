@@ -16,8 +16,12 @@ void write_file_atomic(const std::string& path, std::string_view bytes);
 std::string sha256_hex(std::string_view bytes);
 std::string sha256_file(const std::string& path);
 
-// UTF-8 <-> code points. Invalid bytes decode to U+FFFD, as Python's errors="replace" does.
+// UTF-8 <-> code points. Each maximal invalid subsequence decodes to one U+FFFD, as Python's
+// errors="replace" and Rust's from_utf8_lossy do.
 std::u32string utf8_to_u32(std::string_view s);
+bool is_valid_utf8(std::string_view s);
+// s with every invalid subsequence replaced by U+FFFD.
+std::string utf8_lossy(std::string_view s);
 std::string u32_to_utf8(std::u32string_view s);
 void append_utf8(std::string& out, char32_t cp);
 
