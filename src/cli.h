@@ -8,8 +8,8 @@ namespace qsweep::cli {
 void init_command_logging(bool verbose);
 
 // `qsweep plan JOB.yaml`: the configs and units a sweep would run and what its store holds.
-void add_plan_command(CLI::App& app);
+void add_plan(CLI::App& app);
 // `qsweep show STORE.h5`: the configs x metrics table, errors and missing units of a store.
-void add_show_command(CLI::App& app);
+void add_show(CLI::App& app);
 
 }  // namespace qsweep::cli

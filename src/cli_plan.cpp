@@ -96,7 +96,7 @@ void run_plan(const PlanOptions& options) {
 
 }  // namespace
 
-void add_plan_command(CLI::App& app) {
+void add_plan(CLI::App& app) {
   auto options = std::make_shared<PlanOptions>();
   CLI::App* plan = app.add_subcommand(
       "plan", "Validate a job file and list its configs, work units and what the store holds");

@@ -75,7 +75,7 @@ void run_show(const std::string& path) {
 
 }  // namespace
 
-void add_show_command(CLI::App& app) {
+void add_show(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   CLI::App* show = app.add_subcommand("show", "Print a results store: metrics, errors, missing units");
   show->add_option("store", *path, "results store (.h5)")->required()->check(CLI::ExistingFile);

@@ -19,8 +19,8 @@ int main(int argc, char** argv) {
   CLI::App app{"qsweep: quantization sweeps of Llama-family models on HPC clusters"};
   app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
   app.require_subcommand(1);
-  qsweep::cli::add_plan_command(app);
-  qsweep::cli::add_show_command(app);
+  qsweep::cli::add_plan(app);
+  qsweep::cli::add_show(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -126,7 +126,7 @@ void record_spec(Results& r, const SweepSpec& spec, const std::string& fingerpri
 }
 
 // A resumed sweep may add configs and units; what the store already holds stays.
-void add_plan(Results& r, const SweepSpec& spec, const std::vector<WorkUnit>& planned) {
+void extend_plan(Results& r, const SweepSpec& spec, const std::vector<WorkUnit>& planned) {
   for (const PrepConfig& config : spec.configs)
     if (!find_config(r, config.name))
       r.configs.push_back(ConfigResults{config.name, config_fingerprint(config), {}, {}, {}, {}, {}});
@@ -175,19 +175,21 @@ Store open_store_for_writing(const std::string& path, const SweepSpec& spec,
                           {"created_at", utc_now()}};
   }
   record_spec(results, spec, fingerprint);
-  add_plan(results, spec, planned);
+  extend_plan(results, spec, planned);
   Store store{path, std::move(results), std::move(lock)};
   save_store(store);
   return store;
 }
 
-std::vector<WorkUnit> pending_units(const Store& store, const std::vector<WorkUnit>& planned) {
-  std::set<std::string> done;
+std::vector<WorkUnit> pending_units(const Store& store, const std::vector<WorkUnit>& planned,
+                                    bool retry_failed) {
+  std::set<std::string> skip;
   for (const UnitRecord& u : store.results.units)
-    if (u.status == UnitStatus::done) done.insert(u.key);
+    if (u.status == UnitStatus::done || (u.status == UnitStatus::failed && !retry_failed))
+      skip.insert(u.key);
   std::vector<WorkUnit> pending;
   for (const WorkUnit& w : planned)
-    if (!done.count(w.key)) pending.push_back(w);
+    if (!skip.count(w.key)) pending.push_back(w);
   return pending;
 }
 

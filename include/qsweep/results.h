@@ -75,6 +75,13 @@ struct SampleStats {
   double mean = 0, median = 0, p90 = 0, p99 = 0, stdev = 0, min = 0, max = 0;
 };
 
+// A fixed prompt's greedy output under one config: a quick look at whether a config still
+// produces language.
+struct SanityOutput {
+  std::string prompt;
+  std::string output;
+};
+
 // A unit that threw: recorded, and the sweep goes on.
 struct UnitError {
   std::string config;

@@ -30,11 +30,6 @@ struct UnitRecord {
   std::string finished_at;         // ISO 8601 UTC
 };
 
-struct SanityOutput {
-  std::string prompt;
-  std::string output;
-};
-
 struct ConfigResults {
   std::string name;
   std::string fingerprint;         // config_fingerprint() of the config that produced these
@@ -92,8 +87,11 @@ Store open_store_for_writing(const std::string& path, const SweepSpec& spec,
 std::string resume_incompatibility(const Results& stored, const SweepSpec& spec,
                                    const std::string& fingerprint);
 
-// The planned units that are not done yet (to do, or failed and so worth another try).
-std::vector<WorkUnit> pending_units(const Store& store, const std::vector<WorkUnit>& planned);
+// The planned units still to run: those never finished and, with retry_failed, those whose last
+// run failed. Failures are not retried by default: most (out of memory, a broken config) fail
+// again the same way.
+std::vector<WorkUnit> pending_units(const Store& store, const std::vector<WorkUnit>& planned,
+                                    bool retry_failed = false);
 
 // Who ran a unit. The add_* functions change memory only: call save_store after each unit.
 struct UnitRun {
