@@ -7,12 +7,21 @@ namespace qsweep::cli {
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
 
-}  // namespace qsweep::cli
-
-namespace qsweep::cli {
-void add_make_model(CLI::App& app);
-void add_generate(CLI::App& app);
-void add_bench(CLI::App& app);
+// `qsweep run JOB.yaml`: the sweep, under mpirun/srun.
 void add_run(CLI::App& app);
+// `qsweep plan JOB.yaml`: the configs and units a sweep would run and what its store holds.
+void add_plan(CLI::App& app);
+// `qsweep show STORE.h5`: the configs x metrics table, errors and missing units of a store.
+void add_show(CLI::App& app);
+// `qsweep eval`: one model and config over a CoQA file.
 void add_eval(CLI::App& app);
+// `qsweep bench`: the benchmark unit on one model and dtype, as JSON.
+void add_bench(CLI::App& app);
+// `qsweep generate`: greedy continuations, also for parity checks.
+void add_generate(CLI::App& app);
+// `qsweep tokenize`: text to ids (and back) with a model's tokenizer.
+void add_tokenize(CLI::App& app);
+// `qsweep make-model`: a random-init model as a Hugging Face directory.
+void add_make_model(CLI::App& app);
+
 }  // namespace qsweep::cli

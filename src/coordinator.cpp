@@ -205,10 +205,11 @@ std::optional<std::pair<int, std::string>> next_report(Mailbox& local) {
 
 // Rank 0's main thread: hand out units, record results, until every worker has left.
 void coordinate(Store& store, const SweepSpec& spec, const std::vector<WorkUnit>& planned,
-                const MpiContext& mpi, Mailbox& local, Progress& progress) {
+                const RunOptions& options, const MpiContext& mpi, Mailbox& local,
+                Progress& progress) {
   std::map<std::string, WorkUnit> plan;
   for (const auto& u : planned) plan[u.key] = u;
-  std::vector<WorkUnit> pending = pending_units(store, planned);
+  std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
   progress.total = pending.size();
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
@@ -273,7 +274,7 @@ int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext
   std::thread own_worker(
       [&] { worker_loop(spec, rank, [&](const std::string& r) { return exchange_local(local, r); }); });
   Progress progress;
-  coordinate(store, spec, planned, mpi, local, progress);
+  coordinate(store, spec, planned, options, mpi, local, progress);
   own_worker.join();
   save_store(store);
   // the summary and the per-config lm-eval JSON files are written by the caller

@@ -19,6 +19,14 @@ int main(int argc, char** argv) {
   CLI::App app{"qsweep: quantization sweeps of Llama-family models on HPC clusters"};
   app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
   app.require_subcommand(1);
+  qsweep::cli::add_run(app);
+  qsweep::cli::add_plan(app);
+  qsweep::cli::add_show(app);
+  qsweep::cli::add_eval(app);
+  qsweep::cli::add_bench(app);
+  qsweep::cli::add_generate(app);
+  qsweep::cli::add_tokenize(app);
+  qsweep::cli::add_make_model(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

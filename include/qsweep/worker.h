@@ -32,8 +32,9 @@ class UnitRunner {
   // After a CUDA error the GPU context is unusable: this rank must leave the sweep.
   bool broken() const;
 
+  struct State;  // model, tokenizer and samples of this rank; opaque outside worker.cpp
+
  private:
-  struct State;
   std::unique_ptr<State> state_;
 };
 

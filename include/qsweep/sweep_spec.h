@@ -1,0 +1,103 @@
+#pragma once
+// The sweep a researcher writes in one YAML job file (docs/sweep-spec.md), parsed and validated
+// completely before any model is loaded, and the work units rank 0 hands out. Plain data: every
+// path is absolute and every default is filled in, so nothing downstream looks at YAML again.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace qsweep {
+
+enum class DType { fp32, fp16, bf16 };
+std::string dtype_name(DType dtype);
+
+// How one config prepares the model. A quantization method is added here as a field (an enum
+// plus its parameters), and in sweep_spec.cpp in config_key_names(), set_config_key() and
+// config_key_values(): parsing, grids, presets, fingerprints and `plan` all follow from those.
+struct PrepConfig {
+  std::string name;
+  DType dtype = DType::bf16;
+  std::string origin;  // "FILE:LINE" of the item it came from, for messages
+};
+
+// Key/value pairs that define a config's model preparation, in the canonical key order (the
+// order grids iterate in). `name` and `origin` are not part of it.
+std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config);
+
+enum class EvalMode { lm_eval, official };
+std::string eval_mode_name(EvalMode mode);
+
+struct EvalSpec {
+  bool enabled = false;
+  std::string coqa;                       // CoQA file in the official dev format
+  EvalMode mode = EvalMode::lm_eval;
+  std::optional<int> limit;               // first N stories; none = all
+  int shard_size = 50;                    // stories per work unit
+  int batch_size = 8;
+  int max_new_tokens = 256;
+  std::vector<std::string> stop = {"\nQ:"};
+  bool add_bos = false;
+  int bootstrap_resamples = 10000;
+  std::string perplexity_text;            // "" = no perplexity
+  std::vector<std::string> sanity_prompts;
+};
+
+struct BenchSpec {
+  bool enabled = false;
+  int prefill_tokens = 512;
+  int decode_tokens = 128;
+  std::vector<int> batch_sizes = {1, 4, 8};
+  int warmup = 2;
+  int repeats = 5;
+};
+
+struct SweepSpec {
+  std::string path;                       // the job file
+  std::string text;                       // its exact bytes, kept for provenance
+  std::string spec_hash;                  // sha256 of text
+  std::string name;
+  std::string model;                      // HF model directory
+  std::string tokenizer;                  // directory with tokenizer.json
+  std::string baseline;                   // one of configs[].name
+  std::string store;                      // results .h5
+  uint64_t seed = 1234;
+  std::string device = "auto";            // auto | cpu | cuda | cuda:N
+  std::string log_dir;
+  std::vector<std::string> config_dirs;   // where presets are looked up, in order
+  std::vector<PrepConfig> configs;
+  EvalSpec evaluation;
+  BenchSpec benchmarks;
+  std::vector<std::pair<std::string, std::string>> compare;
+};
+
+// Reads and validates a job file. Errors read "FILE:LINE: key 'a.b': what is wrong, what would
+// be valid" and come before any work starts.
+SweepSpec load_sweep_spec(const std::string& path);
+
+// The settings that decide which units exist and what their results mean, one "key=value" per
+// line. A store remembers it, and resuming with a different one is refused (docs/sweep-spec.md,
+// "Resume"). It reads the CoQA file, perplexity text and model config to fingerprint them.
+std::string results_fingerprint(const SweepSpec& spec);
+// One line per preparation key of a config, e.g. "dtype=fp16".
+std::string config_fingerprint(const PrepConfig& config);
+
+enum class UnitKind { sanity, coqa, bench };
+std::string unit_kind_name(UnitKind kind);
+
+struct WorkUnit {
+  std::string key;                        // "fp16/coqa/0003", "fp16/bench", "fp16/sanity"
+  std::string config;
+  UnitKind kind = UnitKind::coqa;
+  int shard = -1;                         // coqa units only
+  size_t begin = 0, end = 0;              // story range [begin, end) of a coqa unit
+};
+
+// Every unit of the sweep for a CoQA file holding n_stories stories, grouped by config (in spec
+// order) so a rank that has prepared a model can take that config's next unit: sanity first (a
+// broken config fails fast), then the CoQA shards, then the benchmark.
+std::vector<WorkUnit> expand_units(const SweepSpec& spec, size_t n_stories);
+
+}  // namespace qsweep

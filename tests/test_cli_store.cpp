@@ -1,0 +1,92 @@
+// `qsweep plan` and `qsweep show` as a user runs them: the built executable on a real job file and
+// store, checked by what they print.
+#include "qsweep/store.h"
+#include "qsweep/text.h"
+#include "sweep_fixture.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+using namespace qsweep;
+
+namespace {
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "output:\n" << text << "\nlacks: " << part;
+}
+
+class CliStoreTest : public qsweep::testing::TempSweep {
+ protected:
+  // Runs `qsweep ARGS`, returning its exit code and what it printed.
+  int qsweep(const std::string& args, std::string& output) const {
+    const std::string out = path("out.txt");
+    const int status =
+        std::system((QSWEEP_BINARY_DIR "/qsweep " + args + " > " + out + " 2>&1").c_str());
+    output = read_file(out);
+    return WEXITSTATUS(status);
+  }
+
+  // A store with one shard done, one failed and metrics for bf16.
+  std::string make_store(const SweepSpec& spec) const {
+    Store store = open_store_for_writing(spec.store, spec, expand_units(spec, 10));
+    SampleRecord s;
+    s.id = "3dr23u6we5exclen4th8uq9rb42tel";
+    s.golds = {"white"};
+    s.em = 1;
+    add_samples(store, {"fp32/coqa/0000", 1, "node1", 2.0}, {s, s});
+    add_unit_error(store, {"bf16/bench", 2, "node2", 0.5}, "CUDA out of memory");
+    ConfigMetrics m;
+    m.config = "bf16";
+    m.em = {2, 0.5, 0.5, {0, 1}, {0.25, 0.75}};
+    m.em_vs_baseline = PairedComparison{"fp32", 2, -0.5, {-1, 0}, 0.04};
+    set_metrics(store, m);
+    save_store(store);
+    return spec.store;
+  }
+};
+
+TEST_F(CliStoreTest, PlanListsConfigsUnitsAndWhatTheStoreHolds) {
+  const SweepSpec spec = load(valid_job());
+  std::string out;
+  ASSERT_EQ(qsweep("plan " + spec.path, out), 0) << out;
+  expect_contains(out, "(10 stories)");
+  expect_contains(out, "configs (2, baseline fp32)");
+  expect_contains(out, "fp32/coqa/0002               stories 8-9      todo");
+  expect_contains(out, "does not exist yet");
+  expect_contains(out, "done 0, failed 0, to do 8");
+
+  make_store(spec);
+  ASSERT_EQ(qsweep("plan " + spec.path, out), 0) << out;
+  expect_contains(out, "(resumable");
+  expect_contains(out, "fp32/coqa/0000               stories 0-3      done    rank 1 on node1");
+  expect_contains(out, "done 1, failed 1, to do 6");
+}
+
+TEST_F(CliStoreTest, PlanSaysWhenTheStoreCannotBeResumed) {
+  make_store(load(valid_job()));
+  const SweepSpec changed = load(qsweep::testing::with_line(valid_job(), 14, "  repeats: 9"));
+  std::string out;
+  ASSERT_EQ(qsweep("plan " + changed.path, out), 0) << out;
+  expect_contains(out, "CANNOT be resumed by this job: benchmarks.repeats was 2, now 9");
+}
+
+TEST_F(CliStoreTest, PlanRejectsABadJobWithExitCode2) {
+  std::string out;
+  EXPECT_EQ(qsweep("plan " + write("job.yaml", "modle: x\n"), out), 2);
+  expect_contains(out, "job.yaml:1: key 'modle'");
+}
+
+TEST_F(CliStoreTest, ShowPrintsMetricsErrorsAndMissingUnits) {
+  const std::string store = make_store(load(valid_job()));
+  std::string out;
+  ASSERT_EQ(qsweep("show " + store, out), 0) << out;
+  expect_contains(out, "sweep 't'");
+  expect_contains(out, "0.500 [0.250, 0.750]");
+  expect_contains(out, "-0.500 [-1.000, +0.000] p=0.040");
+  expect_contains(out, "bf16/bench (rank 2 on node2): CUDA out of memory");
+  expect_contains(out, "missing units (7 of 8)");
+  expect_contains(out, "bf16/bench (failed)");
+}
+
+}  // namespace

@@ -1,0 +1,376 @@
+#include "qsweep/store.h"
+#include "sweep_fixture.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+using namespace qsweep;
+using qsweep::testing::with_line;
+
+namespace {
+
+void expect_contains(const std::string& text, const std::string& part) {
+  EXPECT_NE(text.find(part), std::string::npos) << "message: " << text << "\nlacks: " << part;
+}
+
+SampleRecord sample(int i) {
+  SampleRecord s;
+  s.id = "story-" + std::to_string(i);
+  s.turn = i + 1;
+  s.source = "mctest";
+  s.prompt_sha256 = std::string(64, static_cast<char>('a' + i));
+  s.prediction = i == 1 ? "caf\xC3\xA9 \xE2\x98\x83" : "white";
+  s.golds = {"white", "a white kitten"};
+  s.em = i % 2 == 0 ? 1 : 0;
+  s.f1 = s.em ? 1 : 0.4;
+  s.prompt_tokens = 300 + i;
+  s.generated_tokens = 3;
+  s.stop_reason = "stop_string";
+  return s;
+}
+
+BenchRecord bench() {
+  BenchRecord b;
+  b.device = "cpu";
+  b.method = "warmup 1, repeats 3, wall clock";
+  b.model_bytes = 1 << 20;
+  b.peak_memory_bytes = 3 << 20;
+  b.prefill_ms = {1, 2, 3};
+  b.decode_ms_per_token = {0.5, 0.6};
+  b.throughput_tokens_per_s = {{1, {10, 11}}, {4, {100, 110, 120}}};
+  return b;
+}
+
+ConfigMetrics metrics(const std::string& config) {
+  ConfigMetrics m;
+  m.config = config;
+  m.em = {4, 0.5, 0.29, {-0.4, 1.4}, {0.0, 1.0}};
+  m.f1 = {4, 0.7, 0.17, {0.15, 1.25}, {0.4, 1.0}};
+  m.em_vs_baseline = PairedComparison{"fp32", 4, -0.25, {-0.75, 0.0}, 0.31};
+  return m;
+}
+
+UnitRun run(const std::string& key) { return {key, 2, "node7", 1.5}; }
+
+// The records PandasReadsTheStore (tests/read_store.py) expects.
+void fill(Store& store) {
+  std::vector<SampleRecord> samples;
+  for (int i = 0; i < 4; ++i) samples.push_back(sample(i));
+  add_samples(store, run("fp32/coqa/0000"), samples);
+  add_bench(store, run("fp32/bench"), bench());
+  add_unit_error(store, run("bf16/coqa/0001"), "CUDA out of memory");
+  set_metrics(store, metrics("bf16"));
+  save_store(store);
+}
+
+void expect_same(const SampleRecord& a, const SampleRecord& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.turn, b.turn);
+  EXPECT_EQ(a.source, b.source);
+  EXPECT_EQ(a.prompt_sha256, b.prompt_sha256);
+  EXPECT_EQ(a.prediction, b.prediction);
+  EXPECT_EQ(a.golds, b.golds);
+  EXPECT_EQ(a.em, b.em);
+  EXPECT_EQ(a.f1, b.f1);
+  EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
+  EXPECT_EQ(a.generated_tokens, b.generated_tokens);
+  EXPECT_EQ(a.stop_reason, b.stop_reason);
+}
+
+void expect_same(const MeanSummary& a, const MeanSummary& b) {
+  EXPECT_EQ(a.n, b.n);
+  EXPECT_EQ(a.mean, b.mean);
+  EXPECT_EQ(a.stderr_, b.stderr_);
+  EXPECT_EQ(a.t95.lo, b.t95.lo);
+  EXPECT_EQ(a.t95.hi, b.t95.hi);
+  EXPECT_EQ(a.bca95.lo, b.bca95.lo);
+  EXPECT_EQ(a.bca95.hi, b.bca95.hi);
+}
+
+class StoreTest : public qsweep::testing::TempSweep {
+ protected:
+  std::string job_with_sanity() const {
+    return with_line(valid_job(), 10, "  max_new_tokens: 16\n  sanity_prompts: [\"Hello\"]");
+  }
+  std::string store_path() const { return path("results.h5"); }
+  Store open(const SweepSpec& spec) const {
+    return open_store_for_writing(store_path(), spec, expand_units(spec, 10));
+  }
+};
+
+TEST_F(StoreTest, NewStoreListsEveryPlannedUnitAsTodo) {
+  const SweepSpec spec = load(valid_job());
+  { const Store store = open(spec); }
+  const Results r = read_store(store_path());
+  ASSERT_EQ(r.units.size(), 8u);
+  EXPECT_EQ(r.units[0].key, "fp32/coqa/0000");
+  EXPECT_EQ(r.units[0].status, UnitStatus::todo);
+  ASSERT_EQ(r.configs.size(), 2u);
+  EXPECT_EQ(r.configs[1].name, "bf16");
+  EXPECT_EQ(r.configs[1].fingerprint, "dtype=bf16\n");
+  EXPECT_EQ(r.provenance.at("spec_text"), valid_job());
+  EXPECT_EQ(r.provenance.at("spec_hash"), spec.spec_hash);
+}
+
+TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
+  const SweepSpec spec = load(job_with_sanity());
+  {
+    Store store = open(spec);
+    fill(store);
+    add_sanity(store, run("bf16/sanity"), {{"Hello", " world"}}, 12.5);
+    save_store(store);
+  }
+  const Results r = read_store(store_path());
+  const ConfigResults& fp32 = *find_config(r, "fp32");
+  const std::vector<SampleRecord> samples = all_samples(fp32);
+  ASSERT_EQ(samples.size(), 4u);
+  for (int i = 0; i < 4; ++i) expect_same(samples[i], sample(i));
+
+  ASSERT_TRUE(fp32.bench.has_value());
+  const BenchRecord& b = *fp32.bench;
+  EXPECT_EQ(b.config, "fp32");
+  EXPECT_EQ(b.device, "cpu");
+  EXPECT_EQ(b.method, bench().method);
+  EXPECT_EQ(b.model_bytes, bench().model_bytes);
+  EXPECT_EQ(b.peak_memory_bytes, bench().peak_memory_bytes);
+  EXPECT_EQ(b.prefill_ms, bench().prefill_ms);
+  EXPECT_EQ(b.decode_ms_per_token, bench().decode_ms_per_token);
+  EXPECT_EQ(b.throughput_tokens_per_s, bench().throughput_tokens_per_s);
+  EXPECT_TRUE(b.power_w.empty());
+
+  const ConfigResults& bf16 = *find_config(r, "bf16");
+  ASSERT_TRUE(bf16.metrics.has_value());
+  expect_same(bf16.metrics->em, metrics("bf16").em);
+  expect_same(bf16.metrics->f1, metrics("bf16").f1);
+  ASSERT_TRUE(bf16.metrics->em_vs_baseline.has_value());
+  EXPECT_EQ(bf16.metrics->em_vs_baseline->baseline, "fp32");
+  EXPECT_EQ(bf16.metrics->em_vs_baseline->mean_delta, -0.25);
+  EXPECT_EQ(bf16.metrics->em_vs_baseline->p_value, 0.31);
+  EXPECT_FALSE(bf16.metrics->f1_vs_baseline.has_value());
+  ASSERT_EQ(bf16.sanity.size(), 1u);
+  EXPECT_EQ(bf16.sanity[0].output, " world");
+  EXPECT_EQ(bf16.perplexity, 12.5);
+
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].unit, "bf16/coqa/0001");
+  EXPECT_EQ(r.errors[0].config, "bf16");
+  EXPECT_EQ(r.errors[0].host, "node7");
+  EXPECT_EQ(r.errors[0].message, "CUDA out of memory");
+  for (const UnitRecord& u : r.units) {
+    if (u.key != "fp32/bench") continue;
+    EXPECT_EQ(u.status, UnitStatus::done);
+    EXPECT_EQ(u.rank, 2);
+    EXPECT_EQ(u.seconds, 1.5);
+    EXPECT_EQ(u.finished_at.size(), 20u);  // 2026-01-01T00:00:00Z
+  }
+}
+
+TEST_F(StoreTest, EveryRewriteLeavesAReadableFileAndNoTemporary) {
+  Store store = open(load(valid_job()));
+  for (const char* key : {"fp32/coqa/0000", "fp32/coqa/0001", "fp32/coqa/0002"}) {
+    add_samples(store, run(key), {sample(0)});
+    save_store(store);
+    EXPECT_FALSE(std::filesystem::exists(store_path() + ".tmp"));
+    EXPECT_EQ(all_samples(*find_config(read_store(store_path()), "fp32")).size(),
+              std::string(key).back() - '0' + 1u);
+  }
+}
+
+// The child rewrites the store as fast as it can and is killed with SIGKILL at arbitrary points:
+// whatever moment the kill lands, the store on disk is complete.
+TEST_F(StoreTest, KilledWriterLeavesAReadableStore) {
+  const SweepSpec spec = load(valid_job());
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+      try {
+        Store store = open(spec);
+        if (::write(ready[1], "x", 1) != 1) ::_exit(1);
+        for (int i = 0;; ++i) {
+          set_provenance(store, "counter", std::to_string(i));
+          save_store(store);
+        }
+      } catch (...) {
+        ::_exit(1);
+      }
+    }
+    char c;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    ::usleep(2000 + 3000 * attempt);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    const Results r = read_store(store_path());
+    EXPECT_EQ(r.units.size(), 8u);
+  }
+}
+
+TEST_F(StoreTest, SecondWriterIsRefusedWithTheLockHolder) {
+  const SweepSpec spec = load(valid_job());
+  const Store first = open(spec);
+  try {
+    open(spec);
+    FAIL() << "a second writer was allowed";
+  } catch (const Error& e) {
+    expect_contains(e.what(), store_path() + ".lock");
+    expect_contains(e.what(), "PID " + std::to_string(::getpid()));
+  }
+}
+
+TEST_F(StoreTest, LockIsReleasedWhenTheWriterIsKilled) {
+  const SweepSpec spec = load(valid_job());
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    try {
+      const Store store = open(spec);
+      if (::write(ready[1], "x", 1) != 1) ::_exit(1);
+      ::pause();
+    } catch (...) {
+    }
+    ::_exit(1);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  EXPECT_THROW(open(spec), Error);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_NO_THROW(open(spec));
+}
+
+TEST_F(StoreTest, ResumeSkipsDoneUnitsAndFailedOnesUnlessAskedToRetry) {
+  const SweepSpec spec = load(valid_job());
+  const std::vector<WorkUnit> planned = expand_units(spec, 10);
+  {
+    Store store = open(spec);
+    fill(store);
+  }
+  Store store = open(spec);
+  EXPECT_EQ(all_samples(*find_config(store.results, "fp32")).size(), 4u);
+  auto keys = [&](bool retry_failed) {
+    std::vector<std::string> keys;
+    for (const WorkUnit& w : pending_units(store, planned, retry_failed)) keys.push_back(w.key);
+    return keys;
+  };
+  const std::vector<std::string> pending = keys(false);
+  ASSERT_EQ(pending.size(), 5u);
+  EXPECT_EQ(pending[0], "fp32/coqa/0001");
+  EXPECT_EQ(std::find(pending.begin(), pending.end(), "bf16/coqa/0001"), pending.end());
+  const std::vector<std::string> retried = keys(true);
+  EXPECT_EQ(retried.size(), 6u);
+  EXPECT_NE(std::find(retried.begin(), retried.end(), "bf16/coqa/0001"), retried.end());
+
+  add_samples(store, run("bf16/coqa/0001"), {sample(0)});
+  save_store(store);
+  const Results r = read_store(store_path());
+  EXPECT_EQ(r.errors.size(), 1u);  // the failure stays on record after the retry succeeded
+  EXPECT_EQ(keys(true).size(), 5u);
+}
+
+TEST_F(StoreTest, ResumeRefusesASpecThatChangesResults) {
+  { const Store store = open(load(valid_job())); }
+  try {
+    open(load(with_line(valid_job(), 10, "  max_new_tokens: 32")));
+    FAIL() << "an incompatible spec resumed the store";
+  } catch (const Error& e) {
+    expect_contains(e.what(), store_path());
+    expect_contains(e.what(), "evaluation.max_new_tokens was 16, now 32");
+  }
+}
+
+TEST_F(StoreTest, ResumeRefusesAConfigWhosePreparationChanged) {
+  { const Store store = open(load(valid_job())); }
+  try {
+    open(load(with_line(valid_job(), 6, "  - {name: bf16, dtype: fp16}")));
+    FAIL() << "a changed config resumed the store";
+  } catch (const Error& e) {
+    expect_contains(e.what(), "config 'bf16' dtype was bf16, now fp16");
+  }
+}
+
+TEST_F(StoreTest, ResumeAcceptsNewConfigsAndChangesThatKeepResults) {
+  { const Store store = open(load(valid_job())); }
+  const SweepSpec grown =
+      load(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16}\n  - {name: fp16, dtype: fp16}") +
+           "log_dir: other-logs\ncompare: [[bf16, fp16]]\n");
+  const Store store = open(grown);
+  EXPECT_EQ(store.results.units.size(), 12u);
+  EXPECT_EQ(store.results.configs.back().name, "fp16");
+}
+
+TEST_F(StoreTest, DoneUnitCannotBeRecordedTwice) {
+  Store store = open(load(valid_job()));
+  add_samples(store, run("fp32/coqa/0000"), {sample(0)});
+  EXPECT_THROW(add_samples(store, run("fp32/coqa/0000"), {sample(0)}), Error);
+  EXPECT_THROW(add_bench(store, run("fp32/coqa/0001"), bench()), Error);  // wrong kind
+  EXPECT_THROW(add_samples(store, run("fp32/coqa/0099"), {}), Error);     // not planned
+}
+
+TEST_F(StoreTest, FileThatIsNotAStoreIsRejectedByName) {
+  write("notes.h5", "not hdf5");
+  try {
+    read_store(path("notes.h5"));
+    FAIL() << "read a text file as a store";
+  } catch (const Error& e) {
+    expect_contains(e.what(), path("notes.h5"));
+    expect_contains(e.what(), "not an HDF5 file");
+  }
+}
+
+TEST_F(StoreTest, PandasReadsTheStore) {
+  if (std::system("/usr/bin/python3 -c 'import h5py, pandas' 2>/dev/null") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with h5py and pandas is not installed";
+  {
+    Store store = open(load(valid_job()));
+    fill(store);
+  }
+  const std::string command =
+      "/usr/bin/python3 " QSWEEP_SOURCE_DIR "/tests/read_store.py " + store_path();
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+// docs/results-schema.md quotes the time this prints: a rewrite after every unit must stay cheap
+// next to the unit itself even for a large sweep.
+TEST_F(StoreTest, RewriteOfTenConfigsTimesFiveHundredSamplesIsCheap) {
+  const std::string job = with_line(valid_job(), 9, "  shard_size: 50");
+  SweepSpec spec = load(job);
+  for (int i = 2; i < 10; ++i) spec.configs.push_back({"c" + std::to_string(i), DType::bf16, ""});
+  Store store = open_store_for_writing(store_path(), spec, expand_units(spec, 500));
+  for (const WorkUnit& w : expand_units(spec, 500)) {
+    if (w.kind == UnitKind::bench) {
+      add_bench(store, run(w.key), bench());
+      continue;
+    }
+    std::vector<SampleRecord> samples;
+    for (size_t i = w.begin; i < w.end; ++i) {
+      SampleRecord s = sample(static_cast<int>(i % 4));
+      s.prediction = "a plausible answer of a few words";
+      samples.push_back(s);
+    }
+    add_samples(store, run(w.key), samples);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  constexpr int kRewrites = 5;
+  for (int i = 0; i < kRewrites; ++i) save_store(store);
+  const double ms = std::chrono::duration<double, std::milli>(
+                        std::chrono::steady_clock::now() - start).count() / kRewrites;
+  const auto bytes = std::filesystem::file_size(store_path());
+  std::printf("store rewrite: 10 configs x 500 samples, %.2f MB, %.1f ms per rewrite (mean of %d, "
+              "fsync included)\n",
+              static_cast<double>(bytes) / 1e6, ms, kRewrites);
+  EXPECT_LT(ms, 5000.0);
+}
+
+}  // namespace
