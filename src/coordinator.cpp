@@ -1,6 +1,8 @@
 #include "qsweep/coordinator.h"
 
 #include "qsweep/coqa.h"
+#include "qsweep/lm_eval_json.h"
+#include "qsweep/text.h"
 #include "qsweep/device.h"
 #include "qsweep/error.h"
 #include "qsweep/log.h"
@@ -13,6 +15,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
+#include <iostream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -257,6 +261,28 @@ void record_provenance(Store& store, const SweepSpec& spec, const MpiContext& mp
   set_provenance(store, "model", spec.model);
 }
 
+// lm-eval-style results, one JSON file per evaluated config, beside the store:
+// STORE_DIR/<store name>.lm_eval/<config>.json.
+void write_lm_eval_files(const Store& store, const SweepSpec& spec) {
+  const std::filesystem::path dir = std::filesystem::path(store.path).replace_extension(".lm_eval");
+  BootstrapOptions bootstrap;
+  bootstrap.resamples = spec.evaluation.bootstrap_resamples;
+  bootstrap.seed = spec.seed;
+  for (const ConfigResults& c : store.results.configs) {
+    if (!c.metrics) continue;
+    std::filesystem::create_directories(dir);
+    const std::vector<SampleRecord> samples = all_samples(c);
+    const json config = {{"model", spec.model}, {"qsweep_config", c.name},
+                         {"fingerprint", c.fingerprint}, {"store", store.path},
+                         {"coqa_file", spec.evaluation.coqa},
+                         {"batch_size", spec.evaluation.batch_size},
+                         {"add_bos", spec.evaluation.add_bos}};
+    const SampleCounts counts{samples.size(), samples.size()};
+    write_file_atomic((dir / (c.name + ".json")).string(),
+                      lm_eval_results_json(*c.metrics, counts, config, bootstrap).dump(2) + "\n");
+  }
+}
+
 }  // namespace
 
 int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
@@ -277,8 +303,12 @@ int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext
   coordinate(store, spec, planned, options, mpi, local, progress);
   own_worker.join();
   save_store(store);
-  // the summary and the per-config lm-eval JSON files are written by the caller
-  return progress.failed > 0 ? 1 : 0;
+  write_lm_eval_files(store, spec);
+  std::cout << "\n" << format_store_report(store.path, store.results) << std::flush;
+  // Failures of earlier runs that were not retried count too: the store is not complete.
+  for (const UnitRecord& u : store.results.units)
+    if (u.status == UnitStatus::failed) return 1;
+  return 0;
 }
 
 }  // namespace qsweep

@@ -5,6 +5,7 @@
 #include "qsweep/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include <cmath>
 
@@ -37,6 +38,11 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
 }
 
 Model load_model(const std::string& dir, const LoadOptions& options) {
+#if TORCH_VERSION_MAJOR < 2
+  if (options.dtype == at::kHalf && options.device.is_cpu())
+    fail("fp16 on the CPU: libtorch {} has no CPU half-precision matmul; run fp16 configs on a GPU, "
+         "or use bf16 or fp32 on the CPU", TORCH_VERSION);
+#endif
   Model m;
   m.config = load_model_config(dir);
   m.device = options.device;

@@ -11,6 +11,7 @@
 #include "qsweep/tokenizer.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 
 #include <chrono>
 #include <optional>
@@ -110,6 +111,20 @@ void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
   }
 }
 
+// The one place a unit's failure is caught: it becomes an error row and the sweep goes on. A
+// CUDA error leaves the GPU context unusable, so the rank stops taking units.
+void fail_unit(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r, const std::string& message) {
+  r.error = UnitError{unit.config, unit.key, r.rank, r.host, message};
+  r.samples.clear();
+  r.sanity.clear();
+  r.bench.reset();
+  if (message.find("CUDA error") != std::string::npos ||
+      message.find("CUBLAS_STATUS") != std::string::npos) {
+    s.broken = true;
+    s.model.reset();
+  }
+}
+
 }  // namespace
 
 UnitRunner::UnitRunner(const SweepSpec& spec, const RankInfo& rank)
@@ -134,18 +149,10 @@ UnitResult UnitRunner::run(const WorkUnit& unit) {
   const auto start = std::chrono::steady_clock::now();
   try {
     run_kind(*state_, unit, r);
+  } catch (const c10::Error& e) {
+    fail_unit(*state_, unit, r, e.what_without_backtrace());  // libtorch's trace helps nobody here
   } catch (const std::exception& e) {
-    // The one place a unit's failure is caught: it becomes an error row and the sweep goes on.
-    const std::string message = e.what();
-    r.error = UnitError{unit.config, unit.key, r.rank, r.host, message};
-    r.samples.clear();
-    r.sanity.clear();
-    r.bench.reset();
-    if (message.find("CUDA error") != std::string::npos ||
-        message.find("CUBLAS_STATUS") != std::string::npos) {
-      state_->broken = true;
-      state_->model.reset();
-    }
+    fail_unit(*state_, unit, r, e.what());
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

@@ -120,6 +120,8 @@ struct SummaryRow {
   size_t units_done = 0, units_failed = 0, units_todo = 0;
 };
 std::vector<SummaryRow> summarize(const Results& results);
+// The report `show` prints: header, summary table, errors, units not done.
+std::string format_store_report(const std::string& path, const Results& results);
 
 
 }  // namespace qsweep
