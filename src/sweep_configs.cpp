@@ -33,7 +33,7 @@ namespace {
 // Canonical order; a grid varies the first key slowest, so configs that share the costlier
 // preparation steps (listed first) stay adjacent.
 const std::vector<std::string>& config_key_names() {
-  static const std::vector<std::string> names = {"dtype"};
+  static const std::vector<std::string> names = {"model", "dtype"};
   return names;
 }
 
@@ -53,15 +53,31 @@ DType parse_dtype(const YAML::Node& node, const std::string& file, const std::st
                               near.empty() ? "" : " (did you mean '" + near + "'?)"));
 }
 
+// A model directory relative to the file that names it, checked like the sweep's own `model`.
+std::string parse_model_dir(const YAML::Node& node, const std::string& file, const std::string& key) {
+  namespace fs = std::filesystem;
+  const fs::path given = yaml::expand_env(yaml::as_string(node, file, key), file, node, key);
+  const fs::path dir = (given.is_absolute() ? given : fs::path(file).parent_path() / given).lexically_normal();
+  if (!fs::is_regular_file(dir / "config.json"))
+    yaml::key_error(file, node, key,
+                    fmt::format("'{}' is not a Hugging Face model directory (no config.json)",
+                                dir.string()));
+  return dir.string();
+}
+
 void set_config_key(PrepConfig& config, const std::string& name, const YAML::Node& value,
                     const std::string& file, const std::string& key) {
   if (name == "dtype") config.dtype = parse_dtype(value, file, key);
+  if (name == "model") config.model = parse_model_dir(value, file, key);
 }
 
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config) {
-  return {{"dtype", dtype_name(config.dtype)}};
+  std::vector<std::pair<std::string, std::string>> values;
+  if (!config.model.empty()) values.emplace_back("model", config.model);
+  values.emplace_back("dtype", dtype_name(config.dtype));
+  return values;
 }
 
 // --- Inline configs, presets and grids, all built from the keys above. ---

@@ -28,41 +28,12 @@ std::string eval_mode_name(EvalMode mode) {
 
 namespace {
 
-// ${VAR} and ${VAR:-default}, as a shell expands them, so one job file serves several clusters.
-std::string expand_env(const std::string& value, const yaml::Section& s, const std::string& name) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t open = value.find("${"); open != std::string::npos;
-       open = value.find("${", pos)) {
-    const size_t close = value.find('}', open);
-    if (close == std::string::npos)
-      yaml::key_error(s.file, s.get(name), s.key(name),
-                      fmt::format("unterminated '${{' in '{}'", value));
-    const std::string inner = value.substr(open + 2, close - open - 2);
-    const size_t dash = inner.find(":-");
-    const std::string var = inner.substr(0, dash);
-    const char* set = std::getenv(var.c_str());
-    out += value.substr(pos, open - pos);
-    if (set && *set) {
-      out += set;
-    } else if (dash != std::string::npos) {
-      out += inner.substr(dash + 2);
-    } else {
-      yaml::key_error(s.file, s.get(name), s.key(name),
-                      fmt::format("environment variable {} is not set (write ${{{}:-DEFAULT}} "
-                                  "for a fallback)",
-                                  var, var));
-    }
-    pos = close + 1;
-  }
-  return out + value.substr(pos);
-}
-
 // Relative paths in a job file mean relative to the job file, wherever qsweep is started from.
 std::string get_path(const yaml::Section& s, const std::string& name, const fs::path& base,
                      const std::string& fallback) {
   if (!s.has(name)) return fallback;
-  const fs::path p = expand_env(yaml::as_string(s.get(name), s.file, s.key(name)), s, name);
+  const fs::path p = yaml::expand_env(yaml::as_string(s.get(name), s.file, s.key(name)), s.file,
+                                      s.get(name), s.key(name));
   return (p.is_absolute() ? p : base / p).lexically_normal().string();
 }
 
@@ -118,7 +89,7 @@ std::vector<std::string> get_config_dirs(const yaml::Section& s, const fs::path&
   std::vector<std::string> dirs;
   const auto given = yaml::as_strings(s.get("config_dirs"), s.file, s.key("config_dirs"));
   for (size_t i = 0; i < given.size(); ++i) {
-    const fs::path p = expand_env(given[i], s, "config_dirs");
+    const fs::path p = yaml::expand_env(given[i], s.file, s.get("config_dirs"), s.key("config_dirs"));
     const fs::path dir = (p.is_absolute() ? p : base / p).lexically_normal();
     if (!fs::is_directory(dir))
       yaml::key_error(s.file, s.get("config_dirs")[i], fmt::format("config_dirs[{}]", i),

@@ -53,7 +53,7 @@ const Model& prepare(UnitRunner::State& s, const std::string& config) {
   s.prepared.clear();
   const PrepConfig& c = find_config(s.spec, config);
   const auto start = std::chrono::steady_clock::now();
-  s.model = load_model(s.spec.model, {torch_dtype(c.dtype), s.device});
+  s.model = load_model(c.model.empty() ? s.spec.model : c.model, {torch_dtype(c.dtype), s.device});
   s.prepared = config;
   log_info("prepared {} ({}) on {} in {:.1f} s", config, dtype_name(c.dtype),
            device_description(s.device),

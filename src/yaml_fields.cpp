@@ -150,4 +150,36 @@ std::string get_choice(const Section& s, const std::string& name, const std::str
             fmt::format("must be one of {}, got '{}'{}", fmt::join(choices, ", "), value, hint));
 }
 
+// ${VAR} and ${VAR:-default}, as a shell expands them, so one job file serves several clusters.
+std::string expand_env(const std::string& value, const std::string& file, const YAML::Node& node,
+                       const std::string& key) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t open = value.find("${"); open != std::string::npos;
+       open = value.find("${", pos)) {
+    const size_t close = value.find('}', open);
+    if (close == std::string::npos)
+      key_error(file, node, key,
+                      fmt::format("unterminated '${{' in '{}'", value));
+    const std::string inner = value.substr(open + 2, close - open - 2);
+    const size_t dash = inner.find(":-");
+    const std::string var = inner.substr(0, dash);
+    const char* set = std::getenv(var.c_str());
+    out += value.substr(pos, open - pos);
+    if (set && *set) {
+      out += set;
+    } else if (dash != std::string::npos) {
+      out += inner.substr(dash + 2);
+    } else {
+      key_error(file, node, key,
+                      fmt::format("environment variable {} is not set (write ${{{}:-DEFAULT}} "
+                                  "for a fallback)",
+                                  var, var));
+    }
+    pos = close + 1;
+  }
+  return out + value.substr(pos);
+}
+
+
 }  // namespace qsweep::yaml

@@ -40,6 +40,9 @@ YAML::Node require(const Section& s, const std::string& name);
 std::string describe(const YAML::Node& node);
 
 std::string as_string(const YAML::Node& n, const std::string& file, const std::string& key);
+// ${VAR} and ${VAR:-default} in a value, as a shell expands them; errors point at node.
+std::string expand_env(const std::string& value, const std::string& file, const YAML::Node& node,
+                       const std::string& key);
 long long as_int(const YAML::Node& n, const std::string& file, const std::string& key);
 bool as_bool(const YAML::Node& n, const std::string& file, const std::string& key);
 std::vector<std::string> as_strings(const YAML::Node& n, const std::string& file,

@@ -21,6 +21,7 @@ struct PrepConfig {
   std::string name;
   DType dtype = DType::bf16;
   std::string origin;  // "FILE:LINE" of the item it came from, for messages
+  std::string model;   // another checkpoint for this config; "" = the sweep's model
 };
 
 // Key/value pairs that define a config's model preparation, in the canonical key order (the
