@@ -7,4 +7,7 @@ namespace qsweep::cli {
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
 
+// `qsweep tokenize`: text on stdin to ids on stdout (or ids to text with --decode).
+void add_tokenize_command(CLI::App& app);
+
 }  // namespace qsweep::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   CLI::App app{"qsweep: quantization sweeps of Llama-family models on HPC clusters"};
   app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
   app.require_subcommand(1);
+  qsweep::cli::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
