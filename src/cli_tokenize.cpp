@@ -1,72 +1,95 @@
-// qsweep tokenize: stdin text to ids with a model's (or a file's) tokenizer, one JSON array per
-// line; --jsonl for many strings in one process (tests/parity/tokenizer_parity.py), --decode for
-// the way back.
+// `qsweep tokenize (--model DIR | --tokenizer FILE) [--no-special] [--jsonl] [--decode]`:
+// stdin text to ids (a JSON array on one line), or with --decode ids to text. --jsonl handles one
+// JSON value per line, so tests/parity/tokenizer_parity.py can run every string in one process.
 #include "cli.h"
 #include "qsweep/error.h"
 #include "qsweep/tokenizer.h"
 
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
 #include <iostream>
 #include <iterator>
 
 namespace qsweep::cli {
 namespace {
 
-struct TokenizeArgs {
-  std::string model;
-  std::string tokenizer;
+using json = nlohmann::json;
+
+struct TokenizeOptions {
+  std::string model_dir;
+  std::string tokenizer_file;
   bool no_special = false;
+  bool keep_special = false;
   bool jsonl = false;
   bool decode = false;
 };
 
-Tokenizer open_tokenizer(const TokenizeArgs& a) {
-  if (!a.model.empty()) return Tokenizer::from_model_dir(a.model);
-  if (a.tokenizer.empty()) fail("give --model DIR or --tokenizer FILE");
-  const auto config = std::filesystem::path(a.tokenizer).parent_path() / "tokenizer_config.json";
-  return Tokenizer::from_files(a.tokenizer, std::filesystem::exists(config) ? config.string() : "");
-}
-
-std::string ids_line(const std::vector<int32_t>& ids) { return nlohmann::json(ids).dump(); }
-
-std::string as_json_string(const std::string& text) {
-  return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-void run(const TokenizeArgs& a) {
-  const Tokenizer tok = open_tokenizer(a);
-  if (!a.jsonl) {
-    const std::string input{std::istreambuf_iterator<char>(std::cin), {}};
-    if (a.decode) std::cout << tok.decode(nlohmann::json::parse(input).get<std::vector<int32_t>>(), false);
-    else std::cout << ids_line(tok.encode(input, !a.no_special)) << "\n";
-    return;
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {
+  try {
+    return json::parse(text).get<std::vector<int32_t>>();
+  } catch (const json::exception& e) {
+    fail("{}: expected a JSON array of token ids: {}", where, e.what());
   }
+}
+
+std::string dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void run_lines(const Tokenizer& tokenizer, const TokenizeOptions& o) {
   std::string line;
-  for (int n = 1; std::getline(std::cin, line); ++n) {
-    nlohmann::json item;
-    try {
-      item = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("stdin line {}: not JSON ({})", n, e.what());
+  for (size_t number = 1; std::getline(std::cin, line); ++number) {
+    const std::string where = fmt::format("stdin line {}", number);
+    if (o.decode) {
+      std::cout << dump(tokenizer.decode(parse_ids(line, where), !o.keep_special)) << '\n';
+      continue;
     }
-    if (a.decode) std::cout << as_json_string(tok.decode(item.get<std::vector<int32_t>>(), false)) << "\n";
-    else std::cout << ids_line(tok.encode(item.get<std::string>(), !a.no_special)) << "\n";
+    json text;
+    try {
+      text = json::parse(line);
+    } catch (const json::exception& e) {
+      fail("{}: expected a JSON string: {}", where, e.what());
+    }
+    if (!text.is_string()) fail("{}: expected a JSON string, got {}", where, line.substr(0, 80));
+    std::cout << dump(tokenizer.encode(text.get<std::string>(), !o.no_special)) << '\n';
   }
+}
+
+void run(const TokenizeOptions& o) {
+  const Tokenizer tokenizer = o.model_dir.empty() ? Tokenizer::from_files(o.tokenizer_file)
+                                                  : Tokenizer::from_model_dir(o.model_dir);
+  std::ios::sync_with_stdio(false);
+  if (o.jsonl) return run_lines(tokenizer, o);
+  const std::string input{std::istreambuf_iterator<char>(std::cin), {}};
+  if (o.decode)
+    std::cout << tokenizer.decode(parse_ids(input, "stdin"), !o.keep_special);
+  else
+    std::cout << dump(tokenizer.encode(input, !o.no_special)) << '\n';
 }
 
 }  // namespace
 
 void add_tokenize(CLI::App& app) {
-  auto a = std::make_shared<TokenizeArgs>();
-  CLI::App* cmd = app.add_subcommand("tokenize", "Text on stdin to token ids (JSON)");
-  cmd->add_option("--model", a->model, "Model directory with tokenizer.json");
-  cmd->add_option("--tokenizer", a->tokenizer, "A tokenizer.json file");
-  cmd->add_flag("--no-special", a->no_special, "Skip the post-processor (no BOS)");
-  cmd->add_flag("--jsonl", a->jsonl, "Each stdin line is a JSON string (or id array with --decode)");
-  cmd->add_flag("--decode", a->decode, "Ids to text instead (special tokens kept)");
-  cmd->callback([a] { run(*a); });
+  auto options = std::make_shared<TokenizeOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "tokenize", "Encode stdin to token ids (a JSON array), or decode ids with --decode");
+  auto* model = cmd->add_option("--model", options->model_dir,
+                                "Model directory: tokenizer.json and tokenizer_config.json, as "
+                                "transformers loads them");
+  auto* file = cmd->add_option("--tokenizer", options->tokenizer_file,
+                               "A tokenizer.json alone, as tokenizers.Tokenizer.from_file loads it");
+  model->excludes(file);
+  cmd->add_flag("--no-special", options->no_special,
+                "Encode without the post-processor's special tokens (add_special_tokens=False)");
+  cmd->add_flag("--keep-special", options->keep_special,
+                "Decode special tokens too (skip_special_tokens=False)");
+  cmd->add_flag("--jsonl", options->jsonl,
+                "One JSON string per stdin line (with --decode: one JSON array), one result per line");
+  cmd->add_flag("--decode", options->decode, "stdin holds ids; print the text");
+  cmd->callback([options, model, file] {
+    if (model->empty() && file->empty()) fail("tokenize: pass --model DIR or --tokenizer FILE");
+    run(*options);
+  });
 }
 
 }  // namespace qsweep::cli

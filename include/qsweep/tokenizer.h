@@ -41,9 +41,8 @@ class Tokenizer {
   std::optional<int32_t> eos_id() const;      // tokenizer_config's eos_token
   std::string source() const;                 // the tokenizer.json path, for error messages
 
-  struct Impl;  // the parsed tokenizer.json; opaque outside tokenizer.cpp
-
  private:
+  struct Impl;
   explicit Tokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
