@@ -5,6 +5,8 @@
 #      all units are done; the store it leaves is readable and partial, the job is not requeued;
 #      resubmitted, it finishes: every unit done exactly once, units done before the cancel were
 #      not run again, and no config has a sample (id, turn) twice.
+#   c) requeue: USR1 (what Slurm sends near the time limit) half-way through a third sweep; the
+#      job requeues itself and its second run completes the store, as in b).
 # Needs root (to start the daemons; CI runs as root): exit 77 (skipped) otherwise. The daemons run
 # from a temporary directory and are stopped, their jobs cancelled, however the test ends.
 set -euo pipefail
@@ -75,18 +77,26 @@ sweep "a) the sweep" "$TMP/a.h5"
 [ -s "$TMP/a.h5" ] || fail "a) no store at $TMP/a.h5"
 store complete "$TMP/a.h5" || fail "a) store incomplete"
 
+# wait_partial WHAT JOB STORE: wait until STORE shows a unit done, while JOB runs.
+wait_partial() {
+  local progress=""
+  while :; do
+    [ "$(left)" -gt 60 ] || fail "$1: no unit done within the time budget"
+    if [ -s "$3" ]; then progress=$(store progress "$3" 2>/dev/null) || progress=""; fi
+    if [ -n "$progress" ] && [ "${progress% *}" -ge 1 ]; then break; fi
+    [ -n "$(squeue -h -j "$2" -o %T 2>/dev/null)" ] || fail "$1: job $2 ended before any unit was done"
+    sleep 0.2
+  done
+  say "$1: ${progress% *} of ${progress#* } units done in job $2"
+}
+# The first run of (b) and (c) has one rank, so that the sweep (seconds on 3 ranks) takes long
+# enough to be caught half-way; the resumed runs have 3, which resuming must allow.
+ONE_RANK=(--ntasks=1)
+
 say "b) cancel once some units are done, then resume"
-job=$(timeout 30 "${SBATCH[@]}" slurm/sweep.sh jobs/demo.yaml --store "$TMP/b.h5")
-progress=""
-while :; do
-  [ "$(left)" -gt 60 ] || fail "b) no unit done within the time budget (store: '$progress')"
-  if [ -s "$TMP/b.h5" ]; then progress=$(store progress "$TMP/b.h5" 2>/dev/null) || progress=""; fi
-  if [ -n "$progress" ] && [ "${progress% *}" -ge 1 ]; then break; fi
-  [ -n "$(squeue -h -j "$job" -o %T 2>/dev/null)" ] || fail "b) job $job ended before any unit was done"
-  sleep 1
-done
+job=$(timeout 30 "${SBATCH[@]}" "${ONE_RANK[@]}" slurm/sweep.sh jobs/demo.yaml --store "$TMP/b.h5")
+wait_partial "b) before the cancel" "$job" "$TMP/b.h5"
 scancel "$job"
-say "b) cancelled job $job with ${progress% *} of ${progress#* } units done"
 for _ in $(seq 60); do
   state=$(squeue -h -j "$job" -o %T 2>/dev/null) || state=""
   [ "$state" != PENDING ] || fail "b) job $job was requeued after scancel"
@@ -95,7 +105,31 @@ for _ in $(seq 60); do
 done
 [ -z "$state" ] || fail "b) job $job still $state 60 s after scancel"
 store partial "$TMP/b.h5" "$TMP/b-partial.json" || fail "b) store after the cancel"
-
 sweep "b) the resumed sweep" "$TMP/b.h5"
 store complete "$TMP/b.h5" "$TMP/b-partial.json" || fail "b) store after the resume"
+
+# c) What --signal=B:USR1@120 does near the time limit, sent at once: sweep.sh passes USR1 to the
+# ranks and requeues the job, which resumes from the store; sbatch --wait follows it to the end.
+say "c) USR1 (time limit near) once some units are done: requeue and resume"
+timeout "$(left)" "${SBATCH[@]}" "${ONE_RANK[@]}" --wait slurm/sweep.sh jobs/demo.yaml \
+  --store "$TMP/c.h5" >"$TMP/c.id" &
+waiter=$!
+for _ in $(seq 100); do [ -s "$TMP/c.id" ] && break; sleep 0.2; done
+job=$(cat "$TMP/c.id")
+[ -n "$job" ] || fail "c) sbatch printed no job ID"
+wait_partial "c) before USR1" "$job" "$TMP/c.h5"
+scancel --batch --signal=USR1 "$job"
+for _ in $(seq 60); do
+  state=$(squeue -h -j "$job" -o %T 2>/dev/null) || state=""
+  [ "$state" != PENDING ] && sleep 1 || break
+done
+[ "$state" = PENDING ] || fail "c) job $job not requeued after USR1 (state '$state')"
+store partial "$TMP/c.h5" "$TMP/c-partial.json" || fail "c) store after USR1"
+# Slurm holds a requeued job back for about two minutes; release it now.
+scontrol update jobid="$job" starttime=now
+rc=0
+wait "$waiter" || rc=$?
+[ $rc -eq 0 ] || fail "c) the requeued job $job exited $rc, expected 0"
+grep -q "restart 1" "$TMP/job-$job.out" || fail "c) job $job did not run a second time"
+store complete "$TMP/c.h5" "$TMP/c-partial.json" || fail "c) store after the requeue"
 say "passed"
