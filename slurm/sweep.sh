@@ -96,6 +96,7 @@ requeued=""
 signals=0
 # on_signal SIG: pass SIG on to the ranks, and requeue the job unless it is already ending (a job
 # being cancelled is COMPLETING; requeueing it would bring back a job its owner stopped).
+# shellcheck disable=SC2317  # reached through the traps below
 on_signal() {
   signals=$((signals + 1))
   say "got SIG$1 at $(date '+%F %T')"
@@ -134,4 +135,4 @@ while :; do
   [ "$signals" -ne "$seen" ] || break
 done
 say "qsweep run exited with $rc"
-exit $rc
+exit "$rc"

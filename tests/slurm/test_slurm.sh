@@ -55,6 +55,7 @@ finish() {
 trap finish EXIT
 trap 'exit 143' INT TERM
 bash "$HERE/local-cluster.sh" start
+# shellcheck source=/dev/null  # written by local-cluster.sh start
 . "$QSWEEP_SLURM_DIR/env.sh"
 
 # sbatch exports the whole environment (--export=ALL), so these reach the job.
@@ -121,7 +122,8 @@ wait_partial "c) before USR1" "$job" "$TMP/c.h5"
 scancel --batch --signal=USR1 "$job"
 for _ in $(seq 60); do
   state=$(squeue -h -j "$job" -o %T 2>/dev/null) || state=""
-  [ "$state" != PENDING ] && sleep 1 || break
+  [ "$state" = PENDING ] && break
+  sleep 1
 done
 [ "$state" = PENDING ] || fail "c) job $job not requeued after USR1 (state '$state')"
 store partial "$TMP/c.h5" "$TMP/c-partial.json" || fail "c) store after USR1"
