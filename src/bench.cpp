@@ -9,6 +9,8 @@
 #include <c10/core/InferenceMode.h>
 #include <fmt/format.h>
 
+#include <optional>
+
 
 namespace qsweep {
 namespace {
@@ -18,20 +20,26 @@ at::Tensor random_ids(const Model& m, int64_t batch, int64_t length, uint64_t se
   return at::randint(m.config.vocab_size, {batch, length}, gen, at::kLong).to(m.device);
 }
 
-// Prefill of `prompt` followed by `steps` greedy decode steps, all on the device: the next token
-// is fed back without a host round trip, so the figure is the engine's, not the host loop's.
-void prefill_and_decode(const Model& m, const at::Tensor& prompt, int steps) {
-  const int64_t b = prompt.size(0), t = prompt.size(1);
-  const auto on = at::TensorOptions().device(m.device);
-  KVCache cache = make_kv_cache(m, b, t + steps);
-  at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
-                              at::arange(t, on.dtype(at::kLong)).expand({b, t}), cache, true);
-  const at::Tensor real = at::ones({b, 1}, on.dtype(at::kBool));
-  for (int s = 0; s < steps; ++s) {
-    const at::Tensor pos = at::full({b, 1}, t + s, on.dtype(at::kLong));
-    logits = forward(m, logits.argmax(-1), real, pos, cache, true);
+// Decoding after a prefill of `prompt`, as generation runs it (a CUDA graph on a GPU) but with
+// the next token fed back on the device, so the figure is the engine's, not the host loop's.
+struct DecodeRun {
+  KVCache cache;
+  DecodeState state;
+  std::optional<Decoder> decoder;
+
+  DecodeRun(const Model& m, const at::Tensor& prompt, int steps) {
+    const int64_t b = prompt.size(0), t = prompt.size(1);
+    const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
+    cache = make_kv_cache(m, b, t + steps);
+    const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
+                                      at::arange(t, on).expand({b, t}), cache, true);
+    state = {logits.argmax(-1), at::full({b, 1}, t, on), at::full({1}, t, on)};
+    if (steps > 0) decoder.emplace(m, cache, state);
   }
-}
+  void decode(int steps) {
+    for (int s = 0; s < steps; ++s) decoder->step();
+  }
+};
 
 // Runs `work` warmup + repeats times and returns the timed repeats in milliseconds.
 std::vector<double> timed(const Model& m, const BenchOptions& o, const std::function<void()>& work) {
@@ -52,27 +60,39 @@ BenchRecord run_benchmark(const Model& m, const std::string& config, const Bench
   r.method = fmt::format(
       "{} warmup + {} timed repeats each; {}; prefill: {} random tokens, batch 1, logits of the "
       "last token; decode: {} greedy steps after a 1-token prompt, batch 1, next token fed back "
-      "on the device; throughput: batch b x {} new tokens / time of {}-token prefill + decode",
+      "on the device (CUDA graph on a GPU), steps only; power: NVML every 10 ms over as many "
+      "untimed decode runs; throughput: batch b x {} new tokens / time of {}-token prefill + "
+      "graph capture + decode",
       o.warmup, o.repeats, m.device.is_cuda() ? "CUDA events around each repeat" : "steady clock",
       o.prefill_tokens, o.decode_tokens, o.decode_tokens, o.throughput_prompt_tokens);
   reset_peak_memory(m.device);
 
   const at::Tensor long_prompt = random_ids(m, 1, o.prefill_tokens, o.seed);
-  r.prefill_ms = timed(m, o, [&] { prefill_and_decode(m, long_prompt, 0); });
+  r.prefill_ms = timed(m, o, [&] { DecodeRun(m, long_prompt, 0); });
 
+  // Decode latency: only the steps are timed (each repeat on a fresh cache and graph).
   const at::Tensor one_token = random_ids(m, 1, 1, o.seed + 1);
-  PowerSampler power(m.device);
-  for (double ms : timed(m, o, [&] { prefill_and_decode(m, one_token, o.decode_tokens); })) {
-    const double per_token = ms / o.decode_tokens;
+  auto decode_ms = [&] {
+    DecodeRun run(m, one_token, o.decode_tokens);
+    return time_ms(m.device, [&] { run.decode(o.decode_tokens); });
+  };
+  for (int i = 0; i < o.warmup; ++i) decode_ms();
+  for (int i = 0; i < o.repeats; ++i) {
+    const double per_token = decode_ms() / o.decode_tokens;
     r.decode_ms_per_token.push_back(per_token);
     // Every decode step reads all weights once: bytes / time is the bandwidth actually achieved.
     r.bandwidth_gb_s.push_back(static_cast<double>(r.model_bytes) / (per_token * 1e6));
   }
+  // Power is sampled over separate decode runs: polling NVML during the timed ones slows the
+  // host and so the figure being measured.
+  PowerSampler power(m.device);
+  for (int i = 0; i < o.repeats; ++i) decode_ms();
   r.power_w = power.stop();
 
+  // Throughput as a user sees it: prefill, graph capture and decode, end to end.
   for (int b : o.batch_sizes) {
     const at::Tensor prompts = random_ids(m, b, o.throughput_prompt_tokens, o.seed + 2 + b);
-    for (double ms : timed(m, o, [&] { prefill_and_decode(m, prompts, o.decode_tokens); }))
+    for (double ms : timed(m, o, [&] { DecodeRun(m, prompts, o.decode_tokens).decode(o.decode_tokens); }))
       r.throughput_tokens_per_s[b].push_back(1000.0 * b * o.decode_tokens / ms);
   }
   r.peak_memory_bytes = peak_memory_bytes(m.device);

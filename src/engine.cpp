@@ -35,6 +35,13 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const Model& m, const at::Tensor& 
   return {emb.cos().to(m.dtype), emb.sin().to(m.dtype)};
 }
 
+// Masked scores get the dtype's lowest value rather than -inf, which keeps them finite in sums.
+double lowest_value(at::ScalarType dtype) {
+  return dtype == at::kFloat ? std::numeric_limits<float>::lowest()
+         : dtype == at::kHalf ? -65504.0
+                              : -3.3895313892515355e38;
+}
+
 // Additive mask [batch, 1, T, length + T]: a query sees real keys at or before its own slot.
 at::Tensor attention_bias(const KVCache& cache, int64_t t, at::ScalarType dtype) {
   const int64_t total = cache.length + t;
@@ -74,9 +81,17 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 #endif
 }
 
+// Where a pass writes its keys and values: slots [start, start + t) known on the host (prefill,
+// eager decode), or the one slot held in a device tensor (graph-capturable decode), which then
+// attends over the whole cache and relies on the key mask for unfilled slots.
+struct CacheWrite {
+  int64_t start = 0;
+  at::Tensor slot;
+};
+
 at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, const at::Tensor& x,
                            const std::pair<at::Tensor, at::Tensor>& rope, const at::Tensor& bias,
-                           KVCache& cache) {
+                           KVCache& cache, const CacheWrite& write) {
   const ModelConfig& c = m.config;
   const int64_t b = x.size(0), t = x.size(1);
   auto heads = [&](const Linear& proj, int n) {
@@ -86,11 +101,17 @@ at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, con
   const at::Tensor v = heads(l.v, c.num_kv_heads);
   q = q * rope.first + rotate_half(q) * rope.second;
   k = k * rope.first + rotate_half(k) * rope.second;
-  const int64_t total = cache.length + t;
-  cache.k[layer].narrow(2, cache.length, t).copy_(k);
-  cache.v[layer].narrow(2, cache.length, t).copy_(v);
-  const at::Tensor out = attend(q, cache.k[layer].narrow(2, 0, total),
-                                cache.v[layer].narrow(2, 0, total), bias);
+  at::Tensor keys = cache.k[layer], values = cache.v[layer];
+  if (write.slot.defined()) {
+    keys.index_copy_(2, write.slot, k);
+    values.index_copy_(2, write.slot, v);
+  } else {
+    keys.narrow(2, write.start, t).copy_(k);
+    values.narrow(2, write.start, t).copy_(v);
+    keys = keys.narrow(2, 0, write.start + t);
+    values = values.narrow(2, 0, write.start + t);
+  }
+  const at::Tensor out = attend(q, keys, values, bias);
   return linear_forward(l.o, out.transpose(1, 2).reshape({b, t, c.num_heads * c.head_dim}));
 }
 
@@ -112,25 +133,50 @@ KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
   return cache;
 }
 
+namespace {
+
+// The decoder stack and the final norm and projection, for tokens already embedded.
+at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
+                     const at::Tensor& bias, KVCache& cache, const CacheWrite& write,
+                     bool last_only) {
+  const auto rope = rope_tables(m, positions);
+  const double eps = m.config.rms_norm_eps;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const LayerWeights& l = m.layers[i];
+    x = x + attention_block(m, l, static_cast<int>(i), rms_norm(x, l.input_norm, eps), rope, bias,
+                            cache, write);
+    x = x + mlp_block(l, rms_norm(x, l.post_attention_norm, eps));
+  }
+  if (last_only) x = x.narrow(1, x.size(1) - 1, 1);
+  return linear_forward(m.lm_head, rms_norm(x, m.final_norm, eps));
+}
+
+}  // namespace
+
 at::Tensor forward(const Model& m, const at::Tensor& tokens, const at::Tensor& real,
                    const at::Tensor& positions, KVCache& cache, bool last_only) {
   const int64_t t = tokens.size(1);
   QSWEEP_CHECK(cache.length + t <= cache.capacity, "KV cache overflow: {} + {} slots > capacity {}",
                cache.length, t, cache.capacity);
   cache.key_mask.narrow(1, cache.length, t).copy_(real);
-  const auto rope = rope_tables(m, positions);
   const at::Tensor bias = attention_bias(cache, t, m.dtype);
-  at::Tensor x = at::embedding(m.embed, tokens);
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const LayerWeights& l = m.layers[i];
-    const double eps = m.config.rms_norm_eps;
-    x = x + attention_block(m, l, static_cast<int>(i), rms_norm(x, l.input_norm, eps), rope, bias,
-                            cache);
-    x = x + mlp_block(l, rms_norm(x, l.post_attention_norm, eps));
-  }
+  const at::Tensor logits = run_model(m, at::embedding(m.embed, tokens), positions, bias, cache,
+                                      CacheWrite{cache.length, {}}, last_only);
   cache.length += t;
-  if (last_only) x = x.narrow(1, t - 1, 1);
-  return linear_forward(m.lm_head, rms_norm(x, m.final_norm, m.config.rms_norm_eps));
+  return logits;
+}
+
+void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
+  cache.key_mask.index_fill_(1, s.slot, true);
+  const auto options = at::TensorOptions().dtype(m.dtype).device(m.device);
+  const at::Tensor bias = at::zeros(cache.key_mask.sizes(), options)
+                              .masked_fill_(cache.key_mask.logical_not(), lowest_value(m.dtype))
+                              .view({cache.key_mask.size(0), 1, 1, cache.capacity});
+  const at::Tensor logits = run_model(m, at::embedding(m.embed, s.tokens), s.positions, bias, cache,
+                                      CacheWrite{0, s.slot}, true);
+  s.tokens.copy_(logits.argmax(-1));
+  s.positions.add_(1);
+  s.slot.add_(1);
 }
 
 }  // namespace qsweep

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 namespace qsweep {
 
@@ -90,11 +91,12 @@ void run_batch(const Model& m, const Tokenizer& tok, std::vector<Row>& rows,
     next_pos[i] = static_cast<int64_t>(prompt.size());
   }
   KVCache cache = make_kv_cache(m, b, p + o.max_new_tokens);
-  at::Tensor logits = forward(m, ids.to(m.device), real.to(m.device), pos.to(m.device), cache, true);
-  const at::Tensor ones = at::ones({b, 1}, at::TensorOptions().dtype(at::kBool).device(m.device));
+  const at::Tensor logits = forward(m, ids.to(m.device), real.to(m.device), pos.to(m.device), cache, true);
+  DecodeState state{logits.argmax(-1), at::tensor(next_pos, at::kLong).view({b, 1}).to(m.device),
+                    at::full({1}, p, at::TensorOptions().dtype(at::kLong).device(m.device))};
+  std::optional<Decoder> decoder;  // built after the first token: a batch may need no decode step
   for (int step = 0; step < o.max_new_tokens; ++step) {
-    const at::Tensor next = logits.argmax(-1);  // [b, 1]
-    const at::Tensor host = next.to(at::kCPU);
+    const at::Tensor host = state.tokens.to(at::kCPU);
     const int64_t* tokens = host.data_ptr<int64_t>();
     bool all_done = true;
     for (int64_t i = 0; i < b; ++i) {
@@ -102,9 +104,8 @@ void run_batch(const Model& m, const Tokenizer& tok, std::vector<Row>& rows,
       all_done = all_done && rows[i].done;
     }
     if (all_done) break;
-    const at::Tensor positions = at::tensor(next_pos, at::kLong).view({b, 1}).to(m.device);
-    for (auto& np : next_pos) ++np;
-    logits = forward(m, next, ones, positions, cache, true);
+    if (!decoder) decoder.emplace(m, cache, state);
+    decoder->step();
   }
 }
 

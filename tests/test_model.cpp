@@ -241,3 +241,24 @@ TEST(Perplexity, ZeroWeightsGiveUniformPredictionsAndSelfKlIsZero) {
   EXPECT_NEAR(*self.kl_vs_baseline, 0.0, 1e-6);
   EXPECT_GT(*score_text(m, &zero, windows).kl_vs_baseline, 0.1);
 }
+
+TEST(Decode, DeviceSideStepsMatchRecomputingEveryPrefix) {
+  // decode_step (the CUDA-graph-capturable step: cache slot and positions on the device, full
+  // cache attended under the key mask) against greedy decoding by full prefills.
+  c10::InferenceMode guard;
+  const Model m = load_model(tiny_model_dir(), {});
+  std::vector<int64_t> ids = {1, 40, 41, 42, 43};
+  const int steps = 12;
+  KVCache cache = make_kv_cache(m, 1, static_cast<int64_t>(ids.size()) + steps);
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const at::Tensor logits = forward(m, long_tensor(ids).view({1, t}), at::ones({1, t}, at::kBool),
+                                    at::arange(t, at::kLong).view({1, t}), cache, true);
+  DecodeState state{logits.argmax(-1), long_tensor({t}).view({1, 1}), long_tensor({t})};
+  Decoder decoder(m, cache, state);
+  for (int s = 0; s < steps; ++s) {
+    const int64_t expected = full_logits(m, ids)[t - 1 + s].argmax().item<int64_t>();
+    ASSERT_EQ(state.tokens.item<int64_t>(), expected) << "step " << s;
+    ids.push_back(expected);
+    decoder.step();
+  }
+}

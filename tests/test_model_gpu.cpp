@@ -66,7 +66,7 @@ TEST_F(GpuEngine, Fp32MatchesCpuReference) {
 
 TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
   c10::InferenceMode guard;
-  const at::Tensor ids = at::randint(4096, {3, 40}, at::kLong);
+  const at::Tensor ids = at::randint(4096, {6, 64}, at::kLong);
   const at::Tensor reference = all_logits(load_model(model_dir(), {at::kFloat, at::kCPU}), ids);
   for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
     const at::Tensor got = all_logits(load_model(model_dir(), {dtype, at::Device("cuda:0")}), ids);
@@ -78,4 +78,33 @@ TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
     const double agree = same.masked_select(clear).to(at::kFloat).mean().item<double>();
     EXPECT_GE(agree, kHalfClearTop1Agreement) << c10::toString(dtype);
   }
+}
+
+TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
+  c10::InferenceMode guard;
+  const Model m = load_model(model_dir(), {at::kBFloat16, at::Device("cuda:0")});
+  auto run = [&](bool graph) {
+    const int64_t b = 4, t = 24, steps = 32;
+    const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
+    KVCache cache = make_kv_cache(m, b, t + steps);
+    const at::Tensor prompt = at::arange(b * t, on).view({b, t}) % 4096;
+    const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
+                                      at::arange(t, on).expand({b, t}), cache, true);
+    DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({1}, t, on)};
+    std::vector<at::Tensor> tokens;
+    if (graph) {
+      Decoder decoder(m, cache, state);
+      for (int s = 0; s < steps; ++s) {
+        tokens.push_back(state.tokens.clone());
+        decoder.step();
+      }
+    } else {
+      for (int s = 0; s < steps; ++s) {
+        tokens.push_back(state.tokens.clone());
+        decode_step(m, cache, state);
+      }
+    }
+    return at::cat(tokens, 1).cpu();
+  };
+  EXPECT_TRUE(at::equal(run(true), run(false)));
 }

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <memory>
 #include <vector>
 
 namespace qsweep {
@@ -25,5 +26,36 @@ KVCache make_kv_cache(const Model& model, int64_t batch, int64_t capacity);
 // spares prefill the vocab-sized projection of every prompt token.
 at::Tensor forward(const Model& model, const at::Tensor& tokens, const at::Tensor& real,
                    const at::Tensor& positions, KVCache& cache, bool last_only);
+
+// Greedy decoding state kept on the device, so that a step needs nothing from the host and can
+// be captured once and replayed as a CUDA graph.
+struct DecodeState {
+  at::Tensor tokens;     // [batch, 1] long: the token to feed next; a step overwrites it
+  at::Tensor positions;  // [batch, 1] long: its RoPE position
+  at::Tensor slot;       // [1] long: the cache slot it goes into (the same for every row)
+};
+
+// One greedy step: feeds `tokens` into `slot`, attends over the whole cache (the key mask hides
+// unfilled slots), writes the argmax back into `tokens`, and advances positions and slot.
+void decode_step(const Model& model, KVCache& cache, DecodeState& state);
+
+// Runs decode_step, captured as a CUDA graph on the first step where the model is on a GPU and
+// libtorch has CUDA graphs (one launch instead of hundreds per token), eagerly elsewhere.
+// QSWEEP_CUDA_GRAPHS=0 turns capture off.
+class Decoder {
+ public:
+  Decoder(const Model& model, KVCache& cache, DecodeState& state);
+  ~Decoder();
+  Decoder(const Decoder&) = delete;
+  Decoder& operator=(const Decoder&) = delete;
+  void step();
+
+ private:
+  struct Graph;
+  const Model& model_;
+  KVCache& cache_;
+  DecodeState& state_;
+  std::unique_ptr<Graph> graph_;
+};
 
 }  // namespace qsweep

@@ -129,6 +129,7 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--presets", default="tiny,llama-3.2-1b")
+    p.add_argument("--speed-only", action="store_true", help="skip the parity checks")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,7 @@ def main():
         if not (model_dir / "model.safetensors").exists():
             run([args.qsweep, "make-model", "--preset", preset, "--tokenizer", args.tokenizer,
                  "--seed", "1", "--dtype", "fp32", "--out", model_dir])
-        for dtype in DTYPES:
+        for dtype in [] if args.speed_only else DTYPES:
             report["results"].append(compare(args, model_dir, dtype, prompts_file, work))
         if preset == "llama-3.2-1b":
             bench_file = work / "bench-1b-bf16.json"
