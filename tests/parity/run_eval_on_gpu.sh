@@ -16,7 +16,7 @@ PYTHONUNBUFFERED=1 python3 tests/parity/engine_parity.py --qsweep build-gpu/qswe
 echo "decode speed exit $?"; grep -E '^\{' "$OUT/decode_speed.log" | cut -c1-300
 python3 tests/parity/replicate_coqa.py data/coqa/coqa_dev_format_sample_10stories.json 500 /tmp/coqa500.json
 for dtype in bf16 fp16; do
-  /usr/bin/time -f "$dtype eval wall %e s" build-gpu/qsweep eval --model /tmp/parity/llama-3.2-1b \
+  build-gpu/qsweep eval --model /tmp/parity/llama-3.2-1b \
     --coqa /tmp/coqa500.json --dtype $dtype --device cuda --batch-size 64 \
     --output "$OUT/eval_$dtype.json" --log-samples "$OUT/eval_$dtype.jsonl" 2>&1 | tail -4
 done
