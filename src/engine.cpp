@@ -125,9 +125,11 @@ KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
   KVCache cache;
   cache.capacity = capacity;
   const auto options = at::TensorOptions().dtype(m.dtype).device(m.device);
+  // Zeros, not empty: decode_step attends over every slot and masks the unfilled ones, and a
+  // masked score only vanishes if the slot's key and value are finite (0 * NaN is NaN).
   for (int i = 0; i < m.config.num_layers; ++i) {
-    cache.k.push_back(at::empty({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
-    cache.v.push_back(at::empty({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
+    cache.k.push_back(at::zeros({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
+    cache.v.push_back(at::zeros({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
   }
   cache.key_mask = at::zeros({batch, capacity}, options.dtype(at::kBool));
   return cache;
