@@ -67,7 +67,7 @@ if [ ! -s "$QSWEEP_DEMO_MODEL/model.safetensors" ]; then   # the model scripts/d
     --out "$QSWEEP_DEMO_MODEL"
 fi
 
-store() { /usr/bin/python3 "$HERE/check_store.py" "$@"; }
+store() { /usr/bin/python3 "$REPO/tests/store_checks.py" "$@"; }
 # Fits the local cluster on a 2-core machine: 3 ranks of one CPU each (it advertises 4), no GPUs.
 SBATCH=(sbatch --parsable --ntasks=3 --gpus-per-task=0 --cpus-per-task=1 --time=15
   --output="$TMP/job-%j.out")

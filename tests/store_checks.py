@@ -1,0 +1,291 @@
+"""Checks on qsweep results stores for the end-to-end tests (tests/slurm/test_slurm.sh,
+tests/mpi/test_sweep_mpi.sh), reading them with h5py only, as docs/results-schema.md describes:
+/units holds one row per planned unit (`key`, `status` "todo"/"done"/"failed", `rank`, `host`,
+`seconds`, `finished_at`), /configs/<name>/samples one row per sample, /configs/<name>/metrics
+the metrics as attributes, /errors one row per failed unit run.
+
+  store_checks.py progress STORE               print "DONE TOTAL"; exit 1 if STORE is unreadable
+  store_checks.py wait-partial STORE MIN SECONDS PID
+                                               poll STORE until at least MIN units are done but
+                                               not all; fail if PID ends or SECONDS pass first
+  store_checks.py partial STORE SNAPSHOT.json  at least one unit done but not all; save the units
+  store_checks.py snapshot STORE SNAPSHOT.json save the units and errors as they are
+  store_checks.py complete STORE [SNAPSHOT.json]
+                                               every unit done once, no sample twice, metrics for
+                                               every evaluated config; with a snapshot, the units
+                                               done in it were not run again, its errors are kept
+  store_checks.py unchanged STORE SNAPSHOT.json
+                                               no unit was run and no error added since the snapshot
+  store_checks.py same-results STORE_A STORE_B the same units planned and, per config, the same
+                                               samples and exactly the same metrics
+  store_checks.py spread STORE MIN_RANKS      the done units ran on at least MIN_RANKS ranks
+  store_checks.py failed STORE CONFIG TEXT...  CONFIG's units all failed, each with an error row
+                                               whose message contains every TEXT; every other
+                                               config complete with metrics
+Exit code 0 when the check holds; the reason otherwise.
+"""
+import json
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+import h5py
+
+# What a sample's result is: equal for the same sample however the units were spread over ranks.
+SAMPLE_COLUMNS = ("unit", "id", "turn", "prompt_sha256", "prediction", "em", "f1",
+                  "generated_tokens", "stop_reason")
+
+
+def column(group, name):
+    data = group[name]
+    return list(data.asstr()[:]) if h5py.check_string_dtype(data.dtype) else data[:].tolist()
+
+
+def units(f):
+    """Unit key -> [status, rank, host, finished_at, seconds], failing on a key listed twice."""
+    g = f["units"]
+    keys = column(g, "key")
+    twice = [k for k, n in Counter(keys).items() if n > 1]
+    if twice:
+        sys.exit(f"{f.filename}: units listed more than once: {twice}")
+    rows = zip(keys, column(g, "status"), column(g, "rank"), column(g, "host"),
+               column(g, "finished_at"), column(g, "seconds"))
+    return {k: [status, int(rank), host, at, float(s)] for k, status, rank, host, at, s in rows}
+
+
+def errors(f):
+    """One [config, unit, rank, host, message] per failed unit run."""
+    if "errors" not in f:
+        return []
+    g = f["errors"]
+    return [list(r) for r in zip(column(g, "config"), column(g, "unit"), column(g, "rank"),
+                                 column(g, "host"), column(g, "message"))]
+
+
+def done_keys(table):
+    return sorted(k for k, row in table.items() if row[0] == "done")
+
+
+def samples(config):
+    """The config's samples as sorted tuples of SAMPLE_COLUMNS, failing on an (id, turn) twice."""
+    if "samples" not in config:
+        return []
+    g = config["samples"]
+    rows = sorted(zip(*(column(g, c) for c in SAMPLE_COLUMNS)))
+    twice = [r for r, n in Counter((r[1], r[2]) for r in rows).items() if n > 1]
+    if twice:
+        sys.exit(f"config {config.name}: samples (id, turn) twice: {twice[:5]}")
+    return rows
+
+
+def metrics(config):
+    return dict(config["metrics"].attrs) if "metrics" in config else {}
+
+
+def same_value(a, b):
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def save(path, table, errs):
+    with open(path, "w") as out:
+        json.dump({"units": table, "errors": errs}, out)
+
+
+def load(path):
+    with open(path) as src:
+        return json.load(src)
+
+
+def progress(path):
+    with h5py.File(path, "r") as f:
+        table = units(f)
+    print(len(done_keys(table)), len(table))
+
+
+def wait_partial(path, least, seconds, pid):
+    deadline = time.monotonic() + float(seconds)
+    done, total = 0, 0
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            sys.exit(f"{path}: the sweep (PID {pid}) ended with {done} of {total} units done")
+        try:
+            with h5py.File(path, "r") as f:
+                table = units(f)
+            done, total = len(done_keys(table)), len(table)
+        except (OSError, KeyError):
+            pass  # not written yet
+        if total and done == total:
+            sys.exit(f"{path}: all {total} units done before the check; make the sweep longer")
+        if done >= int(least):
+            print(f"{path}: {done} of {total} units done")
+            return
+        time.sleep(0.05)
+    sys.exit(f"{path}: {done} of {total} units done after {seconds} s, waited for {least}")
+
+
+def partial(path, snapshot):
+    with h5py.File(path, "r") as f:
+        table, errs = units(f), errors(f)
+    done = done_keys(table)
+    if not 0 < len(done) < len(table):
+        sys.exit(f"{path}: expected some but not all units done, got {len(done)} of {len(table)}")
+    save(snapshot, table, errs)
+    print(f"{path}: partial, {len(done)} of {len(table)} units done")
+
+
+def snapshot(path, out):
+    with h5py.File(path, "r") as f:
+        table, errs = units(f), errors(f)
+    save(out, table, errs)
+    print(f"{path}: {len(done_keys(table))} of {len(table)} units done, {len(errs)} errors")
+
+
+def complete(path, snapshot_path=None):
+    with h5py.File(path, "r") as f:
+        table, errs = units(f), errors(f)
+        not_done = {k: row[0] for k, row in table.items() if row[0] != "done"}
+        if not table or not_done:
+            sys.exit(f"{path}: units not done: {not_done or 'no units at all'}")
+        count = 0
+        for name, config in f["configs"].items():
+            rows = samples(config)
+            if rows and not {"em", "f1"} <= metrics(config).keys():
+                sys.exit(f"{path}: config {name} has samples but no metrics")
+            count += len(rows)
+        if count == 0:
+            sys.exit(f"{path}: no samples in any config")
+    kept = ""
+    if snapshot_path:
+        before = load(snapshot_path)
+        # A unit done before keeps its rank, host, finish time and duration: it was skipped.
+        done_before = {k: row for k, row in before["units"].items() if row[0] == "done"}
+        rerun = [k for k, row in done_before.items() if table[k] != row]
+        if rerun:
+            sys.exit(f"{path}: units done before the resume ran again: {rerun}")
+        lost = [e for e in before["errors"] if e not in errs]
+        if lost:
+            sys.exit(f"{path}: error rows of earlier runs were dropped: {lost}")
+        kept = f", {len(done_before)} units kept from before the resume"
+    print(f"{path}: complete, {len(table)} units done once, {count} samples, "
+          f"{len(errs)} errors{kept}")
+
+
+def unchanged(path, snapshot_path):
+    before = load(snapshot_path)
+    with h5py.File(path, "r") as f:
+        table, errs = units(f), errors(f)
+    changed = sorted(k for k in table.keys() | before["units"].keys()
+                     if table.get(k) != before["units"].get(k))
+    if changed:
+        sys.exit(f"{path}: units changed since the snapshot: {changed}")
+    if errs != before["errors"]:
+        sys.exit(f"{path}: {len(errs)} error rows, {len(before['errors'])} in the snapshot")
+    print(f"{path}: unchanged, no unit run again ({len(table)} units, {len(errs)} errors)")
+
+
+def compare_config(name, ca, cb):
+    """Why config `name` differs between two stores, or None."""
+    sa, sb = samples(ca), samples(cb)
+    if not sa:
+        return "no samples"
+    if sa != sb:
+        diff = [(x, y) for x, y in zip(sa, sb) if x != y]
+        if len(sa) != len(sb):
+            return f"{len(sa)} vs {len(sb)} samples"
+        first = diff[0]
+        return (f"{len(diff)} of {len(sa)} samples differ, e.g. {first[0][1]} turn {first[0][2]}: "
+                + " vs ".join(repr(dict(zip(SAMPLE_COLUMNS[4:7], r[4:7]))) for r in first))
+    ma, mb = metrics(ca), metrics(cb)
+    needed = {"em", "f1", "em_stderr", "f1_stderr", "em_bca95_lo", "em_bca95_hi",
+              "f1_t95_lo", "f1_bca95_hi"}
+    if not needed <= ma.keys():
+        return f"metrics lack {sorted(needed - ma.keys())}"
+    differ = sorted(k for k in ma.keys() | mb.keys() if not same_value(ma.get(k), mb.get(k)))
+    if differ:
+        return "metrics differ: " + ", ".join(f"{k} {ma.get(k)!r} vs {mb.get(k)!r}" for k in differ)
+    return None
+
+
+def same_results(path_a, path_b):
+    with h5py.File(path_a, "r") as a, h5py.File(path_b, "r") as b:
+        if sorted(units(a)) != sorted(units(b)):
+            sys.exit(f"{path_a} and {path_b} plan different units")
+        if sorted(a["configs"]) != sorted(b["configs"]):
+            sys.exit(f"{path_a} and {path_b} hold different configs")
+        lines, problems = [], []
+        for name in a["configs"]:
+            problem = compare_config(name, a["configs"][name], b["configs"][name])
+            if problem:
+                problems.append(f"  {name}: {problem}")
+            else:
+                ma = metrics(a["configs"][name])
+                deltas = (f"deltas vs {ma['em_delta_baseline']}" if "em_delta" in ma
+                          else "no deltas")
+                lines.append(f"  {name}: {len(samples(a['configs'][name]))} samples identical, "
+                             f"{len(ma)} metrics attributes equal ({deltas}; "
+                             f"em {ma['em']:.3f}, f1 {ma['f1']:.3f})")
+    if problems:
+        sys.exit(f"{path_a} and {path_b} differ:\n" + "\n".join(problems + lines))
+    print(f"{path_a} and {path_b} hold the same results:")
+    print("\n".join(lines))
+
+
+def spread(path, least):
+    with h5py.File(path, "r") as f:
+        table = units(f)
+    per_rank = Counter(row[1] for row in table.values() if row[0] == "done")
+    if len(per_rank) < int(least):
+        sys.exit(f"{path}: units ran on {len(per_rank)} rank(s), expected at least {least}")
+    print(f"{path}: units done per rank: "
+          + ", ".join(f"rank {r}: {n}" for r, n in sorted(per_rank.items())))
+
+
+def failed(path, config_name, *texts):
+    with h5py.File(path, "r") as f:
+        table, errs = units(f), errors(f)
+        mine = {k: row for k, row in table.items() if k.startswith(config_name + "/")}
+        if not mine:
+            sys.exit(f"{path}: no units of config {config_name}")
+        not_failed = {k: row[0] for k, row in mine.items() if row[0] != "failed"}
+        if not_failed:
+            sys.exit(f"{path}: units of {config_name} not failed: {not_failed}")
+        for key in mine:
+            rows = [e for e in errs if e[1] == key]
+            if not rows or rows[0][0] != config_name:
+                sys.exit(f"{path}: no error row for {key} (config {config_name})")
+            for e in rows:
+                missing = [t for t in texts if t not in e[4]]
+                if missing:
+                    sys.exit(f"{path}: error of {key} does not name {missing}: {e[4]!r}")
+        if metrics(f["configs"][config_name]):
+            sys.exit(f"{path}: config {config_name} has metrics though its units failed")
+        others = {k: row[0] for k, row in table.items()
+                  if not k.startswith(config_name + "/") and row[0] != "done"}
+        if others:
+            sys.exit(f"{path}: units of other configs not done: {others}")
+        complete_configs = []
+        for name, config in f["configs"].items():
+            if name == config_name:
+                continue
+            if not samples(config) or not {"em", "f1"} <= metrics(config).keys():
+                sys.exit(f"{path}: config {name} has no samples or no metrics")
+            complete_configs.append(name)
+    print(f"{path}: {len(mine)} units of {config_name} failed, each with an error row naming "
+          f"{list(texts)}; {', '.join(complete_configs)} complete with metrics")
+    example = next(e for e in errs if e[0] == config_name)
+    print(f"  e.g. {example[1]}: {example[4]}")
+
+
+if __name__ == "__main__":
+    commands = {"progress": progress, "wait-partial": wait_partial, "partial": partial,
+                "snapshot": snapshot, "complete": complete, "unchanged": unchanged,
+                "same-results": same_results, "spread": spread, "failed": failed}
+    if len(sys.argv) < 3 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]](*sys.argv[2:])
