@@ -2,6 +2,7 @@
 // into words, BPE each word, wrap in the post-processor's special tokens. Loading is in
 // tokenizer_json.cpp, decoding in tokenizer_decode.cpp.
 #include "tokenizer_impl.h"
+#include "qsweep/text.h"
 
 #include <cctype>
 #include <filesystem>
@@ -77,14 +78,6 @@ void split_added(const Pipeline& impl, const AddedMatcher& matcher, std::string_
   if (done < text.size()) on_text(text.substr(done), at_start && done == 0);
 }
 
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
-    out.append(s, pos, hit - pos).append(to);
-  out.append(s, pos, std::string::npos);
-  s = std::move(out);
-}
 
 std::string normalize(const Pipeline& impl, std::string_view text) {
   std::string s(text);

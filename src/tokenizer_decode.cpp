@@ -1,6 +1,7 @@
 // Decoding: ids to token strings, through the decoder chain (each step maps a list of strings to
 // a list of strings, as `tokenizers` does), joined, then transformers' clean-up of spaces.
 #include "tokenizer_impl.h"
+#include "qsweep/text.h"
 
 #include <cctype>
 
@@ -67,14 +68,6 @@ std::vector<std::string> byte_fallback(const std::vector<std::string>& tokens, b
   return out;
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  std::string out;
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
-    out.append(s, pos, hit - pos).append(to);
-  out.append(s, pos, std::string::npos);
-  s = std::move(out);
-}
 
 std::string strip(const std::string& token, const std::string& content, int start, int stop) {
   size_t begin = 0, end = token.size();

@@ -3,7 +3,7 @@
 #include "qsweep/make_model.h"
 #include "qsweep/model.h"
 #include "qsweep/tokenizer.h"
-#include "temp_dir.h"
+#include "test_helpers.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include "qsweep/perplexity.h"
 #include "qsweep/safetensors.h"
 #include "qsweep/text.h"
-#include "temp_dir.h"
+#include "test_helpers.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -40,14 +40,6 @@ const std::string& tiny_model_dir() {
   return dir;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 at::Tensor long_tensor(const std::vector<int64_t>& v) { return at::tensor(v, at::kLong); }
 

@@ -9,7 +9,7 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
-#include "temp_dir.h"
+#include "test_helpers.h"
 
 using namespace qsweep;
 

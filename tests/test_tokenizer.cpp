@@ -6,6 +6,8 @@
 #include "qsweep/text.h"
 #include "qsweep/tokenizer.h"
 
+#include "test_helpers.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -50,14 +52,6 @@ std::string write(const std::string& dir, const std::string& file, const std::st
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 }  // namespace
 

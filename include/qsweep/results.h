@@ -85,7 +85,7 @@ struct SanityOutput {
 // A unit that threw: recorded, and the sweep goes on.
 struct UnitError {
   std::string config;
-  std::string unit;                // e.g. "coqa:3" or "bench"
+  std::string unit;                // the unit key, e.g. "fp16/coqa/0003" or "fp16/bench"
   int rank = 0;
   std::string host;
   std::string message;

@@ -25,6 +25,9 @@ std::string utf8_lossy(std::string_view s);
 std::string u32_to_utf8(std::u32string_view s);
 void append_utf8(std::string& out, char32_t cp);
 
+// Replaces every occurrence of `from` (non-empty) in s, left to right.
+void replace_all(std::string& s, std::string_view from, std::string_view to);
+
 // Levenshtein distance, for "did you mean" hints.
 size_t edit_distance(std::string_view a, std::string_view b);
 // The closest candidate within a small distance, or "" when none is close.
