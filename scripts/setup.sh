@@ -7,13 +7,16 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential cmake ninja-build ccache git pkg-config
   libtorch-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev libboost-log-dev
   libboost-math-dev libssl-dev libgtest-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libfmt-dev
-  npm python3 python3-h5py python3-pandas python3-matplotlib python3-scipy python3-numpy
+  python3 python3-h5py python3-pandas python3-matplotlib python3-scipy python3-numpy
   python3-yaml slurm-wlm munge libpmix-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
 done
+# npm may come with a nodejs from elsewhere (NodeSource bundles it, and its nodejs conflicts with
+# Debian's npm package): only the command matters.
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=$([ "$(id -u)" -eq 0 ] || echo sudo)
