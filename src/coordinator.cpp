@@ -178,7 +178,7 @@ void record(Store& store, const SweepSpec& spec, const std::map<std::string, Wor
     switch (plan.at(r.key).kind) {
       case UnitKind::coqa: add_samples(store, run, r.samples); break;
       case UnitKind::bench: add_bench(store, run, *r.bench); break;
-      case UnitKind::sanity: add_sanity(store, run, r.sanity, std::nullopt); break;
+      case UnitKind::sanity: add_sanity(store, run, r.sanity, r.perplexity, r.kl_vs_baseline); break;
     }
   }
   update_metrics(store, spec);

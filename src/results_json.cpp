@@ -85,7 +85,10 @@ void from_json(const json& j, SanityOutput& r) {
 void to_json(json& j, const UnitResult& r) {
   j = {{"key", r.key},         {"config", r.config},   {"rank", r.rank},
        {"host", r.host},       {"seconds", r.seconds}, {"samples", r.samples},
-       {"sanity", r.sanity},   {"bench", nullptr},     {"error", nullptr}};
+       {"sanity", r.sanity},   {"bench", nullptr},     {"error", nullptr},
+       {"perplexity", nullptr}, {"kl_vs_baseline", nullptr}};
+  if (r.perplexity) j["perplexity"] = *r.perplexity;
+  if (r.kl_vs_baseline) j["kl_vs_baseline"] = *r.kl_vs_baseline;
   if (r.bench) j["bench"] = *r.bench;
   if (r.error) j["error"] = *r.error;
 }
@@ -100,6 +103,8 @@ void from_json(const json& j, UnitResult& r) {
   j.at("sanity").get_to(r.sanity);
   if (!j.at("bench").is_null()) r.bench = j.at("bench").get<BenchRecord>();
   if (!j.at("error").is_null()) r.error = j.at("error").get<UnitError>();
+  if (!j.at("perplexity").is_null()) r.perplexity = j.at("perplexity").get<double>();
+  if (!j.at("kl_vs_baseline").is_null()) r.kl_vs_baseline = j.at("kl_vs_baseline").get<double>();
 }
 
 }  // namespace qsweep

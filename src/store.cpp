@@ -207,11 +207,12 @@ void add_bench(Store& store, const UnitRun& run, BenchRecord bench) {
 }
 
 void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
-                std::optional<double> perplexity) {
+                std::optional<double> perplexity, std::optional<double> kl_vs_baseline) {
   UnitRecord& unit = unit_to_finish(store, run, UnitKind::sanity);
   ConfigResults& config = config_of(store, unit);
   config.sanity = std::move(outputs);
   config.perplexity = perplexity;
+  config.kl_vs_baseline = kl_vs_baseline;
   finish(unit, run, UnitStatus::done);
 }
 

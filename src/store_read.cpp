@@ -128,6 +128,7 @@ void read_sanity(const H5::Group& parent, ConfigResults& c) {
   check_rows(g, "output", outputs.size(), prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) c.sanity.push_back({prompts[i], outputs[i]});
   c.perplexity = h5::attr_double(g, "perplexity");
+  c.kl_vs_baseline = h5::attr_double(g, "kl_vs_baseline");
 }
 
 std::vector<ConfigResults> read_configs(const H5::Group& root) {

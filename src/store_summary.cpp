@@ -12,6 +12,8 @@ std::vector<SummaryRow> summarize(const Results& results) {
     row.config = c.name;
     for (const auto& [unit, samples] : c.samples) row.samples += samples.size();
     row.metrics = c.metrics;
+    row.perplexity = c.perplexity;
+    row.kl_vs_baseline = c.kl_vs_baseline;
     if (c.bench) {
       row.model_bytes = c.bench->model_bytes;
       if (!c.bench->prefill_ms.empty()) row.prefill_ms = sample_stats(c.bench->prefill_ms);

@@ -139,6 +139,7 @@ void write_sanity(const H5::Group& parent, const ConfigResults& c) {
   h5::write_strings(g, "prompt", prompts);
   h5::write_strings(g, "output", outputs);
   if (c.perplexity) h5::set_attr(g, "perplexity", *c.perplexity);
+  if (c.kl_vs_baseline) h5::set_attr(g, "kl_vs_baseline", *c.kl_vs_baseline);
 }
 
 void write_configs(const H5::Group& root, const Results& r) {

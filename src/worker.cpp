@@ -8,6 +8,8 @@
 #include "qsweep/generate.h"
 #include "qsweep/log.h"
 #include "qsweep/model.h"
+#include "qsweep/perplexity.h"
+#include "qsweep/text.h"
 #include "qsweep/tokenizer.h"
 
 #include <ATen/ATen.h>
@@ -30,6 +32,10 @@ struct UnitRunner::State {
 };
 
 namespace {
+
+// Perplexity text: up to 16 windows of 512 tokens, enough for a stable mean at modest cost.
+constexpr int kPerplexityWindow = 512;
+constexpr int kPerplexityWindows = 16;
 
 at::ScalarType torch_dtype(DType dtype) {
   switch (dtype) {
@@ -68,6 +74,24 @@ std::vector<CoqaSample> samples_of(const UnitRunner::State& s, const WorkUnit& u
   return out;
 }
 
+// Perplexity of evaluation.perplexity_text and, for a config other than the baseline, the KL
+// divergence from the baseline's predictions on the same tokens (its model loaded for the
+// comparison and freed after it).
+void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std::string& config,
+                           UnitResult& r) {
+  const std::string& path = s.spec.evaluation.perplexity_text;
+  if (path.empty()) return;
+  const auto windows = text_windows(s.tokenizer, read_file(path), kPerplexityWindow, kPerplexityWindows);
+  std::optional<Model> baseline;
+  if (config != s.spec.baseline) {
+    const PrepConfig& b = find_config(s.spec, s.spec.baseline);
+    baseline = load_model(b.model.empty() ? s.spec.model : b.model, {torch_dtype(b.dtype), s.device});
+  }
+  const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
+  r.perplexity = scores.perplexity;
+  r.kl_vs_baseline = scores.kl_vs_baseline;
+}
+
 std::vector<SanityOutput> run_sanity(const UnitRunner::State& s, const Model& m) {
   const EvalSpec& e = s.spec.evaluation;
   std::vector<std::vector<int32_t>> prompts;
@@ -96,7 +120,10 @@ BenchRecord run_bench(const UnitRunner::State& s, const Model& m, const std::str
 void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
   const Model& m = prepare(s, unit.config);
   switch (unit.kind) {
-    case UnitKind::sanity: r.sanity = run_sanity(s, m); break;
+    case UnitKind::sanity:
+      r.sanity = run_sanity(s, m);
+      score_perplexity_text(s, m, unit.config, r);
+      break;
     case UnitKind::coqa: {
       const EvalSpec& e = s.spec.evaluation;
       EvalOptions o;

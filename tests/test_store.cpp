@@ -125,7 +125,7 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   {
     Store store = open(spec);
     fill(store);
-    add_sanity(store, run("bf16/sanity"), {{"Hello", " world"}}, 12.5);
+    add_sanity(store, run("bf16/sanity"), {{"Hello", " world"}}, 12.5, 0.25);
     save_store(store);
   }
   const Results r = read_store(store_path());
@@ -158,6 +158,7 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   ASSERT_EQ(bf16.sanity.size(), 1u);
   EXPECT_EQ(bf16.sanity[0].output, " world");
   EXPECT_EQ(bf16.perplexity, 12.5);
+  EXPECT_EQ(bf16.kl_vs_baseline, 0.25);
 
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].unit, "bf16/coqa/0001");

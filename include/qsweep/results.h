@@ -101,6 +101,8 @@ struct UnitResult {
   std::vector<SampleRecord> samples;   // coqa units
   std::optional<BenchRecord> bench;    // bench units
   std::vector<SanityOutput> sanity;    // sanity units
+  std::optional<double> perplexity;    // sanity units, with evaluation.perplexity_text
+  std::optional<double> kl_vs_baseline;
   std::optional<UnitError> error;      // set when the unit failed
 };
 

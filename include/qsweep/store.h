@@ -38,6 +38,7 @@ struct ConfigResults {
   std::optional<BenchRecord> bench;
   std::vector<SanityOutput> sanity;
   std::optional<double> perplexity;
+  std::optional<double> kl_vs_baseline;   // nats per token, KL(baseline || config)
   std::optional<ConfigMetrics> metrics;
 };
 
@@ -103,7 +104,7 @@ struct UnitRun {
 void add_samples(Store& store, const UnitRun& run, std::vector<SampleRecord> samples);
 void add_bench(Store& store, const UnitRun& run, BenchRecord bench);
 void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
-                std::optional<double> perplexity);
+                std::optional<double> perplexity, std::optional<double> kl_vs_baseline);
 void add_unit_error(Store& store, const UnitRun& run, const std::string& message);
 void set_metrics(Store& store, ConfigMetrics metrics);
 void set_provenance(Store& store, const std::string& key, const std::string& value);
@@ -117,6 +118,7 @@ struct SummaryRow {
   std::optional<SampleStats> prefill_ms;
   std::optional<SampleStats> decode_ms_per_token;
   int64_t model_bytes = -1;        // -1: not benchmarked
+  std::optional<double> perplexity, kl_vs_baseline;
   size_t units_done = 0, units_failed = 0, units_todo = 0;
 };
 std::vector<SummaryRow> summarize(const Results& results);
