@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <functional>
 #include <map>
@@ -253,12 +254,29 @@ void coordinate(Store& store, const SweepSpec& spec, const std::vector<WorkUnit>
 }
 
 void record_provenance(Store& store, const SweepSpec& spec, const MpiContext& mpi) {
-  set_provenance(store, "qsweep_version", QSWEEP_VERSION);
   set_provenance(store, "qsweep_git", QSWEEP_GIT_HASH);
   set_provenance(store, "runtime", runtime_versions());
   set_provenance(store, "mpi_size", std::to_string(mpi.size));
   set_provenance(store, "coordinator_host", mpi.host);
-  set_provenance(store, "model", spec.model);
+  set_provenance(store, "seed", std::to_string(spec.seed));
+  set_provenance(store, "started_at", store.results.provenance["updated_at"]);
+  if (spec.evaluation.enabled) set_provenance(store, "coqa_sha256", sha256_file(spec.evaluation.coqa));
+}
+
+// "file sha256" per line for config.json and every weight file of each model the sweep uses.
+// Hashing gigabytes takes seconds, so it runs beside the sweep and is recorded at the end.
+std::string model_hashes(const SweepSpec& spec) {
+  std::set<std::string> dirs = {spec.model};
+  for (const auto& c : spec.configs)
+    if (!c.model.empty()) dirs.insert(c.model);
+  std::string lines;
+  for (const auto& dir : dirs)
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      const std::string name = entry.path().filename().string();
+      if (name == "config.json" || name.find(".safetensors") != std::string::npos)
+        lines += fmt::format("{} {}\n", entry.path().string(), sha256_file(entry.path().string()));
+    }
+  return lines;
 }
 
 // lm-eval-style results, one JSON file per evaluated config, beside the store:
@@ -296,12 +314,15 @@ int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext
   const std::vector<WorkUnit> planned = expand_units(spec, stories);
   Store store = open_store_for_writing(store_path, spec, planned);
   record_provenance(store, spec, mpi);
+  std::future<std::string> hashes = std::async(std::launch::async, model_hashes, std::cref(spec));
   Mailbox local;
   std::thread own_worker(
       [&] { worker_loop(spec, rank, [&](const std::string& r) { return exchange_local(local, r); }); });
   Progress progress;
   coordinate(store, spec, planned, options, mpi, local, progress);
   own_worker.join();
+  set_provenance(store, "model_sha256", hashes.get());
+  set_provenance(store, "finished_at", store.results.provenance["updated_at"]);
   save_store(store);
   write_lm_eval_files(store, spec);
   std::cout << "\n" << format_store_report(store.path, store.results) << std::flush;
