@@ -1,7 +1,7 @@
 // `qsweep plan JOB.yaml [--store FILE]`: validates the job, expands it, and shows what a run would
 // do given what the store already holds. Loads no model and takes no lock.
 #include "cli.h"
-#include "coqa_count.h"
+#include "qsweep/coqa.h"
 #include "qsweep/store.h"
 #include "qsweep/sweep_spec.h"
 
@@ -88,7 +88,7 @@ void print_units(const std::vector<WorkUnit>& units,
 
 void run_plan(const PlanOptions& options) {
   const SweepSpec spec = load_sweep_spec(options.job);
-  const size_t stories = spec.evaluation.enabled ? count_coqa_stories(spec.evaluation.coqa) : 0;
+  const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
   const std::vector<WorkUnit> units = expand_units(spec, stories);
   print_settings(spec, stories);
   print_units(units, stored_units(spec, options.store.empty() ? spec.store : options.store));
