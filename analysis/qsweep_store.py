@@ -113,7 +113,7 @@ def read_one(path):
                     "results_fingerprint": provenance.get("results_fingerprint", ""),
                     **{k: attrs(g).get(k) for k in ("index", "fingerprint")},
                     "device": None, "method": None, "model_bytes": None,
-                    "peak_memory_bytes": None, "perplexity": None}
+                    "peak_memory_bytes": None, "perplexity": None, "kl_vs_baseline": None}
             if "samples" in g:
                 samples.append(table(g["samples"]).assign(config=name))
             m = attrs(g["metrics"]) if "metrics" in g else {}
@@ -129,6 +129,7 @@ def read_one(path):
                 s = g["sanity"]
                 sanity.append(table(s).assign(config=name))
                 info["perplexity"] = attrs(s).get("perplexity")
+                info["kl_vs_baseline"] = attrs(s).get("kl_vs_baseline")
             configs.append(info)
         return {
             "provenance": provenance,

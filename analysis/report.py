@@ -58,7 +58,7 @@ def summary_table(store):
 
     c = store.configs
     rows["device"] = c["device"]
-    for col in ("model_bytes", "peak_memory_bytes"):
+    for col in ("model_bytes", "peak_memory_bytes", "perplexity", "kl_vs_baseline"):
         rows[col] = pd.to_numeric(c[col], errors="coerce")
     stats = bench_stats(store.bench)
 
@@ -396,6 +396,14 @@ def summary_md(store, rows, compared, figures):
           interval(r, "em_delta_bca95", sign=True), fmt(r["em_delta_p"], 4), fmt(r["f1_delta"]),
           interval(r, "f1_delta_bca95", sign=True), fmt(r["f1_delta_p"], 4)]
          for c, r in rows.iterrows() if c != r["baseline"]]))
+
+    if rows["perplexity"].notna().any():
+        out += ["", "## Perplexity", "",
+                "On the job's perplexity_text; KL(baseline || config) in nats per token over the "
+                "same tokens, from the sanity unit.", ""]
+        out.append(md_table(["config", "perplexity", "KL vs baseline"],
+                            [[c, fmt(r["perplexity"], 4), fmt(r["kl_vs_baseline"], 6)]
+                             for c, r in rows.iterrows()]))
 
     batches = batch_sizes(store.bench)
     out += ["", "## Size, memory and speed", ""]
