@@ -30,6 +30,12 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// Messages carry generated text and error messages, which need not be valid UTF-8: replace
+// bad bytes rather than let one prediction abort the sweep.
+std::string wire(const json& message) {
+  return message.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 json unit_json(const WorkUnit& u) {
   return {{"key", u.key},     {"config", u.config}, {"kind", unit_kind_name(u.kind)},
           {"shard", u.shard}, {"begin", u.begin},   {"end", u.end}};
@@ -83,7 +89,7 @@ void worker_loop(const SweepSpec& spec, const RankInfo& rank,
     report["failure"] = e.what();
   }
   for (;;) {
-    const json reply = json::parse(exchange(report.dump()));
+    const json reply = json::parse(exchange(wire(report)));
     if (reply.value("stop", false) || !runner) return;
     const WorkUnit unit = unit_from_json(reply.at("unit"));
     const UnitResult result = runner->run(unit);
@@ -188,11 +194,11 @@ void record(Store& store, const SweepSpec& spec, const std::map<std::string, Wor
 
 void reply(int rank, Mailbox& local, const json& message) {
   if (rank != 0) {
-    send_message(rank, MessageTag::assignment, message.dump());
+    send_message(rank, MessageTag::assignment, wire(message));
     return;
   }
   std::lock_guard<std::mutex> lock(local.mutex);
-  local.reply = message.dump();
+  local.reply = wire(message);
   local.changed.notify_all();
 }
 
