@@ -2,7 +2,11 @@
 // `qsweep show` prints it, and so does rank 0 at the end of `qsweep run`.
 #include "qsweep/store.h"
 
+#include "qsweep/scoring.h"
+
 #include <fmt/format.h>
+
+#include <set>
 
 namespace qsweep {
 namespace {
@@ -43,6 +47,22 @@ void print_table(const Results& results, std::string& out) {
   }
 }
 
+// In the official all-turns mode a story contributes one sample per turn: then the official
+// script's per-domain table is the figure CoQA papers report.
+void print_domains(const Results& results, std::string& out) {
+  for (const ConfigResults& c : results.configs) {
+    const std::vector<SampleRecord> samples = all_samples(c);
+    std::set<std::string> stories;
+    for (const auto& s : samples) stories.insert(s.id);
+    if (stories.size() == samples.size()) continue;
+    out += fmt::format("\nofficial CoQA scores, {} ({} turns):\n", c.name, samples.size());
+    for (const DomainScore& d : official_domain_scores(samples))
+      if (d.turns > 0)
+        out += fmt::format("  {:<18} turns {:>5}  EM {:5.1f}  F1 {:5.1f}\n", d.name, d.turns,
+                           official_percent(d.em), official_percent(d.f1));
+  }
+}
+
 void print_problems(const Results& results, std::string& out) {
   if (!results.errors.empty()) {
     out += fmt::format("\nerrors ({}):\n", results.errors.size());
@@ -72,6 +92,7 @@ std::string format_store_report(const std::string& path, const Results& results)
                                 get("name"), get("created_at"), get("updated_at"),
                                 get("qsweep_version"));
   print_table(results, out);
+  print_domains(results, out);
   print_problems(results, out);
   return out;
 }
