@@ -6,8 +6,6 @@
 
 #include <fmt/format.h>
 
-#include <set>
-
 namespace qsweep {
 namespace {
 
@@ -47,14 +45,16 @@ void print_table(const Results& results, std::string& out) {
   }
 }
 
-// In the official all-turns mode a story contributes one sample per turn: then the official
-// script's per-domain table is the figure CoQA papers report.
+// In the official all-turns mode (recorded in the results fingerprint) the official script's
+// per-domain table is the figure CoQA papers report.
 void print_domains(const Results& results, std::string& out) {
+  const auto fingerprint = results.provenance.find("results_fingerprint");
+  if (fingerprint == results.provenance.end() ||
+      fingerprint->second.find("evaluation.mode=official") == std::string::npos)
+    return;
   for (const ConfigResults& c : results.configs) {
     const std::vector<SampleRecord> samples = all_samples(c);
-    std::set<std::string> stories;
-    for (const auto& s : samples) stories.insert(s.id);
-    if (stories.size() == samples.size()) continue;
+    if (samples.empty()) continue;
     out += fmt::format("\nofficial CoQA scores, {} ({} turns):\n", c.name, samples.size());
     for (const DomainScore& d : official_domain_scores(samples))
       if (d.turns > 0)
