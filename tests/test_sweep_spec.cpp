@@ -65,6 +65,14 @@ TEST_F(SweepSpecTest, UnknownConfigKeySuggestsClosestKey) {
                "did you mean 'dtype'?");
 }
 
+TEST_F(SweepSpecTest, ConfigModelResolvesAgainstTheJobFileAndMustBeAModelDirectory) {
+  const SweepSpec spec = load(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: model}"));
+  EXPECT_EQ(spec.configs[1].model, path("model"));
+  EXPECT_TRUE(spec.configs[0].model.empty());
+  expect_error(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: nowhere}"), 6,
+               "configs[1].model", "is not a Hugging Face model directory (no config.json)");
+}
+
 TEST_F(SweepSpecTest, NegativeShardSizeIsRejectedWithTheValueGiven) {
   const std::string message = error_of(with_line(valid_job(), 9, "  shard_size: -1"));
   EXPECT_EQ(message, path("job.yaml") +
