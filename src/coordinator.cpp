@@ -310,7 +310,7 @@ void write_lm_eval_files(const Store& store, const SweepSpec& spec) {
 }  // namespace
 
 int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
-  const RankInfo rank{mpi.rank, mpi.local_rank, mpi.host};
+  const RankInfo rank{mpi.rank, mpi.local_rank, mpi.local_size, mpi.host};
   if (mpi.rank != 0) {
     worker_loop(spec, rank, exchange_remote);
     return 0;

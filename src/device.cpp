@@ -18,8 +18,10 @@
 
 namespace qsweep {
 
+int visible_gpus() { return static_cast<int>(at::detail::getCUDAHooks().getNumGPUs()); }
+
 at::Device choose_device(const std::string& want, int local_rank) {
-  const int gpus = static_cast<int>(at::detail::getCUDAHooks().getNumGPUs());
+  const int gpus = visible_gpus();
   if (want == "cpu") return at::kCPU;
   if (want == "auto") return gpus > 0 ? at::Device(at::kCUDA, local_rank % gpus) : at::kCPU;
   if (want.rfind("cuda", 0) == 0) {

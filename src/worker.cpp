@@ -157,6 +157,11 @@ void fail_unit(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r, const 
 UnitRunner::UnitRunner(const SweepSpec& spec, const RankInfo& rank)
     : state_(new State{spec, rank, choose_device(spec.device, rank.local_rank),
                        Tokenizer::from_model_dir(spec.tokenizer), {}, {}, {}, false}) {
+  // Benchmarks assume a GPU of their own; ranks sharing one perturb each other's timings.
+  if (state_->device.is_cuda() && rank.local_size > visible_gpus())
+    log_warning("{} ranks on {} share {} GPU(s): benchmark figures will include the other "
+                "ranks' load (give each rank its own GPU, e.g. sbatch --gpus-per-task=1)",
+                rank.local_size, rank.host, visible_gpus());
   if (spec.evaluation.enabled) {
     const CoqaData data = load_coqa(spec.evaluation.coqa);
     const CoqaMode mode =

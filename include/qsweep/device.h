@@ -11,6 +11,9 @@ namespace qsweep {
 // CUDA_VISIBLE_DEVICES is honoured by the CUDA runtime itself.
 at::Device choose_device(const std::string& want, int local_rank);
 
+// GPUs this process can see (0 in a CPU-only build).
+int visible_gpus();
+
 // "fp32" | "fp16" | "bf16" (also "float32", "float16", "bfloat16").
 at::ScalarType parse_dtype(const std::string& name);
 std::string dtype_name(at::ScalarType dtype);

@@ -13,6 +13,7 @@ namespace qsweep {
 struct RankInfo {
   int rank = 0;
   int local_rank = 0;
+  int local_size = 1;   // ranks on this node
   std::string host;
 };
 
