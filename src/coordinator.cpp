@@ -271,7 +271,7 @@ void record_provenance(Store& store, const SweepSpec& spec, const MpiContext& mp
 
 // "file sha256" per line for config.json and every weight file of each model the sweep uses.
 // Hashing gigabytes takes seconds, so it runs beside the sweep and is recorded at the end.
-std::string model_hashes(const SweepSpec& spec) {
+std::string model_hashes(const SweepSpec& spec) try {
   std::set<std::string> dirs = {spec.model};
   for (const auto& c : spec.configs)
     if (!c.model.empty()) dirs.insert(c.model);
@@ -283,6 +283,9 @@ std::string model_hashes(const SweepSpec& spec) {
         lines += fmt::format("{} {}\n", entry.path().string(), sha256_file(entry.path().string()));
     }
   return lines;
+} catch (const std::exception& e) {
+  // Provenance is worth a line in the store, not the sweep's results.
+  return std::string("not available: ") + e.what();
 }
 
 // lm-eval-style results, one JSON file per evaluated config, beside the store:
