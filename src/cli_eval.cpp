@@ -33,8 +33,8 @@ struct EvalArgs {
   BootstrapOptions bootstrap;
 };
 
-std::vector<CoqaSample> select_samples(const CoqaData& data, const EvalArgs& a) {
-  const std::vector<CoqaSample> all = build_samples(data.stories, parse_coqa_mode(a.mode));
+// The samples of the first --limit stories (all without a limit), as one shard.
+std::vector<CoqaSample> select_samples(const std::vector<CoqaSample>& all, const EvalArgs& a) {
   std::vector<CoqaSample> chosen;
   for (const IndexRange& shard : shard_samples(all, a.limit, all.size() + 1))
     chosen.insert(chosen.end(), all.begin() + shard.begin, all.begin() + shard.end);
@@ -57,7 +57,8 @@ void run(const EvalArgs& a) {
   if (data.info.dev_name_mismatch)
     log_warning("{} is named like the CoQA dev set but its sha256 {} differs from the published "
                 "{}: results will not compare with lm-eval's", a.coqa, data.info.sha256, kCoqaDevSha256);
-  const std::vector<CoqaSample> samples = select_samples(data, a);
+  const std::vector<CoqaSample> all = build_samples(data.stories, parse_coqa_mode(a.mode));
+  const std::vector<CoqaSample> samples = select_samples(all, a);
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
   const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
   const auto start = std::chrono::steady_clock::now();
@@ -80,7 +81,7 @@ void run(const EvalArgs& a) {
     const nlohmann::json config = {{"model", a.model}, {"dtype", a.dtype}, {"device", device_description(m.device)},
                                    {"batch_size", a.options.batch_size}, {"add_bos", a.options.add_bos},
                                    {"coqa_file", a.coqa}, {"coqa_sha256", data.info.sha256}};
-    const SampleCounts counts{build_samples(data.stories, parse_coqa_mode(a.mode)).size(), records.size()};
+    const SampleCounts counts{all.size(), records.size()};
     write_file_atomic(a.output, lm_eval_results_json(metrics, counts, config, a.bootstrap).dump(2) + "\n");
   }
 }

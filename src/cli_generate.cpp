@@ -54,16 +54,7 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
 at::Tensor last_token_logits(const Model& m, const std::vector<std::vector<int32_t>>& ids) {
   c10::InferenceMode guard;
   std::vector<at::Tensor> rows;
-  for (const auto& p : ids) {
-    const int64_t t = static_cast<int64_t>(p.size());
-    KVCache cache = make_kv_cache(m, 1, t);
-    const at::Tensor tokens = at::tensor(std::vector<int64_t>(p.begin(), p.end()), at::kLong);
-    const auto on = at::TensorOptions().device(m.device);
-    rows.push_back(forward(m, tokens.view({1, t}).to(m.device), at::ones({1, t}, on.dtype(at::kBool)),
-                           at::arange(t, on.dtype(at::kLong)).view({1, t}), cache, true)
-                       .view({-1})
-                       .to(at::kFloat));
-  }
+  for (const auto& p : ids) rows.push_back(forward_sequence(m, p, true).view({-1}).to(at::kFloat));
   return at::stack(rows);
 }
 

@@ -168,6 +168,15 @@ at::Tensor forward(const Model& m, const at::Tensor& tokens, const at::Tensor& r
   return logits;
 }
 
+at::Tensor forward_sequence(const Model& m, const std::vector<int32_t>& ids, bool last_only) {
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const auto on = at::TensorOptions().device(m.device);
+  KVCache cache = make_kv_cache(m, 1, t);
+  const at::Tensor tokens = at::tensor(std::vector<int64_t>(ids.begin(), ids.end()), at::kLong);
+  return forward(m, tokens.view({1, t}).to(m.device), at::ones({1, t}, on.dtype(at::kBool)),
+                 at::arange(t, on.dtype(at::kLong)).view({1, t}), cache, last_only)[0];
+}
+
 void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
   cache.key_mask.index_fill_(1, s.slot, true);
   const auto options = at::TensorOptions().dtype(m.dtype).device(m.device);

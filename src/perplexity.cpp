@@ -27,12 +27,7 @@ namespace {
 // Log-probabilities [T - 1, vocab] (float32) of each next token of one window.
 at::Tensor next_token_log_probs(const Model& m, const std::vector<int32_t>& window) {
   const int64_t t = static_cast<int64_t>(window.size());
-  const auto on = at::TensorOptions().device(m.device);
-  KVCache cache = make_kv_cache(m, 1, t);
-  const at::Tensor ids = at::tensor(std::vector<int64_t>(window.begin(), window.end()), at::kLong);
-  const at::Tensor logits = forward(m, ids.view({1, t}).to(m.device), at::ones({1, t}, on.dtype(at::kBool)),
-                                    at::arange(t, on.dtype(at::kLong)).view({1, t}), cache, false);
-  return at::log_softmax(logits[0].narrow(0, 0, t - 1).to(at::kFloat), -1);
+  return at::log_softmax(forward_sequence(m, window, false).narrow(0, 0, t - 1).to(at::kFloat), -1);
 }
 
 }  // namespace

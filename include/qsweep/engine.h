@@ -27,6 +27,10 @@ KVCache make_kv_cache(const Model& model, int64_t batch, int64_t capacity);
 at::Tensor forward(const Model& model, const at::Tensor& tokens, const at::Tensor& real,
                    const at::Tensor& positions, KVCache& cache, bool last_only);
 
+// Logits [T, vocab] of one unpadded sequence run in a fresh cache ([1, vocab]: the last token
+// only, with last_only), in the model dtype.
+at::Tensor forward_sequence(const Model& model, const std::vector<int32_t>& ids, bool last_only);
+
 // Greedy decoding state kept on the device, so that a step needs nothing from the host and can
 // be captured once and replayed as a CUDA graph.
 struct DecodeState {
