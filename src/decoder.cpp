@@ -23,12 +23,14 @@ struct Decoder::Graph {
 #endif
 };
 
+#ifdef QSWEEP_CUDA_GRAPHS
 namespace {
 bool graphs_wanted(const Model& m) {
   const char* env = std::getenv("QSWEEP_CUDA_GRAPHS");
   return m.device.is_cuda() && !(env && std::strcmp(env, "0") == 0);
 }
 }  // namespace
+#endif
 
 Decoder::Decoder(const Model& model, KVCache& cache, DecodeState& state)
     : model_(model), cache_(cache), state_(state) {

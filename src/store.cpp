@@ -127,9 +127,13 @@ void record_spec(Results& r, const SweepSpec& spec, const std::string& fingerpri
 
 // A resumed sweep may add configs and units; what the store already holds stays.
 void extend_plan(Results& r, const SweepSpec& spec, const std::vector<WorkUnit>& planned) {
-  for (const PrepConfig& config : spec.configs)
-    if (!find_config(r, config.name))
-      r.configs.push_back(ConfigResults{config.name, config_fingerprint(config), {}, {}, {}, {}, {}});
+  for (const PrepConfig& config : spec.configs) {
+    if (find_config(r, config.name)) continue;
+    ConfigResults fresh;
+    fresh.name = config.name;
+    fresh.fingerprint = config_fingerprint(config);
+    r.configs.push_back(std::move(fresh));
+  }
   std::set<std::string> known;
   for (const UnitRecord& u : r.units) known.insert(u.key);
   for (const WorkUnit& w : planned)
