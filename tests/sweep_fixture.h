@@ -1,8 +1,8 @@
 #pragma once
 // A throw-away sweep for spec and store tests: a temporary directory with a fake model (config.json
 // and tokenizer.json), a copy of the shipped CoQA sample, and helpers to write job files there.
-#include "qsweep/error.h"
-#include "qsweep/sweep_spec.h"
+#include "qsweep/util/error.h"
+#include "qsweep/sweep/sweep_spec.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // `qsweep plan` and `qsweep show` as a user runs them: the built executable on a real job file and
 // store, checked by what they print.
-#include "qsweep/store.h"
-#include "qsweep/text.h"
+#include "qsweep/store/store.h"
+#include "qsweep/util/text.h"
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
-#include "qsweep/coqa.h"
-#include "qsweep/error.h"
-#include "qsweep/text.h"
+#include "qsweep/eval/coqa.h"
+#include "qsweep/util/error.h"
+#include "qsweep/util/text.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -1,8 +1,8 @@
 // Batched greedy generation with the real Llama-3 tokenizer on a made tiny model.
-#include "qsweep/generate.h"
-#include "qsweep/make_model.h"
-#include "qsweep/model.h"
-#include "qsweep/tokenizer.h"
+#include "qsweep/model/generate.h"
+#include "qsweep/model/make_model.h"
+#include "qsweep/model/model.h"
+#include "qsweep/tokenizer/tokenizer.h"
 #include "test_helpers.h"
 
 #include <gtest/gtest.h>

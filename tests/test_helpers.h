@@ -4,7 +4,7 @@
 // A fresh, uniquely named directory for a test's files. mkdtemp rather than
 // std::filesystem::remove_all: PyTorch's pip libtorch exports its own std::filesystem symbols,
 // and its remove_all crashes when called from code linked against it.
-#include "qsweep/error.h"
+#include "qsweep/util/error.h"
 
 #include <cstdlib>
 #include <functional>

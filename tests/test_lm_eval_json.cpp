@@ -1,5 +1,5 @@
-#include "qsweep/error.h"
-#include "qsweep/lm_eval_json.h"
+#include "qsweep/util/error.h"
+#include "qsweep/eval/lm_eval_json.h"
 
 #include <gtest/gtest.h>
 

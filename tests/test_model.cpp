@@ -1,11 +1,11 @@
 // Loader and engine tests on random-init models written by make_model.
-#include "qsweep/engine.h"
-#include "qsweep/error.h"
-#include "qsweep/make_model.h"
-#include "qsweep/model.h"
-#include "qsweep/perplexity.h"
-#include "qsweep/safetensors.h"
-#include "qsweep/text.h"
+#include "qsweep/model/engine.h"
+#include "qsweep/util/error.h"
+#include "qsweep/model/make_model.h"
+#include "qsweep/model/model.h"
+#include "qsweep/model/perplexity.h"
+#include "qsweep/model/safetensors.h"
+#include "qsweep/util/text.h"
 #include "test_helpers.h"
 
 #include <ATen/ATen.h>

@@ -1,8 +1,8 @@
 // The engine on a GPU against the CPU float32 reference. Labelled "gpu"; skipped, visibly,
 // where libtorch sees no GPU.
-#include "qsweep/engine.h"
-#include "qsweep/make_model.h"
-#include "qsweep/model.h"
+#include "qsweep/model/engine.h"
+#include "qsweep/model/make_model.h"
+#include "qsweep/model/model.h"
 
 #include <ATen/ATen.h>
 #include <ATen/detail/CUDAHooksInterface.h>

@@ -1,5 +1,5 @@
-#include "qsweep/error.h"
-#include "qsweep/scoring.h"
+#include "qsweep/util/error.h"
+#include "qsweep/eval/scoring.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#include "qsweep/error.h"
-#include "qsweep/stats.h"
+#include "qsweep/util/error.h"
+#include "qsweep/eval/stats.h"
 
 #include <gtest/gtest.h>
 

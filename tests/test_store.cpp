@@ -1,4 +1,4 @@
-#include "qsweep/store.h"
+#include "qsweep/store/store.h"
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
-#include "qsweep/sweep_spec.h"
-#include "qsweep/text.h"
+#include "qsweep/sweep/sweep_spec.h"
+#include "qsweep/util/text.h"
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>

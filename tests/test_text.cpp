@@ -1,5 +1,5 @@
-#include "qsweep/error.h"
-#include "qsweep/text.h"
+#include "qsweep/util/error.h"
+#include "qsweep/util/text.h"
 
 #include <gtest/gtest.h>
 

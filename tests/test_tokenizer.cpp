@@ -2,9 +2,9 @@
 // the real Llama-3 tokenizer.json, a hand-made SentencePiece-style tokenizer whose ids are worked
 // out by hand, and the errors bad files must produce. Full parity with the Python `tokenizers`
 // runs on the GPU machine: tests/parity/tokenizer_parity.py.
-#include "qsweep/error.h"
-#include "qsweep/text.h"
-#include "qsweep/tokenizer.h"
+#include "qsweep/util/error.h"
+#include "qsweep/util/text.h"
+#include "qsweep/tokenizer/tokenizer.h"
 
 #include "test_helpers.h"
 

@@ -1,0 +1,80 @@
+#pragma once
+// Every projection of the model is a Linear: one plain struct per storage format, held in a
+// variant, with one visit per operation in linear.cpp. The storage format says how the weight
+// is held and multiplied; the method that chose its values (RTN, GPTQ, AWQ, bitsandbytes) lives
+// in src/quant/ and is not recorded here: RTN, GPTQ and AWQ all produce an IntGroupWeight.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <variant>
+
+namespace qsweep {
+
+// The weight [out, in] as it is, in the model's compute dtype.
+struct DenseWeight {
+  at::Tensor weight;
+};
+
+// Integer codes of `bits` per weight with a scale and zero point per group of `group_size`
+// input channels, w = scale * (q - zero), in GPTQ's layout: `qweight` packs 32 / bits codes of
+// consecutive input channels into each int32 (3-bit codes run across word boundaries), `zeros`
+// packs one code per output column the same way along the output dimension.
+struct IntGroupWeight {
+  int bits = 4;               // 2, 3, 4 or 8
+  int group_size = 128;       // input channels per group; equal to `in` for per-channel
+  bool sym = true;            // symmetric: every zero point is 2^(bits-1)
+  int64_t in = 0, out = 0;
+  at::Tensor qweight;         // int32 [in * bits / 32, out]
+  at::Tensor zeros;           // int32 [groups, out * bits / 32]
+  at::Tensor scales;          // [groups, out], compute dtype
+  at::Tensor g_idx;           // int32 [in]: each input channel's group (act-order changes it)
+};
+
+enum class Bnb4Type { nf4, fp4 };
+
+// bitsandbytes' 4-bit blockwise format: codes into a 16-value table, two per byte (the first
+// element in the high nibble), one absmax per `blocksize` consecutive elements of the row-major
+// weight. With double quantization the absmax values, less their mean `offset`, are themselves
+// quantized in blocks of 256 with the signed dynamic 8-bit code.
+struct Bnb4Weight {
+  Bnb4Type type = Bnb4Type::nf4;
+  int64_t in = 0, out = 0;
+  int blocksize = 64;
+  at::Tensor packed;          // uint8 [ceil(out * in / 2)]
+  at::Tensor code;            // float32 [16]: quant_map
+  at::Tensor absmax;          // float32 [blocks]; without double quant only
+  bool double_quant = false;
+  at::Tensor qabsmax;         // uint8 [blocks]: absmax - offset, quantized
+  at::Tensor absmax2;         // float32 [ceil(blocks / 256)]: nested_absmax
+  at::Tensor code2;           // float32 [256]: nested_quant_map
+  float offset = 0;           // mean of the absmax values
+  at::ScalarType compute_dtype = at::kHalf;
+};
+
+// LLM.int8(): int8 weights with one absmax scale per output row. At run time the activations are
+// quantized per row to int8, and the input columns whose magnitude exceeds `threshold` go through
+// the compute dtype against the dequantized weight columns instead (none when threshold is 0).
+struct Int8RowWeight {
+  at::Tensor weight;          // int8 [out, in]
+  at::Tensor row_absmax;      // float32 [out]: bitsandbytes' SCB
+  double threshold = 6.0;
+  at::ScalarType compute_dtype = at::kHalf;
+};
+
+using LinearWeight = std::variant<DenseWeight, IntGroupWeight, Bnb4Weight, Int8RowWeight>;
+
+struct Linear {
+  LinearWeight weight;
+};
+
+// y = x W^T for x [..., in], in x's dtype.
+at::Tensor linear_forward(const Linear& layer, const at::Tensor& x);
+// Bytes of every tensor the layer stores: codes, scales, zeros, absmax and second-level state.
+int64_t linear_bytes(const Linear& layer);
+// The weight [out, in] as the format represents it, in float32.
+at::Tensor linear_dequantize(const Linear& layer);
+// Input and output sizes.
+int64_t linear_in_features(const Linear& layer);
+int64_t linear_out_features(const Linear& layer);
+
+}  // namespace qsweep

@@ -1,0 +1,46 @@
+#pragma once
+// A loaded Llama-family model: its config and weights on one device in one compute dtype.
+#include "qsweep/model/linear.h"
+#include "qsweep/model/model_config.h"
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+#include <vector>
+
+namespace qsweep {
+
+struct LayerWeights {
+  at::Tensor input_norm;          // [hidden]
+  at::Tensor post_attention_norm; // [hidden]
+  Linear q, k, v, o;
+  Linear gate, up, down;
+};
+
+struct Model {
+  ModelConfig config;
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+  at::Tensor embed;               // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm;          // [hidden]
+  Linear lm_head;                 // shares embed's storage when embeddings are tied
+  at::Tensor inv_freq;            // RoPE inverse frequencies (float32), scaling applied
+};
+
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+};
+
+// Reads DIR/config.json and the safetensors weights. Errors name the file and tensor.
+Model load_model(const std::string& dir, const LoadOptions& options);
+
+// Bytes of all weights as held on the device (tied embeddings counted once).
+int64_t model_bytes(const Model& model);
+
+// RoPE inverse frequencies for the config's rope_theta, head_dim and scaling, computed as
+// transformers' rope initialisation does (float32).
+at::Tensor rope_inverse_frequencies(const ModelConfig& config);
+
+}  // namespace qsweep

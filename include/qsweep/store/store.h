@@ -1,0 +1,129 @@
+#pragma once
+// The one HDF5 results store of a sweep (layout: docs/results-schema.md). Rank 0 is its only
+// writer: it keeps every result in memory, and after each finished unit rewrites the whole file
+// into FILE.tmp and renames it over FILE. A job killed at any moment leaves the last complete
+// file, losing at most the units in flight, and a rerun resumes from it. An flock() on FILE.lock,
+// held for the writer's lifetime, refuses a second writer.
+#include "qsweep/util/results.h"
+#include "qsweep/sweep/sweep_spec.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qsweep {
+
+enum class UnitStatus { todo, done, failed };
+std::string unit_status_name(UnitStatus status);
+
+// One planned unit and how it last ended.
+struct UnitRecord {
+  std::string key;
+  std::string config;
+  UnitKind kind = UnitKind::coqa;
+  UnitStatus status = UnitStatus::todo;
+  int rank = -1;
+  std::string host;
+  double seconds = 0;
+  std::string finished_at;         // ISO 8601 UTC
+};
+
+struct ConfigResults {
+  std::string name;
+  std::string fingerprint;         // config_fingerprint() of the config that produced these
+  // Keyed by unit so shards sort in file order and a unit's samples stay together.
+  std::map<std::string, std::vector<SampleRecord>> samples;
+  std::optional<BenchRecord> bench;
+  std::vector<SanityOutput> sanity;
+  std::optional<double> perplexity;
+  std::optional<double> kl_vs_baseline;   // nats per token, KL(baseline || config)
+  std::optional<ConfigMetrics> metrics;
+};
+
+struct Results {
+  std::map<std::string, std::string> provenance;
+  std::vector<ConfigResults> configs;      // in spec order
+  std::vector<UnitRecord> units;           // in plan order
+  std::vector<UnitError> errors;           // every failure, also of units later redone
+};
+
+ConfigResults* find_config(Results& results, const std::string& name);
+const ConfigResults* find_config(const Results& results, const std::string& name);
+std::vector<SampleRecord> all_samples(const ConfigResults& config);
+
+// The file as it is on disk; no lock is taken (readers never need one).
+Results read_store(const std::string& path);
+// Writes FILE.tmp, fsyncs it and renames it over FILE.
+void write_store(const std::string& path, const Results& results);
+
+// Held for the writer's lifetime; the kernel drops it when the process dies, however it dies.
+class StoreLock {
+ public:
+  // Throws Error naming the lock file and the PID and host that hold it.
+  explicit StoreLock(const std::string& store_path);
+  StoreLock(StoreLock&& other) noexcept;
+  StoreLock& operator=(StoreLock&& other) noexcept;
+  StoreLock(const StoreLock&) = delete;
+  ~StoreLock();
+
+ private:
+  int fd_ = -1;
+};
+
+struct Store {
+  std::string path;
+  Results results;
+  StoreLock lock;
+};
+
+// Locks PATH, then resumes the store found there or starts a new one, and saves it with every
+// planned unit listed. Refuses a store made by a sweep whose results mean something else
+// (resume_incompatibility), naming the setting that changed.
+Store open_store_for_writing(const std::string& path, const SweepSpec& spec,
+                             const std::vector<WorkUnit>& planned);
+// "" when `stored` can be resumed by `spec`, otherwise why not. `fingerprint` is
+// results_fingerprint(spec), passed in because it hashes the data files.
+std::string resume_incompatibility(const Results& stored, const SweepSpec& spec,
+                                   const std::string& fingerprint);
+
+// The planned units still to run: those never finished and, with retry_failed, those whose last
+// run failed. Failures are not retried by default: most (out of memory, a broken config) fail
+// again the same way.
+std::vector<WorkUnit> pending_units(const Store& store, const std::vector<WorkUnit>& planned,
+                                    bool retry_failed = false);
+
+// Who ran a unit. The add_* functions change memory only: call save_store after each unit.
+struct UnitRun {
+  std::string key;
+  int rank = 0;
+  std::string host;
+  double seconds = 0;
+};
+void add_samples(Store& store, const UnitRun& run, std::vector<SampleRecord> samples);
+void add_bench(Store& store, const UnitRun& run, BenchRecord bench);
+void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
+                std::optional<double> perplexity, std::optional<double> kl_vs_baseline);
+void add_unit_error(Store& store, const UnitRun& run, const std::string& message);
+void set_metrics(Store& store, ConfigMetrics metrics);
+void set_provenance(Store& store, const std::string& key, const std::string& value);
+void save_store(Store& store);
+
+// One line of the configs x metrics table that `show` prints and /summary holds.
+struct SummaryRow {
+  std::string config;
+  size_t samples = 0;
+  std::optional<ConfigMetrics> metrics;
+  std::optional<SampleStats> prefill_ms;
+  std::optional<SampleStats> decode_ms_per_token;
+  int64_t model_bytes = -1;        // -1: not benchmarked
+  std::optional<double> perplexity, kl_vs_baseline;
+  size_t units_done = 0, units_failed = 0, units_todo = 0;
+};
+std::vector<SummaryRow> summarize(const Results& results);
+// The report `show` prints: header, summary table, errors, units not done.
+std::string format_store_report(const std::string& path, const Results& results);
+
+
+}  // namespace qsweep

@@ -1,0 +1,72 @@
+// qsweep bench: the benchmark unit of a sweep on one model and dtype, as JSON (raw samples and
+// their statistics), so a figure can be reproduced without a sweep.
+#include "cli.h"
+#include "qsweep/bench/bench.h"
+#include "qsweep/bench/device.h"
+#include "qsweep/util/log.h"
+#include "qsweep/model/model.h"
+#include "qsweep/util/results_json.h"
+#include "qsweep/eval/stats.h"
+#include "qsweep/util/text.h"
+
+#include <iostream>
+
+namespace qsweep::cli {
+namespace {
+
+struct BenchArgs {
+  std::string model;
+  std::string dtype = "bf16";
+  std::string device = "auto";
+  std::string out;
+  BenchOptions options;
+};
+
+nlohmann::json stats_json(const std::vector<double>& samples) {
+  const SampleStats s = sample_stats(samples);
+  return {{"n", s.n},       {"mean", s.mean}, {"median", s.median}, {"p90", s.p90},
+          {"p99", s.p99},   {"stdev", s.stdev}, {"min", s.min},     {"max", s.max}};
+}
+
+void run(const BenchArgs& a) {
+  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
+  const BenchRecord r = run_benchmark(m, a.dtype, a.options);
+  nlohmann::json j = r;
+  j["model"] = a.model;
+  j["dtype"] = a.dtype;
+  j["stats"] = {{"prefill_ms", stats_json(r.prefill_ms)},
+                {"decode_ms_per_token", stats_json(r.decode_ms_per_token)},
+                {"bandwidth_gb_s", stats_json(r.bandwidth_gb_s)},
+                {"power_w", stats_json(r.power_w)}};
+  for (const auto& [batch, samples] : r.throughput_tokens_per_s)
+    j["stats"]["throughput_b" + std::to_string(batch)] = stats_json(samples);
+  const std::string text = j.dump(2) + "\n";
+  if (a.out.empty()) std::cout << text;
+  else write_file_atomic(a.out, text);
+  const SampleStats decode = sample_stats(r.decode_ms_per_token);
+  log_info("{} {} on {}: prefill {:.2f} ms, decode {:.3f} ms/token ({:.0f} tokens/s), {} MB",
+           a.model, a.dtype, r.device, sample_stats(r.prefill_ms).median, decode.median,
+           1000.0 / decode.median, r.model_bytes >> 20);
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Benchmark one model and dtype; writes JSON");
+  cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
+  cmd->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--out", a->out, "JSON file (default: stdout)");
+  cmd->add_option("--prefill-tokens", a->options.prefill_tokens)->capture_default_str();
+  cmd->add_option("--decode-tokens", a->options.decode_tokens)->capture_default_str();
+  cmd->add_option("--batch-sizes", a->options.batch_sizes)->capture_default_str();
+  cmd->add_option("--warmup", a->options.warmup)->capture_default_str();
+  cmd->add_option("--repeats", a->options.repeats)->capture_default_str();
+  cmd->callback([a] {
+    init_command_logging(false);
+    run(*a);
+  });
+}
+
+}  // namespace qsweep::cli

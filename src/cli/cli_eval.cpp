@@ -1,0 +1,114 @@
+// qsweep eval: one model, one config, over a CoQA file, scored as lm-eval's `coqa`; prints the
+// metrics with their intervals and writes lm-eval-style results and per-sample logs.
+#include "cli.h"
+#include "qsweep/eval/coqa.h"
+#include "qsweep/bench/device.h"
+#include "qsweep/util/error.h"
+#include "qsweep/eval/evaluate.h"
+#include "qsweep/eval/lm_eval_json.h"
+#include "qsweep/util/log.h"
+#include "qsweep/model/model.h"
+#include "qsweep/eval/scoring.h"
+#include "qsweep/eval/stats.h"
+#include "qsweep/util/text.h"
+#include "qsweep/tokenizer/tokenizer.h"
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+namespace qsweep::cli {
+namespace {
+
+struct EvalArgs {
+  std::string model;
+  std::string coqa;
+  std::optional<size_t> limit;
+  std::string mode = "lm_eval";
+  std::string dtype = "fp32";
+  std::string device = "auto";
+  std::string log_samples;
+  std::string output;
+  EvalOptions options;
+  BootstrapOptions bootstrap;
+};
+
+// The samples of the first --limit stories (all without a limit), as one shard.
+std::vector<CoqaSample> select_samples(const std::vector<CoqaSample>& all, const EvalArgs& a) {
+  std::vector<CoqaSample> chosen;
+  for (const IndexRange& shard : shard_samples(all, a.limit, all.size() + 1))
+    chosen.insert(chosen.end(), all.begin() + shard.begin, all.begin() + shard.end);
+  return chosen;
+}
+
+void print_metrics(const ConfigMetrics& m) {
+  auto line = [](const char* name, const MeanSummary& s) {
+    std::cout << fmt::format("{:<3} {:.4f}  stderr {:.4f}  t95 [{:.4f}, {:.4f}]  BCa95 [{:.4f}, {:.4f}]\n",
+                             name, s.mean, s.stderr_, s.t95.lo, s.t95.hi, s.bca95.lo, s.bca95.hi);
+  };
+  std::cout << fmt::format("coqa ({} samples)\n", m.em.n);
+  line("em", m.em);
+  line("f1", m.f1);
+}
+
+void run(const EvalArgs& a) {
+  const CoqaData data = load_coqa(a.coqa);
+  if (data.info.is_official_dev) log_info("{}: the official CoQA dev set (sha256 verified)", a.coqa);
+  if (data.info.dev_name_mismatch)
+    log_warning("{} is named like the CoQA dev set but its sha256 {} differs from the published "
+                "{}: results will not compare with lm-eval's", a.coqa, data.info.sha256, kCoqaDevSha256);
+  const std::vector<CoqaSample> all = build_samples(data.stories, parse_coqa_mode(a.mode));
+  const std::vector<CoqaSample> samples = select_samples(all, a);
+  const Tokenizer tok = Tokenizer::from_model_dir(a.model);
+  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<SampleRecord> records = evaluate_samples(m, tok, samples, a.options);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  log_info("{} samples in {:.1f} s on {} ({})", records.size(), seconds, device_description(m.device), a.dtype);
+
+  const ConfigMetrics metrics = compute_config_metrics(a.dtype, records, nullptr, a.bootstrap);
+  print_metrics(metrics);
+  if (a.mode == "official")
+    for (const DomainScore& d : official_domain_scores(records))
+      std::cout << fmt::format("  {:<18} turns {:>5}  em {:5.1f}  f1 {:5.1f}\n", d.name, d.turns,
+                               official_percent(d.em), official_percent(d.f1));
+  if (!a.log_samples.empty()) {
+    std::string lines;
+    for (const auto& r : records) lines += sample_json_line(r) + "\n";
+    write_file_atomic(a.log_samples, lines);
+  }
+  if (!a.output.empty()) {
+    const nlohmann::json config = {{"model", a.model}, {"dtype", a.dtype}, {"device", device_description(m.device)},
+                                   {"batch_size", a.options.batch_size}, {"add_bos", a.options.add_bos},
+                                   {"coqa_file", a.coqa}, {"coqa_sha256", data.info.sha256}};
+    const SampleCounts counts{all.size(), records.size()};
+    write_file_atomic(a.output, lm_eval_results_json(metrics, counts, config, a.bootstrap).dump(2) + "\n");
+  }
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate one model on CoQA as lm-eval's `coqa` scores it");
+  cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
+  cmd->add_option("--coqa", a->coqa, "CoQA JSON (official dev format)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--limit", a->limit, "Evaluate the first N stories only (lm-eval --limit)");
+  cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
+      ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "Config: fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->options.max_new_tokens)->capture_default_str();
+  cmd->add_flag("--add-bos", a->options.add_bos, "Encode prompts with BOS (lm-eval's HF default is without)");
+  cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples)->capture_default_str();
+  cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();
+  cmd->add_option("--log-samples", a->log_samples, "Write per-sample records as JSON lines");
+  cmd->add_option("--output", a->output, "Write lm-eval-style results JSON");
+  cmd->callback([a] {
+    init_command_logging(false);
+    run(*a);
+  });
+}
+
+}  // namespace qsweep::cli

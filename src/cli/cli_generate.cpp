@@ -1,0 +1,118 @@
+// qsweep generate: greedy continuation of prompts, for a quick look at a model and for the
+// parity checks against transformers (tests/parity/), which read --json and --logits-out.
+#include "cli.h"
+#include "qsweep/bench/device.h"
+#include "qsweep/model/engine.h"
+#include "qsweep/util/error.h"
+#include "qsweep/model/generate.h"
+#include "qsweep/util/log.h"
+#include "qsweep/model/model.h"
+#include "qsweep/model/safetensors.h"
+#include "qsweep/util/text.h"
+#include "qsweep/tokenizer/tokenizer.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+
+namespace qsweep::cli {
+namespace {
+
+struct GenerateArgs {
+  std::string model;
+  std::vector<std::string> prompts;
+  std::string prompts_file;
+  std::string dtype = "fp32";
+  std::string device = "auto";
+  bool no_special = false;
+  bool json = false;
+  std::string logits_out;
+  GenerateOptions options;
+};
+
+std::vector<std::string> read_prompts_file(const std::string& path) {
+  std::vector<std::string> prompts;
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot read the prompts file", path);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (line.empty()) continue;
+    try {
+      prompts.push_back(nlohmann::json::parse(line).get<std::string>());
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}:{}: each line must be a JSON string ({})", path, n, e.what());
+    }
+  }
+  return prompts;
+}
+
+// Logits at the last prompt token, each prompt alone (batch 1), as float32 rows.
+at::Tensor last_token_logits(const Model& m, const std::vector<std::vector<int32_t>>& ids) {
+  c10::InferenceMode guard;
+  std::vector<at::Tensor> rows;
+  for (const auto& p : ids) rows.push_back(forward_sequence(m, p, true).view({-1}).to(at::kFloat));
+  return at::stack(rows);
+}
+
+void run(GenerateArgs& a) {
+  if (!a.prompts_file.empty()) {
+    const auto more = read_prompts_file(a.prompts_file);
+    a.prompts.insert(a.prompts.end(), more.begin(), more.end());
+  }
+  if (a.prompts.empty()) fail("no prompt: give --prompt TEXT or --prompts-file FILE.jsonl");
+  const Tokenizer tok = Tokenizer::from_model_dir(a.model);
+  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
+  std::vector<std::vector<int32_t>> ids;
+  for (const auto& p : a.prompts) ids.push_back(tok.encode(p, !a.no_special));
+
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<Generation> out = generate(m, tok, ids, a.options);
+  synchronize(m.device);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  size_t generated = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    generated += out[i].tokens.size();
+    if (a.json) {
+      nlohmann::json j = {{"prompt", a.prompts[i]},       {"prompt_ids", ids[i]},
+                          {"tokens", out[i].tokens},      {"text", out[i].text},
+                          {"stop_reason", stop_reason_name(out[i].stop_reason)}};
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cout << out[i].text << "\n";
+    }
+  }
+  log_info("{} prompt(s), {} new tokens in {:.2f} s on {} ({})", out.size(), generated, seconds,
+           device_description(m.device), a.dtype);
+  if (!a.logits_out.empty()) write_safetensors(a.logits_out, {{"logits", last_token_logits(m, ids)}});
+}
+
+}  // namespace
+
+void add_generate(CLI::App& app) {
+  auto a = std::make_shared<GenerateArgs>();
+  CLI::App* cmd = app.add_subcommand("generate", "Greedy generation from a model directory");
+  cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
+  cmd->add_option("--prompt", a->prompts, "Prompt text (repeatable)");
+  cmd->add_option("--prompts-file", a->prompts_file, "JSON lines file, one JSON string each");
+  cmd->add_option("--max-new-tokens", a->options.max_new_tokens, "Tokens to generate at most")
+      ->capture_default_str();
+  cmd->add_option("--stop", a->options.stop, "Stop string (repeatable), e.g. $'\\nQ:'");
+  cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")->capture_default_str();
+  cmd->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_flag("--no-special", a->no_special, "Do not add BOS (tokenizer post-processor)");
+  cmd->add_flag("--json", a->json, "One JSON object per prompt: ids, tokens, text, stop reason");
+  cmd->add_option("--logits-out", a->logits_out,
+                  "Write last-prompt-token logits [prompts, vocab] (float32) to this safetensors file");
+  cmd->callback([a] {
+    init_command_logging(false);
+    run(*a);
+  });
+}
+
+}  // namespace qsweep::cli

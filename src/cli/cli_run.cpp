@@ -1,0 +1,62 @@
+// qsweep run JOB.yaml: the sweep, under mpirun or srun (one rank per GPU) or alone.
+#include "cli.h"
+#include "qsweep/sweep/coordinator.h"
+#include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
+#include "qsweep/sweep/mpi.h"
+#include "qsweep/sweep/sweep_spec.h"
+
+#include <iostream>
+
+namespace qsweep::cli {
+namespace {
+
+struct RunArgs {
+  std::string job;
+  RunOptions options;
+  bool verbose = false;
+};
+
+int run(const RunArgs& a) {
+  // MPI_Init wants argc/argv; qsweep's own arguments are parsed already and Open MPI needs none.
+  int argc = 0;
+  char** argv = nullptr;
+  const MpiContext mpi = init_mpi(&argc, &argv);
+  int code = 0;
+  try {
+    const SweepSpec spec = load_sweep_spec(a.job);
+    LogOptions log;
+    log.rank = mpi.rank;
+    log.host = mpi.host;
+    log.dir = spec.log_dir;
+    log.console = mpi.rank == 0;
+    log.level = a.verbose ? LogLevel::debug : LogLevel::info;
+    init_logging(log);
+    if (mpi.rank == 0) log_info("qsweep run {} on {} rank(s)", a.job, mpi.size);
+    code = run_sweep(spec, a.options, mpi);
+  } catch (const std::exception& e) {
+    // Outside any unit: nothing can go on, and ranks waiting for rank 0 would hang.
+    if (mpi.rank == 0) std::cerr << "qsweep: error: " << e.what() << "\n";
+    if (mpi.size > 1) abort_mpi(2);
+    code = 2;
+  }
+  finalize_mpi();
+  return code;
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* cmd = app.add_subcommand("run", "Run a sweep (under mpirun/srun: one rank per GPU)");
+  cmd->add_option("job", a->job, "Sweep job file (jobs/*.yaml)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--store", a->options.store, "Results store (overrides the job's `store`)");
+  cmd->add_flag("--retry-failed", a->options.retry_failed, "Redo units that failed before");
+  cmd->add_flag("-v,--verbose", a->verbose, "Debug logging");
+  cmd->callback([a] {
+    const int code = run(*a);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace qsweep::cli

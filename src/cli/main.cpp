@@ -1,0 +1,42 @@
+// qsweep: one executable, one subcommand per task. Errors from any command are caught here once,
+// printed as one line, and turned into exit code 2 (1 is kept for "ran, but a unit failed").
+#include "cli.h"
+#include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
+#include "qsweep_version.h"
+
+#include <iostream>
+
+namespace qsweep::cli {
+void init_command_logging(bool verbose) {
+  LogOptions options;
+  options.level = verbose ? LogLevel::debug : LogLevel::info;
+  init_logging(options);
+}
+}  // namespace qsweep::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"qsweep: quantization sweeps of Llama-family models on HPC clusters"};
+  app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
+  app.require_subcommand(1);
+  qsweep::cli::add_run(app);
+  qsweep::cli::add_plan(app);
+  qsweep::cli::add_show(app);
+  qsweep::cli::add_eval(app);
+  qsweep::cli::add_bench(app);
+  qsweep::cli::add_generate(app);
+  qsweep::cli::add_tokenize(app);
+  qsweep::cli::add_make_model(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const qsweep::Error& e) {
+    std::cerr << "qsweep: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "qsweep: unexpected error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

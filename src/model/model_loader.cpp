@@ -1,0 +1,96 @@
+#include "qsweep/model/model.h"
+
+#include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
+#include "qsweep/model/safetensors.h"
+
+#include <ATen/ATen.h>
+#include <torch/version.h>
+
+#include <cmath>
+
+namespace qsweep {
+
+at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
+  const at::Tensor exponents =
+      at::arange(0, c.head_dim, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) /
+      static_cast<double>(c.head_dim);
+  at::Tensor inv_freq = 1.0 / at::pow(c.rope_theta, exponents);
+  switch (c.rope_scaling) {
+    case RopeScaling::none: return inv_freq;
+    case RopeScaling::linear: return inv_freq / c.rope_factor;
+    case RopeScaling::llama3: {
+      // Llama 3.1's frequency-dependent scaling: long wavelengths are divided by the factor,
+      // short ones kept, and the band between blended smoothly.
+      const double old_len = c.rope_original_max_position;
+      const double low_wavelen = old_len / c.rope_low_freq_factor;
+      const double high_wavelen = old_len / c.rope_high_freq_factor;
+      const at::Tensor wavelen = 2 * M_PI / inv_freq;
+      at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / c.rope_factor, inv_freq);
+      const at::Tensor smooth = (old_len / wavelen - c.rope_low_freq_factor) /
+                                (c.rope_high_freq_factor - c.rope_low_freq_factor);
+      const at::Tensor smoothed = (1 - smooth) * scaled / c.rope_factor + smooth * scaled;
+      const at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+      return at::where(medium, smoothed, scaled);
+    }
+  }
+  return inv_freq;
+}
+
+Model load_model(const std::string& dir, const LoadOptions& options) {
+#if TORCH_VERSION_MAJOR < 2
+  if (options.dtype == at::kHalf && options.device.is_cpu())
+    fail("fp16 on the CPU: libtorch {} has no CPU half-precision matmul; run fp16 configs on a GPU, "
+         "or use bf16 or fp32 on the CPU", TORCH_VERSION);
+#endif
+  Model m;
+  m.config = load_model_config(dir);
+  m.device = options.device;
+  m.dtype = options.dtype;
+  const ModelConfig& c = m.config;
+  const WeightFiles files = WeightFiles::open_model_dir(dir);
+  auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+    return files.load(name, shape, options.dtype, options.device);
+  };
+  auto linear = [&](const std::string& name, int64_t out, int64_t in) {
+    return Linear{DenseWeight{load(name, {out, in})}};
+  };
+  const int64_t h = c.hidden_size, q_out = int64_t(c.num_heads) * c.head_dim,
+                kv_out = int64_t(c.num_kv_heads) * c.head_dim, ff = c.intermediate_size;
+
+  m.embed = load("model.embed_tokens.weight", {c.vocab_size, h});
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    LayerWeights l;
+    l.input_norm = load(p + "input_layernorm.weight", {h});
+    l.post_attention_norm = load(p + "post_attention_layernorm.weight", {h});
+    l.q = linear(p + "self_attn.q_proj.weight", q_out, h);
+    l.k = linear(p + "self_attn.k_proj.weight", kv_out, h);
+    l.v = linear(p + "self_attn.v_proj.weight", kv_out, h);
+    l.o = linear(p + "self_attn.o_proj.weight", h, q_out);
+    l.gate = linear(p + "mlp.gate_proj.weight", ff, h);
+    l.up = linear(p + "mlp.up_proj.weight", ff, h);
+    l.down = linear(p + "mlp.down_proj.weight", h, ff);
+    m.layers.push_back(std::move(l));
+  }
+  m.final_norm = load("model.norm.weight", {h});
+  m.lm_head = c.tie_word_embeddings ? Linear{DenseWeight{m.embed}}
+                                    : linear("lm_head.weight", c.vocab_size, h);
+  m.inv_freq = rope_inverse_frequencies(c).to(options.device);
+  log_debug("loaded {} ({} layers, {} MB on {})", dir, c.num_layers, model_bytes(m) >> 20,
+            options.device.str());
+  return m;
+}
+
+int64_t model_bytes(const Model& m) {
+  auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
+  int64_t total = bytes(m.embed) + bytes(m.final_norm);
+  for (const auto& l : m.layers)
+    total += bytes(l.input_norm) + bytes(l.post_attention_norm) + linear_bytes(l.q) +
+             linear_bytes(l.k) + linear_bytes(l.v) + linear_bytes(l.o) + linear_bytes(l.gate) +
+             linear_bytes(l.up) + linear_bytes(l.down);
+  if (!m.config.tie_word_embeddings) total += linear_bytes(m.lm_head);
+  return total;
+}
+
+}  // namespace qsweep

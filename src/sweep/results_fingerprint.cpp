@@ -1,0 +1,89 @@
+// What makes two runs' results comparable, written out as text so that a refused resume can say
+// which setting changed. Settings that only affect where things go (store, log_dir, device,
+// config_dirs) or what is derived at the end (baseline, compare, bootstrap_resamples) are left
+// out: changing them between runs is safe.
+#include "qsweep/sweep/sweep_spec.h"
+#include "qsweep/util/text.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace qsweep {
+namespace {
+
+// Hashing whole checkpoints would take minutes; names, sizes and the first MiB of each weight
+// file (the header and the first tensor's bytes) tell different models and seeds apart.
+std::string weights_fingerprint(const std::string& model_dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(model_dir))
+    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> parts;
+  for (const auto& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    std::string head(1 << 20, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    parts.push_back(fmt::format("{}:{}:{}", file.filename().string(), fs::file_size(file),
+                                sha256_hex(head)));
+  }
+  return parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ","));
+}
+
+std::string flag(bool value) { return value ? "true" : "false"; }
+
+void add_evaluation(std::vector<std::string>& lines, const EvalSpec& e) {
+  lines.push_back("evaluation.enabled=" + flag(e.enabled));
+  if (!e.enabled) return;
+  lines.push_back("evaluation.coqa_sha256=" + sha256_file(e.coqa));
+  lines.push_back("evaluation.mode=" + eval_mode_name(e.mode));
+  lines.push_back("evaluation.limit=" + (e.limit ? std::to_string(*e.limit) : "none"));
+  lines.push_back(fmt::format("evaluation.shard_size={}", e.shard_size));
+  // Batching changes padding and so, at low precision, the numbers: part of the result.
+  lines.push_back(fmt::format("evaluation.batch_size={}", e.batch_size));
+  lines.push_back(fmt::format("evaluation.max_new_tokens={}", e.max_new_tokens));
+  lines.push_back("evaluation.stop=" + nlohmann::json(e.stop).dump());
+  lines.push_back("evaluation.add_bos=" + flag(e.add_bos));
+  lines.push_back("evaluation.perplexity_text_sha256=" +
+                  (e.perplexity_text.empty() ? "none" : sha256_file(e.perplexity_text)));
+  lines.push_back("evaluation.sanity_prompts=" + nlohmann::json(e.sanity_prompts).dump());
+}
+
+void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& b) {
+  lines.push_back("benchmarks.enabled=" + flag(b.enabled));
+  if (!b.enabled) return;
+  lines.push_back(fmt::format("benchmarks.prefill_tokens={}", b.prefill_tokens));
+  lines.push_back(fmt::format("benchmarks.decode_tokens={}", b.decode_tokens));
+  lines.push_back(fmt::format("benchmarks.batch_sizes={}", fmt::join(b.batch_sizes, ",")));
+  lines.push_back(fmt::format("benchmarks.warmup={}", b.warmup));
+  lines.push_back(fmt::format("benchmarks.repeats={}", b.repeats));
+}
+
+}  // namespace
+
+std::string results_fingerprint(const SweepSpec& spec) {
+  std::vector<std::string> lines = {
+      "fingerprint_format=1",
+      "model.config_sha256=" + sha256_file((fs::path(spec.model) / "config.json").string()),
+      "model.weights=" + weights_fingerprint(spec.model),
+      "tokenizer.sha256=" + sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()),
+      fmt::format("seed={}", spec.seed)};
+  add_evaluation(lines, spec.evaluation);
+  add_benchmarks(lines, spec.benchmarks);
+  return fmt::format("{}\n", fmt::join(lines, "\n"));
+}
+
+std::string config_fingerprint(const PrepConfig& config) {
+  std::string out;
+  for (const auto& [key, value] : config_key_values(config)) out += key + "=" + value + "\n";
+  return out;
+}
+
+}  // namespace qsweep

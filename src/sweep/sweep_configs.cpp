@@ -1,0 +1,340 @@
+#include "sweep_configs.h"
+
+#include "qsweep/util/error.h"
+#include "qsweep/util/text.h"
+#include "yaml_fields.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace qsweep {
+
+std::string dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return "fp32";
+    case DType::fp16: return "fp16";
+    case DType::bf16: return "bf16";
+  }
+  return "?";
+}
+
+namespace {
+
+// --- The preparation keys: the one place a new quantization method or parameter is added. ---
+
+// Canonical order; a grid varies the first key slowest, so configs that share the costlier
+// preparation steps (listed first) stay adjacent.
+const std::vector<std::string>& config_key_names() {
+  static const std::vector<std::string> names = {"model", "dtype"};
+  return names;
+}
+
+// Keys a config must set somewhere (inline, in its preset, in its grid).
+const std::vector<std::string>& required_config_keys() {
+  static const std::vector<std::string> names = {"dtype"};
+  return names;
+}
+
+DType parse_dtype(const YAML::Node& node, const std::string& file, const std::string& key) {
+  const std::string value = yaml::as_string(node, file, key);
+  for (DType d : {DType::fp32, DType::fp16, DType::bf16})
+    if (value == dtype_name(d)) return d;
+  const std::string near = closest_match(value, {"fp32", "fp16", "bf16"});
+  yaml::key_error(file, node, key,
+                  fmt::format("must be one of fp32, fp16, bf16, got '{}'{}", value,
+                              near.empty() ? "" : " (did you mean '" + near + "'?)"));
+}
+
+// A model directory relative to the file that names it, checked like the sweep's own `model`.
+std::string parse_model_dir(const YAML::Node& node, const std::string& file, const std::string& key) {
+  namespace fs = std::filesystem;
+  const fs::path given = yaml::expand_env(yaml::as_string(node, file, key), file, node, key);
+  const fs::path dir = (given.is_absolute() ? given : fs::path(file).parent_path() / given).lexically_normal();
+  if (!fs::is_regular_file(dir / "config.json"))
+    yaml::key_error(file, node, key,
+                    fmt::format("'{}' is not a Hugging Face model directory (no config.json)",
+                                dir.string()));
+  return dir.string();
+}
+
+void set_config_key(PrepConfig& config, const std::string& name, const YAML::Node& value,
+                    const std::string& file, const std::string& key) {
+  if (name == "dtype") config.dtype = parse_dtype(value, file, key);
+  if (name == "model") config.model = parse_model_dir(value, file, key);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config) {
+  std::vector<std::pair<std::string, std::string>> values;
+  if (!config.model.empty()) values.emplace_back("model", config.model);
+  values.emplace_back("dtype", dtype_name(config.dtype));
+  return values;
+}
+
+// --- Inline configs, presets and grids, all built from the keys above. ---
+
+namespace {
+
+std::vector<std::string> with_config_keys(std::vector<std::string> keys) {
+  keys.insert(keys.end(), config_key_names().begin(), config_key_names().end());
+  return keys;
+}
+
+std::string origin_of(const yaml::Section& s) {
+  return fmt::format("{}:{}", s.file, yaml::line_of(s.node));
+}
+
+// Applies the preparation keys present in `s` and notes which ones were set.
+void apply_config_keys(PrepConfig& config, const yaml::Section& s, std::set<std::string>& set) {
+  for (const auto& name : config_key_names()) {
+    if (!s.has(name)) continue;
+    set_config_key(config, name, s.get(name), s.file, s.key(name));
+    set.insert(name);
+  }
+}
+
+void require_config_keys(const std::set<std::string>& set, const yaml::Section& s,
+                         const std::string& where) {
+  for (const auto& name : required_config_keys())
+    if (!set.count(name))
+      yaml::key_error(s.file, s.node, s.key(name), "is required " + where + " but missing");
+}
+
+// Config names become HDF5 group names, unit keys and file names.
+void check_config_name(const std::string& name, const yaml::Section& s) {
+  const bool ok = !name.empty() && name != "." && name != ".." &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
+                           c == '.' || c == '+';
+                  });
+  if (!ok)
+    yaml::key_error(s.file, s.has("name") ? s.get("name") : s.node, s.key("name"),
+                    fmt::format("config name '{}' may use only letters, digits and _ - . +",
+                                name));
+}
+
+PrepConfig parse_inline(const yaml::Section& s) {
+  yaml::check_keys(s, with_config_keys({"name"}));
+  PrepConfig config;
+  config.name = yaml::as_string(yaml::require(s, "name"), s.file, s.key("name"));
+  std::set<std::string> set;
+  apply_config_keys(config, s, set);
+  require_config_keys(set, s, "in an inline config");
+  config.origin = origin_of(s);
+  return config;
+}
+
+// "KIND/NAME" for every DIR/KIND/NAME.yaml.
+std::vector<std::string> presets_in(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& kind : fs::directory_iterator(dir, ec)) {
+    if (!kind.is_directory()) continue;
+    for (const auto& file : fs::directory_iterator(kind.path(), ec))
+      if (file.path().extension() == ".yaml")
+        names.push_back(kind.path().filename().string() + "/" + file.path().stem().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// `preset: fp16` finds DIR/*/fp16.yaml, `preset: precision/fp16` finds DIR/precision/fp16.yaml;
+// the first config dir with a match wins.
+// The known preset closest to a mistyped one, compared by NAME alone when KIND was left out.
+std::string closest_preset(const std::string& preset, const std::vector<std::string>& known) {
+  const bool by_name = preset.find('/') == std::string::npos;
+  std::vector<std::string> candidates;
+  for (const auto& name : known)
+    candidates.push_back(by_name ? fs::path(name).filename().string() : name);
+  const std::string near = closest_match(preset, candidates);
+  for (size_t i = 0; i < known.size(); ++i)
+    if (!near.empty() && candidates[i] == near) return known[i];
+  return "";
+}
+
+std::string find_preset(const std::string& preset, const std::vector<std::string>& dirs,
+                        const yaml::Section& s) {
+  std::vector<std::string> known;
+  for (const auto& dir : dirs) {
+    std::vector<std::string> hits;
+    for (const auto& name : presets_in(dir)) {
+      known.push_back(name);
+      if (name == preset || fs::path(name).filename().string() == preset) hits.push_back(name);
+    }
+    if (hits.size() == 1) return (fs::path(dir) / (hits[0] + ".yaml")).string();
+    if (hits.size() > 1)
+      yaml::key_error(s.file, s.get("preset"), s.key("preset"),
+                      fmt::format("'{}' is ambiguous in {}: write one of {}", preset, dir,
+                                  fmt::join(hits, ", ")));
+  }
+  const std::string near = closest_preset(preset, known);
+  yaml::key_error(s.file, s.get("preset"), s.key("preset"),
+                  fmt::format("no preset '{}' in the config dirs [{}]{}; available: {}", preset,
+                              fmt::join(dirs, ", "),
+                              near.empty() ? "" : "; did you mean '" + near + "'?",
+                              known.empty() ? "none" : fmt::format("{}", fmt::join(known, ", "))));
+}
+
+// A preset file holds one config's keys; the job's item may override any of them and the name.
+PrepConfig parse_preset(const yaml::Section& s, const std::vector<std::string>& dirs) {
+  yaml::check_keys(s, with_config_keys({"preset", "name"}));
+  const std::string preset = yaml::as_string(yaml::require(s, "preset"), s.file, s.key("preset"));
+  const std::string path = find_preset(preset, dirs, s);
+  const yaml::Section p = yaml::section(yaml::parse(read_file(path), path), path, "");
+  yaml::check_keys(p, with_config_keys({"name"}));
+  PrepConfig config;
+  config.name = yaml::get_string(p, "name", fs::path(preset).filename().string());
+  config.name = yaml::get_string(s, "name", config.name);
+  std::set<std::string> set;
+  apply_config_keys(config, p, set);
+  apply_config_keys(config, s, set);
+  require_config_keys(set, s, "in preset " + path + " or its override");
+  config.origin = fmt::format("{} (preset {})", origin_of(s), path);
+  return config;
+}
+
+struct GridAxis {
+  std::string key;
+  YAML::Node values;  // a non-empty list
+};
+
+std::vector<GridAxis> grid_axes(const yaml::Section& s) {
+  const yaml::Section g = yaml::section(yaml::require(s, "grid"), s.file, s.key("grid"));
+  yaml::check_keys(g, config_key_names());
+  std::vector<GridAxis> axes;
+  for (const auto& name : config_key_names()) {
+    if (!g.has(name)) continue;
+    const YAML::Node values = g.get(name);
+    if (!values.IsSequence() || values.size() == 0)
+      yaml::key_error(g.file, values, g.key(name),
+                      fmt::format("must be a non-empty list of values, got {}",
+                                  yaml::describe(values)));
+    if (s.has(name))
+      yaml::key_error(s.file, s.get(name), s.key(name),
+                      "is also a grid key; set it in the grid or here, not both");
+    axes.push_back({name, values});
+  }
+  if (axes.empty())
+    yaml::key_error(g.file, g.node, s.key("grid"),
+                    "must name at least one key to vary, e.g. {dtype: [fp16, bf16]}");
+  return axes;
+}
+
+// Every grid key that takes more than one value must appear as {key} in the name template,
+// otherwise the expanded configs would share a name; {other} placeholders are errors.
+void check_name_template(const std::string& pattern, const std::vector<GridAxis>& axes,
+                         const yaml::Section& s) {
+  const YAML::Node at = s.has("name") ? s.get("name") : s.node;
+  for (size_t open = pattern.find('{'); open != std::string::npos;
+       open = pattern.find('{', open + 1)) {
+    const size_t close = pattern.find('}', open);
+    const std::string key = pattern.substr(open + 1, close - open - 1);
+    const bool known = close != std::string::npos &&
+                       std::any_of(axes.begin(), axes.end(),
+                                   [&](const GridAxis& a) { return a.key == key; });
+    if (!known)
+      yaml::key_error(s.file, at, s.key("name"),
+                      fmt::format("template '{}' uses '{{{}}}', which is not a grid key", pattern,
+                                  key));
+  }
+  for (const auto& axis : axes)
+    if (axis.values.size() > 1 && pattern.find("{" + axis.key + "}") == std::string::npos)
+      yaml::key_error(s.file, at, s.key("name"),
+                      fmt::format("template '{}' lacks '{{{}}}', so the grid's configs would "
+                                  "share one name",
+                                  pattern, axis.key));
+}
+
+std::string default_name_template(const std::vector<GridAxis>& axes) {
+  std::vector<std::string> parts;
+  for (const auto& axis : axes) parts.push_back("{" + axis.key + "}");
+  return fmt::format("{}", fmt::join(parts, "-"));
+}
+
+PrepConfig grid_point(const PrepConfig& base, const std::string& pattern,
+                      const std::vector<GridAxis>& axes, const std::vector<size_t>& index,
+                      const yaml::Section& s) {
+  PrepConfig config = base;
+  config.name = pattern;
+  for (size_t a = 0; a < axes.size(); ++a) {
+    const YAML::Node value = axes[a].values[index[a]];
+    const std::string key = fmt::format("{}grid.{}[{}]", s.prefix, axes[a].key, index[a]);
+    set_config_key(config, axes[a].key, value, s.file, key);
+    const std::string text = yaml::as_string(value, s.file, key);
+    const std::string placeholder = "{" + axes[a].key + "}";
+    for (size_t at = config.name.find(placeholder); at != std::string::npos;
+         at = config.name.find(placeholder, at + text.size()))
+      config.name.replace(at, placeholder.size(), text);
+  }
+  return config;
+}
+
+// The cartesian product, last axis fastest (llama-bench's order): configs that share the
+// earlier, costlier preparation keys are adjacent.
+std::vector<PrepConfig> parse_grid(const yaml::Section& s) {
+  yaml::check_keys(s, with_config_keys({"grid", "name"}));
+  const std::vector<GridAxis> axes = grid_axes(s);
+  const std::string pattern = yaml::get_string(s, "name", default_name_template(axes));
+  check_name_template(pattern, axes, s);
+  PrepConfig base;
+  std::set<std::string> set;
+  apply_config_keys(base, s, set);
+  for (const auto& axis : axes) set.insert(axis.key);
+  require_config_keys(set, s, "in the grid or beside it");
+  base.origin = origin_of(s);
+
+  std::vector<PrepConfig> out;
+  std::vector<size_t> index(axes.size(), 0);
+  while (true) {
+    out.push_back(grid_point(base, pattern, axes, index, s));
+    size_t a = axes.size();
+    while (a > 0 && ++index[a - 1] == axes[a - 1].values.size()) index[--a] = 0;
+    if (a == 0) break;
+  }
+  return out;
+}
+
+std::vector<PrepConfig> parse_item(const yaml::Section& s, const std::vector<std::string>& dirs) {
+  if (s.has("grid")) return parse_grid(s);
+  if (s.has("preset")) return {parse_preset(s, dirs)};
+  return {parse_inline(s)};
+}
+
+}  // namespace
+
+std::vector<PrepConfig> parse_configs(const YAML::Node& list, const YAML::Node& parent,
+                                      const std::string& file,
+                                      const std::vector<std::string>& config_dirs) {
+  if (!list.IsDefined() || list.IsNull())
+    yaml::key_error(file, parent, "configs", "is required but missing");
+  if (!list.IsSequence() || list.size() == 0)
+    yaml::key_error(file, list, "configs",
+                    "must be a non-empty list of configs: inline {name, dtype}, "
+                    "{preset: NAME} or {grid: {...}, name: TEMPLATE}");
+  std::vector<PrepConfig> configs;
+  std::map<std::string, std::string> first_seen;  // name -> origin
+  for (size_t i = 0; i < list.size(); ++i) {
+    const yaml::Section s = yaml::section(list[i], file, fmt::format("configs[{}]", i));
+    for (PrepConfig& config : parse_item(s, config_dirs)) {
+      check_config_name(config.name, s);
+      const auto [it, fresh] = first_seen.emplace(config.name, config.origin);
+      if (!fresh)
+        yaml::key_error(file, s.has("name") ? s.get("name") : s.node, s.key("name"),
+                        fmt::format("duplicate config name '{}' (first defined at {})",
+                                    config.name, it->second));
+      configs.push_back(std::move(config));
+    }
+  }
+  return configs;
+}
+
+}  // namespace qsweep

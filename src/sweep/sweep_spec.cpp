@@ -1,0 +1,257 @@
+#include "qsweep/sweep/sweep_spec.h"
+
+#include "qsweep/util/error.h"
+#include "qsweep/util/text.h"
+#include "sweep_configs.h"
+#include "yaml_fields.h"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+namespace fs = std::filesystem;
+
+namespace qsweep {
+
+std::string eval_mode_name(EvalMode mode) {
+  switch (mode) {
+    case EvalMode::lm_eval: return "lm_eval";
+    case EvalMode::official: return "official";
+  }
+  return "?";
+}
+
+namespace {
+
+// Relative paths in a job file mean relative to the job file, wherever qsweep is started from.
+std::string get_path(const yaml::Section& s, const std::string& name, const fs::path& base,
+                     const std::string& fallback) {
+  if (!s.has(name)) return fallback;
+  const fs::path p = yaml::expand_env(yaml::as_string(s.get(name), s.file, s.key(name)), s.file,
+                                      s.get(name), s.key(name));
+  return (p.is_absolute() ? p : base / p).lexically_normal().string();
+}
+
+YAML::Node where(const yaml::Section& s, const std::string& name) {
+  return s.has(name) ? s.get(name) : s.node;
+}
+
+void check_dir_with(const yaml::Section& s, const std::string& name, const std::string& dir,
+                    const std::string& needed, const std::string& what) {
+  if (!fs::is_directory(dir))
+    yaml::key_error(s.file, where(s, name), s.key(name),
+                    fmt::format("directory '{}' does not exist ({} with {} is expected)", dir,
+                                what, needed));
+  if (!fs::is_regular_file(fs::path(dir) / needed))
+    yaml::key_error(s.file, where(s, name), s.key(name),
+                    fmt::format("'{}' has no {} ({} with {} is expected)", dir, needed, what,
+                                needed));
+}
+
+void check_file(const yaml::Section& s, const std::string& name, const std::string& path) {
+  if (!fs::is_regular_file(path))
+    yaml::key_error(s.file, where(s, name), s.key(name),
+                    fmt::format("file '{}' does not exist", path));
+}
+
+std::string get_device(const yaml::Section& s) {
+  const std::string device = yaml::get_string(s, "device", "auto");
+  const bool numbered_cuda = device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+                             device.find_first_not_of("0123456789", 5) == std::string::npos;
+  return numbered_cuda ? device : yaml::get_choice(s, "device", "auto", {"auto", "cpu", "cuda"});
+}
+
+std::string get_name(const yaml::Section& s, const std::string& fallback) {
+  const std::string name = yaml::get_string(s, "name", fallback);
+  const bool ok = !name.empty() && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                          "0123456789_-.") == std::string::npos;
+  if (!ok)
+    yaml::key_error(s.file, where(s, "name"), s.key("name"),
+                    fmt::format("'{}' may use only letters, digits and _ - . (it names the "
+                                "store file)",
+                                name));
+  return name;
+}
+
+std::vector<std::string> get_config_dirs(const yaml::Section& s, const fs::path& base) {
+  if (!s.has("config_dirs")) {
+    std::vector<std::string> dirs;
+    for (const fs::path& dir : {base / "configs", base.parent_path() / "configs"})
+      if (fs::is_directory(dir)) dirs.push_back(dir.lexically_normal().string());
+    return dirs;
+  }
+  std::vector<std::string> dirs;
+  const auto given = yaml::as_strings(s.get("config_dirs"), s.file, s.key("config_dirs"));
+  for (size_t i = 0; i < given.size(); ++i) {
+    const fs::path p = yaml::expand_env(given[i], s.file, s.get("config_dirs"), s.key("config_dirs"));
+    const fs::path dir = (p.is_absolute() ? p : base / p).lexically_normal();
+    if (!fs::is_directory(dir))
+      yaml::key_error(s.file, s.get("config_dirs")[i], fmt::format("config_dirs[{}]", i),
+                      fmt::format("directory '{}' does not exist", dir.string()));
+    dirs.push_back(dir.string());
+  }
+  return dirs;
+}
+
+EvalSpec parse_evaluation(const yaml::Section& top, const fs::path& base) {
+  EvalSpec e;
+  if (!top.has("evaluation")) return e;
+  const yaml::Section s = yaml::section(top.get("evaluation"), top.file, "evaluation");
+  yaml::check_keys(s, {"enabled", "coqa", "mode", "limit", "shard_size", "batch_size",
+                       "max_new_tokens", "stop", "add_bos", "bootstrap_resamples",
+                       "perplexity_text", "sanity_prompts"});
+  e.enabled = yaml::get_bool(s, "enabled", true);
+  if (e.enabled) yaml::require(s, "coqa");
+  e.coqa = get_path(s, "coqa", base, "");
+  e.mode = yaml::get_choice(s, "mode", "lm_eval", {"lm_eval", "official"}) == "official"
+               ? EvalMode::official
+               : EvalMode::lm_eval;
+  if (s.has("limit") && !s.get("limit").IsNull()) e.limit = yaml::get_int(s, "limit", 0, 1);
+  e.shard_size = yaml::get_int(s, "shard_size", e.shard_size, 1);
+  e.batch_size = yaml::get_int(s, "batch_size", e.batch_size, 1);
+  e.max_new_tokens = yaml::get_int(s, "max_new_tokens", e.max_new_tokens, 1);
+  e.stop = yaml::get_strings(s, "stop", e.stop);
+  e.add_bos = yaml::get_bool(s, "add_bos", e.add_bos);
+  e.bootstrap_resamples = yaml::get_int(s, "bootstrap_resamples", e.bootstrap_resamples, 1000);
+  e.perplexity_text = get_path(s, "perplexity_text", base, "");
+  e.sanity_prompts = yaml::get_strings(s, "sanity_prompts", {});
+  if (e.enabled) check_file(s, "coqa", e.coqa);
+  if (e.enabled && !e.perplexity_text.empty())
+    check_file(s, "perplexity_text", e.perplexity_text);
+  return e;
+}
+
+BenchSpec parse_benchmarks(const yaml::Section& top) {
+  BenchSpec b;
+  if (!top.has("benchmarks")) return b;
+  const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
+  yaml::check_keys(s, {"enabled", "prefill_tokens", "decode_tokens", "batch_sizes", "warmup",
+                       "repeats"});
+  b.enabled = yaml::get_bool(s, "enabled", true);
+  b.prefill_tokens = yaml::get_int(s, "prefill_tokens", b.prefill_tokens, 1);
+  b.decode_tokens = yaml::get_int(s, "decode_tokens", b.decode_tokens, 1);
+  b.batch_sizes = yaml::get_ints(s, "batch_sizes", b.batch_sizes, 1);
+  b.warmup = yaml::get_int(s, "warmup", b.warmup, 0);
+  b.repeats = yaml::get_int(s, "repeats", b.repeats, 1);
+  if (b.batch_sizes.empty())
+    yaml::key_error(s.file, s.get("batch_sizes"), s.key("batch_sizes"),
+                    "must list at least one batch size, e.g. [1, 4, 8]");
+  if (std::set<int>(b.batch_sizes.begin(), b.batch_sizes.end()).size() != b.batch_sizes.size())
+    yaml::key_error(s.file, s.get("batch_sizes"), s.key("batch_sizes"),
+                    fmt::format("lists a batch size twice: [{}]", fmt::join(b.batch_sizes, ", ")));
+  return b;
+}
+
+std::string get_config_name(const yaml::Section& s, const YAML::Node& node, const std::string& key,
+                            const std::vector<PrepConfig>& configs) {
+  std::vector<std::string> names;
+  for (const auto& c : configs) names.push_back(c.name);
+  const std::string name = yaml::as_string(node, s.file, key);
+  if (std::find(names.begin(), names.end(), name) != names.end()) return name;
+  const std::string near = closest_match(name, names);
+  yaml::key_error(s.file, node, key,
+                  fmt::format("'{}' is not a config of this sweep{}; configs: {}", name,
+                              near.empty() ? "" : " (did you mean '" + near + "'?)",
+                              fmt::join(names, ", ")));
+}
+
+std::vector<std::pair<std::string, std::string>> parse_compare(
+    const yaml::Section& s, const std::vector<PrepConfig>& configs) {
+  std::vector<std::pair<std::string, std::string>> pairs;
+  if (!s.has("compare")) return pairs;
+  const YAML::Node list = s.get("compare");
+  if (!list.IsSequence())
+    yaml::key_error(s.file, list, "compare",
+                    fmt::format("must be a list of [config, config] pairs, got {}",
+                                yaml::describe(list)));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string key = fmt::format("compare[{}]", i);
+    if (!list[i].IsSequence() || list[i].size() != 2)
+      yaml::key_error(s.file, list[i], key,
+                      fmt::format("must be a pair [config, config], got {}",
+                                  yaml::describe(list[i])));
+    const std::string a = get_config_name(s, list[i][0], key + "[0]", configs);
+    const std::string b = get_config_name(s, list[i][1], key + "[1]", configs);
+    if (a == b)
+      yaml::key_error(s.file, list[i], key, fmt::format("compares '{}' with itself", a));
+    pairs.emplace_back(a, b);
+  }
+  return pairs;
+}
+
+// Benchmarks feed prefill_tokens + decode_tokens positions through the model; catch a context
+// that is too short now rather than on the GPU.
+void check_bench_fits_model(const yaml::Section& top, const SweepSpec& spec) {
+  const std::string config_path = (fs::path(spec.model) / "config.json").string();
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    yaml::key_error(top.file, top.get("model"), "model",
+                    fmt::format("'{}' is not valid JSON: {}", config_path, e.what()));
+  }
+  const auto max = config.find("max_position_embeddings");
+  if (!spec.benchmarks.enabled || max == config.end() || !max->is_number_integer()) return;
+  const int needed = spec.benchmarks.prefill_tokens + spec.benchmarks.decode_tokens;
+  if (needed > max->get<int>()) {
+    const yaml::Section b = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
+    yaml::key_error(b.file, where(b, "prefill_tokens"), "benchmarks.prefill_tokens",
+                    fmt::format("prefill_tokens + decode_tokens = {} exceeds the model's "
+                                "max_position_embeddings {} ({})",
+                                needed, max->get<int>(), config_path));
+  }
+}
+
+void parse_paths(const yaml::Section& top, const fs::path& base, SweepSpec& spec) {
+  spec.model = get_path(top, "model", base, "");
+  if (spec.model.empty()) yaml::require(top, "model");
+  check_dir_with(top, "model", spec.model, "config.json", "a Hugging Face model directory");
+  spec.tokenizer = get_path(top, "tokenizer", base, spec.model);
+  if (top.has("tokenizer"))
+    check_dir_with(top, "tokenizer", spec.tokenizer, "tokenizer.json", "a tokenizer directory");
+  else if (!fs::is_regular_file(fs::path(spec.model) / "tokenizer.json"))
+    yaml::key_error(top.file, top.get("model"), "tokenizer",
+                    fmt::format("the model directory '{}' has no tokenizer.json; set 'tokenizer' "
+                                "to a directory that has one",
+                                spec.model));
+  spec.store = get_path(top, "store", base, (base / (spec.name + ".h5")).string());
+  spec.log_dir = get_path(top, "log_dir", base, (base / "logs").string());
+  spec.config_dirs = get_config_dirs(top, base);
+}
+
+}  // namespace
+
+SweepSpec load_sweep_spec(const std::string& path) {
+  SweepSpec spec;
+  spec.path = fs::absolute(path).lexically_normal().string();
+  spec.text = read_file(path);
+  spec.spec_hash = sha256_hex(spec.text);
+  const fs::path base = fs::path(spec.path).parent_path();
+  const yaml::Section top = yaml::section(yaml::parse(spec.text, path), path, "");
+  yaml::check_keys(top, {"name", "model", "tokenizer", "baseline", "store", "seed", "device",
+                         "log_dir", "config_dirs", "configs", "evaluation", "benchmarks",
+                         "compare"});
+  spec.name = get_name(top, fs::path(path).stem().string());
+  parse_paths(top, base, spec);
+  spec.seed = static_cast<uint64_t>(yaml::get_int(top, "seed", 1234, 0));
+  spec.device = get_device(top);
+  spec.configs = parse_configs(top.get("configs"), top.node, path, spec.config_dirs);
+  spec.baseline = yaml::get_string(top, "baseline", spec.configs.front().name);
+  if (top.has("baseline")) get_config_name(top, top.get("baseline"), "baseline", spec.configs);
+  spec.evaluation = parse_evaluation(top, base);
+  spec.benchmarks = parse_benchmarks(top);
+  spec.compare = parse_compare(top, spec.configs);
+  if (!spec.evaluation.enabled && !spec.benchmarks.enabled)
+    yaml::key_error(path, top.node, "evaluation",
+                    "nothing to run: 'evaluation' and 'benchmarks' are both missing or disabled");
+  check_bench_fits_model(top, spec);
+  return spec;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,201 @@
+#include "qsweep/sweep/worker.h"
+
+#include "qsweep/bench/bench.h"
+#include "qsweep/eval/coqa.h"
+#include "qsweep/bench/device.h"
+#include "qsweep/util/error.h"
+#include "qsweep/eval/evaluate.h"
+#include "qsweep/model/generate.h"
+#include "qsweep/util/log.h"
+#include "qsweep/model/model.h"
+#include "qsweep/model/perplexity.h"
+#include "qsweep/util/text.h"
+#include "qsweep/tokenizer/tokenizer.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include <chrono>
+#include <optional>
+
+namespace qsweep {
+
+struct UnitRunner::State {
+  const SweepSpec& spec;
+  RankInfo rank;
+  at::Device device;
+  Tokenizer tokenizer;
+  std::vector<CoqaSample> samples;   // every sample of the CoQA file, in story order
+  std::string prepared;
+  std::optional<Model> model;
+  bool broken = false;
+};
+
+namespace {
+
+// Perplexity text: up to 16 windows of 512 tokens, enough for a stable mean at modest cost.
+constexpr int kPerplexityWindow = 512;
+constexpr int kPerplexityWindows = 16;
+
+at::ScalarType torch_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return at::kFloat;
+    case DType::fp16: return at::kHalf;
+    case DType::bf16: return at::kBFloat16;
+  }
+  return at::kFloat;
+}
+
+const PrepConfig& find_config(const SweepSpec& spec, const std::string& name) {
+  for (const auto& c : spec.configs)
+    if (c.name == name) return c;
+  fail("config '{}' is not in {}", name, spec.path);
+}
+
+// Loads (and, as methods are added, quantizes) the model for a config, once per rank.
+const Model& prepare(UnitRunner::State& s, const std::string& config) {
+  if (s.prepared == config && s.model) return *s.model;
+  s.model.reset();  // free the previous config's weights before loading the next
+  s.prepared.clear();
+  const PrepConfig& c = find_config(s.spec, config);
+  const auto start = std::chrono::steady_clock::now();
+  s.model = load_model(c.model.empty() ? s.spec.model : c.model, {torch_dtype(c.dtype), s.device});
+  s.prepared = config;
+  log_info("prepared {} ({}) on {} in {:.1f} s", config, dtype_name(c.dtype),
+           device_description(s.device),
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return *s.model;
+}
+
+std::vector<CoqaSample> samples_of(const UnitRunner::State& s, const WorkUnit& unit) {
+  std::vector<CoqaSample> out;
+  for (const auto& sample : s.samples)
+    if (sample.story_index >= unit.begin && sample.story_index < unit.end) out.push_back(sample);
+  return out;
+}
+
+// Perplexity of evaluation.perplexity_text and, for a config other than the baseline, the KL
+// divergence from the baseline's predictions on the same tokens (its model loaded for the
+// comparison and freed after it).
+void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std::string& config,
+                           UnitResult& r) {
+  const std::string& path = s.spec.evaluation.perplexity_text;
+  if (path.empty()) return;
+  const auto windows = text_windows(s.tokenizer, read_file(path), kPerplexityWindow, kPerplexityWindows);
+  std::optional<Model> baseline;
+  if (config != s.spec.baseline) {
+    const PrepConfig& b = find_config(s.spec, s.spec.baseline);
+    baseline = load_model(b.model.empty() ? s.spec.model : b.model, {torch_dtype(b.dtype), s.device});
+  }
+  const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
+  r.perplexity = scores.perplexity;
+  r.kl_vs_baseline = scores.kl_vs_baseline;
+}
+
+std::vector<SanityOutput> run_sanity(const UnitRunner::State& s, const Model& m) {
+  const EvalSpec& e = s.spec.evaluation;
+  std::vector<std::vector<int32_t>> prompts;
+  for (const auto& p : e.sanity_prompts) prompts.push_back(s.tokenizer.encode(p, true));
+  GenerateOptions options;
+  options.max_new_tokens = 32;
+  options.batch_size = e.batch_size;
+  const std::vector<Generation> out = generate(m, s.tokenizer, prompts, options);
+  std::vector<SanityOutput> records;
+  for (size_t i = 0; i < out.size(); ++i) records.push_back({e.sanity_prompts[i], out[i].text});
+  return records;
+}
+
+BenchRecord run_bench(const UnitRunner::State& s, const Model& m, const std::string& config) {
+  const BenchSpec& b = s.spec.benchmarks;
+  BenchOptions o;
+  o.prefill_tokens = b.prefill_tokens;
+  o.decode_tokens = b.decode_tokens;
+  o.batch_sizes = b.batch_sizes;
+  o.warmup = b.warmup;
+  o.repeats = b.repeats;
+  o.seed = s.spec.seed;
+  return run_benchmark(m, config, o);
+}
+
+void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
+  const Model& m = prepare(s, unit.config);
+  switch (unit.kind) {
+    case UnitKind::sanity:
+      r.sanity = run_sanity(s, m);
+      score_perplexity_text(s, m, unit.config, r);
+      break;
+    case UnitKind::coqa: {
+      const EvalSpec& e = s.spec.evaluation;
+      EvalOptions o;
+      o.batch_size = e.batch_size;
+      o.max_new_tokens = e.max_new_tokens;
+      o.stop = e.stop;
+      o.add_bos = e.add_bos;
+      r.samples = evaluate_samples(m, s.tokenizer, samples_of(s, unit), o);
+      break;
+    }
+    case UnitKind::bench: r.bench = run_bench(s, m, unit.config); break;
+  }
+}
+
+// The one place a unit's failure is caught: it becomes an error row and the sweep goes on. A
+// CUDA error leaves the GPU context unusable, so the rank stops taking units.
+void fail_unit(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r, const std::string& message) {
+  r.error = UnitError{unit.config, unit.key, r.rank, r.host, message};
+  r.samples.clear();
+  r.sanity.clear();
+  r.bench.reset();
+  if (message.find("CUDA error") != std::string::npos ||
+      message.find("CUBLAS_STATUS") != std::string::npos) {
+    s.broken = true;
+    s.model.reset();
+  }
+}
+
+}  // namespace
+
+UnitRunner::UnitRunner(const SweepSpec& spec, const RankInfo& rank)
+    : state_(new State{spec, rank, choose_device(spec.device, rank.local_rank),
+                       Tokenizer::from_model_dir(spec.tokenizer), {}, {}, {}, false}) {
+  // Benchmarks assume a GPU of their own; ranks sharing one perturb each other's timings.
+  if (state_->device.is_cuda() && rank.local_size > visible_gpus())
+    log_warning("{} ranks on {} share {} GPU(s): benchmark figures will include the other "
+                "ranks' load (give each rank its own GPU, e.g. sbatch --gpus-per-task=1)",
+                rank.local_size, rank.host, visible_gpus());
+  if (spec.evaluation.enabled) {
+    const CoqaData data = load_coqa(spec.evaluation.coqa);
+    const CoqaMode mode =
+        spec.evaluation.mode == EvalMode::official ? CoqaMode::official : CoqaMode::lm_eval;
+    state_->samples = build_samples(data.stories, mode);
+  }
+}
+
+UnitRunner::~UnitRunner() = default;
+
+UnitResult UnitRunner::run(const WorkUnit& unit) {
+  UnitResult r;
+  r.key = unit.key;
+  r.config = unit.config;
+  r.rank = state_->rank.rank;
+  r.host = state_->rank.host;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    run_kind(*state_, unit, r);
+  } catch (const c10::Error& e) {
+    fail_unit(*state_, unit, r, e.what_without_backtrace());  // libtorch's trace helps nobody here
+  } catch (const std::exception& e) {
+    fail_unit(*state_, unit, r, e.what());
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+const std::string& UnitRunner::prepared_config() const { return state_->prepared; }
+bool UnitRunner::broken() const { return state_->broken; }
+
+std::string UnitRunner::device() const {
+  return fmt::format("{} {} ({})", state_->rank.host, state_->device.str(),
+                     device_description(state_->device));
+}
+
+}  // namespace qsweep
