@@ -21,7 +21,9 @@ class TempSweep : public ::testing::Test {
            ("qsweep-" + std::string(info->name()) + "-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_ / "model");
-    write("model/config.json", R"({"max_position_embeddings": 256, "vocab_size": 128})");
+    write("model/config.json", R"({"model_type": "llama", "max_position_embeddings": 256,
+        "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2})");
     write("model/tokenizer.json", "{}");
     std::filesystem::copy_file(
         QSWEEP_SOURCE_DIR "/data/coqa/coqa_dev_format_sample_10stories.json", dir_ / "coqa.json");

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 using namespace qsweep;
 
 namespace {
@@ -71,11 +73,30 @@ TEST(Generate, StopStringCutsTextAndEndsTheRow) {
   EXPECT_LT(stopped[0].tokens.size(), free_run[0].tokens.size());
 }
 
-TEST(Generate, LengthLimitAndEosAreReported) {
+TEST(Generate, LengthLimitIsReported) {
   GenerateOptions options;
   options.max_new_tokens = 5;
   for (const Generation& g : generate(fixture().model, fixture().tok, prompts(), options)) {
-    EXPECT_LE(g.tokens.size(), 5u);
-    if (g.stop_reason == StopReason::length) EXPECT_EQ(g.tokens.size(), 5u);
+    EXPECT_EQ(g.tokens.size(), 5u);
+    EXPECT_EQ(g.stop_reason, StopReason::length);
+  }
+}
+
+TEST(Generate, EosEndsTheRowAndIsNotPartOfTheOutput) {
+  GenerateOptions options;
+  options.max_new_tokens = 12;
+  const auto free_run = generate(fixture().model, fixture().tok, prompts(), options);
+  // Declare the third token row 0 produces anyway an EOS id of the model: row 0 must end there.
+  const int32_t forced = free_run[0].tokens.at(2);
+  Model with_eos = fixture().model;
+  with_eos.config.eos_token_ids = {forced};
+  const auto stopped = generate(with_eos, fixture().tok, prompts(), options);
+  const auto first = std::find(free_run[0].tokens.begin(), free_run[0].tokens.end(), forced);
+  EXPECT_EQ(stopped[0].stop_reason, StopReason::eos);
+  EXPECT_EQ(stopped[0].tokens, std::vector<int32_t>(free_run[0].tokens.begin(), first));
+  for (size_t i = 1; i < stopped.size(); ++i) {
+    const auto& free_tokens = free_run[i].tokens;
+    const bool hits = std::find(free_tokens.begin(), free_tokens.end(), forced) != free_tokens.end();
+    EXPECT_EQ(stopped[i].stop_reason, hits ? StopReason::eos : StopReason::length) << "row " << i;
   }
 }

@@ -58,8 +58,8 @@ class GpuEngine : public ::testing::Test {
 TEST_F(GpuEngine, Fp32MatchesCpuReference) {
   c10::InferenceMode guard;
   const at::Tensor ids = at::randint(4096, {3, 40}, at::kLong);
-  const at::Tensor cpu = all_logits(load_model(model_dir(), {at::kFloat, at::kCPU}), ids);
-  const at::Tensor gpu = all_logits(load_model(model_dir(), {at::kFloat, at::Device("cuda:0")}), ids);
+  const at::Tensor cpu = all_logits(load_model(model_dir(), {DType::fp32, at::kCPU}), ids);
+  const at::Tensor gpu = all_logits(load_model(model_dir(), {DType::fp32, at::Device("cuda:0")}), ids);
   const double scale = cpu.abs().max().item<double>();
   EXPECT_LT((gpu - cpu).abs().max().item<double>() / scale, kFp32RelativeTolerance);
 }
@@ -67,8 +67,8 @@ TEST_F(GpuEngine, Fp32MatchesCpuReference) {
 TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
   c10::InferenceMode guard;
   const at::Tensor ids = at::randint(4096, {6, 64}, at::kLong);
-  const at::Tensor reference = all_logits(load_model(model_dir(), {at::kFloat, at::kCPU}), ids);
-  for (at::ScalarType dtype : {at::kHalf, at::kBFloat16}) {
+  const at::Tensor reference = all_logits(load_model(model_dir(), {DType::fp32, at::kCPU}), ids);
+  for (DType dtype : {DType::fp16, DType::bf16}) {
     const at::Tensor got = all_logits(load_model(model_dir(), {dtype, at::Device("cuda:0")}), ids);
     const at::Tensor top2 = std::get<0>(reference.topk(2, -1));
     const double scale = reference.abs().max().item<double>();
@@ -76,13 +76,13 @@ TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
     ASSERT_GT(clear.sum().item<int64_t>(), 20) << "too few clear choices to judge";
     const at::Tensor same = got.argmax(-1) == reference.argmax(-1);
     const double agree = same.masked_select(clear).to(at::kFloat).mean().item<double>();
-    EXPECT_GE(agree, kHalfClearTop1Agreement) << c10::toString(dtype);
+    EXPECT_GE(agree, kHalfClearTop1Agreement) << dtype_name(dtype);
   }
 }
 
 TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
   c10::InferenceMode guard;
-  const Model m = load_model(model_dir(), {at::kBFloat16, at::Device("cuda:0")});
+  const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
   auto run = [&](bool graph) {
     const int64_t b = 4, t = 24, steps = 32;
     const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);

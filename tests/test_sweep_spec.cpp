@@ -40,12 +40,12 @@ TEST_F(SweepSpecTest, ValidJobLoadsWithDefaultsAndAbsolutePaths) {
   EXPECT_EQ(spec.configs[1].dtype, DType::bf16);
   EXPECT_TRUE(spec.evaluation.enabled);
   EXPECT_EQ(spec.evaluation.coqa, path("coqa.json"));
-  EXPECT_EQ(spec.evaluation.stop, std::vector<std::string>{"\nQ:"});
-  EXPECT_FALSE(spec.evaluation.add_bos);
+  EXPECT_EQ(spec.evaluation.options.generation.stop, std::vector<std::string>{"\nQ:"});
+  EXPECT_FALSE(spec.evaluation.options.add_bos);
   EXPECT_EQ(spec.evaluation.bootstrap_resamples, 10000);
   EXPECT_FALSE(spec.evaluation.limit.has_value());
-  EXPECT_EQ(spec.benchmarks.batch_sizes, (std::vector<int>{1, 4, 8}));
-  EXPECT_EQ(spec.benchmarks.warmup, 2);
+  EXPECT_EQ(spec.benchmarks.options.batch_sizes, (std::vector<int>{1, 4, 8}));
+  EXPECT_EQ(spec.benchmarks.options.warmup, 2);
   EXPECT_EQ(spec.spec_hash, sha256_hex(valid_job()));
   EXPECT_EQ(spec.text, valid_job());
 }

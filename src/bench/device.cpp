@@ -35,22 +35,6 @@ at::Device choose_device(const std::string& want, int local_rank) {
   fail("device '{}' is not one of auto, cpu, cuda, cuda:N", want);
 }
 
-at::ScalarType parse_dtype(const std::string& name) {
-  if (name == "fp32" || name == "float32") return at::kFloat;
-  if (name == "fp16" || name == "float16") return at::kHalf;
-  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
-  fail("dtype '{}' is not one of fp32, fp16, bf16", name);
-}
-
-std::string dtype_name(at::ScalarType dtype) {
-  switch (dtype) {
-    case at::kFloat: return "fp32";
-    case at::kHalf: return "fp16";
-    case at::kBFloat16: return "bf16";
-    default: return c10::toString(dtype);
-  }
-}
-
 std::string device_description(const at::Device& device) {
 #ifdef QSWEEP_CUDA
   if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index())->name;
@@ -67,6 +51,16 @@ std::string runtime_versions() {
                       CUDART_VERSION % 1000 / 10, driver / 1000, driver % 1000 / 10);
 #endif
   return text;
+}
+
+void check_device_usable([[maybe_unused]] const at::Device& device) {
+#ifdef QSWEEP_CUDA
+  if (!device.is_cuda()) return;
+  // A sticky error is returned by every later call; a synchronize both waits and reports it.
+  const cudaError_t status = cudaDeviceSynchronize();
+  if (status != cudaSuccess)
+    throw DeviceError(fmt::format("{} is unusable: {}", device.str(), cudaGetErrorString(status)));
+#endif
 }
 
 void synchronize(const at::Device& device) {

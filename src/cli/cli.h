@@ -1,11 +1,18 @@
 #pragma once
 // Each subcommand lives in src/cli_<name>.cpp and registers itself on the app here.
+#include "qsweep/util/dtype.h"
+
 #include <CLI/CLI.hpp>
+
+#include <string>
 
 namespace qsweep::cli {
 
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
+
+// --dtype, parsed into `dtype` and checked against util/dtype.h's names.
+CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help);
 
 // `qsweep run JOB.yaml`: the sweep, under mpirun/srun.
 void add_run(CLI::App& app);

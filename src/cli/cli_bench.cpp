@@ -16,7 +16,7 @@ namespace {
 
 struct BenchArgs {
   std::string model;
-  std::string dtype = "bf16";
+  DType dtype = DType::bf16;
   std::string device = "auto";
   std::string out;
   BenchOptions options;
@@ -29,11 +29,11 @@ nlohmann::json stats_json(const std::vector<double>& samples) {
 }
 
 void run(const BenchArgs& a) {
-  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
-  const BenchRecord r = run_benchmark(m, a.dtype, a.options);
+  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
+  const BenchRecord r = run_benchmark(m, dtype_name(a.dtype), a.options);
   nlohmann::json j = r;
   j["model"] = a.model;
-  j["dtype"] = a.dtype;
+  j["dtype"] = dtype_name(a.dtype);
   j["stats"] = {{"prefill_ms", stats_json(r.prefill_ms)},
                 {"decode_ms_per_token", stats_json(r.decode_ms_per_token)},
                 {"bandwidth_gb_s", stats_json(r.bandwidth_gb_s)},
@@ -45,7 +45,7 @@ void run(const BenchArgs& a) {
   else write_file_atomic(a.out, text);
   const SampleStats decode = sample_stats(r.decode_ms_per_token);
   log_info("{} {} on {}: prefill {:.2f} ms, decode {:.3f} ms/token ({:.0f} tokens/s), {} MB",
-           a.model, a.dtype, r.device, sample_stats(r.prefill_ms).median, decode.median,
+           a.model, dtype_name(a.dtype), r.device, sample_stats(r.prefill_ms).median, decode.median,
            1000.0 / decode.median, r.model_bytes >> 20);
 }
 
@@ -55,7 +55,7 @@ void add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmark one model and dtype; writes JSON");
   cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
-  cmd->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();
+  add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--out", a->out, "JSON file (default: stdout)");
   cmd->add_option("--prefill-tokens", a->options.prefill_tokens)->capture_default_str();

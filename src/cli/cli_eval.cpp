@@ -25,7 +25,7 @@ struct EvalArgs {
   std::string coqa;
   std::optional<size_t> limit;
   std::string mode = "lm_eval";
-  std::string dtype = "fp32";
+  DType dtype = DType::fp32;
   std::string device = "auto";
   std::string log_samples;
   std::string output;
@@ -60,13 +60,13 @@ void run(const EvalArgs& a) {
   const std::vector<CoqaSample> all = build_samples(data.stories, parse_coqa_mode(a.mode));
   const std::vector<CoqaSample> samples = select_samples(all, a);
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
-  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
+  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
   const auto start = std::chrono::steady_clock::now();
   const std::vector<SampleRecord> records = evaluate_samples(m, tok, samples, a.options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  log_info("{} samples in {:.1f} s on {} ({})", records.size(), seconds, device_description(m.device), a.dtype);
+  log_info("{} samples in {:.1f} s on {} ({})", records.size(), seconds, device_description(m.device), dtype_name(a.dtype));
 
-  const ConfigMetrics metrics = compute_config_metrics(a.dtype, records, nullptr, a.bootstrap);
+  const ConfigMetrics metrics = compute_config_metrics(dtype_name(a.dtype), records, nullptr, a.bootstrap);
   print_metrics(metrics);
   if (a.mode == "official")
     for (const DomainScore& d : official_domain_scores(records))
@@ -78,8 +78,8 @@ void run(const EvalArgs& a) {
     write_file_atomic(a.log_samples, lines);
   }
   if (!a.output.empty()) {
-    const nlohmann::json config = {{"model", a.model}, {"dtype", a.dtype}, {"device", device_description(m.device)},
-                                   {"batch_size", a.options.batch_size}, {"add_bos", a.options.add_bos},
+    const nlohmann::json config = {{"model", a.model}, {"dtype", dtype_name(a.dtype)}, {"device", device_description(m.device)},
+                                   {"batch_size", a.options.generation.batch_size}, {"add_bos", a.options.add_bos},
                                    {"coqa_file", a.coqa}, {"coqa_sha256", data.info.sha256}};
     const SampleCounts counts{all.size(), records.size()};
     write_file_atomic(a.output, lm_eval_results_json(metrics, counts, config, a.bootstrap).dump(2) + "\n");
@@ -96,10 +96,10 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--limit", a->limit, "Evaluate the first N stories only (lm-eval --limit)");
   cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
       ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "Config: fp32, fp16 or bf16")->capture_default_str();
+  add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a->options.max_new_tokens)->capture_default_str();
+  cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->options.generation.max_new_tokens)->capture_default_str();
   cmd->add_flag("--add-bos", a->options.add_bos, "Encode prompts with BOS (lm-eval's HF default is without)");
   cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples)->capture_default_str();
   cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();

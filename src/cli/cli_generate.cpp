@@ -26,7 +26,7 @@ struct GenerateArgs {
   std::string model;
   std::vector<std::string> prompts;
   std::string prompts_file;
-  std::string dtype = "fp32";
+  DType dtype = DType::fp32;
   std::string device = "auto";
   bool no_special = false;
   bool json = false;
@@ -65,7 +65,7 @@ void run(GenerateArgs& a) {
   }
   if (a.prompts.empty()) fail("no prompt: give --prompt TEXT or --prompts-file FILE.jsonl");
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
-  const Model m = load_model(a.model, {parse_dtype(a.dtype), choose_device(a.device, 0)});
+  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
   std::vector<std::vector<int32_t>> ids;
   for (const auto& p : a.prompts) ids.push_back(tok.encode(p, !a.no_special));
 
@@ -87,7 +87,7 @@ void run(GenerateArgs& a) {
     }
   }
   log_info("{} prompt(s), {} new tokens in {:.2f} s on {} ({})", out.size(), generated, seconds,
-           device_description(m.device), a.dtype);
+           device_description(m.device), dtype_name(a.dtype));
   if (!a.logits_out.empty()) write_safetensors(a.logits_out, {{"logits", last_token_logits(m, ids)}});
 }
 
@@ -103,7 +103,7 @@ void add_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--stop", a->options.stop, "Stop string (repeatable), e.g. $'\\nQ:'");
   cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")->capture_default_str();
-  cmd->add_option("--dtype", a->dtype, "fp32, fp16 or bf16")->capture_default_str();
+  add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--no-special", a->no_special, "Do not add BOS (tokenizer post-processor)");
   cmd->add_flag("--json", a->json, "One JSON object per prompt: ids, tokens, text, stop reason");

@@ -5,6 +5,7 @@
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/make_model.h"
+#include "qsweep/model/model.h"
 #include "qsweep/tokenizer/tokenizer.h"
 
 #include <filesystem>
@@ -17,7 +18,7 @@ struct MakeModelArgs {
   std::string tokenizer;
   uint64_t seed = 0;
   double init_std = 0.02;
-  std::string dtype = "fp32";
+  DType dtype = DType::fp32;
   std::string out;
 };
 
@@ -39,7 +40,7 @@ void run(const MakeModelArgs& a) {
   ModelConfig config = model_preset(a.preset, static_cast<int>(tok.vocab_size()));
   config.bos_token_id = tok.bos_id().value_or(-1);
   config.eos_token_ids = eos_ids_for(tok);
-  write_random_model(config, RandomInit{a.seed, a.init_std, parse_dtype(a.dtype)}, a.out);
+  write_random_model(config, RandomInit{a.seed, a.init_std, scalar_type(a.dtype)}, a.out);
   fs::copy_file(a.tokenizer, fs::path(a.out) / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   if (fs::exists(tokenizer_config))
@@ -64,8 +65,7 @@ void add_make_model(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Random seed")->capture_default_str();
   cmd->add_option("--init-std", args->init_std, "Standard deviation of the weights")
       ->capture_default_str();
-  cmd->add_option("--dtype", args->dtype, "Saved weight dtype (fp32, fp16, bf16)")
-      ->capture_default_str();
+  add_dtype_option(cmd, args->dtype, "Saved weight dtype: fp32, fp16 or bf16");
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->callback([args] {
     init_command_logging(false);

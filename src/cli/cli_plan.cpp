@@ -28,10 +28,10 @@ void print_settings(const SweepSpec& spec, size_t stories) {
   if (e.enabled)
     fmt::print("evaluation {} ({} stories), mode {}, limit {}, shard_size {}, batch_size {}, "
                "max_new_tokens {}\n",
-               e.coqa, stories, eval_mode_name(e.mode), e.limit ? std::to_string(*e.limit) : "none",
-               e.shard_size, e.batch_size, e.max_new_tokens);
-  const BenchSpec& b = spec.benchmarks;
-  if (b.enabled)
+               e.coqa, stories, coqa_mode_name(e.mode), e.limit ? std::to_string(*e.limit) : "none",
+               e.shard_size, e.options.generation.batch_size, e.options.generation.max_new_tokens);
+  const BenchOptions& b = spec.benchmarks.options;
+  if (spec.benchmarks.enabled)
     fmt::print("benchmarks prefill {} tokens, decode {} tokens, batch sizes {}, warmup {}, "
                "repeats {}\n",
                b.prefill_tokens, b.decode_tokens, fmt::join(b.batch_sizes, ","), b.warmup,

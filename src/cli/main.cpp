@@ -6,12 +6,21 @@
 #include "qsweep_version.h"
 
 #include <iostream>
+#include <map>
 
 namespace qsweep::cli {
 void init_command_logging(bool verbose) {
   LogOptions options;
   options.level = verbose ? LogLevel::debug : LogLevel::info;
   init_logging(options);
+}
+
+CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help) {
+  std::map<std::string, DType> names;
+  for (DType d : kAllDTypes) names[dtype_name(d)] = d;
+  return cmd->add_option("--dtype", dtype, help)
+      ->transform(CLI::CheckedTransformer(names))
+      ->default_str(dtype_name(dtype));
 }
 }  // namespace qsweep::cli
 

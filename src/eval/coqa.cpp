@@ -156,9 +156,17 @@ CoqaData load_coqa(const std::string& path) {
   return data;
 }
 
+const char* coqa_mode_name(CoqaMode mode) {
+  switch (mode) {
+    case CoqaMode::lm_eval: return "lm_eval";
+    case CoqaMode::official: return "official";
+  }
+  return "?";
+}
+
 CoqaMode parse_coqa_mode(std::string_view name) {
-  if (name == "lm_eval") return CoqaMode::lm_eval;
-  if (name == "official") return CoqaMode::official;
+  for (CoqaMode mode : {CoqaMode::lm_eval, CoqaMode::official})
+    if (name == coqa_mode_name(mode)) return mode;
   fail("unknown CoQA mode '{}'; valid: lm_eval (last turn per story, as lm-eval) or official "
        "(every turn, as evaluate-v1.0.py)", name);
 }

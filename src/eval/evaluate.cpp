@@ -1,6 +1,5 @@
 #include "qsweep/eval/evaluate.h"
 
-#include "qsweep/model/generate.h"
 #include "qsweep/eval/scoring.h"
 #include "qsweep/util/text.h"
 #include "qsweep/tokenizer/tokenizer.h"
@@ -13,11 +12,7 @@ std::vector<SampleRecord> evaluate_samples(const Model& model, const Tokenizer& 
   std::vector<std::vector<int32_t>> prompts;
   prompts.reserve(samples.size());
   for (const auto& s : samples) prompts.push_back(tokenizer.encode(s.prompt, options.add_bos));
-  GenerateOptions generation;
-  generation.batch_size = options.batch_size;
-  generation.max_new_tokens = options.max_new_tokens;
-  generation.stop = options.stop;
-  const std::vector<Generation> outputs = generate(model, tokenizer, prompts, generation);
+  const std::vector<Generation> outputs = generate(model, tokenizer, prompts, options.generation);
 
   std::vector<SampleRecord> records;
   records.reserve(samples.size());

@@ -37,20 +37,29 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& c) {
   return inv_freq;
 }
 
+at::ScalarType scalar_type(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return at::kFloat;
+    case DType::fp16: return at::kHalf;
+    case DType::bf16: return at::kBFloat16;
+  }
+  fail("unknown dtype {}", static_cast<int>(dtype));
+}
+
 Model load_model(const std::string& dir, const LoadOptions& options) {
 #if TORCH_VERSION_MAJOR < 2
-  if (options.dtype == at::kHalf && options.device.is_cpu())
+  if (options.dtype == DType::fp16 && options.device.is_cpu())
     fail("fp16 on the CPU: libtorch {} has no CPU half-precision matmul; run fp16 configs on a GPU, "
          "or use bf16 or fp32 on the CPU", TORCH_VERSION);
 #endif
   Model m;
   m.config = load_model_config(dir);
   m.device = options.device;
-  m.dtype = options.dtype;
+  m.dtype = scalar_type(options.dtype);
   const ModelConfig& c = m.config;
   const WeightFiles files = WeightFiles::open_model_dir(dir);
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
-    return files.load(name, shape, options.dtype, options.device);
+    return files.load(name, shape, m.dtype, options.device);
   };
   auto linear = [&](const std::string& name, int64_t out, int64_t in) {
     return Linear{DenseWeight{load(name, {out, in})}};

@@ -31,7 +31,7 @@ at::ScalarType scalar_type(const std::string& dtype, const std::string& where) {
   fail("{}: dtype '{}' is not supported (F32, F16, BF16, I64, I32, I8, U8)", where, dtype);
 }
 
-std::string dtype_name(at::ScalarType t) {
+std::string safetensors_dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return "F32";
     case at::kHalf: return "F16";
@@ -183,7 +183,7 @@ void write_safetensors(const std::string& path,
   for (const auto& [name, tensor] : tensors) {
     at::Tensor c = tensor.detach().to(at::kCPU).contiguous();
     const size_t bytes = c.numel() * c.element_size();
-    header[name] = {{"dtype", dtype_name(c.scalar_type())},
+    header[name] = {{"dtype", safetensors_dtype_name(c.scalar_type())},
                     {"shape", c.sizes().vec()},
                     {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;

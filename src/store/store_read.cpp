@@ -153,8 +153,7 @@ std::vector<ConfigResults> read_configs(const H5::Group& root) {
 }
 
 UnitKind parse_kind(const std::string& s, const H5::Group& g) {
-  for (UnitKind k : {UnitKind::sanity, UnitKind::coqa, UnitKind::bench})
-    if (unit_kind_name(k) == s) return k;
+  if (const auto kind = parse_unit_kind(s)) return *kind;
   fail("store '{}': '{}/kind' holds unknown unit kind '{}'", g.getFileName(), g.getObjName(), s);
 }
 

@@ -43,22 +43,24 @@ void add_evaluation(std::vector<std::string>& lines, const EvalSpec& e) {
   lines.push_back("evaluation.enabled=" + flag(e.enabled));
   if (!e.enabled) return;
   lines.push_back("evaluation.coqa_sha256=" + sha256_file(e.coqa));
-  lines.push_back("evaluation.mode=" + eval_mode_name(e.mode));
+  lines.push_back(fmt::format("evaluation.mode={}", coqa_mode_name(e.mode)));
   lines.push_back("evaluation.limit=" + (e.limit ? std::to_string(*e.limit) : "none"));
   lines.push_back(fmt::format("evaluation.shard_size={}", e.shard_size));
   // Batching changes padding and so, at low precision, the numbers: part of the result.
-  lines.push_back(fmt::format("evaluation.batch_size={}", e.batch_size));
-  lines.push_back(fmt::format("evaluation.max_new_tokens={}", e.max_new_tokens));
-  lines.push_back("evaluation.stop=" + nlohmann::json(e.stop).dump());
-  lines.push_back("evaluation.add_bos=" + flag(e.add_bos));
+  const GenerateOptions& g = e.options.generation;
+  lines.push_back(fmt::format("evaluation.batch_size={}", g.batch_size));
+  lines.push_back(fmt::format("evaluation.max_new_tokens={}", g.max_new_tokens));
+  lines.push_back("evaluation.stop=" + nlohmann::json(g.stop).dump());
+  lines.push_back("evaluation.add_bos=" + flag(e.options.add_bos));
   lines.push_back("evaluation.perplexity_text_sha256=" +
                   (e.perplexity_text.empty() ? "none" : sha256_file(e.perplexity_text)));
   lines.push_back("evaluation.sanity_prompts=" + nlohmann::json(e.sanity_prompts).dump());
 }
 
-void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& b) {
-  lines.push_back("benchmarks.enabled=" + flag(b.enabled));
-  if (!b.enabled) return;
+void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& spec) {
+  lines.push_back("benchmarks.enabled=" + flag(spec.enabled));
+  if (!spec.enabled) return;
+  const BenchOptions& b = spec.options;
   lines.push_back(fmt::format("benchmarks.prefill_tokens={}", b.prefill_tokens));
   lines.push_back(fmt::format("benchmarks.decode_tokens={}", b.decode_tokens));
   lines.push_back(fmt::format("benchmarks.batch_sizes={}", fmt::join(b.batch_sizes, ",")));

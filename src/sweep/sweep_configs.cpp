@@ -17,15 +17,6 @@ namespace fs = std::filesystem;
 
 namespace qsweep {
 
-std::string dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::fp32: return "fp32";
-    case DType::fp16: return "fp16";
-    case DType::bf16: return "bf16";
-  }
-  return "?";
-}
-
 namespace {
 
 // --- The preparation keys: the one place a new quantization method or parameter is added. ---
@@ -43,13 +34,14 @@ const std::vector<std::string>& required_config_keys() {
   return names;
 }
 
-DType parse_dtype(const YAML::Node& node, const std::string& file, const std::string& key) {
+DType dtype_from_yaml(const YAML::Node& node, const std::string& file, const std::string& key) {
   const std::string value = yaml::as_string(node, file, key);
-  for (DType d : {DType::fp32, DType::fp16, DType::bf16})
-    if (value == dtype_name(d)) return d;
-  const std::string near = closest_match(value, {"fp32", "fp16", "bf16"});
+  std::vector<std::string> names;
+  for (DType d : kAllDTypes) names.push_back(dtype_name(d));
+  if (std::find(names.begin(), names.end(), value) != names.end()) return *parse_dtype(value);
+  const std::string near = closest_match(value, names);
   yaml::key_error(file, node, key,
-                  fmt::format("must be one of fp32, fp16, bf16, got '{}'{}", value,
+                  fmt::format("must be one of {}, got '{}'{}", fmt::join(names, ", "), value,
                               near.empty() ? "" : " (did you mean '" + near + "'?)"));
 }
 
@@ -67,7 +59,7 @@ std::string parse_model_dir(const YAML::Node& node, const std::string& file, con
 
 void set_config_key(PrepConfig& config, const std::string& name, const YAML::Node& value,
                     const std::string& file, const std::string& key) {
-  if (name == "dtype") config.dtype = parse_dtype(value, file, key);
+  if (name == "dtype") config.dtype = dtype_from_yaml(value, file, key);
   if (name == "model") config.model = parse_model_dir(value, file, key);
 }
 

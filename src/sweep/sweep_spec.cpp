@@ -1,5 +1,6 @@
 #include "qsweep/sweep/sweep_spec.h"
 
+#include "qsweep/model/model_config.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/text.h"
 #include "sweep_configs.h"
@@ -7,7 +8,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -17,14 +17,6 @@
 namespace fs = std::filesystem;
 
 namespace qsweep {
-
-std::string eval_mode_name(EvalMode mode) {
-  switch (mode) {
-    case EvalMode::lm_eval: return "lm_eval";
-    case EvalMode::official: return "official";
-  }
-  return "?";
-}
 
 namespace {
 
@@ -109,15 +101,16 @@ EvalSpec parse_evaluation(const yaml::Section& top, const fs::path& base) {
   e.enabled = yaml::get_bool(s, "enabled", true);
   if (e.enabled) yaml::require(s, "coqa");
   e.coqa = get_path(s, "coqa", base, "");
-  e.mode = yaml::get_choice(s, "mode", "lm_eval", {"lm_eval", "official"}) == "official"
-               ? EvalMode::official
-               : EvalMode::lm_eval;
+  e.mode = parse_coqa_mode(yaml::get_choice(s, "mode", coqa_mode_name(e.mode),
+                                            {coqa_mode_name(CoqaMode::lm_eval),
+                                             coqa_mode_name(CoqaMode::official)}));
   if (s.has("limit") && !s.get("limit").IsNull()) e.limit = yaml::get_int(s, "limit", 0, 1);
   e.shard_size = yaml::get_int(s, "shard_size", e.shard_size, 1);
-  e.batch_size = yaml::get_int(s, "batch_size", e.batch_size, 1);
-  e.max_new_tokens = yaml::get_int(s, "max_new_tokens", e.max_new_tokens, 1);
-  e.stop = yaml::get_strings(s, "stop", e.stop);
-  e.add_bos = yaml::get_bool(s, "add_bos", e.add_bos);
+  GenerateOptions& g = e.options.generation;
+  g.batch_size = yaml::get_int(s, "batch_size", g.batch_size, 1);
+  g.max_new_tokens = yaml::get_int(s, "max_new_tokens", g.max_new_tokens, 1);
+  g.stop = yaml::get_strings(s, "stop", g.stop);
+  e.options.add_bos = yaml::get_bool(s, "add_bos", e.options.add_bos);
   e.bootstrap_resamples = yaml::get_int(s, "bootstrap_resamples", e.bootstrap_resamples, 1000);
   e.perplexity_text = get_path(s, "perplexity_text", base, "");
   e.sanity_prompts = yaml::get_strings(s, "sanity_prompts", {});
@@ -128,12 +121,13 @@ EvalSpec parse_evaluation(const yaml::Section& top, const fs::path& base) {
 }
 
 BenchSpec parse_benchmarks(const yaml::Section& top) {
-  BenchSpec b;
-  if (!top.has("benchmarks")) return b;
+  BenchSpec spec;
+  if (!top.has("benchmarks")) return spec;
   const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
   yaml::check_keys(s, {"enabled", "prefill_tokens", "decode_tokens", "batch_sizes", "warmup",
                        "repeats"});
-  b.enabled = yaml::get_bool(s, "enabled", true);
+  spec.enabled = yaml::get_bool(s, "enabled", true);
+  BenchOptions& b = spec.options;
   b.prefill_tokens = yaml::get_int(s, "prefill_tokens", b.prefill_tokens, 1);
   b.decode_tokens = yaml::get_int(s, "decode_tokens", b.decode_tokens, 1);
   b.batch_sizes = yaml::get_ints(s, "batch_sizes", b.batch_sizes, 1);
@@ -145,7 +139,7 @@ BenchSpec parse_benchmarks(const yaml::Section& top) {
   if (std::set<int>(b.batch_sizes.begin(), b.batch_sizes.end()).size() != b.batch_sizes.size())
     yaml::key_error(s.file, s.get("batch_sizes"), s.key("batch_sizes"),
                     fmt::format("lists a batch size twice: [{}]", fmt::join(b.batch_sizes, ", ")));
-  return b;
+  return spec;
 }
 
 std::string get_config_name(const yaml::Section& s, const YAML::Node& node, const std::string& key,
@@ -185,26 +179,24 @@ std::vector<std::pair<std::string, std::string>> parse_compare(
   return pairs;
 }
 
-// Benchmarks feed prefill_tokens + decode_tokens positions through the model; catch a context
-// that is too short now rather than on the GPU.
-void check_bench_fits_model(const yaml::Section& top, const SweepSpec& spec) {
-  const std::string config_path = (fs::path(spec.model) / "config.json").string();
-  nlohmann::json config;
+// The model's config.json is read as the loader reads it, so a broken one fails here, before
+// any work; benchmarks feed prefill_tokens + decode_tokens positions through the model, so a
+// context that is too short is caught now rather than on the GPU.
+void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
+  ModelConfig config;
   try {
-    config = nlohmann::json::parse(read_file(config_path));
-  } catch (const nlohmann::json::exception& e) {
-    yaml::key_error(top.file, top.get("model"), "model",
-                    fmt::format("'{}' is not valid JSON: {}", config_path, e.what()));
+    config = load_model_config(spec.model);
+  } catch (const Error& e) {
+    yaml::key_error(top.file, top.get("model"), "model", e.what());
   }
-  const auto max = config.find("max_position_embeddings");
-  if (!spec.benchmarks.enabled || max == config.end() || !max->is_number_integer()) return;
-  const int needed = spec.benchmarks.prefill_tokens + spec.benchmarks.decode_tokens;
-  if (needed > max->get<int>()) {
-    const yaml::Section b = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
-    yaml::key_error(b.file, where(b, "prefill_tokens"), "benchmarks.prefill_tokens",
+  const BenchOptions& b = spec.benchmarks.options;
+  const int needed = b.prefill_tokens + b.decode_tokens;
+  if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {
+    const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
+    yaml::key_error(s.file, where(s, "prefill_tokens"), "benchmarks.prefill_tokens",
                     fmt::format("prefill_tokens + decode_tokens = {} exceeds the model's "
                                 "max_position_embeddings {} ({})",
-                                needed, max->get<int>(), config_path));
+                                needed, config.max_position_embeddings, config.source));
   }
 }
 
@@ -250,7 +242,7 @@ SweepSpec load_sweep_spec(const std::string& path) {
   if (!spec.evaluation.enabled && !spec.benchmarks.enabled)
     yaml::key_error(path, top.node, "evaluation",
                     "nothing to run: 'evaluation' and 'benchmarks' are both missing or disabled");
-  check_bench_fits_model(top, spec);
+  check_model_config(top, spec);
   return spec;
 }
 

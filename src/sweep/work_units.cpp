@@ -15,6 +15,12 @@ std::string unit_kind_name(UnitKind kind) {
   return "?";
 }
 
+std::optional<UnitKind> parse_unit_kind(std::string_view name) {
+  for (UnitKind kind : kAllUnitKinds)
+    if (name == unit_kind_name(kind)) return kind;
+  return std::nullopt;
+}
+
 std::vector<WorkUnit> expand_units(const SweepSpec& spec, size_t n_stories) {
   const EvalSpec& e = spec.evaluation;
   const size_t n = e.limit ? std::min(n_stories, static_cast<size_t>(*e.limit)) : n_stories;

@@ -36,15 +36,8 @@ namespace {
 // Perplexity text: up to 16 windows of 512 tokens, enough for a stable mean at modest cost.
 constexpr int kPerplexityWindow = 512;
 constexpr int kPerplexityWindows = 16;
-
-at::ScalarType torch_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::fp32: return at::kFloat;
-    case DType::fp16: return at::kHalf;
-    case DType::bf16: return at::kBFloat16;
-  }
-  return at::kFloat;
-}
+// A sanity output is for a person to read: a sentence or two.
+constexpr int kSanityTokens = 32;
 
 const PrepConfig& find_config(const SweepSpec& spec, const std::string& name) {
   for (const auto& c : spec.configs)
@@ -59,7 +52,7 @@ const Model& prepare(UnitRunner::State& s, const std::string& config) {
   s.prepared.clear();
   const PrepConfig& c = find_config(s.spec, config);
   const auto start = std::chrono::steady_clock::now();
-  s.model = load_model(c.model.empty() ? s.spec.model : c.model, {torch_dtype(c.dtype), s.device});
+  s.model = load_model(c.model.empty() ? s.spec.model : c.model, {c.dtype, s.device});
   s.prepared = config;
   log_info("prepared {} ({}) on {} in {:.1f} s", config, dtype_name(c.dtype),
            device_description(s.device),
@@ -85,7 +78,7 @@ void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std
   std::optional<Model> baseline;
   if (config != s.spec.baseline) {
     const PrepConfig& b = find_config(s.spec, s.spec.baseline);
-    baseline = load_model(b.model.empty() ? s.spec.model : b.model, {torch_dtype(b.dtype), s.device});
+    baseline = load_model(b.model.empty() ? s.spec.model : b.model, {b.dtype, s.device});
   }
   const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
   r.perplexity = scores.perplexity;
@@ -97,8 +90,8 @@ std::vector<SanityOutput> run_sanity(const UnitRunner::State& s, const Model& m)
   std::vector<std::vector<int32_t>> prompts;
   for (const auto& p : e.sanity_prompts) prompts.push_back(s.tokenizer.encode(p, true));
   GenerateOptions options;
-  options.max_new_tokens = 32;
-  options.batch_size = e.batch_size;
+  options.max_new_tokens = kSanityTokens;
+  options.batch_size = e.options.generation.batch_size;
   const std::vector<Generation> out = generate(m, s.tokenizer, prompts, options);
   std::vector<SanityOutput> records;
   for (size_t i = 0; i < out.size(); ++i) records.push_back({e.sanity_prompts[i], out[i].text});
@@ -106,13 +99,7 @@ std::vector<SanityOutput> run_sanity(const UnitRunner::State& s, const Model& m)
 }
 
 BenchRecord run_bench(const UnitRunner::State& s, const Model& m, const std::string& config) {
-  const BenchSpec& b = s.spec.benchmarks;
-  BenchOptions o;
-  o.prefill_tokens = b.prefill_tokens;
-  o.decode_tokens = b.decode_tokens;
-  o.batch_sizes = b.batch_sizes;
-  o.warmup = b.warmup;
-  o.repeats = b.repeats;
+  BenchOptions o = s.spec.benchmarks.options;
   o.seed = s.spec.seed;
   return run_benchmark(m, config, o);
 }
@@ -125,31 +112,31 @@ void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
       score_perplexity_text(s, m, unit.config, r);
       break;
     case UnitKind::coqa: {
-      const EvalSpec& e = s.spec.evaluation;
-      EvalOptions o;
-      o.batch_size = e.batch_size;
-      o.max_new_tokens = e.max_new_tokens;
-      o.stop = e.stop;
-      o.add_bos = e.add_bos;
-      r.samples = evaluate_samples(m, s.tokenizer, samples_of(s, unit), o);
+      r.samples = evaluate_samples(m, s.tokenizer, samples_of(s, unit), s.spec.evaluation.options);
       break;
     }
     case UnitKind::bench: r.bench = run_bench(s, m, unit.config); break;
   }
 }
 
-// The one place a unit's failure is caught: it becomes an error row and the sweep goes on. A
-// CUDA error leaves the GPU context unusable, so the rank stops taking units.
-void fail_unit(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r, const std::string& message) {
+// Whatever failed, a unit becomes an error row and the sweep goes on. Whether this rank can
+// take more units is the device's answer, not the message's: a CUDA fault leaves the context
+// unusable, which the health check reports as a DeviceError.
+void fail_unit(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r, const std::string& message,
+               bool device_failed) {
   r.error = UnitError{unit.config, unit.key, r.rank, r.host, message};
   r.samples.clear();
   r.sanity.clear();
   r.bench.reset();
-  if (message.find("CUDA error") != std::string::npos ||
-      message.find("CUBLAS_STATUS") != std::string::npos) {
-    s.broken = true;
-    s.model.reset();
+  try {
+    if (!device_failed) check_device_usable(s.device);
+  } catch (const DeviceError& e) {
+    log_error("{}", e.what());
+    device_failed = true;
   }
+  if (!device_failed) return;
+  s.broken = true;
+  s.model.reset();
 }
 
 }  // namespace
@@ -164,9 +151,7 @@ UnitRunner::UnitRunner(const SweepSpec& spec, const RankInfo& rank)
                 rank.local_size, rank.host, visible_gpus());
   if (spec.evaluation.enabled) {
     const CoqaData data = load_coqa(spec.evaluation.coqa);
-    const CoqaMode mode =
-        spec.evaluation.mode == EvalMode::official ? CoqaMode::official : CoqaMode::lm_eval;
-    state_->samples = build_samples(data.stories, mode);
+    state_->samples = build_samples(data.stories, spec.evaluation.mode);
   }
 }
 
@@ -181,10 +166,12 @@ UnitResult UnitRunner::run(const WorkUnit& unit) {
   const auto start = std::chrono::steady_clock::now();
   try {
     run_kind(*state_, unit, r);
+  } catch (const DeviceError& e) {
+    fail_unit(*state_, unit, r, e.what(), true);
   } catch (const c10::Error& e) {
-    fail_unit(*state_, unit, r, e.what_without_backtrace());  // libtorch's trace helps nobody here
+    fail_unit(*state_, unit, r, e.what_without_backtrace(), false);  // libtorch's trace helps nobody
   } catch (const std::exception& e) {
-    fail_unit(*state_, unit, r, e.what());
+    fail_unit(*state_, unit, r, e.what(), false);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;

@@ -14,10 +14,6 @@ at::Device choose_device(const std::string& want, int local_rank);
 // GPUs this process can see (0 in a CPU-only build).
 int visible_gpus();
 
-// "fp32" | "fp16" | "bf16" (also "float32", "float16", "bfloat16").
-at::ScalarType parse_dtype(const std::string& name);
-std::string dtype_name(at::ScalarType dtype);
-
 // e.g. "NVIDIA H100 80GB HBM3" or "cpu".
 std::string device_description(const at::Device& device);
 
@@ -26,6 +22,10 @@ std::string runtime_versions();
 
 // Waits for queued work on the device (no-op on CPU).
 void synchronize(const at::Device& device);
+
+// Throws DeviceError when the device's context holds a sticky error (an illegal address, a
+// kernel fault): what tells a rank that failed a unit whether it can still take others.
+void check_device_usable(const at::Device& device);
 
 }  // namespace qsweep
 

@@ -58,7 +58,8 @@ enum class CoqaMode {
   lm_eval,   // one sample per story, its last turn, as lm-eval's `coqa`
   official,  // one sample per turn of every story, as the official evaluate-v1.0.py
 };
-CoqaMode parse_coqa_mode(std::string_view name);  // "lm_eval" or "official"
+const char* coqa_mode_name(CoqaMode mode);         // "lm_eval" or "official"
+CoqaMode parse_coqa_mode(std::string_view name);  // throws for any other name
 
 struct CoqaSample {
   std::string id;

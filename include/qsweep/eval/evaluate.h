@@ -2,6 +2,7 @@
 // One model over CoQA samples: encode each prompt, generate greedily, post-process and score
 // exactly as lm-eval's `coqa` does. Used by `qsweep eval` and by the sweep's CoQA units.
 #include "qsweep/eval/coqa.h"
+#include "qsweep/model/generate.h"
 #include "qsweep/util/results.h"
 
 #include <string>
@@ -12,10 +13,9 @@ namespace qsweep {
 struct Model;
 class Tokenizer;
 
+// lm-eval's `coqa` generation settings as defaults; a sweep's `evaluation` section overrides them.
 struct EvalOptions {
-  int batch_size = 8;
-  int max_new_tokens = kCoqaMaxGenTokens;
-  std::vector<std::string> stop = {std::string(kCoqaStopSequence)};
+  GenerateOptions generation{kCoqaMaxGenTokens, {std::string(kCoqaStopSequence)}, 8};
   // lm-eval's Hugging Face backend encodes prompts without special tokens unless asked to.
   bool add_bos = false;
 };

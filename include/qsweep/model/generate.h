@@ -15,7 +15,9 @@ const char* stop_reason_name(StopReason reason);
 struct GenerateOptions {
   int max_new_tokens = 256;
   std::vector<std::string> stop;   // cut the text at the first of these, as lm-eval's `until`
-  int batch_size = 8;              // prompts per batch; results do not depend on it
+  // Prompts per batch. In fp32 the results do not depend on it; in fp16/bf16 on a GPU, greedy
+  // tokens can change with it (cuBLAS picks kernels by shape, so rounding differs).
+  int batch_size = 8;
 };
 
 struct Generation {

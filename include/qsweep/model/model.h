@@ -2,6 +2,7 @@
 // A loaded Llama-family model: its config and weights on one device in one compute dtype.
 #include "qsweep/model/linear.h"
 #include "qsweep/model/model_config.h"
+#include "qsweep/util/dtype.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -28,8 +29,11 @@ struct Model {
   at::Tensor inv_freq;            // RoPE inverse frequencies (float32), scaling applied
 };
 
+// libtorch's scalar type for a compute dtype.
+at::ScalarType scalar_type(DType dtype);
+
 struct LoadOptions {
-  at::ScalarType dtype = at::kFloat;
+  DType dtype = DType::fp32;
   at::Device device = at::kCPU;
 };
 

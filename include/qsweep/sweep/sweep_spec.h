@@ -2,17 +2,20 @@
 // The sweep a researcher writes in one YAML job file (docs/sweep-spec.md), parsed and validated
 // completely before any model is loaded, and the work units rank 0 hands out. Plain data: every
 // path is absolute and every default is filled in, so nothing downstream looks at YAML again.
+#include "qsweep/bench/bench.h"
+#include "qsweep/eval/coqa.h"
+#include "qsweep/eval/evaluate.h"
+#include "qsweep/util/dtype.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace qsweep {
-
-enum class DType { fp32, fp16, bf16 };
-std::string dtype_name(DType dtype);
 
 // How one config prepares the model. A quantization method is added here as a field (an enum
 // plus its parameters), and in sweep_spec.cpp in config_key_names(), set_config_key() and
@@ -28,19 +31,15 @@ struct PrepConfig {
 // order grids iterate in). `name` and `origin` are not part of it.
 std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config);
 
-enum class EvalMode { lm_eval, official };
-std::string eval_mode_name(EvalMode mode);
-
+// Each setting is declared once, by the code that uses it (EvalOptions, GenerateOptions,
+// BenchOptions), with its default there; the spec holds those structs and fills them in.
 struct EvalSpec {
   bool enabled = false;
   std::string coqa;                       // CoQA file in the official dev format
-  EvalMode mode = EvalMode::lm_eval;
+  CoqaMode mode = CoqaMode::lm_eval;
   std::optional<int> limit;               // first N stories; none = all
   int shard_size = 50;                    // stories per work unit
-  int batch_size = 8;
-  int max_new_tokens = 256;
-  std::vector<std::string> stop = {"\nQ:"};
-  bool add_bos = false;
+  EvalOptions options;                    // batch size, max_new_tokens, stop, add_bos
   int bootstrap_resamples = 10000;
   std::string perplexity_text;            // "" = no perplexity
   std::vector<std::string> sanity_prompts;
@@ -48,11 +47,7 @@ struct EvalSpec {
 
 struct BenchSpec {
   bool enabled = false;
-  int prefill_tokens = 512;
-  int decode_tokens = 128;
-  std::vector<int> batch_sizes = {1, 4, 8};
-  int warmup = 2;
-  int repeats = 5;
+  BenchOptions options;                   // its seed is the sweep's
 };
 
 struct SweepSpec {
@@ -86,7 +81,9 @@ std::string results_fingerprint(const SweepSpec& spec);
 std::string config_fingerprint(const PrepConfig& config);
 
 enum class UnitKind { sanity, coqa, bench };
+inline constexpr UnitKind kAllUnitKinds[] = {UnitKind::sanity, UnitKind::coqa, UnitKind::bench};
 std::string unit_kind_name(UnitKind kind);
+std::optional<UnitKind> parse_unit_kind(std::string_view name);
 
 struct WorkUnit {
   std::string key;                        // "fp16/coqa/0003", "fp16/bench", "fp16/sanity"

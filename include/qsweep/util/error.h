@@ -1,5 +1,5 @@
 #pragma once
-// qsweep's one exception type and the helpers that throw it. Errors are thrown where they are
+// qsweep's exception types and the helpers that throw them. Errors are thrown where they are
 // found, with the file, key or tensor that is wrong and what would fix it, and caught once: per
 // work unit in the sweep, or in main() for the single-shot commands.
 #include <fmt/format.h>
@@ -11,6 +11,12 @@ namespace qsweep {
 
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// The accelerator itself failed (a CUDA error leaves its context unusable): the unit is recorded
+// as failed like any other, and the rank then leaves the sweep instead of taking more units.
+struct DeviceError : Error {
+  using Error::Error;
 };
 
 template <typename... Args>

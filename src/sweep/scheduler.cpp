@@ -1,0 +1,51 @@
+#include "qsweep/sweep/scheduler.h"
+
+namespace qsweep {
+
+Scheduler::Scheduler(std::vector<WorkUnit> pending, int max_attempts)
+    : pending_(pending.begin(), pending.end()), max_attempts_(max_attempts) {}
+
+std::optional<WorkUnit> Scheduler::next(int rank, const std::string& held) {
+  held_[rank] = held;
+  for (auto it = pending_.begin(); it != pending_.end(); ++it)
+    if (it->config == held) return take(it, rank);
+  for (auto it = pending_.begin(); it != pending_.end(); ++it)
+    if (!held_by_other(rank, it->config)) return take(it, rank);
+  if (!pending_.empty()) return take(pending_.begin(), rank);
+  return std::nullopt;
+}
+
+bool Scheduler::finish(int rank, bool requeue) {
+  const auto it = in_flight_.find(rank);
+  if (it == in_flight_.end()) return false;
+  const WorkUnit unit = it->second;
+  in_flight_.erase(it);
+  if (!requeue || attempts_[unit.key] >= max_attempts_) return false;
+  pending_.push_front(unit);
+  return true;
+}
+
+void Scheduler::leave(int rank) {
+  held_.erase(rank);
+  const auto it = in_flight_.find(rank);
+  if (it == in_flight_.end()) return;
+  pending_.push_front(it->second);
+  in_flight_.erase(it);
+}
+
+WorkUnit Scheduler::take(std::deque<WorkUnit>::iterator it, int rank) {
+  WorkUnit unit = *it;
+  pending_.erase(it);
+  held_[rank] = unit.config;
+  in_flight_[rank] = unit;
+  ++attempts_[unit.key];
+  return unit;
+}
+
+bool Scheduler::held_by_other(int rank, const std::string& config) const {
+  for (const auto& [r, c] : held_)
+    if (r != rank && c == config) return true;
+  return false;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,70 @@
+// The scheduler on its own: model affinity, spreading configs over ranks, a unit going back
+// when its rank leaves or breaks under it, and the limit on attempts.
+#include "qsweep/sweep/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+using namespace qsweep;
+
+namespace {
+
+std::vector<WorkUnit> units(const std::vector<std::string>& configs, int per_config) {
+  std::vector<WorkUnit> out;
+  for (const auto& c : configs)
+    for (int i = 0; i < per_config; ++i)
+      out.push_back({c + "/coqa/" + std::to_string(i), c, UnitKind::coqa, i, size_t(i), size_t(i + 1)});
+  return out;
+}
+
+}  // namespace
+
+TEST(Scheduler, RankKeepsTheConfigItHoldsPrepared) {
+  Scheduler s(units({"a", "b"}, 3));
+  EXPECT_EQ(s.next(0, "")->config, "a");
+  s.finish(0);
+  EXPECT_EQ(s.next(0, "a")->key, "a/coqa/1");
+  s.finish(0);
+  EXPECT_EQ(s.next(0, "a")->key, "a/coqa/2");
+}
+
+TEST(Scheduler, IdleRanksSpreadOverConfigsNoOtherRankHolds) {
+  Scheduler s(units({"a", "b", "c"}, 2));
+  std::set<std::string> first;
+  for (int rank = 0; rank < 3; ++rank) first.insert(s.next(rank, "")->config);
+  EXPECT_EQ(first, (std::set<std::string>{"a", "b", "c"}));
+}
+
+TEST(Scheduler, RanksShareAConfigOnlyWhenNothingElseIsLeft) {
+  Scheduler s(units({"a"}, 2));
+  EXPECT_EQ(s.next(0, "")->key, "a/coqa/0");
+  EXPECT_EQ(s.next(1, "")->key, "a/coqa/1");
+  EXPECT_FALSE(s.next(2, "").has_value());
+}
+
+TEST(Scheduler, UnitInFlightGoesBackWhenItsRankLeaves) {
+  Scheduler s(units({"a", "b"}, 1));
+  const WorkUnit lost = *s.next(0, "");
+  s.leave(0);
+  EXPECT_EQ(s.pending(), 2u);
+  EXPECT_EQ(s.in_flight(), 0u);
+  EXPECT_EQ(s.next(1, "")->key, lost.key);
+}
+
+TEST(Scheduler, UnitBrokenUnderItsRankIsRetriedElsewhereUpToTheLimit) {
+  Scheduler s(units({"a"}, 1), /*max_attempts=*/2);
+  EXPECT_EQ(s.next(0, "")->key, "a/coqa/0");
+  EXPECT_TRUE(s.finish(0, /*requeue=*/true));
+  EXPECT_EQ(s.next(1, "")->key, "a/coqa/0");
+  EXPECT_FALSE(s.finish(1, /*requeue=*/true)) << "a second fault is the unit's: it is recorded";
+  EXPECT_EQ(s.pending(), 0u);
+}
+
+TEST(Scheduler, FinishedUnitIsNotHandedOutAgain) {
+  Scheduler s(units({"a"}, 2));
+  s.next(0, "");
+  EXPECT_FALSE(s.finish(0));
+  s.leave(0);
+  EXPECT_EQ(s.pending(), 1u);
+}
