@@ -3,6 +3,7 @@
 #include "qsweep/util/error.h"
 #include "qsweep/util/text.h"
 #include "yaml_fields.h"
+#include "qsweep/quant/quant_config.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -24,7 +25,10 @@ namespace {
 // Canonical order; a grid varies the first key slowest, so configs that share the costlier
 // preparation steps (listed first) stay adjacent.
 const std::vector<std::string>& config_key_names() {
-  static const std::vector<std::string> names = {"model", "dtype"};
+  static const std::vector<std::string> names = {
+      "model",     "method",       "dtype",     "compute_dtype", "bits",
+      "group_size", "sym",         "blocksize", "double_quant",  "threshold",
+      "quantize_lm_head"};
   return names;
 }
 
@@ -34,15 +38,25 @@ const std::vector<std::string>& required_config_keys() {
   return names;
 }
 
+template <typename T, size_t N>
+std::vector<std::string> names_of(const T (&values)[N], const char* (*name)(T)) {
+  std::vector<std::string> out;
+  for (T v : values) out.push_back(name(v));
+  return out;
+}
+
 DType dtype_from_yaml(const YAML::Node& node, const std::string& file, const std::string& key) {
-  const std::string value = yaml::as_string(node, file, key);
-  std::vector<std::string> names;
-  for (DType d : kAllDTypes) names.push_back(dtype_name(d));
-  if (std::find(names.begin(), names.end(), value) != names.end()) return *parse_dtype(value);
-  const std::string near = closest_match(value, names);
+  return *parse_dtype(yaml::as_choice(node, file, key, names_of(kAllDTypes, dtype_name)));
+}
+
+template <size_t N>
+int int_from_list(const YAML::Node& node, const std::string& file, const std::string& key,
+                  const int (&allowed)[N], const char* why) {
+  const long long value = yaml::as_int(node, file, key);
+  for (int a : allowed)
+    if (value == a) return a;
   yaml::key_error(file, node, key,
-                  fmt::format("must be one of {}, got '{}'{}", fmt::join(names, ", "), value,
-                              near.empty() ? "" : " (did you mean '" + near + "'?)"));
+                  fmt::format("must be one of {}, got {} ({})", fmt::join(allowed, ", "), value, why));
 }
 
 // A model directory relative to the file that names it, checked like the sweep's own `model`.
@@ -59,16 +73,53 @@ std::string parse_model_dir(const YAML::Node& node, const std::string& file, con
 
 void set_config_key(PrepConfig& config, const std::string& name, const YAML::Node& value,
                     const std::string& file, const std::string& key) {
-  if (name == "dtype") config.dtype = dtype_from_yaml(value, file, key);
+  QuantConfig& q = config.quant;
   if (name == "model") config.model = parse_model_dir(value, file, key);
+  if (name == "dtype") config.dtype = dtype_from_yaml(value, file, key);
+  if (name == "method")
+    q.method = *parse_quant_method(
+        yaml::as_choice(value, file, key, names_of(kAllQuantMethods, quant_method_name)));
+  if (name == "compute_dtype") q.compute_dtype = dtype_from_yaml(value, file, key);
+  if (name == "bits") q.bits = int_from_list(value, file, key, kIntBits, "bits per weight");
+  if (name == "group_size")
+    q.group_size = int_from_list(value, file, key, kIntGroupSizes,
+                                 "input channels per group; -1 for one group per row");
+  if (name == "sym") q.sym = yaml::as_bool(value, file, key);
+  if (name == "blocksize")
+    q.blocksize = int_from_list(value, file, key, kBnb4Blocksizes,
+                                "the block sizes bitsandbytes accepts for 4-bit weights");
+  if (name == "double_quant") q.double_quant = yaml::as_bool(value, file, key);
+  if (name == "threshold") {
+    q.threshold = yaml::as_double(value, file, key);
+    if (!(q.threshold >= 0))
+      yaml::key_error(file, value, key,
+                      fmt::format("must be at least 0 (0 turns the outlier path off), got {}",
+                                  q.threshold));
+  }
+  if (name == "quantize_lm_head") q.quantize_lm_head = yaml::as_bool(value, file, key);
 }
 
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config) {
+  const QuantConfig& q = config.quant;
   std::vector<std::pair<std::string, std::string>> values;
   if (!config.model.empty()) values.emplace_back("model", config.model);
+  // Unquantized configs keep the keys they always had, so their fingerprints stay the same.
+  if (q.method != QuantMethod::none) values.emplace_back("method", quant_method_name(q.method));
   values.emplace_back("dtype", dtype_name(config.dtype));
+  for (const std::string& key : quant_keys_of(q.method)) {
+    std::string value;
+    if (key == "compute_dtype") value = dtype_name(q.compute_dtype.value_or(config.dtype));
+    if (key == "bits") value = std::to_string(q.bits);
+    if (key == "group_size") value = std::to_string(q.group_size);
+    if (key == "sym") value = q.sym ? "true" : "false";
+    if (key == "blocksize") value = std::to_string(q.blocksize);
+    if (key == "double_quant") value = q.double_quant ? "true" : "false";
+    if (key == "threshold") value = fmt::format("{}", q.threshold);
+    if (key == "quantize_lm_head") value = q.quantize_lm_head ? "true" : "false";
+    values.emplace_back(key, value);
+  }
   return values;
 }
 
@@ -85,16 +136,45 @@ std::string origin_of(const yaml::Section& s) {
   return fmt::format("{}:{}", s.file, yaml::line_of(s.node));
 }
 
-// Applies the preparation keys present in `s` and notes which ones were set.
-void apply_config_keys(PrepConfig& config, const yaml::Section& s, std::set<std::string>& set) {
+// Where each key of a config was set (the last setting wins), for messages about it.
+struct KeyOrigin {
+  std::string file;
+  YAML::Node node;
+  std::string key;
+};
+using KeyOrigins = std::map<std::string, KeyOrigin>;
+
+// Applies the preparation keys present in `s` and notes where each was set.
+void apply_config_keys(PrepConfig& config, const yaml::Section& s, KeyOrigins& set) {
   for (const auto& name : config_key_names()) {
     if (!s.has(name)) continue;
     set_config_key(config, name, s.get(name), s.file, s.key(name));
-    set.insert(name);
+    set[name] = {s.file, s.get(name), s.key(name)};
   }
 }
 
-void require_config_keys(const std::set<std::string>& set, const yaml::Section& s,
+// A parameter that the config's method does not read is a mistake (a typo'd method, a
+// parameter meant for another config), so it is refused rather than ignored.
+void check_method_keys(const PrepConfig& config, const KeyOrigins& set) {
+  const QuantMethod method = config.quant.method;
+  const std::vector<std::string>& takes = quant_keys_of(method);
+  for (const auto& [name, origin] : set) {
+    if (name == "model" || name == "method" || name == "dtype") continue;
+    if (std::find(takes.begin(), takes.end(), name) != takes.end()) continue;
+    std::vector<std::string> users;
+    for (QuantMethod m : kAllQuantMethods) {
+      const auto& keys = quant_keys_of(m);
+      if (std::find(keys.begin(), keys.end(), name) != keys.end()) users.push_back(quant_method_name(m));
+    }
+    yaml::key_error(origin.file, origin.node, origin.key,
+                    fmt::format("does not apply to method '{}' ({} takes {}); it is a parameter of {}",
+                                quant_method_name(method), quant_method_name(method),
+                                takes.empty() ? "no parameters" : fmt::format("{}", fmt::join(takes, ", ")),
+                                fmt::join(users, ", ")));
+  }
+}
+
+void require_config_keys(const KeyOrigins& set, const yaml::Section& s,
                          const std::string& where) {
   for (const auto& name : required_config_keys())
     if (!set.count(name))
@@ -118,9 +198,10 @@ PrepConfig parse_inline(const yaml::Section& s) {
   yaml::check_keys(s, with_config_keys({"name"}));
   PrepConfig config;
   config.name = yaml::as_string(yaml::require(s, "name"), s.file, s.key("name"));
-  std::set<std::string> set;
+  KeyOrigins set;
   apply_config_keys(config, s, set);
   require_config_keys(set, s, "in an inline config");
+  check_method_keys(config, set);
   config.origin = origin_of(s);
   return config;
 }
@@ -186,10 +267,11 @@ PrepConfig parse_preset(const yaml::Section& s, const std::vector<std::string>& 
   PrepConfig config;
   config.name = yaml::get_string(p, "name", fs::path(preset).filename().string());
   config.name = yaml::get_string(s, "name", config.name);
-  std::set<std::string> set;
+  KeyOrigins set;
   apply_config_keys(config, p, set);
   apply_config_keys(config, s, set);
   require_config_keys(set, s, "in preset " + path + " or its override");
+  check_method_keys(config, set);
   config.origin = fmt::format("{} (preset {})", origin_of(s), path);
   return config;
 }
@@ -252,7 +334,7 @@ std::string default_name_template(const std::vector<GridAxis>& axes) {
   return fmt::format("{}", fmt::join(parts, "-"));
 }
 
-PrepConfig grid_point(const PrepConfig& base, const std::string& pattern,
+PrepConfig grid_point(const PrepConfig& base, KeyOrigins set, const std::string& pattern,
                       const std::vector<GridAxis>& axes, const std::vector<size_t>& index,
                       const yaml::Section& s) {
   PrepConfig config = base;
@@ -261,12 +343,14 @@ PrepConfig grid_point(const PrepConfig& base, const std::string& pattern,
     const YAML::Node value = axes[a].values[index[a]];
     const std::string key = fmt::format("{}grid.{}[{}]", s.prefix, axes[a].key, index[a]);
     set_config_key(config, axes[a].key, value, s.file, key);
+    set[axes[a].key] = {s.file, value, key};
     const std::string text = yaml::as_string(value, s.file, key);
     const std::string placeholder = "{" + axes[a].key + "}";
     for (size_t at = config.name.find(placeholder); at != std::string::npos;
          at = config.name.find(placeholder, at + text.size()))
       config.name.replace(at, placeholder.size(), text);
   }
+  check_method_keys(config, set);
   return config;
 }
 
@@ -278,16 +362,17 @@ std::vector<PrepConfig> parse_grid(const yaml::Section& s) {
   const std::string pattern = yaml::get_string(s, "name", default_name_template(axes));
   check_name_template(pattern, axes, s);
   PrepConfig base;
-  std::set<std::string> set;
+  KeyOrigins set;
   apply_config_keys(base, s, set);
-  for (const auto& axis : axes) set.insert(axis.key);
-  require_config_keys(set, s, "in the grid or beside it");
+  KeyOrigins with_axes = set;
+  for (const auto& axis : axes) with_axes[axis.key] = {s.file, axis.values, s.key("grid." + axis.key)};
+  require_config_keys(with_axes, s, "in the grid or beside it");
   base.origin = origin_of(s);
 
   std::vector<PrepConfig> out;
   std::vector<size_t> index(axes.size(), 0);
   while (true) {
-    out.push_back(grid_point(base, pattern, axes, index, s));
+    out.push_back(grid_point(base, set, pattern, axes, index, s));
     size_t a = axes.size();
     while (a > 0 && ++index[a - 1] == axes[a - 1].values.size()) index[--a] = 0;
     if (a == 0) break;

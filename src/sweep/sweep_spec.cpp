@@ -182,6 +182,27 @@ std::vector<std::pair<std::string, std::string>> parse_compare(
 // The model's config.json is read as the loader reads it, so a broken one fails here, before
 // any work; benchmarks feed prefill_tokens + decode_tokens positions through the model, so a
 // context that is too short is caught now rather than on the GPU.
+// What a config's method needs of the model's shapes, and methods this build cannot run yet.
+void check_config_fits_model(const PrepConfig& c, const ModelConfig& model) {
+  const QuantConfig& q = c.quant;
+  if (q.method == QuantMethod::gptq || q.method == QuantMethod::awq ||
+      q.method == QuantMethod::from_checkpoint)
+    fail("{}: config '{}': method '{}' is not available in this version of qsweep (it needs "
+         "the calibration pipeline or checkpoint reader still to come); rtn with the same bits "
+         "and group_size is the uncalibrated control",
+         c.origin, c.name, quant_method_name(q.method));
+  const bool int_group = q.method == QuantMethod::rtn;
+  if (!int_group || q.group_size < 0) return;
+  // The input sizes of q/k/v, gate/up (hidden), o (heads x head_dim) and down (intermediate).
+  for (const int in : {model.hidden_size, model.num_heads * model.head_dim, model.intermediate_size})
+    if (in % q.group_size != 0)
+      fail("{}: config '{}': group_size {} does not divide the input size {} of a linear layer of "
+           "{} (hidden {}, heads x head_dim {}, intermediate {}); use a group size that divides "
+           "them all, or -1 for one group per row",
+           c.origin, c.name, q.group_size, in, model.source, model.hidden_size,
+           model.num_heads * model.head_dim, model.intermediate_size);
+}
+
 void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
   ModelConfig config;
   try {
@@ -189,6 +210,8 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
   } catch (const Error& e) {
     yaml::key_error(top.file, top.get("model"), "model", e.what());
   }
+  for (const PrepConfig& c : spec.configs)
+    check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model));
   const BenchOptions& b = spec.benchmarks.options;
   const int needed = b.prefill_tokens + b.decode_tokens;
   if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {

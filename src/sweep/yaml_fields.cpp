@@ -74,6 +74,23 @@ long long as_int(const YAML::Node& n, const std::string& file, const std::string
   return value;
 }
 
+double as_double(const YAML::Node& n, const std::string& file, const std::string& key) {
+  double value = 0;
+  if (!n.IsScalar() || !YAML::convert<double>::decode(n, value))
+    key_error(file, n, key, fmt::format("must be a number, got {}", describe(n)));
+  return value;
+}
+
+std::string as_choice(const YAML::Node& n, const std::string& file, const std::string& key,
+                      const std::vector<std::string>& choices) {
+  const std::string value = as_string(n, file, key);
+  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return value;
+  const std::string near = closest_match(value, choices);
+  const std::string hint = near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near);
+  key_error(file, n, key,
+            fmt::format("must be one of {}, got '{}'{}", fmt::join(choices, ", "), value, hint));
+}
+
 bool as_bool(const YAML::Node& n, const std::string& file, const std::string& key) {
   bool value = false;
   if (!n.IsScalar() || !YAML::convert<bool>::decode(n, value))
@@ -142,12 +159,7 @@ std::vector<int> get_ints(const Section& s, const std::string& name,
 
 std::string get_choice(const Section& s, const std::string& name, const std::string& fallback,
                        const std::vector<std::string>& choices) {
-  const std::string value = get_string(s, name, fallback);
-  if (std::find(choices.begin(), choices.end(), value) != choices.end()) return value;
-  const std::string near = closest_match(value, choices);
-  const std::string hint = near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near);
-  key_error(s.file, s.get(name), s.key(name),
-            fmt::format("must be one of {}, got '{}'{}", fmt::join(choices, ", "), value, hint));
+  return s.has(name) ? as_choice(s.get(name), s.file, s.key(name), choices) : fallback;
 }
 
 // ${VAR} and ${VAR:-default}, as a shell expands them, so one job file serves several clusters.

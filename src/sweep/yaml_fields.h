@@ -44,7 +44,11 @@ std::string as_string(const YAML::Node& n, const std::string& file, const std::s
 std::string expand_env(const std::string& value, const std::string& file, const YAML::Node& node,
                        const std::string& key);
 long long as_int(const YAML::Node& n, const std::string& file, const std::string& key);
+double as_double(const YAML::Node& n, const std::string& file, const std::string& key);
 bool as_bool(const YAML::Node& n, const std::string& file, const std::string& key);
+// One of `choices`, with a "did you mean" when close to one.
+std::string as_choice(const YAML::Node& n, const std::string& file, const std::string& key,
+                      const std::vector<std::string>& choices);
 std::vector<std::string> as_strings(const YAML::Node& n, const std::string& file,
                                     const std::string& key);
 std::vector<long long> as_ints(const YAML::Node& n, const std::string& file,

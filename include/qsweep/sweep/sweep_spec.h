@@ -5,6 +5,7 @@
 #include "qsweep/bench/bench.h"
 #include "qsweep/eval/coqa.h"
 #include "qsweep/eval/evaluate.h"
+#include "qsweep/quant/quant_config.h"
 #include "qsweep/util/dtype.h"
 
 #include <cstddef>
@@ -17,14 +18,16 @@
 
 namespace qsweep {
 
-// How one config prepares the model. A quantization method is added here as a field (an enum
-// plus its parameters), and in sweep_spec.cpp in config_key_names(), set_config_key() and
-// config_key_values(): parsing, grids, presets, fingerprints and `plan` all follow from those.
+// How one config prepares the model. A quantization parameter is added to QuantConfig and in
+// sweep_configs.cpp to config_key_names(), set_config_key() and config_key_values() (and to
+// quant_keys_of() for the methods that read it): parsing, grids, presets, fingerprints and
+// `plan` all follow from those.
 struct PrepConfig {
   std::string name;
-  DType dtype = DType::bf16;
-  std::string origin;  // "FILE:LINE" of the item it came from, for messages
-  std::string model;   // another checkpoint for this config; "" = the sweep's model
+  DType dtype = DType::bf16;  // of everything the method leaves unquantized
+  std::string origin;         // "FILE:LINE" of the item it came from, for messages
+  std::string model;          // another checkpoint for this config; "" = the sweep's model
+  QuantConfig quant;
 };
 
 // Key/value pairs that define a config's model preparation, in the canonical key order (the
