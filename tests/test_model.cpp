@@ -22,6 +22,9 @@ namespace {
 
 std::string temp_dir(const std::string& name) { return make_temp_dir(name); }
 
+// The weight of a projection the loader holds dense.
+const at::Tensor& dense(const Linear& l) { return std::get<DenseWeight>(l.weight).weight; }
+
 ModelConfig tiny_config() {
   ModelConfig c = model_preset("tiny", 300);
   c.bos_token_id = 1;
@@ -134,7 +137,7 @@ TEST(ModelLoader, MissingWeightsFileSaysWhatIsExpected) {
 
 TEST(ModelLoader, TiedEmbeddingsShareStorageAndCountOnce) {
   const Model m = load_model(tiny_model_dir(), {});
-  EXPECT_TRUE(m.lm_head.weight.is_same(m.embed));
+  EXPECT_TRUE(dense(m.lm_head).is_same(m.embed));
   const ModelConfig& c = m.config;
   const int64_t per_layer = 2 * 64 + (64 * 64) * 2 + (32 * 64) * 2 + 3 * 64 * 192;
   EXPECT_EQ(model_bytes(m), 4 * (int64_t(c.vocab_size) * 64 + 64 + 2 * per_layer));
@@ -192,9 +195,9 @@ TEST(Engine, GroupedAttentionMatchesRepeatedKvReference) {
   const LayerWeights& l = m.layers[0];
   const at::Tensor x = at::embedding(m.embed, long_tensor(ids));
   const at::Tensor hN = norm(x, l.input_norm);
-  at::Tensor q = at::matmul(hN, l.q.weight.t()).view({t, h, d}).transpose(0, 1);
-  at::Tensor k = at::matmul(hN, l.k.weight.t()).view({t, kv, d}).transpose(0, 1);
-  at::Tensor v = at::matmul(hN, l.v.weight.t()).view({t, kv, d}).transpose(0, 1);
+  at::Tensor q = at::matmul(hN, dense(l.q).t()).view({t, h, d}).transpose(0, 1);
+  at::Tensor k = at::matmul(hN, dense(l.k).t()).view({t, kv, d}).transpose(0, 1);
+  at::Tensor v = at::matmul(hN, dense(l.v).t()).view({t, kv, d}).transpose(0, 1);
   const at::Tensor freqs = at::arange(t, at::kFloat).unsqueeze(1) * m.inv_freq;
   const at::Tensor cos = at::cat({freqs, freqs}, -1).cos(), sin = at::cat({freqs, freqs}, -1).sin();
   auto rot = [&](const at::Tensor& a) {
@@ -207,10 +210,10 @@ TEST(Engine, GroupedAttentionMatchesRepeatedKvReference) {
   at::Tensor scores = at::matmul(q, k.transpose(1, 2)) / std::sqrt(double(d));
   scores = scores.masked_fill(at::ones({t, t}, at::kBool).triu(1), -INFINITY);
   const at::Tensor attn = at::matmul(at::softmax(scores, -1), v).transpose(0, 1).reshape({t, h * d});
-  at::Tensor y = x + at::matmul(attn, l.o.weight.t());
+  at::Tensor y = x + at::matmul(attn, dense(l.o).t());
   const at::Tensor y2 = norm(y, l.post_attention_norm);
-  y = y + at::matmul(at::silu(at::matmul(y2, l.gate.weight.t())) * at::matmul(y2, l.up.weight.t()),
-                     l.down.weight.t());
+  y = y + at::matmul(at::silu(at::matmul(y2, dense(l.gate).t())) * at::matmul(y2, dense(l.up).t()),
+                     dense(l.down).t());
   const at::Tensor expect = at::matmul(norm(y, m.final_norm), m.embed.t());
   EXPECT_LT((got - expect).abs().max().item<double>(), 1e-4);
 }
