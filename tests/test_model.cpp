@@ -22,6 +22,9 @@ namespace {
 
 std::string temp_dir(const std::string& name) { return make_temp_dir(name); }
 
+// The weight of a projection the loader holds dense.
+const at::Tensor& dense(const Linear& l) { return std::get<DenseWeight>(l.weight).weight; }
+
 ModelConfig tiny_config() {
   ModelConfig c = model_preset("tiny", 300);
   c.bos_token_id = 1;
@@ -131,10 +134,6 @@ TEST(ModelLoader, MissingWeightsFileSaysWhatIsExpected) {
   fs::copy_file(tiny_model_dir() + "/config.json", dir + "/config.json");
   EXPECT_NE(error_of([&] { load_model(dir, {}); }).find("no model.safetensors"), std::string::npos);
 }
-
-namespace {
-const at::Tensor& dense(const Linear& layer) { return std::get<DenseWeight>(layer.weight).weight; }
-}  // namespace
 
 TEST(ModelLoader, TiedEmbeddingsShareStorageAndCountOnce) {
   const Model m = load_model(tiny_model_dir(), {});

@@ -19,6 +19,8 @@ struct MakeModelArgs {
   uint64_t seed = 0;
   double init_std = 0.02;
   DType dtype = DType::fp32;
+  int outliers = 0;
+  double outlier_scale = 20.0;
   std::string out;
 };
 
@@ -40,7 +42,13 @@ void run(const MakeModelArgs& a) {
   ModelConfig config = model_preset(a.preset, static_cast<int>(tok.vocab_size()));
   config.bos_token_id = tok.bos_id().value_or(-1);
   config.eos_token_ids = eos_ids_for(tok);
-  write_random_model(config, RandomInit{a.seed, a.init_std, scalar_type(a.dtype)}, a.out);
+  RandomInit init;
+  init.seed = a.seed;
+  init.std = a.init_std;
+  init.save_dtype = scalar_type(a.dtype);
+  init.outliers = a.outliers;
+  init.outlier_scale = a.outlier_scale;
+  write_random_model(config, init, a.out);
   fs::copy_file(a.tokenizer, fs::path(a.out) / "tokenizer.json",
                 fs::copy_options::overwrite_existing);
   if (fs::exists(tokenizer_config))
@@ -48,6 +56,9 @@ void run(const MakeModelArgs& a) {
                   fs::copy_options::overwrite_existing);
   log_info("wrote {} ({} preset, {} layers, hidden {}, vocab {}, seed {})", a.out, a.preset,
            config.num_layers, config.hidden_size, config.vocab_size, a.seed);
+  if (a.outliers > 0)
+    log_info("outlier dimensions (layer norms x{}): {}", a.outlier_scale,
+             fmt::join(outlier_dims(init, config.hidden_size), ", "));
 }
 
 }  // namespace
@@ -66,6 +77,13 @@ void add_make_model(CLI::App& app) {
   cmd->add_option("--init-std", args->init_std, "Standard deviation of the weights")
       ->capture_default_str();
   add_dtype_option(cmd, args->dtype, "Saved weight dtype: fp32, fp16 or bf16");
+  cmd->add_option("--outliers", args->outliers,
+                  "Hidden dimensions given large activations (LLM.int8 outlier features)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--outlier-scale", args->outlier_scale,
+                  "Layer-norm weight of the outlier dimensions")
+      ->capture_default_str();
   cmd->add_option("--out", args->out, "Output directory")->required();
   cmd->callback([args] {
     init_command_logging(false);

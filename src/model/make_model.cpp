@@ -52,6 +52,16 @@ ModelConfig model_preset(const std::string& name, int vocab_size) {
   return c;
 }
 
+std::vector<int64_t> outlier_dims(const RandomInit& init, int64_t hidden_size) {
+  if (init.outliers < 0 || init.outliers > hidden_size)
+    fail("outliers must be between 0 and the hidden size {}, got {}", hidden_size, init.outliers);
+  // A stream of its own (seed with the high bit flipped) leaves the weights' stream untouched.
+  at::Generator gen = at::detail::createCPUGenerator(init.seed ^ (uint64_t(1) << 63));
+  const at::Tensor dims =
+      std::get<0>(at::randperm(hidden_size, gen, at::kLong).slice(0, 0, init.outliers).sort());
+  return std::vector<int64_t>(dims.data_ptr<int64_t>(), dims.data_ptr<int64_t>() + dims.numel());
+}
+
 void write_random_model(const ModelConfig& c, const RandomInit& init, const std::string& out) {
   std::filesystem::create_directories(out);
   at::Generator gen = at::detail::createCPUGenerator(init.seed);
@@ -64,11 +74,16 @@ void write_random_model(const ModelConfig& c, const RandomInit& init, const std:
   };
   const int64_t h = c.hidden_size, q = int64_t(c.num_heads) * c.head_dim,
                 kv = int64_t(c.num_kv_heads) * c.head_dim;
+  const at::Tensor outliers = at::tensor(at::ArrayRef<int64_t>(outlier_dims(init, h)), at::kLong);
+  auto layer_norm = [&](const std::string& name) {
+    at::Tensor w = at::ones({h}, at::kFloat).index_fill_(0, outliers, init.outlier_scale);
+    tensors.emplace_back(name, w.to(init.save_dtype));
+  };
   normal("model.embed_tokens.weight", {c.vocab_size, h});
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    ones(p + "input_layernorm.weight", h);
-    ones(p + "post_attention_layernorm.weight", h);
+    layer_norm(p + "input_layernorm.weight");
+    layer_norm(p + "post_attention_layernorm.weight");
     normal(p + "self_attn.q_proj.weight", {q, h});
     normal(p + "self_attn.k_proj.weight", {kv, h});
     normal(p + "self_attn.v_proj.weight", {kv, h});

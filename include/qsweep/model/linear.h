@@ -19,13 +19,15 @@ struct DenseWeight {
 // input channels, w = scale * (q - zero), in GPTQ's layout: `qweight` packs 32 / bits codes of
 // consecutive input channels into each int32 (3-bit codes run across word boundaries), `zeros`
 // packs one code per output column the same way along the output dimension.
+// As in GPTQ checkpoints (AutoGPTQ's pack), `zeros` holds zero - 1 in `bits` bits; reading adds
+// the 1 back modulo 2^bits, so a zero point of 0 (stored as all ones) survives the round trip.
 struct IntGroupWeight {
   int bits = 4;               // 2, 3, 4 or 8
   int group_size = 128;       // input channels per group; equal to `in` for per-channel
   bool sym = true;            // symmetric: every zero point is 2^(bits-1)
   int64_t in = 0, out = 0;
   at::Tensor qweight;         // int32 [in * bits / 32, out]
-  at::Tensor zeros;           // int32 [groups, out * bits / 32]
+  at::Tensor zeros;           // int32 [groups, out * bits / 32]: zero - 1, packed
   at::Tensor scales;          // [groups, out], compute dtype
   at::Tensor g_idx;           // int32 [in]: each input channel's group (act-order changes it)
 };

@@ -42,7 +42,8 @@ struct QuantConfig {
 // The values each parameter may take, as the libraries the methods come from accept them.
 inline constexpr int kIntBits[] = {2, 3, 4, 8};
 inline constexpr int kIntGroupSizes[] = {32, 64, 128, -1};
-inline constexpr int kBnb4Blocksizes[] = {64, 128, 256, 512, 1024, 2048, 4096};
+// bitsandbytes' functional.py quantize_4bit.
+inline constexpr int kBnb4Blocksizes[] = {32, 64, 128, 256, 512, 1024, 2048, 4096};
 
 // The YAML keys a method reads (besides method, dtype, model): any other quantization key on a
 // config of that method is an error, so a typo or a misplaced parameter never passes silently.
