@@ -1,4 +1,5 @@
 #include "qsweep/store/store.h"
+#include "record_diff.h"
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <filesystem>
 
 using namespace qsweep;
+using qsweep::testing::record_diff;
 using qsweep::testing::with_line;
 
 namespace {
@@ -71,30 +73,6 @@ void fill(Store& store) {
   save_store(store);
 }
 
-void expect_same(const SampleRecord& a, const SampleRecord& b) {
-  EXPECT_EQ(a.id, b.id);
-  EXPECT_EQ(a.turn, b.turn);
-  EXPECT_EQ(a.source, b.source);
-  EXPECT_EQ(a.prompt_sha256, b.prompt_sha256);
-  EXPECT_EQ(a.prediction, b.prediction);
-  EXPECT_EQ(a.golds, b.golds);
-  EXPECT_EQ(a.em, b.em);
-  EXPECT_EQ(a.f1, b.f1);
-  EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
-  EXPECT_EQ(a.generated_tokens, b.generated_tokens);
-  EXPECT_EQ(a.stop_reason, b.stop_reason);
-}
-
-void expect_same(const MeanSummary& a, const MeanSummary& b) {
-  EXPECT_EQ(a.n, b.n);
-  EXPECT_EQ(a.mean, b.mean);
-  EXPECT_EQ(a.stderr_, b.stderr_);
-  EXPECT_EQ(a.t95.lo, b.t95.lo);
-  EXPECT_EQ(a.t95.hi, b.t95.hi);
-  EXPECT_EQ(a.bca95.lo, b.bca95.lo);
-  EXPECT_EQ(a.bca95.hi, b.bca95.hi);
-}
-
 class StoreTest : public qsweep::testing::TempSweep {
  protected:
   std::string job_with_sanity() const {
@@ -132,39 +110,21 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   const ConfigResults& fp32 = *find_config(r, "fp32");
   const std::vector<SampleRecord> samples = all_samples(fp32);
   ASSERT_EQ(samples.size(), 4u);
-  for (int i = 0; i < 4; ++i) expect_same(samples[i], sample(i));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(record_diff(samples[i], sample(i)), "");
 
-  ASSERT_TRUE(fp32.bench.has_value());
-  const BenchRecord& b = *fp32.bench;
-  EXPECT_EQ(b.config, "fp32");
-  EXPECT_EQ(b.device, "cpu");
-  EXPECT_EQ(b.method, bench().method);
-  EXPECT_EQ(b.model_bytes, bench().model_bytes);
-  EXPECT_EQ(b.peak_memory_bytes, bench().peak_memory_bytes);
-  EXPECT_EQ(b.prefill_ms, bench().prefill_ms);
-  EXPECT_EQ(b.decode_ms_per_token, bench().decode_ms_per_token);
-  EXPECT_EQ(b.throughput_tokens_per_s, bench().throughput_tokens_per_s);
-  EXPECT_TRUE(b.power_w.empty());
+  BenchRecord expected_bench = bench();
+  expected_bench.config = "fp32";
+  EXPECT_EQ(record_diff(fp32.bench, std::optional(expected_bench)), "");
 
   const ConfigResults& bf16 = *find_config(r, "bf16");
-  ASSERT_TRUE(bf16.metrics.has_value());
-  expect_same(bf16.metrics->em, metrics("bf16").em);
-  expect_same(bf16.metrics->f1, metrics("bf16").f1);
-  ASSERT_TRUE(bf16.metrics->em_vs_baseline.has_value());
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->baseline, "fp32");
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->mean_delta, -0.25);
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->p_value, 0.31);
-  EXPECT_FALSE(bf16.metrics->f1_vs_baseline.has_value());
+  EXPECT_EQ(record_diff(bf16.metrics, std::optional(metrics("bf16"))), "");
   ASSERT_EQ(bf16.sanity.size(), 1u);
   EXPECT_EQ(bf16.sanity[0].output, " world");
   EXPECT_EQ(bf16.perplexity, 12.5);
   EXPECT_EQ(bf16.kl_vs_baseline, 0.25);
 
-  ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_EQ(r.errors[0].unit, "bf16/coqa/0001");
-  EXPECT_EQ(r.errors[0].config, "bf16");
-  EXPECT_EQ(r.errors[0].host, "node7");
-  EXPECT_EQ(r.errors[0].message, "CUDA out of memory");
+  const std::vector<UnitError> errors = {{"bf16", "bf16/coqa/0001", 2, "node7", "CUDA out of memory"}};
+  EXPECT_EQ(record_diff(r.errors, errors), "");
   for (const UnitRecord& u : r.units) {
     if (u.key != "fp32/bench") continue;
     EXPECT_EQ(u.status, UnitStatus::done);
