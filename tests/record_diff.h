@@ -8,10 +8,11 @@
 // Two NaNs are the same value here: a round trip that keeps a NaN keeps the value.
 #include "qsweep/util/results_fields.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -39,15 +40,12 @@ inline std::string field_path(const std::string& path, const std::string& name) 
 
 template <typename T>
 std::string shown(const T& value) {
-  std::ostringstream out;
-  out.precision(17);
   if constexpr (std::is_enum_v<T>)
-    out << static_cast<int>(value);
+    return std::to_string(static_cast<int>(value));
   else if constexpr (std::is_same_v<T, std::string>)
-    out << '"' << value << '"';
+    return '"' + value + '"';
   else
-    out << value;
-  return out.str();
+    return fmt::format("{}", value);  // numbers as the shortest text that reads back the same
 }
 
 template <typename T>
