@@ -123,7 +123,8 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   EXPECT_EQ(bf16.perplexity, 12.5);
   EXPECT_EQ(bf16.kl_vs_baseline, 0.25);
 
-  const std::vector<UnitError> errors = {{"bf16", "bf16/coqa/0001", 2, "node7", "CUDA out of memory"}};
+  const std::vector<UnitError> errors = {
+      {"bf16", "bf16/coqa/0001", 2, "node7", "CUDA out of memory"}};
   EXPECT_EQ(record_diff(r.errors, errors), "");
   for (const UnitRecord& u : r.units) {
     if (u.key != "fp32/bench") continue;

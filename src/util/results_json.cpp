@@ -47,7 +47,8 @@ void field_from_json(const json& j, std::map<int, std::vector<double>>& by_batch
 template <typename Record>
 void record_to_json(json& j, const Record& r) {
   j = json::object();
-  for_each_field<Record>([&](const auto& field) { j[field.name] = field_to_json(r.*field.member); });
+  for_each_field<Record>(
+      [&](const auto& field) { j[field.name] = field_to_json(r.*field.member); });
 }
 
 // Every field is required: j.at() names a missing key.
