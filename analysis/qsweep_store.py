@@ -30,15 +30,8 @@ GOLD_SEPARATOR = "\x1f"
 PREFIX_SEPARATOR = ":"
 THROUGHPUT_PREFIX = "throughput_b"
 
-# Columns every table has, also when empty (a store with nothing done yet), so that selecting
-# them never fails.
-SAMPLE_COLUMNS = ["config", "unit", "id", "turn", "source", "prompt_sha256", "prediction", "golds",
-                  "em", "f1", "prompt_tokens", "generated_tokens", "stop_reason"]
-METRIC_COLUMNS = ["metrics_source"] + [
-    score + suffix for score in ("em", "f1")
-    for suffix in ("", "_n", "_stderr", "_t95_lo", "_t95_hi", "_bca95_lo", "_bca95_hi")] + [
-    delta + suffix for delta in ("em_delta", "f1_delta")
-    for suffix in ("", "_baseline", "_n", "_bca95_lo", "_bca95_hi", "_p")]
+# Table columns are the file's own (see `table`), so a field qsweep adds needs no change here.
+# The benchmarks are reshaped into one long table instead, with these columns:
 BENCH_COLUMNS = ["config", "measure", "batch_size", "repeat", "value", "unit"]
 
 # Benchmark columns (docs/results-schema.md, /configs/<name>/bench) and the unit of each.
@@ -70,7 +63,8 @@ class Store:
 
 
 def table(group):
-    """A group of equal-length 1-D columns as a DataFrame, strings decoded."""
+    """A group of equal-length 1-D columns as a DataFrame, strings decoded. Every column of the
+    group is there, also in a table of no rows."""
     return pd.DataFrame({
         name: group[name].asstr()[:] if h5py.check_string_dtype(group[name].dtype)
         else group[name][:]
@@ -134,12 +128,12 @@ def read_one(path):
         return {
             "provenance": provenance,
             "configs": pd.DataFrame(configs).sort_values("index", kind="stable"),
-            "samples": concat(samples, SAMPLE_COLUMNS),
+            "samples": concat(samples),
             "metrics": pd.DataFrame(metrics),
             "bench": concat(bench, BENCH_COLUMNS),
             "units": table(f["units"]).assign(store=path),
             "errors": table(f["errors"]).assign(store=path),
-            "sanity": concat(sanity, ["config", "prompt", "output"]),
+            "sanity": concat(sanity),
         }
 
 
@@ -155,8 +149,14 @@ def bench_rows(config, column, values):
 
 
 def concat(frames, columns=None):
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    """The frames one below the other. Where all are empty, an empty frame with every column
+    they have (the file's columns: a store with nothing done yet still lists them), or `columns`
+    where there are no frames at all."""
+    full = [f for f in frames if len(f)]
+    if full:
+        return pd.concat(full, ignore_index=True)
+    named = list(dict.fromkeys(c for f in frames for c in f.columns)) or columns
+    return pd.DataFrame(columns=named)
 
 
 def rename_configs(part, prefix):
@@ -287,7 +287,7 @@ def load(paths, prefix=False):
         next(p["provenance"].get("baseline") for p in parts if c in set(p["configs"]["config"]))
         for c in configs.index]
 
-    samples = concat([p["samples"] for p in parts], SAMPLE_COLUMNS)
+    samples = concat([p["samples"] for p in parts])
     if len(samples):
         samples["golds"] = samples["golds"].str.split(GOLD_SEPARATOR)
     metrics = concat([p["metrics"] for p in parts], ["config"]).set_index("config")
@@ -299,10 +299,8 @@ def load(paths, prefix=False):
         if row:
             metrics = pd.concat([metrics, pd.DataFrame([row]).set_index("config")])
 
-    # Spec order, and the documented columns first (attributes qsweep adds later follow them).
-    metrics = metrics.reindex(index=[c for c in configs.index if c in metrics.index],
-                              columns=METRIC_COLUMNS + [c for c in metrics.columns
-                                                        if c not in METRIC_COLUMNS])
+    # Spec order; the columns are the /metrics attributes found in the files.
+    metrics = metrics.reindex(index=[c for c in configs.index if c in metrics.index])
 
     errors = concat([p["errors"] for p in parts])
     compare = list(dict.fromkeys(pair for p in parts for pair in p["compare"]))
@@ -315,7 +313,7 @@ def load(paths, prefix=False):
         bench=concat([p["bench"] for p in parts], BENCH_COLUMNS),
         units=units,
         errors=errors,
-        sanity=concat([p["sanity"] for p in parts], ["config", "prompt", "output"]),
+        sanity=concat([p["sanity"] for p in parts]),
         compare=compare,
     )
     store.missing = find_missing(configs, metrics, units, errors, compare)

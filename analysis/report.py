@@ -45,16 +45,18 @@ def summary_table(store):
     rows.index.name = "config"
     rows["store"] = store.configs["store"]
     rows["samples"] = store.samples.groupby("config").size().reindex(rows.index).fillna(0)
-    # The store's /metrics attributes as they are; configs without metrics get empty cells.
+    # The store's /metrics attributes as they are; configs without metrics get empty cells, and
+    # so do all configs where no store has metrics yet (then the attributes are nowhere).
     m = store.metrics.reindex(rows.index)
+    metric = lambda name: m[name] if name in m else np.nan
     for score in ("em", "f1"):
         for suffix in ("", "_n", "_bca95_lo", "_bca95_hi", "_t95_lo", "_t95_hi", "_stderr"):
-            rows[score + suffix] = m[score + suffix]
-    rows["baseline"] = m["em_delta_baseline"]
+            rows[score + suffix] = metric(score + suffix)
+    rows["baseline"] = metric("em_delta_baseline")
     for delta in ("em_delta", "f1_delta"):
         for suffix in ("", "_bca95_lo", "_bca95_hi", "_p", "_n"):
-            rows[delta + suffix] = m[delta + suffix]
-    rows["metrics_source"] = m["metrics_source"]
+            rows[delta + suffix] = metric(delta + suffix)
+    rows["metrics_source"] = metric("metrics_source")
 
     c = store.configs
     rows["device"] = c["device"]

@@ -1,4 +1,6 @@
 #include "qsweep/store/store.h"
+#include "store/hdf5_io.h"
+#include "record_diff.h"
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>
@@ -11,8 +13,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <iterator>
+#include <set>
 
 using namespace qsweep;
+using qsweep::testing::record_diff;
 using qsweep::testing::with_line;
 
 namespace {
@@ -71,30 +77,6 @@ void fill(Store& store) {
   save_store(store);
 }
 
-void expect_same(const SampleRecord& a, const SampleRecord& b) {
-  EXPECT_EQ(a.id, b.id);
-  EXPECT_EQ(a.turn, b.turn);
-  EXPECT_EQ(a.source, b.source);
-  EXPECT_EQ(a.prompt_sha256, b.prompt_sha256);
-  EXPECT_EQ(a.prediction, b.prediction);
-  EXPECT_EQ(a.golds, b.golds);
-  EXPECT_EQ(a.em, b.em);
-  EXPECT_EQ(a.f1, b.f1);
-  EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
-  EXPECT_EQ(a.generated_tokens, b.generated_tokens);
-  EXPECT_EQ(a.stop_reason, b.stop_reason);
-}
-
-void expect_same(const MeanSummary& a, const MeanSummary& b) {
-  EXPECT_EQ(a.n, b.n);
-  EXPECT_EQ(a.mean, b.mean);
-  EXPECT_EQ(a.stderr_, b.stderr_);
-  EXPECT_EQ(a.t95.lo, b.t95.lo);
-  EXPECT_EQ(a.t95.hi, b.t95.hi);
-  EXPECT_EQ(a.bca95.lo, b.bca95.lo);
-  EXPECT_EQ(a.bca95.hi, b.bca95.hi);
-}
-
 class StoreTest : public qsweep::testing::TempSweep {
  protected:
   std::string job_with_sanity() const {
@@ -132,39 +114,22 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   const ConfigResults& fp32 = *find_config(r, "fp32");
   const std::vector<SampleRecord> samples = all_samples(fp32);
   ASSERT_EQ(samples.size(), 4u);
-  for (int i = 0; i < 4; ++i) expect_same(samples[i], sample(i));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(record_diff(samples[i], sample(i)), "");
 
-  ASSERT_TRUE(fp32.bench.has_value());
-  const BenchRecord& b = *fp32.bench;
-  EXPECT_EQ(b.config, "fp32");
-  EXPECT_EQ(b.device, "cpu");
-  EXPECT_EQ(b.method, bench().method);
-  EXPECT_EQ(b.model_bytes, bench().model_bytes);
-  EXPECT_EQ(b.peak_memory_bytes, bench().peak_memory_bytes);
-  EXPECT_EQ(b.prefill_ms, bench().prefill_ms);
-  EXPECT_EQ(b.decode_ms_per_token, bench().decode_ms_per_token);
-  EXPECT_EQ(b.throughput_tokens_per_s, bench().throughput_tokens_per_s);
-  EXPECT_TRUE(b.power_w.empty());
+  BenchRecord expected_bench = bench();
+  expected_bench.config = "fp32";
+  EXPECT_EQ(record_diff(fp32.bench, std::optional(expected_bench)), "");
 
   const ConfigResults& bf16 = *find_config(r, "bf16");
-  ASSERT_TRUE(bf16.metrics.has_value());
-  expect_same(bf16.metrics->em, metrics("bf16").em);
-  expect_same(bf16.metrics->f1, metrics("bf16").f1);
-  ASSERT_TRUE(bf16.metrics->em_vs_baseline.has_value());
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->baseline, "fp32");
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->mean_delta, -0.25);
-  EXPECT_EQ(bf16.metrics->em_vs_baseline->p_value, 0.31);
-  EXPECT_FALSE(bf16.metrics->f1_vs_baseline.has_value());
+  EXPECT_EQ(record_diff(bf16.metrics, std::optional(metrics("bf16"))), "");
   ASSERT_EQ(bf16.sanity.size(), 1u);
   EXPECT_EQ(bf16.sanity[0].output, " world");
   EXPECT_EQ(bf16.perplexity, 12.5);
   EXPECT_EQ(bf16.kl_vs_baseline, 0.25);
 
-  ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_EQ(r.errors[0].unit, "bf16/coqa/0001");
-  EXPECT_EQ(r.errors[0].config, "bf16");
-  EXPECT_EQ(r.errors[0].host, "node7");
-  EXPECT_EQ(r.errors[0].message, "CUDA out of memory");
+  const std::vector<UnitError> errors = {
+      {"bf16", "bf16/coqa/0001", 2, "node7", "CUDA out of memory"}};
+  EXPECT_EQ(record_diff(r.errors, errors), "");
   for (const UnitRecord& u : r.units) {
     if (u.key != "fp32/bench") continue;
     EXPECT_EQ(u.status, UnitStatus::done);
@@ -340,6 +305,93 @@ TEST_F(StoreTest, PandasReadsTheStore) {
   const std::string command =
       "/usr/bin/python3 " QSWEEP_SOURCE_DIR "/tests/read_store.py " + store_path();
   EXPECT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+// tests/data/store_v0_demo.h5 was written by the qsweep of before the records' field lists
+// (tests/data/SOURCES.txt). The layout has not changed since: it reads as it is, and what it
+// reads writes back to the same records, the same groups, columns and attributes.
+const std::string kV0Store = QSWEEP_SOURCE_DIR "/tests/data/store_v0_demo.h5";
+
+// Every group, column and attribute of a store, by path: "/configs/fp32/samples/f1",
+// "/configs/fp32/metrics@em_bca95_lo".
+std::set<std::string> layout(const std::string& path) {
+  std::set<std::string> names;
+  std::function<void(const H5::Group&, const std::string&)> walk = [&](const H5::Group& g,
+                                                                       const std::string& at) {
+    for (const std::string& attr : h5::attr_names(g)) names.insert(at + "@" + attr);
+    for (const std::string& child : h5::children(g)) {
+      names.insert(at + "/" + child);
+      if (g.childObjType(child) == H5O_TYPE_GROUP) walk(h5::open_group(g, child), at + "/" + child);
+    }
+  };
+  const H5::H5File file(path, H5F_ACC_RDONLY);
+  walk(file.openGroup("/"), "");
+  return names;
+}
+
+TEST(StoreV0, DemoStoreOfTheOldLayoutReads) {
+  const Results r = read_store(kV0Store);
+  EXPECT_EQ(r.provenance.at("name"), "demo");
+  ASSERT_EQ(r.configs.size(), 2u);
+  EXPECT_EQ(r.configs[0].name, "fp32");
+  EXPECT_EQ(r.configs[1].name, "bf16");
+  for (const ConfigResults& c : r.configs) {
+    SCOPED_TRACE(c.name);
+    const std::vector<SampleRecord> samples = all_samples(c);
+    ASSERT_EQ(samples.size(), 10u);  // lm_eval mode: one sample per story
+    EXPECT_EQ(c.samples.size(), 5u);  // in five units of two
+    for (const SampleRecord& s : samples) {
+      EXPECT_EQ(s.prompt_sha256.size(), 64u);
+      EXPECT_FALSE(s.golds.empty());
+      EXPECT_GT(s.prompt_tokens, 0);
+      EXPECT_TRUE(s.stop_reason == "eos" || s.stop_reason == "stop_string" ||
+                  s.stop_reason == "length") << s.stop_reason;
+    }
+    EXPECT_EQ(samples[0].id, all_samples(r.configs[0])[0].id);
+    EXPECT_EQ(samples[0].prompt_sha256, all_samples(r.configs[0])[0].prompt_sha256);
+    ASSERT_TRUE(c.metrics.has_value());
+    EXPECT_EQ(c.metrics->em.n, 10u);
+    ASSERT_TRUE(c.metrics->f1_vs_baseline.has_value());
+    EXPECT_EQ(c.metrics->f1_vs_baseline->baseline, "fp32");
+    ASSERT_TRUE(c.bench.has_value());
+    EXPECT_EQ(c.bench->config, c.name);
+    EXPECT_EQ(c.bench->device, "cpu");
+    EXPECT_EQ(c.bench->prefill_ms.size(), 3u);  // repeats: 3
+    EXPECT_EQ(c.bench->throughput_tokens_per_s.size(), 2u);  // batch_sizes: [1, 2]
+    EXPECT_GT(c.bench->model_bytes, 0);
+    ASSERT_EQ(c.sanity.size(), 1u);
+    EXPECT_EQ(c.sanity[0].prompt, "The capital of France is");
+    EXPECT_TRUE(c.perplexity.has_value());
+  }
+  // A few values as the old qsweep wrote them (h5py on the file).
+  const SampleRecord first = all_samples(r.configs[0])[0];
+  EXPECT_EQ(first.id, "3dr23u6we5exclen4th8uq9rb42tel");
+  EXPECT_EQ(first.turn, 12);
+  EXPECT_EQ(first.prompt_sha256,
+            "26a5cc599a6e411e4afdc8154523f32282582a052eb64ebdab7559c91c73d53c");
+  EXPECT_EQ(first.golds, std::vector<std::string>{"no"});
+  EXPECT_EQ(first.prompt_tokens, 530);
+  EXPECT_EQ(r.configs[1].bench->model_bytes, 16614016);
+  EXPECT_DOUBLE_EQ(*r.configs[0].perplexity, 462861.17776611407);
+  EXPECT_DOUBLE_EQ(*r.configs[1].kl_vs_baseline, 0.0007229400704605411);
+  EXPECT_EQ(r.units.size(), 14u);
+  for (const UnitRecord& u : r.units) EXPECT_EQ(u.status, UnitStatus::done) << u.key;
+  EXPECT_TRUE(r.errors.empty());
+}
+
+TEST_F(StoreTest, DemoStoreOfTheOldLayoutWritesBackTheSame) {
+  const Results old = read_store(kV0Store);
+  write_store(store_path(), old);
+  EXPECT_EQ(record_diff(read_store(store_path()), old), "");
+  const std::set<std::string> now = layout(store_path()), before = layout(kV0Store);
+  std::vector<std::string> added, lost;
+  std::set_difference(now.begin(), now.end(), before.begin(), before.end(),
+                      std::back_inserter(added));
+  std::set_difference(before.begin(), before.end(), now.begin(), now.end(),
+                      std::back_inserter(lost));
+  EXPECT_EQ(added, std::vector<std::string>{});
+  EXPECT_EQ(lost, std::vector<std::string>{});
+  EXPECT_GT(now.size(), 100u);
 }
 
 // docs/results-schema.md quotes the time this prints: a rewrite after every unit must stay cheap

@@ -212,6 +212,14 @@ std::vector<std::string> attr_names(const H5::H5Object& o) {
   }
 }
 
+bool has_attr(const H5::H5Object& o, const std::string& name) {
+  try {
+    return o.attrExists(name);
+  } catch (const H5::Exception& e) {
+    rethrow(e, o, "@" + name);
+  }
+}
+
 std::optional<std::string> attr_string(const H5::H5Object& o, const std::string& name) {
   try {
     if (!o.attrExists(name)) return std::nullopt;

@@ -31,6 +31,7 @@ void set_attr(const H5::H5Object& o, const std::string& name, double value);
 void set_attr(const H5::H5Object& o, const std::string& name, int64_t value);
 
 std::vector<std::string> attr_names(const H5::H5Object& o);
+bool has_attr(const H5::H5Object& o, const std::string& name);
 std::optional<std::string> attr_string(const H5::H5Object& o, const std::string& name);
 std::optional<double> attr_double(const H5::H5Object& o, const std::string& name);
 std::optional<int64_t> attr_int(const H5::H5Object& o, const std::string& name);

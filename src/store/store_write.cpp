@@ -5,6 +5,7 @@
 #include "qsweep/util/error.h"
 #include "qsweep/eval/stats.h"
 #include "qsweep/store/store.h"
+#include "store_fields.h"
 #include "store_layout.h"
 
 #include <fcntl.h>
@@ -24,77 +25,49 @@ namespace {
 
 constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
 
-std::string join_golds(const std::vector<std::string>& golds) {
-  std::string out;
-  for (size_t i = 0; i < golds.size(); ++i) {
-    if (golds[i].find(kGoldSeparator) != std::string::npos)
-      fail("gold answer '{}' contains the store's separator U+001F", golds[i]);
-    out += (i ? std::string(1, kGoldSeparator) : "") + golds[i];
-  }
-  return out;
-}
-
 void write_samples(const H5::Group& parent, const ConfigResults& c) {
   const H5::Group g = h5::group(parent, "samples");
-  std::vector<std::string> unit, id, source, prompt_sha256, prediction, golds, stop_reason;
-  std::vector<int64_t> turn, prompt_tokens, generated_tokens;
-  std::vector<double> em, f1;
+  std::vector<std::string> unit;
+  std::vector<SampleRecord> rows;
   for (const auto& [key, records] : c.samples) {
     for (const SampleRecord& r : records) {
       unit.push_back(key);
-      id.push_back(r.id);
-      turn.push_back(r.turn);
-      source.push_back(r.source);
-      prompt_sha256.push_back(r.prompt_sha256);
-      prediction.push_back(r.prediction);
-      golds.push_back(join_golds(r.golds));
-      em.push_back(r.em);
-      f1.push_back(r.f1);
-      prompt_tokens.push_back(r.prompt_tokens);
-      generated_tokens.push_back(r.generated_tokens);
-      stop_reason.push_back(r.stop_reason);
+      rows.push_back(r);
     }
   }
   h5::write_strings(g, "unit", unit);
-  h5::write_strings(g, "id", id);
-  h5::write_ints(g, "turn", turn);
-  h5::write_strings(g, "source", source);
-  h5::write_strings(g, "prompt_sha256", prompt_sha256);
-  h5::write_strings(g, "prediction", prediction);
-  h5::write_strings(g, "golds", golds);
-  h5::write_doubles(g, "em", em);
-  h5::write_doubles(g, "f1", f1);
-  h5::write_ints(g, "prompt_tokens", prompt_tokens);
-  h5::write_ints(g, "generated_tokens", generated_tokens);
-  h5::write_strings(g, "stop_reason", stop_reason);
+  write_table(g, rows);
 }
 
-void write_mean(const H5::Group& g, const std::string& p, const MeanSummary& m) {
-  h5::set_attr(g, p + "_n", static_cast<int64_t>(m.n));
-  h5::set_attr(g, p, m.mean);
-  h5::set_attr(g, p + "_stderr", m.stderr_);
-  h5::set_attr(g, p + "_t95_lo", m.t95.lo);
-  h5::set_attr(g, p + "_t95_hi", m.t95.hi);
-  h5::set_attr(g, p + "_bca95_lo", m.bca95.lo);
-  h5::set_attr(g, p + "_bca95_hi", m.bca95.hi);
+// Metrics as one attribute per number or string, named by joining the field names along the
+// path (results_fields.h): "em" + "_bca95" + "_lo". An absent optional writes nothing.
+void write_attrs(const H5::Group& g, const std::string& name, double value) {
+  h5::set_attr(g, name, value);
 }
-
-void write_paired(const H5::Group& g, const std::string& p, const PairedComparison& c) {
-  h5::set_attr(g, p + "_baseline", c.baseline);
-  h5::set_attr(g, p + "_n", static_cast<int64_t>(c.n));
-  h5::set_attr(g, p, c.mean_delta);
-  h5::set_attr(g, p + "_bca95_lo", c.bca95.lo);
-  h5::set_attr(g, p + "_bca95_hi", c.bca95.hi);
-  h5::set_attr(g, p + "_p", c.p_value);
+void write_attrs(const H5::Group& g, const std::string& name, size_t value) {
+  h5::set_attr(g, name, static_cast<int64_t>(value));
+}
+void write_attrs(const H5::Group& g, const std::string& name, const std::string& value) {
+  h5::set_attr(g, name, value);
+}
+template <typename Record>
+std::enable_if_t<has_fields<Record>> write_attrs(const H5::Group& g, const std::string& prefix,
+                                                 const Record& r);
+template <typename T>
+void write_attrs(const H5::Group& g, const std::string& name, const std::optional<T>& value) {
+  if (value) write_attrs(g, name, *value);
+}
+template <typename Record>
+std::enable_if_t<has_fields<Record>> write_attrs(const H5::Group& g, const std::string& prefix,
+                                                 const Record& r) {
+  for_each_field<Record>([&](const auto& field) {
+    if (!is_group_name(field.name)) write_attrs(g, prefix + field.name, r.*field.member);
+  });
 }
 
 void write_metrics(const H5::Group& parent, const ConfigResults& c) {
   const H5::Group g = h5::group(parent, "metrics");
-  if (!c.metrics) return;
-  write_mean(g, "em", c.metrics->em);
-  write_mean(g, "f1", c.metrics->f1);
-  if (c.metrics->em_vs_baseline) write_paired(g, "em_delta", *c.metrics->em_vs_baseline);
-  if (c.metrics->f1_vs_baseline) write_paired(g, "f1_delta", *c.metrics->f1_vs_baseline);
+  if (c.metrics) write_attrs(g, "", *c.metrics);
 }
 
 // Raw samples as a column, and their statistics as attributes beside it for quick reading.
@@ -112,32 +85,36 @@ void write_bench_column(const H5::Group& g, const std::string& name,
   h5::set_attr(g, name + "_max", s.max);
 }
 
+// A benchmark's strings and byte counts are attributes, its sample lists columns.
+void write_bench_field(const H5::Group& g, const std::string& name, const std::string& value) {
+  h5::set_attr(g, name, value);
+}
+void write_bench_field(const H5::Group& g, const std::string& name, int64_t value) {
+  h5::set_attr(g, name, value);
+}
+void write_bench_field(const H5::Group& g, const std::string& name,
+                       const std::vector<double>& samples) {
+  write_bench_column(g, name, samples);
+}
+// The throughput map: one column per batch size N, named throughput_b<N>.
+void write_bench_field(const H5::Group& g, const std::string& /*name*/,
+                       const std::map<int, std::vector<double>>& by_batch) {
+  for (const auto& [batch, samples] : by_batch)
+    write_bench_column(g, kThroughputPrefix + std::to_string(batch), samples);
+}
+
 void write_bench(const H5::Group& parent, const ConfigResults& c) {
   if (!c.bench) return;
-  const BenchRecord& b = *c.bench;
   const H5::Group g = h5::group(parent, "bench");
-  h5::set_attr(g, "device", b.device);
-  h5::set_attr(g, "method", b.method);
-  h5::set_attr(g, "model_bytes", b.model_bytes);
-  h5::set_attr(g, "peak_memory_bytes", b.peak_memory_bytes);
-  write_bench_column(g, "prefill_ms", b.prefill_ms);
-  write_bench_column(g, "decode_ms_per_token", b.decode_ms_per_token);
-  for (const auto& [batch, values] : b.throughput_tokens_per_s)
-    write_bench_column(g, kThroughputPrefix + std::to_string(batch), values);
-  write_bench_column(g, "power_w", b.power_w);
-  write_bench_column(g, "bandwidth_gb_s", b.bandwidth_gb_s);
+  for_each_field<BenchRecord>([&](const auto& field) {
+    if (!is_group_name(field.name)) write_bench_field(g, field.name, (*c.bench).*field.member);
+  });
 }
 
 void write_sanity(const H5::Group& parent, const ConfigResults& c) {
   if (c.sanity.empty() && !c.perplexity) return;
   const H5::Group g = h5::group(parent, "sanity");
-  std::vector<std::string> prompts, outputs;
-  for (const auto& s : c.sanity) {
-    prompts.push_back(s.prompt);
-    outputs.push_back(s.output);
-  }
-  h5::write_strings(g, "prompt", prompts);
-  h5::write_strings(g, "output", outputs);
+  write_table(g, c.sanity);
   if (c.perplexity) h5::set_attr(g, "perplexity", *c.perplexity);
   if (c.kl_vs_baseline) h5::set_attr(g, "kl_vs_baseline", *c.kl_vs_baseline);
 }
@@ -157,46 +134,11 @@ void write_configs(const H5::Group& root, const Results& r) {
 }
 
 void write_units(const H5::Group& root, const Results& r) {
-  const H5::Group g = h5::group(root, "units");
-  std::vector<std::string> key, config, kind, status, host, finished_at;
-  std::vector<int64_t> rank;
-  std::vector<double> seconds;
-  for (const UnitRecord& u : r.units) {
-    key.push_back(u.key);
-    config.push_back(u.config);
-    kind.push_back(unit_kind_name(u.kind));
-    status.push_back(unit_status_name(u.status));
-    rank.push_back(u.rank);
-    host.push_back(u.host);
-    seconds.push_back(u.seconds);
-    finished_at.push_back(u.finished_at);
-  }
-  h5::write_strings(g, "key", key);
-  h5::write_strings(g, "config", config);
-  h5::write_strings(g, "kind", kind);
-  h5::write_strings(g, "status", status);
-  h5::write_ints(g, "rank", rank);
-  h5::write_strings(g, "host", host);
-  h5::write_doubles(g, "seconds", seconds);
-  h5::write_strings(g, "finished_at", finished_at);
+  write_table(h5::group(root, "units"), r.units);
 }
 
 void write_errors(const H5::Group& root, const Results& r) {
-  const H5::Group g = h5::group(root, "errors");
-  std::vector<std::string> config, unit, host, message;
-  std::vector<int64_t> rank;
-  for (const UnitError& e : r.errors) {
-    config.push_back(e.config);
-    unit.push_back(e.unit);
-    rank.push_back(e.rank);
-    host.push_back(e.host);
-    message.push_back(e.message);
-  }
-  h5::write_strings(g, "config", config);
-  h5::write_strings(g, "unit", unit);
-  h5::write_ints(g, "rank", rank);
-  h5::write_strings(g, "host", host);
-  h5::write_strings(g, "message", message);
+  write_table(h5::group(root, "errors"), r.errors);
 }
 
 // Derived from the rest and never read back: one row per config for a quick pandas look.

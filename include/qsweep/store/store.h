@@ -5,6 +5,7 @@
 // file, losing at most the units in flight, and a rerun resumes from it. An flock() on FILE.lock,
 // held for the writer's lifetime, refuses a second writer.
 #include "qsweep/util/results.h"
+#include "qsweep/util/results_fields.h"
 #include "qsweep/sweep/sweep_spec.h"
 
 #include <cstdint>
@@ -47,6 +48,47 @@ struct Results {
   std::vector<ConfigResults> configs;      // in spec order
   std::vector<UnitRecord> units;           // in plan order
   std::vector<UnitError> errors;           // every failure, also of units later redone
+};
+
+// The field lists of the store's own records (see qsweep/util/results_fields.h). /units is
+// written and read from UnitRecord's; ConfigResults and Results are groups of the layout rather
+// than tables, and their lists serve comparisons of whole stores (tests/record_diff.h).
+template <>
+struct Fields<UnitRecord> {
+  static constexpr auto list = std::tuple{
+      Field{"key", &UnitRecord::key},
+      Field{"config", &UnitRecord::config},
+      Field{"kind", &UnitRecord::kind},
+      Field{"status", &UnitRecord::status},
+      Field{"rank", &UnitRecord::rank},
+      Field{"host", &UnitRecord::host},
+      Field{"seconds", &UnitRecord::seconds},
+      Field{"finished_at", &UnitRecord::finished_at},
+  };
+};
+
+template <>
+struct Fields<ConfigResults> {
+  static constexpr auto list = std::tuple{
+      Field{"name", &ConfigResults::name},
+      Field{"fingerprint", &ConfigResults::fingerprint},
+      Field{"samples", &ConfigResults::samples},
+      Field{"bench", &ConfigResults::bench},
+      Field{"sanity", &ConfigResults::sanity},
+      Field{"perplexity", &ConfigResults::perplexity},
+      Field{"kl_vs_baseline", &ConfigResults::kl_vs_baseline},
+      Field{"metrics", &ConfigResults::metrics},
+  };
+};
+
+template <>
+struct Fields<Results> {
+  static constexpr auto list = std::tuple{
+      Field{"provenance", &Results::provenance},
+      Field{"configs", &Results::configs},
+      Field{"units", &Results::units},
+      Field{"errors", &Results::errors},
+  };
 };
 
 ConfigResults* find_config(Results& results, const std::string& name);
