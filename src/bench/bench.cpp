@@ -57,6 +57,7 @@ BenchRecord run_benchmark(const Model& m, const std::string& config, const Bench
   r.config = config;
   r.device = device_description(m.device);
   r.model_bytes = model_bytes(m);
+  r.bits_per_weight = projection_bits_per_weight(m);
   r.method = fmt::format(
       "{} warmup + {} timed repeats each; {}; prefill: {} random tokens, batch 1, logits of the "
       "last token; decode: {} greedy steps after a 1-token prompt, batch 1, next token fed back "

@@ -91,6 +91,16 @@ Model load_model(const std::string& dir, const LoadOptions& options) {
   return m;
 }
 
+double projection_bits_per_weight(const Model& m) {
+  double bytes = 0, weights = 0;
+  for (const auto& l : m.layers)
+    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
+      bytes += static_cast<double>(linear_bytes(*p));
+      weights += static_cast<double>(linear_in_features(*p) * linear_out_features(*p));
+    }
+  return weights > 0 ? 8 * bytes / weights : 0;
+}
+
 int64_t model_bytes(const Model& m) {
   auto bytes = [](const at::Tensor& t) { return t.numel() * t.element_size(); };
   int64_t total = bytes(m.embed) + bytes(m.final_norm);
@@ -98,7 +108,9 @@ int64_t model_bytes(const Model& m) {
     total += bytes(l.input_norm) + bytes(l.post_attention_norm) + linear_bytes(l.q) +
              linear_bytes(l.k) + linear_bytes(l.v) + linear_bytes(l.o) + linear_bytes(l.gate) +
              linear_bytes(l.up) + linear_bytes(l.down);
-  if (!m.config.tie_word_embeddings) total += linear_bytes(m.lm_head);
+  // A tied lm_head is the embedding table itself, unless quantization gave it its own weight.
+  const auto* dense = std::get_if<DenseWeight>(&m.lm_head.weight);
+  if (!dense || !dense->weight.is_same(m.embed)) total += linear_bytes(m.lm_head);
   return total;
 }
 

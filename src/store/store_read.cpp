@@ -6,6 +6,7 @@
 #include "store_layout.h"
 
 #include <algorithm>
+#include <limits>
 #include <filesystem>
 
 namespace fs = std::filesystem;
@@ -65,6 +66,9 @@ void read_bench_field(const H5::Group& g, const std::string& name, std::string& 
 }
 void read_bench_field(const H5::Group& g, const std::string& name, int64_t& value) {
   value = h5::attr_int(g, name).value_or(0);
+}
+void read_bench_field(const H5::Group& g, const std::string& name, double& value) {
+  value = h5::attr_double(g, name).value_or(std::numeric_limits<double>::quiet_NaN());
 }
 void read_bench_field(const H5::Group& g, const std::string& name, std::vector<double>& samples) {
   samples = h5::read_doubles(g, name);

@@ -9,6 +9,7 @@
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
 #include "qsweep/model/perplexity.h"
+#include "qsweep/quant/quantize_model.h"
 #include "qsweep/util/text.h"
 #include "qsweep/tokenizer/tokenizer.h"
 
@@ -45,18 +46,30 @@ const PrepConfig& find_config(const SweepSpec& spec, const std::string& name) {
   fail("config '{}' is not in {}", name, spec.path);
 }
 
-// Loads (and, as methods are added, quantizes) the model for a config, once per rank.
+// A config's model: its checkpoint loaded in its dtype, then quantized by its method.
+Model load_config_model(const SweepSpec& spec, const PrepConfig& c, const at::Device& device,
+                        std::chrono::steady_clock::time_point* loaded = nullptr) {
+  Model m = load_model(c.model.empty() ? spec.model : c.model, {c.dtype, device});
+  if (loaded) *loaded = std::chrono::steady_clock::now();
+  quantize_model(m, c.quant);
+  return m;
+}
+
+// Prepares the model for a config once per rank, and keeps it while that config's units come.
 const Model& prepare(UnitRunner::State& s, const std::string& config) {
   if (s.prepared == config && s.model) return *s.model;
   s.model.reset();  // free the previous config's weights before loading the next
   s.prepared.clear();
   const PrepConfig& c = find_config(s.spec, config);
   const auto start = std::chrono::steady_clock::now();
-  s.model = load_model(c.model.empty() ? s.spec.model : c.model, {c.dtype, s.device});
+  std::chrono::steady_clock::time_point loaded;
+  s.model = load_config_model(s.spec, c, s.device, &loaded);
   s.prepared = config;
-  log_info("prepared {} ({}) on {} in {:.1f} s", config, dtype_name(c.dtype),
-           device_description(s.device),
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  const auto seconds = [](auto from, auto to) { return std::chrono::duration<double>(to - from).count(); };
+  log_info("prepared {} ({}, {}) on {}: loaded in {:.1f} s, quantized in {:.1f} s, {:.3f} bits per "
+           "weight", config, quant_method_name(c.quant.method), dtype_name(c.dtype),
+           device_description(s.device), seconds(start, loaded),
+           seconds(loaded, std::chrono::steady_clock::now()), projection_bits_per_weight(*s.model));
   return *s.model;
 }
 
@@ -77,8 +90,7 @@ void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std
   const auto windows = text_windows(s.tokenizer, read_file(path), kPerplexityWindow, kPerplexityWindows);
   std::optional<Model> baseline;
   if (config != s.spec.baseline) {
-    const PrepConfig& b = find_config(s.spec, s.spec.baseline);
-    baseline = load_model(b.model.empty() ? s.spec.model : b.model, {b.dtype, s.device});
+    baseline = load_config_model(s.spec, find_config(s.spec, s.spec.baseline), s.device);
   }
   const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
   r.perplexity = scores.perplexity;

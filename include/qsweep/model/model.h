@@ -42,6 +42,8 @@ Model load_model(const std::string& dir, const LoadOptions& options);
 
 // Bytes of all weights as held on the device (tied embeddings counted once).
 int64_t model_bytes(const Model& model);
+// Stored bits per weight of the decoder layers' projections (the layers quantization targets).
+double projection_bits_per_weight(const Model& model);
 
 // RoPE inverse frequencies for the config's rope_theta, head_dim and scaling, computed as
 // transformers' rope initialisation does (float32).

@@ -63,6 +63,9 @@ struct BenchRecord {
   std::string method;              // how it was measured: warmup, repeats, timer, sync
   int64_t model_bytes = 0;         // weights as held on the device
   int64_t peak_memory_bytes = 0;   // device peak during the benchmark (CPU: max RSS)
+  // Stored bits per weight of the decoder layers' projections: codes, scales, zeros, absmax and
+  // second-level state over the number of weights (16 for bf16; NaN in stores that predate it).
+  double bits_per_weight = 0;
   std::vector<double> prefill_ms;              // 512-token prompt, batch 1
   std::vector<double> decode_ms_per_token;     // batch 1, 128 new tokens
   std::map<int, std::vector<double>> throughput_tokens_per_s;  // batch size -> samples

@@ -61,6 +61,7 @@ struct Fields<BenchRecord> {
       Field{"method", &BenchRecord::method},
       Field{"model_bytes", &BenchRecord::model_bytes},
       Field{"peak_memory_bytes", &BenchRecord::peak_memory_bytes},
+      Field{"bits_per_weight", &BenchRecord::bits_per_weight},
       Field{"prefill_ms", &BenchRecord::prefill_ms},
       Field{"decode_ms_per_token", &BenchRecord::decode_ms_per_token},
       Field{"throughput_tokens_per_s", &BenchRecord::throughput_tokens_per_s},

@@ -1,0 +1,19 @@
+#pragma once
+// Applies a config's quantization method to a loaded model: the one switch over methods.
+#include "qsweep/model/model.h"
+#include "qsweep/quant/quant_config.h"
+
+namespace qsweep {
+
+// Replaces every projection of the decoder layers (and lm_head with quantize_lm_head, which
+// unties it from the embeddings) by the method's storage format. Embeddings and norms stay in
+// the model's dtype, as bitsandbytes and GPTQ leave them. Layers are quantized one at a time,
+// each dense weight freed as its replacement is made, so the model is never held twice in full
+// precision. Methods that need calibration data are refused here.
+void quantize_model(Model& model, const QuantConfig& config);
+
+// One weight [out, in] in the method's format, computing in `compute_dtype`.
+Linear quantize_linear(const at::Tensor& weight, const QuantConfig& config,
+                       at::ScalarType compute_dtype);
+
+}  // namespace qsweep
