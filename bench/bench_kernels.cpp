@@ -1,0 +1,275 @@
+// Times the quantized-weight kernels on Llama MLP shapes and writes JSON: per kernel, shape and
+// batch the median time per call (CUDA events around CUDA-graph replays of one call per weight
+// copy, the copies rotating so the weights come from HBM, not L2), the bytes the call must read
+// (stored weight bytes + activations), the achieved GB/s and its fraction of the device-to-device
+// copy bandwidth measured in the same run; bf16 at::matmul (cuBLAS) alongside for comparison.
+// Usage: qsweep_bench_kernels [out.json]
+#include "qsweep/kernels/quant_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+using namespace qsweep;
+
+namespace {
+
+constexpr int kWarmupReplays = 3;
+constexpr int kTimedReplays = 25;
+const at::Device kGpu("cuda:0");
+
+int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+// Milliseconds of each timed replay of `graph`, divided by `calls_per_replay`.
+std::vector<double> time_graph(at::cuda::CUDAGraph& graph, int calls_per_replay) {
+  for (int i = 0; i < kWarmupReplays; ++i) graph.replay();
+  std::vector<double> samples;
+  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
+  for (int i = 0; i < kTimedReplays; ++i) {
+    start.record();
+    graph.replay();
+    stop.record();
+    stop.synchronize();
+    samples.push_back(start.elapsed_time(stop) / calls_per_replay);
+  }
+  return samples;
+}
+
+// Captures calls(0), ..., calls(copies - 1) into one graph on a side stream and times it.
+std::vector<double> time_calls(const std::function<void(int)>& call, int copies) {
+  at::cuda::CUDAGraph graph;
+  {
+    const c10::cuda::CUDAStreamGuard guard(c10::cuda::getStreamFromPool());
+    call(0);  // eager once first: lazy initialisation (cuBLAS handles) stays out of the capture
+    at::cuda::getCurrentCUDAStream().synchronize();
+    graph.capture_begin();
+    for (int i = 0; i < copies; ++i) call(i);
+    graph.capture_end();
+  }
+  return time_graph(graph, copies);
+}
+
+double copy_bandwidth_gbps(std::vector<double>& samples_out) {
+  const int64_t bytes = int64_t{1} << 30;
+  const auto opts = at::TensorOptions().dtype(at::kByte).device(kGpu);
+  at::Tensor a = at::randint(255, {bytes}, opts), b = at::empty({bytes}, opts);
+  samples_out = time_calls([&](int) { b.copy_(a); }, 1);
+  return 2.0 * bytes / (percentile(samples_out, 0.5) * 1e-3) / 1e9;  // read + written
+}
+
+struct Variant {
+  std::string kernel;
+  int64_t stored_bytes;
+  int copies;
+  std::function<void(int, const at::Tensor&)> run;  // (copy, x)
+};
+
+int copies_for(int64_t bytes, int64_t l2) {
+  return static_cast<int>(std::clamp<int64_t>((4 * l2 + bytes - 1) / bytes, 2, 64));
+}
+
+std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
+  std::vector<Variant> v;
+  const auto on = at::TensorOptions().device(kGpu);
+  const int64_t i32min = -(int64_t{1} << 31), i32max = (int64_t{1} << 31) - 1;
+
+  auto add_int_group = [&](int bits, bool act_order) {
+    const int64_t groups = in / 128;
+    struct W { at::Tensor q, z, s, g; };
+    const int64_t stored = in * bits / 32 * out * 4 + groups * ((out * bits + 31) / 32) * 4 +
+                           groups * out * 2 + in * 4;
+    const int copies = copies_for(stored, l2);
+    auto ws = std::make_shared<std::vector<W>>();
+    for (int c = 0; c < copies; ++c) {
+      const at::Tensor order = act_order ? at::randperm(in, on.dtype(at::kLong)) : at::arange(in, on.dtype(at::kLong));
+      ws->push_back({at::randint(i32min, i32max, {in * bits / 32, out}, on.dtype(at::kInt)),
+                     at::randint(i32min, i32max, {groups, (out * bits + 31) / 32}, on.dtype(at::kInt)),
+                     (at::rand({groups, out}, on) * 0.01).to(at::kBFloat16),
+                     at::floor_divide(order, 128).to(at::kInt)});
+    }
+    v.push_back({"int" + std::to_string(bits) + "_g128" + (act_order ? "_actorder" : ""), stored,
+                 copies, [ws, bits](int c, const at::Tensor& x) {
+                   const W& w = (*ws)[c];
+                   int_group_matmul(x, w.q, w.z, w.s, w.g, bits);
+                 }});
+  };
+  for (int bits : {4, 3, 2, 8}) add_int_group(bits, false);
+  add_int_group(4, true);
+
+  auto add_bnb = [&](const std::string& name, bool dq) {
+    const int64_t blocks = out * in / 64;
+    std::vector<Bnb4Tensors> ws;
+    int64_t stored = out * in / 2 + 64 + (dq ? blocks + (blocks + 255) / 256 * 4 + 1024 : blocks * 4);
+    const int copies = copies_for(stored, l2);
+    for (int c = 0; c < copies; ++c) {
+      Bnb4Tensors w;
+      w.out = out, w.in = in, w.blocksize = 64;
+      w.packed = at::randint(256, {out * in / 2}, on.dtype(at::kByte));
+      w.code = at::linspace(-1, 1, 16, on.dtype(at::kFloat));
+      if (dq) {
+        w.qabsmax = at::randint(256, {blocks}, on.dtype(at::kByte));
+        w.absmax2 = at::rand({(blocks + 255) / 256}, on);
+        w.code2 = at::linspace(-1, 1, 256, on.dtype(at::kFloat));
+        w.offset = 0.1;
+      } else {
+        w.absmax = at::rand({blocks}, on);
+      }
+      ws.push_back(w);
+    }
+    v.push_back({name, stored, copies,
+                 [ws](int c, const at::Tensor& x) { bnb4_matmul(x, ws[c]); }});
+  };
+  add_bnb("nf4", false);
+  add_bnb("nf4_double_quant", true);
+
+  {
+    const int64_t stored = out * in + out * 4;
+    const int copies = copies_for(stored, l2);
+    std::vector<std::pair<at::Tensor, at::Tensor>> ws;
+    for (int c = 0; c < copies; ++c)
+      ws.emplace_back(at::randint(-127, 128, {out, in}, on.dtype(at::kChar)), at::rand({out}, on));
+    auto scratch = std::make_shared<at::Tensor>(at::empty({int8_workspace_bytes(16, in)}, on.dtype(at::kByte)));
+    v.push_back({"llm_int8_t6", stored, copies, [ws, scratch](int c, const at::Tensor& x) {
+                   int8_matmul(x, ws[c].first, ws[c].second, 6.0, *scratch);
+                 }});
+  }
+  {
+    const int64_t stored = out * in * 2;
+    const int copies = copies_for(stored, l2);
+    std::vector<at::Tensor> ws;
+    for (int c = 0; c < copies; ++c) ws.push_back(at::randn({out, in}, on.dtype(at::kBFloat16)));
+    v.push_back({"bf16_dense_at_matmul", stored, copies,
+                 [ws](int c, const at::Tensor& x) { at::matmul(x, ws[c].t()); }});
+  }
+  return v;
+}
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string path = argc > 1 ? argv[1] : "bench_kernels.json";
+  c10::InferenceMode inference;
+  at::manual_seed(0);
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  const int64_t l2 = prop->l2CacheSize;
+
+  std::vector<double> copy_samples;
+  const double copy_gbps = copy_bandwidth_gbps(copy_samples);
+  std::printf("device %s, %d SMs, L2 %lld MB; copy bandwidth (read + write) %.0f GB/s\n", prop->name,
+              prop->multiProcessorCount, static_cast<long long>(l2 >> 20), copy_gbps);
+
+  nlohmann::json results = nlohmann::json::array();
+  std::printf("%-24s %6s %6s %3s %10s %9s %7s\n", "kernel", "out", "in", "M", "median_us", "GB/s", "copy%");
+  struct Shape { int64_t out, in; };
+  for (const Shape shape : {Shape{8192, 2048}, Shape{2048, 8192}}) {
+    std::vector<Variant> vs = variants(shape.out, shape.in, l2);
+    for (int64_t m : {1, 4, 8, 16}) {
+      const at::Tensor x = at::randn({m, shape.in}, at::TensorOptions().device(kGpu).dtype(at::kBFloat16));
+      for (const Variant& v : vs) {
+        const std::vector<double> samples = time_calls([&](int c) { v.run(c, x); }, v.copies);
+        const double med = percentile(samples, 0.5);
+        const int64_t bytes = v.stored_bytes + m * shape.in * 2;
+        const double gbps = bytes / (med * 1e-3) / 1e9;
+        std::printf("%-24s %6lld %6lld %3lld %10.2f %9.0f %6.1f%%\n", v.kernel.c_str(),
+                    static_cast<long long>(shape.out), static_cast<long long>(shape.in),
+                    static_cast<long long>(m), med * 1e3, gbps, 100 * gbps / copy_gbps);
+        std::vector<double> us;
+        for (double s : samples) us.push_back(s * 1e3);
+        results.push_back({{"kernel", v.kernel}, {"out", shape.out}, {"in", shape.in}, {"M", m},
+                           {"median_us", med * 1e3}, {"p90_us", percentile(samples, 0.9) * 1e3},
+                           {"samples_us", us}, {"weight_copies", v.copies},
+                           {"bytes_read", bytes}, {"GBps", gbps},
+                           {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+      }
+    }
+    // Dequantize-to-buffer (the prefill path's first half): bytes read + bytes written.
+    {
+      const auto on = at::TensorOptions().device(kGpu);
+      const int64_t groups = shape.in / 128;
+      const at::Tensor q = at::randint(-(int64_t{1} << 31), (int64_t{1} << 31) - 1, {shape.in / 8, shape.out}, on.dtype(at::kInt));
+      const at::Tensor z = at::randint(0, 1 << 30, {groups, shape.out / 8}, on.dtype(at::kInt));
+      const at::Tensor s = (at::rand({groups, shape.out}, on) * 0.01).to(at::kBFloat16);
+      const at::Tensor g = at::floor_divide(at::arange(shape.in, on.dtype(at::kLong)), 128).to(at::kInt);
+      Bnb4Tensors nf4;
+      nf4.out = shape.out, nf4.in = shape.in, nf4.blocksize = 64;
+      nf4.packed = at::randint(256, {shape.out * shape.in / 2}, on.dtype(at::kByte));
+      nf4.code = at::linspace(-1, 1, 16, on.dtype(at::kFloat));
+      nf4.absmax = at::rand({shape.out * shape.in / 64}, on);
+      const at::Tensor w8 = at::randint(-127, 128, {shape.out, shape.in}, on.dtype(at::kChar));
+      const at::Tensor scb = at::rand({shape.out}, on);
+      const int64_t written = shape.out * shape.in * 2;
+      struct D { std::string name; int64_t read; std::function<void()> f; };
+      const std::vector<D> ds = {
+          {"dequant_int4_g128", bytes_of(q) + bytes_of(z) + bytes_of(s) + bytes_of(g),
+           [&] { int_group_dequantize(q, z, s, g, 4, shape.in); }},
+          {"dequant_nf4", bytes_of(nf4.packed) + bytes_of(nf4.absmax),
+           [&] { bnb4_dequantize(nf4, at::kBFloat16); }},
+          {"dequant_int8", bytes_of(w8) + bytes_of(scb), [&] { int8_dequantize(w8, scb, at::kBFloat16); }}};
+      for (const D& d : ds) {
+        const std::vector<double> samples = time_calls([&](int) { d.f(); }, 1);
+        const double med = percentile(samples, 0.5);
+        const double gbps = (d.read + written) / (med * 1e-3) / 1e9;
+        std::printf("%-24s %6lld %6lld %3s %10.2f %9.0f %6.1f%%\n", d.name.c_str(),
+                    static_cast<long long>(shape.out), static_cast<long long>(shape.in), "-",
+                    med * 1e3, gbps, 100 * gbps / copy_gbps);
+        std::vector<double> us;
+        for (double v : samples) us.push_back(v * 1e3);
+        results.push_back({{"kernel", d.name}, {"out", shape.out}, {"in", shape.in},
+                           {"median_us", med * 1e3}, {"samples_us", us},
+                           {"bytes_read", d.read}, {"bytes_written", written}, {"GBps", gbps},
+                           {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+      }
+    }
+  }
+
+  nlohmann::json doc = {
+      {"date", today()},
+      {"device", prop->name},
+      {"multiprocessors", prop->multiProcessorCount},
+      {"l2_bytes", l2},
+      {"copy_bandwidth_GBps", copy_gbps},
+      {"copy_samples_ms", copy_samples},
+      {"method",
+       {{"timing", "CUDA events around CUDA-graph replays; each replay calls the kernel once per "
+                   "weight copy (copies rotate so the weights total >= 4x L2); time per call = "
+                   "replay time / copies"},
+        {"warmup_replays", kWarmupReplays},
+        {"timed_replays", kTimedReplays},
+        {"statistic", "median of the timed replays"},
+        {"bytes_read", "stored weight bytes (codes, scales, zeros, g_idx, absmax and second-level "
+                       "state) + activations M x in x 2; dequant rows also count bytes written"},
+        {"copy_bandwidth", "1 GiB device-to-device copy, bytes read + bytes written"},
+        {"activations", "bfloat16, random normal"}}},
+      {"results", results}};
+  std::ofstream(path) << doc.dump(2) << "\n";
+  std::printf("wrote %s\n", path.c_str());
+  return 0;
+}

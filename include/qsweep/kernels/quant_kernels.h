@@ -1,0 +1,64 @@
+#pragma once
+// CUDA kernels for the quantized storage formats of qsweep/model/linear.h, behind host functions
+// that take and return at::Tensor. Every function launches on at::cuda::getCurrentCUDAStream(),
+// never synchronizes the host and allocates nothing but its result (the int8 path can take a
+// caller's workspace instead), so a decode step built from them replays as one CUDA graph.
+//
+// Two kinds of function per format:
+//   *_matmul      y [M, out] = x [M, in] W^T with the weight dequantized on the fly; meant for
+//                 decode (M <= 16), where reading the stored weight once is the whole cost. Any
+//                 M is accepted; the work grows with M, so for prefill use the next one.
+//   *_dequantize  W [out, in] in the compute dtype, for prefill and large batches: follow it with
+//                 at::matmul (cuBLAS) in the caller.
+// x is 2-D, contiguous, float16 or bfloat16; y has x's dtype.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace qsweep {
+
+// GPTQ layout (IntGroupWeight): qweight int32 [ceil(in * bits / 32), out] holds, for each output
+// column, the codes of input channels 0, 1, 2, ... as one little-endian bit stream of `bits`-bit
+// fields (the words AutoGPTQ's pack writes, 3-bit fields crossing words included); zeros int32
+// [groups, ceil(out * bits / 32)] packs one zero code per output column the same way; scales
+// [groups, out] in x's dtype; g_idx int32 [in] names each input channel's group. The weight is
+// scale * (q - zero) with zero the stored code itself (GPTQModel's in-memory "v2" convention; a
+// GPTQ "v1" checkpoint stores zero - 1 and must have 1 added when it is loaded). in must be a
+// multiple of 32. Any g_idx works: where 32 consecutive channels share a group the kernel reads
+// one scale and zero for them, otherwise (act-order) it looks both up per channel, slower.
+at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
+                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits);
+at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zeros,
+                                const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
+                                int64_t in_features);
+
+// bitsandbytes 4-bit (Bnb4Weight): packed uint8, ceil(out * in / 2) bytes, two codes per byte of
+// the row-major [out, in] weight, the first in the high nibble; code float32 [16]; one absmax
+// per `blocksize` consecutive elements. Without double quantization `absmax` is float32 [blocks]
+// and qabsmax, absmax2, code2 are undefined tensors; with it `absmax` is undefined and the
+// block's absmax is code2[qabsmax[b]] * absmax2[b / 256] + offset.
+struct Bnb4Tensors {
+  at::Tensor packed, code, absmax;
+  at::Tensor qabsmax, absmax2, code2;
+  double offset = 0;
+  int64_t blocksize = 64;
+  int64_t out = 0, in = 0;
+};
+at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w);
+at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);
+
+// LLM.int8() (Int8RowWeight): weight int8 [out, in] and row_absmax float32 [out] (bitsandbytes'
+// CB and SCB, w = CB * SCB / 127). As bitsandbytes does it: every input column holding an element
+// with |x| >= threshold is an outlier column (none when threshold is 0); x is quantized per row
+// to int8 by its absmax over the other elements, outlier columns left at zero; y = (xq . CB)
+// * rowmax * SCB / 127^2 + x[:, outliers] . W[:, outliers], the second term in float32 against
+// the dequantized weight columns. `workspace` is optional: a uint8 CUDA tensor of at least
+// int8_workspace_bytes(M, in) bytes that the call may overwrite; without one the call allocates
+// its scratch itself (from the caching allocator, still without a host sync).
+int64_t int8_workspace_bytes(int64_t m, int64_t in);
+at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
+                       double threshold, const at::Tensor& workspace = {});
+at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
+                           at::ScalarType dtype);
+
+}  // namespace qsweep

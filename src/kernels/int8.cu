@@ -1,0 +1,286 @@
+// LLM.int8(): per-row int8 activations against int8 weight rows, with the outlier columns in
+// float32 against the dequantized weight, as bitsandbytes computes it; and the dequantized weight
+// for prefill.
+#include "qsweep/kernels/cuda_check.h"
+#include "qsweep/kernels/quant_kernels.h"
+
+#include "kernel_util.cuh"
+
+#include <cmath>
+#include <limits>
+
+namespace qsweep {
+namespace {
+
+using namespace kernels_detail;
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRows = 2;  // weight rows per warp, sharing each lane's activation loads
+constexpr int kMaxBatchTile = 16;
+constexpr int kPrepThreads = 256;
+// bitsandbytes' 1/127, for w = CB * SCB / 127.
+constexpr float kInv127 = 7.874015718698502e-3f;
+
+int64_t align16(int64_t n) { return (n + 15) / 16 * 16; }
+
+// Where each piece of the scratch lives in the workspace.
+struct Int8Scratch {
+  float* rowmax;   // [M]: absmax of each activation row over its non-outlier elements
+  uint8_t* mask;   // [in]: 1 for an outlier column
+  int8_t* xq;      // [M, in]: activations quantized per row; outlier elements are 0
+};
+
+Int8Scratch carve(uint8_t* base, int64_t m, int64_t in) {
+  Int8Scratch s;
+  s.rowmax = reinterpret_cast<float*>(base);
+  s.mask = base + align16(4 * m);
+  s.xq = reinterpret_cast<int8_t*>(s.mask + align16(in));
+  return s;
+}
+
+__device__ __forceinline__ float block_max(float v, float* shared) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  if (warp == 0) {
+    v = lane < blockDim.x / 32 ? shared[lane] : 0.f;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    if (lane == 0) shared[0] = v;
+  }
+  __syncthreads();
+  return shared[0];
+}
+
+// One launch for both halves of the preparation: blocks [0, M) quantize one activation row each
+// (absmax over the elements below the threshold, then round to nearest even), the remaining
+// blocks mark the outlier columns (any element of the column at or above the threshold).
+template <typename T>
+__global__ void __launch_bounds__(kPrepThreads)
+    int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int m_rows, int in, float threshold) {
+  __shared__ float shared[kPrepThreads / 32];
+  if (blockIdx.x < m_rows) {
+    const T* row = x + static_cast<int64_t>(blockIdx.x) * in;
+    float mx = 0.f;
+    for (int k = threadIdx.x; k < in; k += blockDim.x) {
+      const float a = fabsf(to_float(row[k]));
+      if (a < threshold) mx = fmaxf(mx, a);
+    }
+    mx = block_max(mx, shared);
+    const float scale = mx > 0.f ? 127.f / mx : 0.f;
+    int8_t* q = s.xq + static_cast<int64_t>(blockIdx.x) * in;
+    for (int k = threadIdx.x; k < in; k += blockDim.x) {
+      const float v = to_float(row[k]);
+      q[k] = fabsf(v) < threshold ? static_cast<int8_t>(max(-127, min(127, __float2int_rn(v * scale))))
+                                  : static_cast<int8_t>(0);
+    }
+    if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
+  } else {
+    const int k = (blockIdx.x - m_rows) * blockDim.x + threadIdx.x;
+    if (k >= in) return;
+    uint8_t outlier = 0;
+    for (int m = 0; m < m_rows && !outlier; ++m)
+      outlier = fabsf(to_float(x[static_cast<int64_t>(m) * in + k])) >= threshold;
+    s.mask[k] = outlier;
+  }
+}
+
+// One warp per kRows weight rows; lane l reads 16-byte pieces l, l + 32, ... of each row. Pieces
+// without an outlier column take four dp4a per row and activation row; the rare pieces with one
+// go element by element, the outliers in float32 against the int8 weight (scaled at the end).
+template <typename T, int kTile>
+__global__ void __launch_bounds__(kThreads)
+    int8_gemv_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb, Int8Scratch s,
+                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out,
+                     bool pieces) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int n0 = (blockIdx.x * kWarps + warp) * kRows;
+  if (n0 >= out) return;
+  int iacc[kRows][kTile];
+  float facc[kRows][kTile];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) iacc[r][m] = 0, facc[r][m] = 0.f;
+
+  auto element = [&](int k, const int8_t (&wk)[kRows]) {
+    const bool outlier = s.mask[k];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      if (m >= m_rows) break;
+      const int64_t at = static_cast<int64_t>(m) * in + k;
+      if (outlier) {
+        const float xv = to_float(x[at]);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) facc[r][m] = fmaf(xv, static_cast<float>(wk[r]), facc[r][m]);
+      } else {
+        const int xv = s.xq[at];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) iacc[r][m] += xv * wk[r];
+      }
+    }
+  };
+
+  if (pieces) {
+    const int npieces = in / 16;
+    for (int p = lane; p < npieces; p += 32) {
+      int4 wv[kRows];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        wv[r] = n0 + r < out ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n0 + r) * in) + p)
+                             : make_int4(0, 0, 0, 0);
+      const uint4 mk = __ldg(reinterpret_cast<const uint4*>(s.mask) + p);
+      if ((mk.x | mk.y | mk.z | mk.w) == 0) {
+#pragma unroll
+        for (int m = 0; m < kTile; ++m) {
+          if (m >= m_rows) break;
+          const int4 xv = __ldg(reinterpret_cast<const int4*>(s.xq + static_cast<int64_t>(m) * in) + p);
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) {
+            int a = iacc[r][m];
+            a = __dp4a(xv.x, wv[r].x, a);
+            a = __dp4a(xv.y, wv[r].y, a);
+            a = __dp4a(xv.z, wv[r].z, a);
+            a = __dp4a(xv.w, wv[r].w, a);
+            iacc[r][m] = a;
+          }
+        }
+      } else {
+#pragma unroll 1
+        for (int j = 0; j < 16; ++j) {
+          int8_t wk[kRows];
+#pragma unroll
+          for (int r = 0; r < kRows; ++r) wk[r] = reinterpret_cast<const int8_t*>(&wv[r])[j];
+          element(p * 16 + j, wk);
+        }
+      }
+    }
+  } else {
+    for (int k = lane; k < in; k += 32) {
+      int8_t wk[kRows];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
+      element(k, wk);
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int n = n0 + r;
+    const float sw = n < out ? __ldg(scb + n) : 0.f;
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      int a = iacc[r][m];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
+      const float f = warp_sum(facc[r][m]);
+      if (lane == 0 && m < m_rows && n < out) {
+        const float v = static_cast<float>(a) * (s.rowmax[m] * sw * (1.f / 16129.f)) + f * sw * kInv127;
+        y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+      }
+    }
+  }
+}
+
+template <typename T>
+__global__ void int8_dequant_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb,
+                                    T* __restrict__ out, int64_t in, int64_t numel) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= numel) return;
+  out[i] = from_float<T>(static_cast<float>(w[i]) * __ldg(scb + i / in) * kInv127);
+}
+
+void check_int8(const at::Tensor& weight, const at::Tensor& row_absmax) {
+  TORCH_CHECK(weight.defined() && weight.is_cuda() && weight.scalar_type() == at::kChar &&
+                  weight.dim() == 2 && weight.is_contiguous(),
+              "int8: weight must be a contiguous int8 CUDA tensor [out, in]");
+  TORCH_CHECK(row_absmax.defined() && row_absmax.is_cuda() &&
+                  row_absmax.scalar_type() == at::kFloat && row_absmax.is_contiguous() &&
+                  row_absmax.numel() == weight.size(0),
+              "int8: row_absmax must be a contiguous float32 CUDA tensor [out = ", weight.size(0),
+              "]");
+  TORCH_CHECK(weight.get_device() == row_absmax.get_device(),
+              "int8: weight and row_absmax must be on one device");
+  TORCH_CHECK(weight.size(0) < (1ll << 31) && weight.size(1) < (1ll << 31),
+              "int8: out and in must fit int32");
+}
+
+}  // namespace
+
+int64_t int8_workspace_bytes(int64_t m, int64_t in) { return align16(4 * m) + align16(in) + m * in; }
+
+at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
+                       double threshold, const at::Tensor& workspace) {
+  check_int8(weight, row_absmax);
+  const int64_t in = weight.size(1), out = weight.size(0);
+  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() && x.size(1) == in,
+              "int8_matmul: x must be a contiguous 2-D CUDA tensor [M, in = ", in, "]");
+  TORCH_CHECK(x.get_device() == weight.get_device(), "int8_matmul: x and weight must be on one device");
+  TORCH_CHECK(threshold >= 0, "int8_matmul: threshold must be >= 0 (0: no outliers), got ", threshold);
+  const int64_t m = x.size(0);
+  TORCH_CHECK(m < (1ll << 31) - 65536, "int8_matmul: too many rows");
+  at::Tensor y = at::empty({m, out}, x.options());
+  if (m == 0 || out == 0) return y;
+  if (in == 0) return y.zero_();
+
+  const int64_t need = int8_workspace_bytes(m, in);
+  at::Tensor scratch = workspace;
+  if (scratch.defined()) {
+    TORCH_CHECK(scratch.is_cuda() && scratch.scalar_type() == at::kByte && scratch.is_contiguous() &&
+                    scratch.numel() >= need && scratch.get_device() == x.get_device() &&
+                    reinterpret_cast<uintptr_t>(scratch.data_ptr()) % 16 == 0,
+                "int8_matmul: workspace must be a contiguous, 16-byte aligned uint8 CUDA tensor of at "
+                "least int8_workspace_bytes(M, in) = ", need, " bytes on x's device");
+  } else {
+    scratch = at::empty({need}, x.options().dtype(at::kByte));
+  }
+  const Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
+  const float t = threshold > 0 ? static_cast<float>(threshold) : std::numeric_limits<float>::infinity();
+  const bool pieces = in % 16 == 0 && reinterpret_cast<uintptr_t>(weight.data_ptr()) % 16 == 0;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int8_matmul", [&] {
+    const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
+    const int64_t column_blocks = (in + kPrepThreads - 1) / kPrepThreads;
+    int8_prepare_kernel<scalar_t><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
+        xp, s, static_cast<int>(m), static_cast<int>(in), t);
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+    const dim3 grid(static_cast<unsigned>((out + kWarps * kRows - 1) / (kWarps * kRows)));
+    for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
+      const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
+      Int8Scratch part = s;
+      part.rowmax += m0;
+      part.xq += m0 * in;
+      QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
+        int8_gemv_kernel<scalar_t, kTile><<<grid, kThreads, 0, stream>>>(
+            weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
+            reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
+            static_cast<int>(out), pieces);
+        QSWEEP_CUDA_CHECK(cudaGetLastError());
+      });
+    }
+  });
+  return y;
+}
+
+at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
+                           at::ScalarType dtype) {
+  check_int8(weight, row_absmax);
+  at::Tensor out = at::empty(weight.sizes(), weight.options().dtype(dtype));
+  const int64_t numel = out.numel();
+  if (numel == 0) return out;
+  constexpr int kBlock = 256;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_HALF_TYPES(dtype, "int8_dequantize", [&] {
+    int8_dequant_kernel<scalar_t><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
+        weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(),
+        reinterpret_cast<scalar_t*>(out.data_ptr()), weight.size(1), numel);
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+  });
+  return out;
+}
+
+}  // namespace qsweep

@@ -1,0 +1,418 @@
+// Integer-group weights in GPTQ's layout: the fused dequantize-GEMV for decode and the
+// dequantize-to-buffer for prefill. Layout facts are in qsweep/kernels/quant_kernels.h.
+#include "qsweep/kernels/cuda_check.h"
+#include "qsweep/kernels/quant_kernels.h"
+
+#include "kernel_util.cuh"
+
+#include <cooperative_groups.h>
+
+#include <algorithm>
+
+namespace qsweep {
+namespace {
+
+using namespace kernels_detail;
+namespace cg = cooperative_groups;
+
+// qweight is [packed rows, out] with out contiguous, so a 16-byte load covers 4 output columns of
+// one word row. A block owns 32 columns (8 threads x 4 columns = 128 contiguous bytes per row, a
+// full cache line) and its 128 threads read 16 different 32-channel packs at once. `in` is split
+// across the blocks of one cluster (up to 8, the portable cluster size), whose partial sums meet
+// in distributed shared memory: one launch, no atomics, no workspace, the same order every call.
+constexpr int kTileCols = 32;
+constexpr int kVec = 4;
+constexpr int kThreads = 128;
+constexpr int kThreadsPerPack = kTileCols / kVec;
+constexpr int kPackGroups = kThreads / kThreadsPerPack;
+constexpr int kMaxSplit = 8;
+constexpr int kMaxBatchTile = 16;
+
+// Two packs per thread keep twice the bytes in flight; at batch tiles of 8 and 16 the staged
+// activations would outgrow static shared memory, and the arithmetic hides the latency anyway.
+template <int kTile>
+__host__ __device__ constexpr int packs_per_thread() { return kTile >= 8 ? 1 : 2; }
+
+// Code j (0..31) of one column of a pack: bits [j * bits, j * bits + bits) of its `bits` words.
+// j is a compile-time constant once the caller's loop is unrolled, so this folds to a shift, an
+// AND and, for the two 3-bit fields that cross words, an OR.
+template <int kBits>
+__device__ __forceinline__ uint32_t pack_code(const uint32_t (&w)[kBits][kVec], int j, int c) {
+  const int bit = j * kBits;
+  const int word = bit >> 5, off = bit & 31;
+  uint32_t v = w[word][c] >> off;
+  if (off + kBits > 32) v |= w[word + 1][c] << (32 - off);
+  return v & ((1u << kBits) - 1u);
+}
+
+__device__ __forceinline__ void load_columns(const uint32_t* row, int col0, int out, bool vector,
+                                             uint32_t (&v)[kVec]) {
+  if (vector) {
+    const uint4 t = __ldg(reinterpret_cast<const uint4*>(row + col0));
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  } else {
+#pragma unroll
+    for (int c = 0; c < kVec; ++c) v[c] = col0 + c < out ? __ldg(row + col0 + c) : 0u;
+  }
+}
+
+// acc[m][c] += sum over the pack's 32 channels of x[m][k] * scale * (q - zero), for a pack whose
+// channels share one group: its scale and zero are read once.
+template <typename T, int kBits, int kTile>
+__device__ __forceinline__ void accumulate_pack(
+    const uint32_t (&w)[kBits][kVec], const float* xs, int x_stride, int g,
+    const T* __restrict__ scales, const uint32_t* __restrict__ zeros, int zero_words, int col0,
+    int out, float (&acc)[kTile][kVec]) {
+  float s[kVec], zm[kVec];
+#pragma unroll
+  for (int c = 0; c < kVec; ++c) {
+    const int n = col0 + c;
+    const bool in_range = n < out;
+    s[c] = in_range ? to_float(scales[static_cast<int64_t>(g) * out + n]) : 0.f;
+    zm[c] = kMagic + (in_range ? static_cast<float>(stream_bits(
+                                     zeros + static_cast<int64_t>(g) * zero_words,
+                                     static_cast<int64_t>(n) * kBits, kBits, zero_words))
+                               : 0.f);
+  }
+#pragma unroll
+  for (int j4 = 0; j4 < 8; ++j4) {
+    float xv[kTile][4];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      const float4 v = *reinterpret_cast<const float4*>(xs + m * x_stride + j4 * 4);
+      xv[m][0] = v.x, xv[m][1] = v.y, xv[m][2] = v.z, xv[m][3] = v.w;
+    }
+#pragma unroll
+    for (int jj = 0; jj < 4; ++jj) {
+#pragma unroll
+      for (int c = 0; c < kVec; ++c) {
+        const float wv = (magic_code(pack_code<kBits>(w, j4 * 4 + jj, c)) - zm[c]) * s[c];
+#pragma unroll
+        for (int m = 0; m < kTile; ++m) acc[m][c] = fmaf(xv[m][jj], wv, acc[m][c]);
+      }
+    }
+  }
+}
+
+// The same for a pack whose channels have different groups (act-order): scale and zero are
+// looked up per channel, and the code is read back through L1 (the fast path's registers were
+// just filled from the same lines) so that this rarely-fast path stays a small rolled loop.
+template <typename T, int kBits, int kTile>
+__device__ __forceinline__ void accumulate_pack_per_channel(
+    const uint32_t* __restrict__ qweight, int pack, const float* xs, int x_stride,
+    const int* chan_group, const T* __restrict__ scales, const uint32_t* __restrict__ zeros,
+    int zero_words, int col0, int out, float (&acc)[kTile][kVec]) {
+#pragma unroll 1
+  for (int j = 0; j < 32; ++j) {
+    const int g = chan_group[j];
+    const int bit = j * kBits, word = bit >> 5, off = bit & 31;
+    const uint32_t* row = qweight + (static_cast<int64_t>(pack) * kBits + word) * out;
+    float xv[kTile];
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) xv[m] = xs[m * x_stride + j];
+#pragma unroll
+    for (int c = 0; c < kVec; ++c) {
+      const int n = col0 + c;
+      if (n >= out) continue;
+      uint32_t q = __ldg(row + n) >> off;
+      if (off + kBits > 32) q |= __ldg(row + out + n) << (32 - off);
+      q &= (1u << kBits) - 1u;
+      const float s = to_float(scales[static_cast<int64_t>(g) * out + n]);
+      const float z = static_cast<float>(stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
+                                                     static_cast<int64_t>(n) * kBits, kBits,
+                                                     zero_words));
+      const float wv = (static_cast<float>(q) - z) * s;
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) acc[m][c] = fmaf(xv[m], wv, acc[m][c]);
+    }
+  }
+}
+
+template <typename T, int kBits, int kTile>
+__global__ void __launch_bounds__(kThreads)
+    int_group_gemv_kernel(const T* __restrict__ x, const uint32_t* __restrict__ qweight,
+                          const uint32_t* __restrict__ zeros, const T* __restrict__ scales,
+                          const int* __restrict__ g_idx, T* __restrict__ y, int m_rows, int in,
+                          int out, int zero_words, int split_channels) {
+  constexpr int kPacks = packs_per_thread<kTile>();
+  constexpr int kChunkPacks = kPackGroups * kPacks;
+  constexpr int kChunk = kChunkPacks * 32;
+  static_assert(kChunk >= kPackGroups * kTileCols, "the reduction reuses the staging buffer");
+  __shared__ __align__(16) float xs[kTile * kChunk];
+  __shared__ int chan_group[kChunk];
+  __shared__ int pack_group[kChunkPacks];
+  __shared__ float part[kTile * kTileCols];
+
+  const int tid = threadIdx.x;
+  const int group = tid / kThreadsPerPack;
+  const int lane_col = (tid % kThreadsPerPack) * kVec;
+  const int col0 = blockIdx.y * kTileCols + lane_col;
+  const bool vector = out % kVec == 0;
+  const int k_begin = blockIdx.x * split_channels;
+  const int k_end = min(in, k_begin + split_channels);
+
+  float acc[kTile][kVec];
+#pragma unroll
+  for (int m = 0; m < kTile; ++m)
+#pragma unroll
+    for (int c = 0; c < kVec; ++c) acc[m][c] = 0.f;
+
+  for (int c0 = k_begin; c0 < k_end; c0 += kChunk) {
+    // The chunk's weight loads go out first, to be in flight while x is staged.
+    uint32_t w[kPacks][kBits][kVec];
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int k = c0 + (group + p * kPackGroups) * 32;
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) {
+        if (k < k_end && col0 < out)
+          load_columns(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * out, col0, out,
+                       vector, w[p][b]);
+        else
+#pragma unroll
+          for (int c = 0; c < kVec; ++c) w[p][b][c] = 0u;
+      }
+    }
+    __syncthreads();  // the previous chunk is no longer being read
+    for (int i = tid; i < kTile * kChunk; i += kThreads) {
+      const int m = i / kChunk, k = c0 + i % kChunk;
+      xs[i] = m < m_rows && k < k_end ? to_float(x[static_cast<int64_t>(m) * in + k]) : 0.f;
+    }
+    // Each warp pass covers one whole pack (kChunk is a multiple of the block size), so the
+    // vote says whether its 32 channels share a group.
+    for (int i = tid; i < kChunk; i += kThreads) {
+      const int k = c0 + i;
+      const int g = k < k_end ? __ldg(g_idx + k) : 0;
+      chan_group[i] = g;
+      const int g0 = __shfl_sync(0xffffffffu, g, 0);
+      const bool same = __all_sync(0xffffffffu, g == g0);
+      if ((tid & 31) == 0) pack_group[i / 32] = same ? g0 : -1;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int p = 0; p < kPacks; ++p) {
+      const int local = group + p * kPackGroups;
+      if (c0 + local * 32 >= k_end || col0 >= out) continue;
+      const int g = pack_group[local];
+      if (g >= 0)
+        accumulate_pack<T, kBits, kTile>(w[p], xs + local * 32, kChunk, g, scales, zeros,
+                                         zero_words, col0, out, acc);
+      else
+        accumulate_pack_per_channel<T, kBits, kTile>(qweight, c0 / 32 + local, xs + local * 32,
+                                                     kChunk, chan_group + local * 32, scales,
+                                                     zeros, zero_words, col0, out, acc);
+    }
+  }
+
+  // Sum the 16 pack groups of the block, then the blocks of the cluster.
+  __syncthreads();
+  float* red = xs;
+#pragma unroll
+  for (int m = 0; m < kTile; ++m)
+#pragma unroll
+    for (int c = 0; c < kVec; ++c) red[(group * kTile + m) * kTileCols + lane_col + c] = acc[m][c];
+  __syncthreads();
+  constexpr int kOutputs = kTile * kTileCols;
+  for (int o = tid; o < kOutputs; o += kThreads) {
+    float s = 0.f;
+#pragma unroll
+    for (int g = 0; g < kPackGroups; ++g) s += red[g * kOutputs + o];
+    part[o] = s;
+  }
+  auto store = [&](int o, float v) {
+    const int m = o / kTileCols, n = blockIdx.y * kTileCols + o % kTileCols;
+    if (m < m_rows && n < out) y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+  };
+  if (gridDim.x == 1) {
+    for (int o = tid; o < kOutputs; o += kThreads) store(o, part[o]);
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's partial sums are in its shared memory
+  const int ranks = gridDim.x, rank = blockIdx.x;
+  const int per = (kOutputs + ranks - 1) / ranks;
+  for (int o = rank * per + tid; o < min(kOutputs, (rank + 1) * per); o += kThreads) {
+    float s = 0.f;
+    for (int q = 0; q < ranks; ++q) s += cluster.map_shared_rank(part, q)[o];
+    store(o, s);
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+#else
+  __trap();  // the host splits `in` across a cluster only on compute capability 9.0 and later
+#endif
+}
+
+template <typename T, int kBits>
+__global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
+                                         const uint32_t* __restrict__ zeros,
+                                         const T* __restrict__ scales,
+                                         const int* __restrict__ g_idx, T* __restrict__ w,
+                                         int in, int out, int zero_words) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  const int pack = blockIdx.y;
+  if (n >= out) return;
+  uint32_t words[kBits][kVec];
+#pragma unroll
+  for (int b = 0; b < kBits; ++b)
+    words[b][0] = __ldg(qweight + (static_cast<int64_t>(pack) * kBits + b) * out + n);
+  __align__(16) T vals[32];
+  int last_group = -1;
+  float s = 0.f, zm = kMagic;
+#pragma unroll
+  for (int j = 0; j < 32; ++j) {
+    const int g = __ldg(g_idx + pack * 32 + j);
+    if (g != last_group) {
+      last_group = g;
+      s = to_float(scales[static_cast<int64_t>(g) * out + n]);
+      zm = kMagic + static_cast<float>(stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
+                                                   static_cast<int64_t>(n) * kBits, kBits,
+                                                   zero_words));
+    }
+    vals[j] = from_float<T>((magic_code(pack_code<kBits>(words, j, 0)) - zm) * s);
+  }
+  uint4* dst = reinterpret_cast<uint4*>(w + static_cast<int64_t>(n) * in + pack * 32);
+  const uint4* src = reinterpret_cast<const uint4*>(vals);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) dst[i] = src[i];
+}
+
+struct IntGroupShape {
+  int64_t in, out, groups, zero_words;
+};
+
+IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros,
+                              const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
+                              int64_t in) {
+  TORCH_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 8,
+              "int-group: bits must be 2, 3, 4 or 8, got ", bits);
+  TORCH_CHECK(in % 32 == 0, "int-group: in_features must be a multiple of 32 (GPTQ packs 32 "
+              "channels into `bits` words), got ", in);
+  for (const auto* t : {&qweight, &zeros, &g_idx})
+    TORCH_CHECK(t->defined() && t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
+                    t->is_contiguous(),
+                "int-group: qweight, zeros and g_idx must be contiguous int32 CUDA tensors");
+  TORCH_CHECK(qweight.dim() == 2 && qweight.size(0) == in * bits / 32,
+              "int-group: qweight must be [in * bits / 32 = ", in * bits / 32, ", out], got ",
+              qweight.sizes());
+  const int64_t out = qweight.size(1);
+  TORCH_CHECK(scales.defined() && scales.is_cuda() && scales.dim() == 2 &&
+                  scales.size(1) == out && scales.is_contiguous(),
+              "int-group: scales must be a contiguous CUDA tensor [groups, out = ", out, "], got ",
+              scales.sizes());
+  const int64_t groups = scales.size(0);
+  const int64_t zero_words = (out * bits + 31) / 32;
+  TORCH_CHECK(zeros.dim() == 2 && zeros.size(0) == groups && zeros.size(1) == zero_words,
+              "int-group: zeros must be [groups = ", groups, ", ceil(out * bits / 32) = ",
+              zero_words, "], got ", zeros.sizes());
+  TORCH_CHECK(g_idx.dim() == 1 && g_idx.size(0) == in, "int-group: g_idx must be [in = ", in,
+              "], got ", g_idx.sizes());
+  TORCH_CHECK(qweight.get_device() == scales.get_device() &&
+                  qweight.get_device() == zeros.get_device() &&
+                  qweight.get_device() == g_idx.get_device(),
+              "int-group: qweight, zeros, scales and g_idx must be on one device");
+  TORCH_CHECK(in < (1ll << 31) / 32 && out < (1ll << 31) / 32,
+              "int-group: in and out must stay below 2^26");
+  return {in, out, groups, zero_words};
+}
+
+template <typename F>
+void with_bits(int64_t bits, F&& f) {
+  switch (bits) {
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    default: return f(std::integral_constant<int, 8>{});
+  }
+}
+
+}  // namespace
+
+at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
+                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits) {
+  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
+              "int_group_matmul: x must be a contiguous 2-D CUDA tensor [M, in]");
+  const IntGroupShape shape = check_int_group(qweight, zeros, scales, g_idx, bits, x.size(1));
+  TORCH_CHECK(scales.scalar_type() == x.scalar_type(), "int_group_matmul: scales (",
+              scales.scalar_type(), ") must have x's dtype (", x.scalar_type(), ")");
+  TORCH_CHECK(x.get_device() == qweight.get_device(),
+              "int_group_matmul: x and qweight must be on one device");
+  TORCH_CHECK(reinterpret_cast<uintptr_t>(qweight.data_ptr()) % 16 == 0,
+              "int_group_matmul: qweight must be 16-byte aligned");
+  const int64_t m = x.size(0);
+  at::Tensor y = at::empty({m, shape.out}, x.options());
+  if (m == 0 || shape.out == 0) return y;
+  if (shape.in == 0) return y.zero_();
+
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  const int64_t tiles = (shape.out + kTileCols - 1) / kTileCols;
+  TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
+  // Enough blocks for every multiprocessor to hold several; clusters need compute capability 9.
+  int64_t split = prop->major >= 9 ? (4 * prop->multiProcessorCount + tiles - 1) / tiles : 1;
+  split = std::clamp<int64_t>(split, 1, kMaxSplit);
+  constexpr int64_t kGrain = kPackGroups * 32;
+  const int64_t split_channels = ((shape.in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
+  split = (shape.in + split_channels - 1) / split_channels;
+
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
+    with_bits(bits, [&](auto bits_c) {
+      constexpr int kBits = decltype(bits_c)::value;
+      for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
+        const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
+        QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
+          auto kernel = int_group_gemv_kernel<scalar_t, kBits, kTile>;
+          cudaLaunchConfig_t config = {};
+          config.gridDim = dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles));
+          config.blockDim = dim3(kThreads);
+          config.stream = stream;
+          cudaLaunchAttribute cluster[1];
+          cluster[0].id = cudaLaunchAttributeClusterDimension;
+          cluster[0].val.clusterDim.x = static_cast<unsigned>(split);
+          cluster[0].val.clusterDim.y = 1;
+          cluster[0].val.clusterDim.z = 1;
+          config.attrs = cluster;
+          config.numAttrs = split > 1 ? 1 : 0;
+          QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(
+              &config, kernel,
+              reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * shape.in,
+              reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
+              reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
+              reinterpret_cast<const scalar_t*>(scales.data_ptr()),
+              g_idx.data_ptr<int>(), reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * shape.out,
+              rows, static_cast<int>(shape.in), static_cast<int>(shape.out),
+              static_cast<int>(shape.zero_words), static_cast<int>(split_channels)));
+        });
+      }
+    });
+  });
+  return y;
+}
+
+at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zeros,
+                                const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
+                                int64_t in_features) {
+  const IntGroupShape shape = check_int_group(qweight, zeros, scales, g_idx, bits, in_features);
+  at::Tensor w = at::empty({shape.out, shape.in}, scales.options());
+  if (w.numel() == 0) return w;
+  TORCH_CHECK(shape.in / 32 <= 65535, "int_group_dequantize: in too large for one launch");
+  constexpr int kBlock = 128;
+  const dim3 grid(static_cast<unsigned>((shape.out + kBlock - 1) / kBlock),
+                  static_cast<unsigned>(shape.in / 32));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_HALF_TYPES(scales.scalar_type(), "int_group_dequantize", [&] {
+    with_bits(bits, [&](auto bits_c) {
+      constexpr int kBits = decltype(bits_c)::value;
+      int_group_dequant_kernel<scalar_t, kBits><<<grid, kBlock, 0, stream>>>(
+          reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
+          reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
+          reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
+          reinterpret_cast<scalar_t*>(w.data_ptr()), static_cast<int>(shape.in),
+          static_cast<int>(shape.out), static_cast<int>(shape.zero_words));
+      QSWEEP_CUDA_CHECK(cudaGetLastError());
+    });
+  });
+  return w;
+}
+
+}  // namespace qsweep

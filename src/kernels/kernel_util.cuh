@@ -1,0 +1,79 @@
+#pragma once
+// Device helpers shared by the quantized-weight kernels: 16-bit float conversion, the dtype and
+// batch-tile dispatch, and the checks every host function makes on its inputs.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+namespace qsweep::kernels_detail {
+
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(float v) { return v; }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Eight consecutive 16-bit values held in one 16-byte load.
+template <typename T>
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&out)[8]) {
+  const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) out[i] = to_float(v[i]);
+}
+
+// An integer code below 2^23 becomes a float without an int-to-float conversion: OR-ing it into
+// the mantissa of 2^23 gives exactly 2^23 + q, so subtracting (2^23 + zero) leaves q - zero
+// exactly, in one integer and one float instruction.
+constexpr float kMagic = 8388608.0f;
+__device__ __forceinline__ float magic_code(uint32_t q) { return __uint_as_float(0x4B000000u | q); }
+
+// Bits [bit, bit + nbits) of a little-endian stream of 32-bit words, nbits <= 8, reading the next
+// word only when the field crosses into it (3-bit codes do) and it exists.
+__device__ __forceinline__ uint32_t stream_bits(const uint32_t* words, int64_t bit, int nbits,
+                                                int64_t nwords) {
+  const int64_t w = bit >> 5;
+  const int off = static_cast<int>(bit & 31);
+  uint32_t v = __ldg(words + w) >> off;
+  if (off + nbits > 32 && w + 1 < nwords) v |= __ldg(words + w + 1) << (32 - off);
+  return v & ((1u << nbits) - 1u);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+}  // namespace qsweep::kernels_detail
+
+// Runs `body` with `scalar_t` bound to the CUDA type of a half or bfloat16 tensor.
+#define QSWEEP_DISPATCH_HALF_TYPES(dtype, name, ...)                                     \
+  [&] {                                                                                  \
+    if ((dtype) == at::kHalf) {                                                          \
+      using scalar_t = __half;                                                           \
+      return __VA_ARGS__();                                                              \
+    } else if ((dtype) == at::kBFloat16) {                                               \
+      using scalar_t = __nv_bfloat16;                                                    \
+      return __VA_ARGS__();                                                              \
+    }                                                                                    \
+    TORCH_CHECK(false, name, ": x must be float16 or bfloat16, got ", (dtype));          \
+  }()
+
+// Runs `body` with `kTile` bound to the smallest batch tile (1, 2, 4, 8, 16) that holds m rows;
+// kernels loop over whole tiles and skip the rows past m.
+#define QSWEEP_DISPATCH_BATCH_TILE(m, ...)                                               \
+  [&] {                                                                                  \
+    if ((m) <= 1) { constexpr int kTile = 1; return __VA_ARGS__(); }                     \
+    if ((m) <= 2) { constexpr int kTile = 2; return __VA_ARGS__(); }                     \
+    if ((m) <= 4) { constexpr int kTile = 4; return __VA_ARGS__(); }                     \
+    if ((m) <= 8) { constexpr int kTile = 8; return __VA_ARGS__(); }                     \
+    constexpr int kTile = 16;                                                            \
+    return __VA_ARGS__();                                                                \
+  }()

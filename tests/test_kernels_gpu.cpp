@@ -1,0 +1,401 @@
+// The quantized-weight kernels against CPU float32 references built plainly from the documented
+// layouts. Labelled "gpu"; built only where libtorch has CUDA; skipped, visibly, where no GPU is
+// visible. Tolerances are relative: ||y - ref|| / ||ref||, named per format and dtype.
+#include "qsweep/kernels/quant_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/InferenceMode.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+using namespace qsweep;
+
+namespace {
+
+// The kernels accumulate in float32 from the same stored values the reference uses, so what
+// remains is summation order (far below these) and the one rounding of y to the output dtype:
+// 2^-11 relative for float16, 2^-8 for bfloat16, with headroom for outputs near zero.
+constexpr double kFp16OutputTolerance = 2e-3;
+constexpr double kBf16OutputTolerance = 1e-2;
+// LLM.int8() also rounds x to 8 bits per row, about 1/254 of the row's absmax per element:
+// against the float reference that, not the kernel, is what this tolerance admits.
+constexpr double kInt8ActivationTolerance = 4e-2;
+// Dequantized weights: one rounding of an exact float32 product to the compute dtype.
+constexpr double kFp16DequantTolerance = 1e-3;
+constexpr double kBf16DequantTolerance = 8e-3;
+
+bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
+
+const at::Device kGpu("cuda:0");
+
+double rel_err(const at::Tensor& got, const at::Tensor& ref) {
+  const at::Tensor g = got.to(at::kCPU, at::kDouble), r = ref.to(at::kCPU, at::kDouble);
+  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-30);
+}
+
+double output_tolerance(at::ScalarType t) {
+  return t == at::kHalf ? kFp16OutputTolerance : kBf16OutputTolerance;
+}
+double dequant_tolerance(at::ScalarType t) {
+  return t == at::kHalf ? kFp16DequantTolerance : kBf16DequantTolerance;
+}
+
+// The reference product: float32 x @ W^T on the CPU. The test's own dequantizers below are the
+// one place to swap for qsweep's linear_dequantize once the formats' CPU code lands.
+at::Tensor reference_matmul(const at::Tensor& x, const at::Tensor& w_float) {
+  return at::matmul(x.to(at::kCPU, at::kFloat), w_float.to(at::kCPU, at::kFloat).t());
+}
+
+// --- GPTQ layout ---------------------------------------------------------------------------
+// codes int64 [K, C] -> int32 [ceil(K * bits / 32), C]: code k of column c at bits
+// [k * bits, k * bits + bits) of column c's little-endian stream of words.
+at::Tensor pack_stream(const at::Tensor& codes, int bits) {
+  const int64_t k_count = codes.size(0), cols = codes.size(1);
+  const int64_t rows = (k_count * bits + 31) / 32;
+  std::vector<uint32_t> words(rows * cols, 0u);
+  const auto c = codes.accessor<int64_t, 2>();
+  for (int64_t k = 0; k < k_count; ++k)
+    for (int64_t n = 0; n < cols; ++n) {
+      const int64_t bit = k * bits, w = bit / 32, off = bit % 32;
+      const uint64_t v = static_cast<uint64_t>(c[k][n]);
+      words[w * cols + n] |= static_cast<uint32_t>(v << off);
+      if (off + bits > 32) words[(w + 1) * cols + n] |= static_cast<uint32_t>(v >> (32 - off));
+    }
+  return at::from_blob(words.data(), {rows, cols}, at::kInt).clone();
+}
+
+// The inverse, written with at:: ops: int32 [R, C] -> int64 [count, C].
+at::Tensor unpack_stream(const at::Tensor& words, int64_t count, int bits) {
+  const at::Tensor w64 = words.to(at::kCPU, at::kLong).bitwise_and(static_cast<int64_t>(0xffffffffll));
+  const at::Tensor bit = at::arange(count, at::kLong) * bits;
+  const at::Tensor word = at::floor_divide(bit, 32), off = at::remainder(bit, 32).unsqueeze(1);
+  const at::Tensor lo = at::bitwise_right_shift(w64.index_select(0, word), off);
+  const at::Tensor next = (word + 1).clamp_max(words.size(0) - 1);
+  const at::Tensor hi = at::bitwise_left_shift(w64.index_select(0, next), 32 - off) *
+                        (off + bits > 32).to(at::kLong);
+  return at::bitwise_or(lo, hi).bitwise_and(static_cast<int64_t>((1ll << bits) - 1));
+}
+
+struct IntGroupCase {
+  at::Tensor qweight, zeros, scales, g_idx;  // CPU
+  int bits = 4;
+  int64_t in = 0, out = 0;
+};
+
+IntGroupCase make_int_group(int64_t in, int64_t out, int bits, int64_t group, bool act_order,
+                            at::ScalarType dtype) {
+  IntGroupCase w;
+  w.bits = bits, w.in = in, w.out = out;
+  const int64_t groups = (in + group - 1) / group;
+  const int64_t levels = 1ll << bits;
+  w.qweight = pack_stream(at::randint(levels, {in, out}, at::kLong), bits);
+  // zeros pack along the output dimension: pack the transpose, then transpose back.
+  w.zeros = pack_stream(at::randint(levels, {groups, out}, at::kLong).t().contiguous(), bits)
+                .t()
+                .contiguous();
+  w.scales = (at::rand({groups, out}) * 0.02 + 0.005).to(dtype);
+  const at::Tensor order = act_order ? at::randperm(in, at::kLong) : at::arange(in, at::kLong);
+  w.g_idx = at::floor_divide(order, group).to(at::kInt);
+  return w;
+}
+
+// W [out, in] = scale[g] * (q - zero[g]), g = g_idx[k], from the layout alone.
+at::Tensor dequantize_int_group(const IntGroupCase& w) {
+  const at::Tensor q = unpack_stream(w.qweight, w.in, w.bits);                     // [in, out]
+  const at::Tensor z = unpack_stream(w.zeros.t().contiguous(), w.out, w.bits).t(); // [groups, out]
+  const at::Tensor g = w.g_idx.to(at::kLong);
+  const at::Tensor s = w.scales.to(at::kFloat).index_select(0, g);
+  return (s * (q - z.index_select(0, g)).to(at::kFloat)).t().contiguous();
+}
+
+at::Tensor gpu_int_group_matmul(const at::Tensor& x, const IntGroupCase& w) {
+  return int_group_matmul(x.to(kGpu), w.qweight.to(kGpu), w.zeros.to(kGpu), w.scales.to(kGpu),
+                          w.g_idx.to(kGpu), w.bits);
+}
+
+// --- bitsandbytes 4-bit ----------------------------------------------------------------------
+// bitsandbytes' NF4 and FP4 quant maps (functional.py's tables: data, not code).
+const std::vector<float> kNf4 = {-1.0f, -0.6961928009986877f, -0.5250730514526367f,
+                                 -0.39491748809814453f, -0.28444138169288635f,
+                                 -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                 0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f,
+                                 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
+                                 0.7229568362236023f, 1.0f};
+const std::vector<float> kFp4 = {0.0f, 0.0052083333f, 0.6666667f, 1.0f, 0.3333333f, 0.5f,
+                                 0.1666667f, 0.25f, -0.0f, -0.0052083333f, -0.6666667f, -1.0f,
+                                 -0.3333333f, -0.5f, -0.1666667f, -0.25f};
+
+struct Bnb4Case {
+  Bnb4Tensors w;       // CPU
+  at::Tensor codes;    // int64 [out * in]
+};
+
+Bnb4Case make_bnb4(int64_t in, int64_t out, bool nf4, bool double_quant, int64_t blocksize) {
+  Bnb4Case c;
+  Bnb4Tensors& w = c.w;
+  w.in = in, w.out = out, w.blocksize = blocksize;
+  const int64_t numel = in * out, blocks = (numel + blocksize - 1) / blocksize;
+  c.codes = at::randint(16, {numel}, at::kLong);
+  at::Tensor padded = at::zeros({numel + numel % 2}, at::kLong);
+  padded.narrow(0, 0, numel).copy_(c.codes);
+  const at::Tensor pairs = padded.view({-1, 2});
+  w.packed = (pairs.select(1, 0) * 16 + pairs.select(1, 1)).to(at::kByte);
+  w.code = at::tensor(nf4 ? kNf4 : kFp4, at::kFloat);
+  if (double_quant) {
+    w.qabsmax = at::randint(256, {blocks}, at::kLong).to(at::kByte);
+    w.absmax2 = at::rand({(blocks + 255) / 256}) + 0.5;
+    w.code2 = std::get<0>(at::sort(at::rand({256}) * 2 - 1));
+    w.offset = 0.3;
+  } else {
+    w.absmax = at::rand({blocks}) * 0.5 + 0.1;
+  }
+  return c;
+}
+
+at::Tensor dequantize_bnb4(const Bnb4Case& c) {
+  const Bnb4Tensors& w = c.w;
+  const int64_t numel = w.in * w.out;
+  const at::Tensor block = at::floor_divide(at::arange(numel, at::kLong), w.blocksize);
+  at::Tensor absmax;
+  if (w.absmax.defined())
+    absmax = w.absmax;
+  else
+    absmax = w.code2.index_select(0, w.qabsmax.to(at::kLong)) *
+                 w.absmax2.index_select(0, at::floor_divide(at::arange(w.qabsmax.numel(), at::kLong), 256)) +
+             w.offset;
+  return (w.code.index_select(0, c.codes) * absmax.index_select(0, block)).view({w.out, w.in});
+}
+
+Bnb4Tensors to_gpu(const Bnb4Tensors& w) {
+  Bnb4Tensors g = w;
+  for (at::Tensor* t : {&g.packed, &g.code, &g.absmax, &g.qabsmax, &g.absmax2, &g.code2})
+    if (t->defined()) *t = t->to(kGpu);
+  return g;
+}
+
+// --- LLM.int8() ------------------------------------------------------------------------------
+struct Int8Case {
+  at::Tensor weight, scb;  // CPU
+};
+
+Int8Case make_int8(int64_t in, int64_t out) {
+  return {at::randint(-127, 128, {out, in}, at::kLong).to(at::kChar), at::rand({out}) * 0.5 + 0.1};
+}
+
+at::Tensor dequantize_int8(const Int8Case& c) {
+  return c.weight.to(at::kFloat) * c.scb.unsqueeze(1) / 127.0;
+}
+
+// bitsandbytes' algorithm step by step, in float64 for the products.
+at::Tensor emulate_llm_int8(const at::Tensor& x_in, const Int8Case& c, double threshold) {
+  const at::Tensor x = x_in.to(at::kCPU, at::kFloat);
+  at::Tensor outlier = threshold > 0 ? x.abs() >= threshold : at::zeros_like(x, at::kBool);
+  const at::Tensor cols = outlier.any(0);
+  const at::Tensor inlier = x.masked_fill(outlier, 0);
+  const at::Tensor rowmax = std::get<0>(inlier.abs().max(1));
+  const at::Tensor scale = at::where(rowmax > 0, 127.0f / rowmax, at::zeros_like(rowmax));
+  const at::Tensor xq = at::round(inlier * scale.unsqueeze(1)).masked_fill(cols.unsqueeze(0), 0);
+  const at::Tensor cb = c.weight.to(at::kDouble);
+  const at::Tensor int_part = at::matmul(xq.to(at::kDouble), cb.t()) *
+                              rowmax.to(at::kDouble).unsqueeze(1) *
+                              c.scb.to(at::kDouble).unsqueeze(0) / 16129.0;
+  const at::Tensor fp_part = at::matmul((x * cols.unsqueeze(0)).to(at::kDouble),
+                                        (cb * c.scb.to(at::kDouble).unsqueeze(1) / 127.0).t());
+  return int_part + fp_part;
+}
+
+// Activations with a few planted outliers: columns 3 and 17 of rows 0 and (for M > 1) the last.
+at::Tensor activations(int64_t m, int64_t in, at::ScalarType dtype, bool outliers) {
+  at::Tensor x = at::randn({m, in});
+  if (outliers) {
+    x.index_put_({0, 3}, 9.0);
+    x.index_put_({m - 1, 17}, -7.5);
+  }
+  return x.to(dtype);
+}
+
+class Kernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no GPU visible to libtorch: kernel tests skipped";
+    at::manual_seed(1234);
+  }
+  c10::InferenceMode inference_;
+};
+
+const std::vector<int64_t> kBatches = {1, 3, 8, 16, 20};
+const std::vector<at::ScalarType> kDtypes = {at::kHalf, at::kBFloat16};
+
+}  // namespace
+
+// AutoGPTQ's pack, spelled out word by word for 3 bits (32 codes in 3 words: codes 0-9 at bits
+// 0-29, code 10 split over bits 30-31 and the next word's bit 0, and so on), is the same words
+// as the test's bit-stream packer, so the references below really are GPTQ's layout.
+TEST(KernelLayouts, ThreeBitStreamMatchesGptqPack) {
+  at::manual_seed(7);
+  const at::Tensor codes = at::randint(8, {32, 1}, at::kLong);
+  const auto q = codes.accessor<int64_t, 2>();
+  uint32_t w0 = 0, w1 = 0, w2 = 0;
+  for (int j = 0; j < 10; ++j) w0 |= static_cast<uint32_t>(q[j][0]) << (3 * j);
+  w0 |= static_cast<uint32_t>(q[10][0]) << 30;
+  w1 |= (static_cast<uint32_t>(q[10][0]) >> 2) & 1u;
+  for (int j = 0; j < 10; ++j) w1 |= static_cast<uint32_t>(q[11 + j][0]) << (3 * j + 1);
+  w1 |= static_cast<uint32_t>(q[21][0]) << 31;
+  w2 |= (static_cast<uint32_t>(q[21][0]) >> 1) & 3u;
+  for (int j = 0; j < 10; ++j) w2 |= static_cast<uint32_t>(q[22 + j][0]) << (3 * j + 2);
+  const at::Tensor packed = pack_stream(codes, 3);
+  ASSERT_EQ(packed.size(0), 3);
+  EXPECT_EQ(static_cast<uint32_t>(packed[0][0].item<int>()), w0);
+  EXPECT_EQ(static_cast<uint32_t>(packed[1][0].item<int>()), w1);
+  EXPECT_EQ(static_cast<uint32_t>(packed[2][0].item<int>()), w2);
+  EXPECT_TRUE(at::equal(unpack_stream(packed, 32, 3), codes));
+}
+
+TEST_F(Kernels, IntGroupMatmulMatchesReferenceEveryBitWidthGroupAndOrder) {
+  struct Shape { int64_t in, out; };
+  for (const Shape shape : {Shape{800, 333}, Shape{2048, 256}})
+    for (int bits : {2, 3, 4, 8})
+      for (int64_t group : {int64_t{32}, int64_t{64}, int64_t{128}, shape.in})
+        for (bool act_order : {false, true})
+          for (at::ScalarType dtype : kDtypes) {
+            const IntGroupCase w = make_int_group(shape.in, shape.out, bits, group, act_order, dtype);
+            const at::Tensor wf = dequantize_int_group(w);
+            for (int64_t m : kBatches) {
+              const at::Tensor x = activations(m, shape.in, dtype, false);
+              const at::Tensor y = gpu_int_group_matmul(x, w);
+              ASSERT_EQ(y.scalar_type(), dtype);
+              EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
+                  << "in " << shape.in << " out " << shape.out << " bits " << bits << " group "
+                  << group << " act_order " << act_order << " M " << m << " " << dtype;
+            }
+          }
+}
+
+TEST_F(Kernels, IntGroupDequantizeMatchesReference) {
+  for (int bits : {2, 3, 4, 8})
+    for (bool act_order : {false, true})
+      for (at::ScalarType dtype : kDtypes) {
+        const IntGroupCase w = make_int_group(800, 333, bits, 64, act_order, dtype);
+        const at::Tensor got = int_group_dequantize(w.qweight.to(kGpu), w.zeros.to(kGpu),
+                                                    w.scales.to(kGpu), w.g_idx.to(kGpu), bits, 800);
+        ASSERT_EQ(got.scalar_type(), dtype);
+        EXPECT_LT(rel_err(got, dequantize_int_group(w)), dequant_tolerance(dtype))
+            << "bits " << bits << " act_order " << act_order << " " << dtype;
+      }
+}
+
+TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
+  struct Shape { int64_t in, out; };
+  // 800: rows on 16-byte boundaries (the vector path); 777: rows starting mid-byte.
+  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{2048, 256}})
+    for (bool nf4 : {true, false})
+      for (bool dq : {false, true})
+        for (int64_t blocksize : {int64_t{64}, int64_t{128}})
+          for (at::ScalarType dtype : kDtypes) {
+            const Bnb4Case c = make_bnb4(shape.in, shape.out, nf4, dq, blocksize);
+            const at::Tensor wf = dequantize_bnb4(c);
+            const Bnb4Tensors g = to_gpu(c.w);
+            for (int64_t m : kBatches) {
+              const at::Tensor x = activations(m, shape.in, dtype, false);
+              const at::Tensor y = bnb4_matmul(x.to(kGpu), g);
+              EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
+                  << "in " << shape.in << " out " << shape.out << (nf4 ? " nf4" : " fp4")
+                  << " dq " << dq << " blocksize " << blocksize << " M " << m << " " << dtype;
+            }
+          }
+}
+
+TEST_F(Kernels, Bnb4DequantizeMatchesReference) {
+  for (bool dq : {false, true})
+    for (at::ScalarType dtype : kDtypes) {
+      const Bnb4Case c = make_bnb4(777, 333, true, dq, 64);
+      const at::Tensor got = bnb4_dequantize(to_gpu(c.w), dtype);
+      ASSERT_EQ(got.scalar_type(), dtype);
+      EXPECT_LT(rel_err(got, dequantize_bnb4(c)), dequant_tolerance(dtype)) << "dq " << dq;
+    }
+}
+
+TEST_F(Kernels, Int8MatmulFollowsLlmInt8WithAndWithoutOutliers) {
+  struct Shape { int64_t in, out; };
+  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{2048, 256}})
+    for (double threshold : {0.0, 6.0})
+      for (at::ScalarType dtype : kDtypes) {
+        const Int8Case c = make_int8(shape.in, shape.out);
+        const at::Tensor wf = dequantize_int8(c);
+        const at::Tensor w = c.weight.to(kGpu), scb = c.scb.to(kGpu);
+        for (int64_t m : kBatches) {
+          const at::Tensor x = activations(m, shape.in, dtype, threshold > 0);
+          const at::Tensor y = int8_matmul(x.to(kGpu), w, scb, threshold);
+          const std::string where = "in " + std::to_string(shape.in) + " out " +
+                                    std::to_string(shape.out) + " threshold " +
+                                    std::to_string(threshold) + " M " + std::to_string(m);
+          EXPECT_LT(rel_err(y, emulate_llm_int8(x, c, threshold)), output_tolerance(dtype)) << where;
+          EXPECT_LT(rel_err(y, reference_matmul(x, wf)), kInt8ActivationTolerance) << where;
+        }
+      }
+}
+
+TEST_F(Kernels, Int8OutlierColumnsKeepFullPrecision) {
+  // One huge activation: without the outlier path it would flatten the rest of its row to zero.
+  const Int8Case c = make_int8(512, 64);
+  at::Tensor x = at::randn({1, 512});
+  x.index_put_({0, 5}, 500.0);
+  const at::Tensor y = int8_matmul(x.to(at::kHalf).to(kGpu), c.weight.to(kGpu), c.scb.to(kGpu), 6.0);
+  EXPECT_LT(rel_err(y, reference_matmul(x.to(at::kHalf), dequantize_int8(c))), kInt8ActivationTolerance);
+}
+
+TEST_F(Kernels, Int8DequantizeMatchesReference) {
+  for (at::ScalarType dtype : kDtypes) {
+    const Int8Case c = make_int8(777, 333);
+    const at::Tensor got = int8_dequantize(c.weight.to(kGpu), c.scb.to(kGpu), dtype);
+    EXPECT_LT(rel_err(got, dequantize_int8(c)), dequant_tolerance(dtype));
+  }
+}
+
+TEST_F(Kernels, WorkspaceTooSmallIsRejectedByName) {
+  const Int8Case c = make_int8(64, 8);
+  const at::Tensor x = at::randn({2, 64}).to(at::kHalf).to(kGpu);
+  const at::Tensor small = at::empty({8}, at::TensorOptions().dtype(at::kByte).device(kGpu));
+  try {
+    int8_matmul(x, c.weight.to(kGpu), c.scb.to(kGpu), 6.0, small);
+    FAIL() << "a too-small workspace was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("workspace"), std::string::npos) << e.what();
+  }
+}
+
+// Decode replays these calls as one CUDA graph: capture must succeed (no sync, no allocation
+// outside the graph's pool) and the replay must give the eager results bit for bit.
+TEST_F(Kernels, DecodeCallsReplayAsOneCudaGraph) {
+  const int64_t m = 4, in = 1024, out = 512;
+  const at::Tensor x = activations(m, in, at::kBFloat16, true).to(kGpu);
+  const IntGroupCase ig = make_int_group(in, out, 4, 128, false, at::kBFloat16);
+  const at::Tensor qw = ig.qweight.to(kGpu), qz = ig.zeros.to(kGpu), qs = ig.scales.to(kGpu),
+                   gi = ig.g_idx.to(kGpu);
+  const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
+  const Int8Case i8 = make_int8(in, out);
+  const at::Tensor w8 = i8.weight.to(kGpu), scb = i8.scb.to(kGpu);
+  const at::Tensor ws = at::empty({int8_workspace_bytes(m, in)}, x.options().dtype(at::kByte));
+  auto step = [&] {
+    return std::vector<at::Tensor>{int_group_matmul(x, qw, qz, qs, gi, 4), bnb4_matmul(x, nf4),
+                                   int8_matmul(x, w8, scb, 6.0, ws)};
+  };
+  const std::vector<at::Tensor> eager = step();
+  std::vector<at::Tensor> captured;
+  at::cuda::CUDAGraph graph;
+  {
+    const c10::cuda::CUDAStreamGuard guard(c10::cuda::getStreamFromPool());
+    graph.capture_begin();
+    captured = step();
+    graph.capture_end();
+  }
+  graph.replay();
+  at::cuda::getCurrentCUDAStream().synchronize();
+  for (size_t i = 0; i < eager.size(); ++i) EXPECT_TRUE(at::equal(captured[i], eager[i])) << i;
+}
