@@ -24,6 +24,7 @@
 #include <vector>
 
 using namespace qsweep;
+using namespace qsweep::cuda;
 
 namespace {
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 using namespace qsweep;
+using namespace qsweep::cuda;
 
 namespace {
 
@@ -105,10 +106,12 @@ IntGroupCase make_int_group(int64_t in, int64_t out, int bits, int64_t group, bo
   return w;
 }
 
-// W [out, in] = scale[g] * (q - zero[g]), g = g_idx[k], from the layout alone.
+// W [out, in] = scale[g] * (q - zero[g]), g = g_idx[k], from the layout alone; the stored zero
+// field is zero - 1 (modulo 2^bits), as GPTQ checkpoints keep it.
 at::Tensor dequantize_int_group(const IntGroupCase& w) {
   const at::Tensor q = unpack_stream(w.qweight, w.in, w.bits);                     // [in, out]
-  const at::Tensor z = unpack_stream(w.zeros.t().contiguous(), w.out, w.bits).t(); // [groups, out]
+  const at::Tensor stored = unpack_stream(w.zeros.t().contiguous(), w.out, w.bits).t();
+  const at::Tensor z = at::bitwise_and(stored + 1, (1 << w.bits) - 1);             // [groups, out]
   const at::Tensor g = w.g_idx.to(at::kLong);
   const at::Tensor s = w.scales.to(at::kFloat).index_select(0, g);
   return (s * (q - z.index_select(0, g)).to(at::kFloat)).t().contiguous();

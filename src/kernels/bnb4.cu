@@ -5,10 +5,10 @@
 
 #include "kernel_util.cuh"
 
-namespace qsweep {
+namespace qsweep::cuda {
 namespace {
 
-using namespace kernels_detail;
+using namespace detail;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
@@ -241,4 +241,4 @@ at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype) {
   return out;
 }
 
-}  // namespace qsweep
+}  // namespace qsweep::cuda

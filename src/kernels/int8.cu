@@ -9,10 +9,10 @@
 #include <cmath>
 #include <limits>
 
-namespace qsweep {
+namespace qsweep::cuda {
 namespace {
 
-using namespace kernels_detail;
+using namespace detail;
 
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
@@ -283,4 +283,4 @@ at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absma
   return out;
 }
 
-}  // namespace qsweep
+}  // namespace qsweep::cuda

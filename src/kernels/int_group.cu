@@ -9,10 +9,10 @@
 
 #include <algorithm>
 
-namespace qsweep {
+namespace qsweep::cuda {
 namespace {
 
-using namespace kernels_detail;
+using namespace detail;
 namespace cg = cooperative_groups;
 
 // qweight is [packed rows, out] with out contiguous, so a 16-byte load covers 4 output columns of
@@ -56,6 +56,16 @@ __device__ __forceinline__ void load_columns(const uint32_t* row, int col0, int 
   }
 }
 
+// The zero point of output column n in group g. The stored field is zero - 1, as GPTQ
+// checkpoints keep it (linear.h), so 1 is added back, modulo 2^bits.
+template <int kBits>
+__device__ __forceinline__ uint32_t zero_point(const uint32_t* __restrict__ zeros, int g, int n,
+                                               int zero_words) {
+  const uint32_t stored = stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
+                                      static_cast<int64_t>(n) * kBits, kBits, zero_words);
+  return (stored + 1u) & ((1u << kBits) - 1u);
+}
+
 // acc[m][c] += sum over the pack's 32 channels of x[m][k] * scale * (q - zero), for a pack whose
 // channels share one group: its scale and zero are read once.
 template <typename T, int kBits, int kTile>
@@ -69,9 +79,7 @@ __device__ __forceinline__ void accumulate_pack(
     const int n = col0 + c;
     const bool in_range = n < out;
     s[c] = in_range ? to_float(scales[static_cast<int64_t>(g) * out + n]) : 0.f;
-    zm[c] = kMagic + (in_range ? static_cast<float>(stream_bits(
-                                     zeros + static_cast<int64_t>(g) * zero_words,
-                                     static_cast<int64_t>(n) * kBits, kBits, zero_words))
+    zm[c] = kMagic + (in_range ? static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words))
                                : 0.f);
   }
 #pragma unroll
@@ -118,9 +126,7 @@ __device__ __forceinline__ void accumulate_pack_per_channel(
       if (off + kBits > 32) q |= __ldg(row + out + n) << (32 - off);
       q &= (1u << kBits) - 1u;
       const float s = to_float(scales[static_cast<int64_t>(g) * out + n]);
-      const float z = static_cast<float>(stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
-                                                     static_cast<int64_t>(n) * kBits, kBits,
-                                                     zero_words));
+      const float z = static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words));
       const float wv = (static_cast<float>(q) - z) * s;
 #pragma unroll
       for (int m = 0; m < kTile; ++m) acc[m][c] = fmaf(xv[m], wv, acc[m][c]);
@@ -265,9 +271,7 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
     if (g != last_group) {
       last_group = g;
       s = to_float(scales[static_cast<int64_t>(g) * out + n]);
-      zm = kMagic + static_cast<float>(stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
-                                                   static_cast<int64_t>(n) * kBits, kBits,
-                                                   zero_words));
+      zm = kMagic + static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words));
     }
     vals[j] = from_float<T>((magic_code(pack_code<kBits>(words, j, 0)) - zm) * s);
   }
@@ -415,4 +419,4 @@ at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zer
   return w;
 }
 
-}  // namespace qsweep
+}  // namespace qsweep::cuda

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-namespace qsweep::kernels_detail {
+namespace qsweep::cuda::detail {
 
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
@@ -51,7 +51,7 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-}  // namespace qsweep::kernels_detail
+}  // namespace qsweep::cuda::detail
 
 // Runs `body` with `scalar_t` bound to the CUDA type of a half or bfloat16 tensor.
 #define QSWEEP_DISPATCH_HALF_TYPES(dtype, name, ...)                                     \

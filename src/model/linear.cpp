@@ -6,6 +6,10 @@
 
 #include <ATen/ATen.h>
 
+#ifdef QSWEEP_CUDA
+#include "qsweep/kernels/quant_kernels.h"
+#endif
+
 namespace qsweep {
 namespace {
 
@@ -17,6 +21,55 @@ at::Tensor reference_forward(const at::Tensor& weight, const at::Tensor& x) {
   return at::matmul(x.to(at::kFloat), weight.to(x.device()).t()).to(x.scalar_type());
 }
 
+#ifdef QSWEEP_CUDA
+// Up to this many rows (decode of a batch), the fused dequantize-GEMV reads each stored weight
+// byte once and wins; beyond it (prefill), dequantizing into the compute dtype for cuBLAS does.
+constexpr int64_t kFusedMaxRows = 16;
+
+bool half_type(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
+
+// x [..., in] as the 2-D [rows, in] the kernels take, in the weight's compute dtype, and back.
+at::Tensor rows_of(const at::Tensor& x, at::ScalarType dtype) {
+  return x.reshape({-1, x.size(-1)}).to(dtype).contiguous();
+}
+at::Tensor shaped_like(const at::Tensor& y, const at::Tensor& x) {
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = y.size(-1);
+  return y.to(x.scalar_type()).view(shape);
+}
+
+at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x) {
+  const at::Tensor x2 = rows_of(x, w.scales.scalar_type());
+  const at::Tensor y =
+      x2.size(0) <= kFusedMaxRows
+          ? cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits)
+          : at::matmul(x2, cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx,
+                                                      w.bits, w.in).t());
+  return shaped_like(y, x);
+}
+
+at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
+  const cuda::Bnb4Tensors t{w.packed, w.code, w.double_quant ? at::Tensor() : w.absmax,
+                            w.qabsmax, w.absmax2, w.code2, w.offset, w.blocksize, w.out, w.in};
+  const at::Tensor x2 = rows_of(x, w.compute_dtype);
+  const at::Tensor y = x2.size(0) <= kFusedMaxRows
+                           ? cuda::bnb4_matmul(x2, t)
+                           : at::matmul(x2, cuda::bnb4_dequantize(t, w.compute_dtype).t());
+  return shaped_like(y, x);
+}
+
+// LLM.int8's numerics (int8 activations, outlier columns) hold at every batch size.
+at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x) {
+  const at::Tensor x2 = rows_of(x, w.compute_dtype);
+  return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), x);
+}
+
+// The kernels compute in fp16/bf16 on a GPU; everything else takes the reference path.
+bool use_kernels(const at::Tensor& x, at::ScalarType compute) {
+  return x.is_cuda() && half_type(compute);
+}
+#endif
+
 }  // namespace
 
 at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
@@ -24,12 +77,23 @@ at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
     const at::Tensor& x;
     at::Tensor operator()(const DenseWeight& w) const { return at::linear(x, w.weight); }
     at::Tensor operator()(const IntGroupWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x);
+#endif
       return reference_forward(int_group_dequantize(w), x);
     }
     at::Tensor operator()(const Bnb4Weight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x);
+#endif
       return reference_forward(bnb4_dequantize(w), x);
     }
-    at::Tensor operator()(const Int8RowWeight& w) const { return int8_rows_forward(w, x); }
+    at::Tensor operator()(const Int8RowWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x);
+#endif
+      return int8_rows_forward(w, x);
+    }
   };
   return std::visit(Forward{x}, layer.weight);
 }

@@ -15,16 +15,15 @@
 
 #include <cstdint>
 
-namespace qsweep {
+namespace qsweep::cuda {
 
 // GPTQ layout (IntGroupWeight): qweight int32 [ceil(in * bits / 32), out] holds, for each output
 // column, the codes of input channels 0, 1, 2, ... as one little-endian bit stream of `bits`-bit
 // fields (the words AutoGPTQ's pack writes, 3-bit fields crossing words included); zeros int32
 // [groups, ceil(out * bits / 32)] packs one zero code per output column the same way; scales
 // [groups, out] in x's dtype; g_idx int32 [in] names each input channel's group. The weight is
-// scale * (q - zero) with zero the stored code itself (GPTQModel's in-memory "v2" convention; a
-// GPTQ "v1" checkpoint stores zero - 1 and must have 1 added when it is loaded). in must be a
-// multiple of 32. Any g_idx works: where 32 consecutive channels share a group the kernel reads
+// scale * (q - zero) where the stored zero field holds zero - 1 modulo 2^bits, as GPTQ
+// checkpoints keep it (linear.h). in must be a multiple of 32. Any g_idx works: where 32 consecutive channels share a group the kernel reads
 // one scale and zero for them, otherwise (act-order) it looks both up per channel, slower.
 at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
                             const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits);
@@ -61,4 +60,4 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
 at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
                            at::ScalarType dtype);
 
-}  // namespace qsweep
+}  // namespace qsweep::cuda
