@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""Writes src/unicode_tables.inc: the Unicode character facts that scoring.cpp needs to treat text
+"""Writes src/eval/unicode_tables.inc: the Unicode character facts that scoring.cpp needs to treat text
 as Python's str does (lower(), isspace(), the re module's \\w), read from this Python's own
 str methods so the C++ side agrees with the interpreter lm-eval runs under.
 
-Run: /usr/bin/python3 scripts/gen_unicode_tables.py > src/unicode_tables.inc
+Run: /usr/bin/python3 scripts/gen_unicode_tables.py > src/eval/unicode_tables.inc
 """
 import sys
 import unicodedata

@@ -266,3 +266,87 @@ TEST_F(SweepSpecTest, FingerprintIgnoresWhereThingsGoButNotWhatIsMeasured) {
 }
 
 }  // namespace
+
+// --- Quantization keys: parsed into QuantConfig, refused before any work when they make no
+// sense, with the file, line and key. The fixture model is 64 wide (hidden, heads x head_dim)
+// with an intermediate size of 128.
+
+TEST_F(SweepSpecTest, QuantConfigsParseEveryMethodsParameters) {
+  std::string job = with_line(valid_job(), 6,
+      "  - {name: nf4, method: bnb_nf4, dtype: bf16, blocksize: 128, double_quant: true}\n"
+      "  - {name: int8, method: llm_int8, dtype: bf16, threshold: 4.5, compute_dtype: fp16}\n"
+      "  - {name: rtn3, method: rtn, dtype: bf16, bits: 3, group_size: 32, sym: false}");
+  const SweepSpec spec = load(job);
+  ASSERT_EQ(spec.configs.size(), 4u);
+  const QuantConfig& nf4 = spec.configs[1].quant;
+  EXPECT_EQ(nf4.method, QuantMethod::bnb_nf4);
+  EXPECT_EQ(nf4.blocksize, 128);
+  EXPECT_TRUE(nf4.double_quant);
+  const QuantConfig& int8 = spec.configs[2].quant;
+  EXPECT_EQ(int8.method, QuantMethod::llm_int8);
+  EXPECT_DOUBLE_EQ(int8.threshold, 4.5);
+  EXPECT_EQ(int8.compute_dtype, DType::fp16);
+  const QuantConfig& rtn = spec.configs[3].quant;
+  EXPECT_EQ(rtn.bits, 3);
+  EXPECT_EQ(rtn.group_size, 32);
+  EXPECT_FALSE(rtn.sym);
+  EXPECT_EQ(config_fingerprint(spec.configs[3]),
+            "method=rtn\ndtype=bf16\nbits=3\ngroup_size=32\nsym=false\nquantize_lm_head=false\n");
+}
+
+TEST_F(SweepSpecTest, UnquantizedConfigsKeepTheirOldFingerprint) {
+  EXPECT_EQ(config_fingerprint(load(valid_job()).configs[1]), "dtype=bf16\n");
+}
+
+TEST_F(SweepSpecTest, BadQuantParametersAreRefusedWithTheKeyAndWhatIsValid) {
+  expect_error(with_line(valid_job(), 6, "  - {name: q, method: rtn, dtype: bf16, bits: 5}"), 6,
+               "configs[1].bits", "must be one of 2, 3, 4, 8, got 5");
+  expect_error(with_line(valid_job(), 6, "  - {name: q, method: rtn, dtype: bf16, group_size: 0}"),
+               6, "configs[1].group_size", "must be one of 32, 64, 128, -1, got 0");
+  expect_error(
+      with_line(valid_job(), 6, "  - {name: q, method: bnb_nf4, dtype: bf16, blocksize: 48}"), 6,
+      "configs[1].blocksize", "must be one of 32, 64, 128, 256, 512, 1024, 2048, 4096, got 48");
+  expect_error(with_line(valid_job(), 6, "  - {name: q, method: bnb_nf5, dtype: bf16}"), 6,
+               "configs[1].method", "did you mean 'bnb_nf4'?");
+  expect_error(
+      with_line(valid_job(), 6, "  - {name: q, method: llm_int8, dtype: bf16, threshold: -1}"), 6,
+      "configs[1].threshold", "must be at least 0");
+}
+
+TEST_F(SweepSpecTest, ParameterOfAnotherMethodIsRefused) {
+  expect_error(
+      with_line(valid_job(), 6, "  - {name: q, method: rtn, dtype: bf16, double_quant: true}"), 6,
+      "configs[1].double_quant",
+      "does not apply to method 'rtn' (rtn takes bits, group_size, sym, quantize_lm_head); it is "
+      "a parameter of bnb_nf4, bnb_fp4");
+  expect_error(with_line(valid_job(), 6, "  - {name: q, dtype: bf16, bits: 4}"), 6,
+               "configs[1].bits", "does not apply to method 'none'");
+}
+
+TEST_F(SweepSpecTest, GridOverAMethodParameterChecksEachPoint) {
+  const SweepSpec spec = load(with_line(
+      valid_job(), 6, "  - {grid: {bits: [2, 4]}, method: rtn, dtype: bf16, group_size: 32}"));
+  ASSERT_EQ(spec.configs.size(), 3u);
+  EXPECT_EQ(spec.configs[1].name, "2");
+  EXPECT_EQ(spec.configs[2].quant.bits, 4);
+  expect_error(with_line(valid_job(), 6, "  - {grid: {double_quant: [true, false]}, method: rtn, "
+                                         "dtype: bf16}"),
+               6, "configs[1].grid.double_quant[0]", "does not apply to method 'rtn'");
+}
+
+TEST_F(SweepSpecTest, GroupSizeThatDoesNotDivideTheModelsLayersIsRefused) {
+  const std::string message =
+      error_of(with_line(valid_job(), 6, "  - {name: g128, method: rtn, dtype: bf16}"));
+  EXPECT_NE(message.find("job.yaml:6: config 'g128': group_size 128 does not divide the input "
+                         "size 64"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("or -1 for one group per row"), std::string::npos) << message;
+}
+
+TEST_F(SweepSpecTest, CalibratedMethodsAreRefusedUntilTheyExist) {
+  const std::string message =
+      error_of(with_line(valid_job(), 6, "  - {name: g, method: gptq, dtype: bf16, group_size: 32}"));
+  EXPECT_NE(message.find("method 'gptq' is not available in this version"), std::string::npos)
+      << message;
+}

@@ -108,7 +108,9 @@ std::vector<std::pair<std::string, std::string>> config_key_values(const PrepCon
   // Unquantized configs keep the keys they always had, so their fingerprints stay the same.
   if (q.method != QuantMethod::none) values.emplace_back("method", quant_method_name(q.method));
   values.emplace_back("dtype", dtype_name(config.dtype));
-  for (const std::string& key : quant_keys_of(q.method)) {
+  const std::vector<std::string>& takes = quant_keys_of(q.method);
+  for (const std::string& key : config_key_names()) {
+    if (std::find(takes.begin(), takes.end(), key) == takes.end()) continue;
     std::string value;
     if (key == "compute_dtype") value = dtype_name(q.compute_dtype.value_or(config.dtype));
     if (key == "bits") value = std::to_string(q.bits);
