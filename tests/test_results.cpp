@@ -36,6 +36,7 @@ UnitResult bench_unit() {
   b.method = "warmup 1, repeats 2";
   b.model_bytes = 1024;
   b.peak_memory_bytes = 4096;
+  b.bits_per_weight = 4.25;
   b.prefill_ms = {1.5, 2.5};
   b.decode_ms_per_token = {0.25};
   b.throughput_tokens_per_s = {{1, {10}}, {4, {40, 41}}};
@@ -58,7 +59,8 @@ TEST(ResultsJson, UnitResultHasTheWireFormatsKeys) {
     "key": "nf4/bench", "config": "nf4", "rank": 2, "host": "node7", "seconds": 3.5,
     "samples": [], "sanity": [], "perplexity": null, "kl_vs_baseline": null, "error": null,
     "bench": {"config": "nf4", "device": "cpu", "method": "warmup 1, repeats 2",
-              "model_bytes": 1024, "peak_memory_bytes": 4096, "prefill_ms": [1.5, 2.5],
+              "model_bytes": 1024, "peak_memory_bytes": 4096, "bits_per_weight": 4.25,
+              "prefill_ms": [1.5, 2.5],
               "decode_ms_per_token": [0.25],
               "throughput_tokens_per_s": {"1": [10.0], "4": [40.0, 41.0]},
               "power_w": [], "bandwidth_gb_s": []}})");

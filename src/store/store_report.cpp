@@ -28,15 +28,16 @@ std::string bytes_cell(int64_t bytes) {
 void print_table(const Results& results, std::string& out) {
   const auto baseline = results.provenance.find("baseline");
   const std::string against = baseline == results.provenance.end() ? "baseline" : baseline->second;
-  out += fmt::format("{:<16} {:>7}  {:<24} {:<24} {:<34} {:<34} {:>10} {:>14} {:>9} {:>9} {}\n", "config", "samples",
+  out += fmt::format("{:<16} {:>7}  {:<24} {:<24} {:<34} {:<34} {:>10} {:>6} {:>14} {:>9} {:>9} {}\n", "config", "samples",
              "EM [95% BCa]", "F1 [95% BCa]", "dEM vs " + against + " [95%]",
-             "dF1 vs " + against + " [95%]", "size", "decode ms/tok", "ppl", "KL", "units done/failed/todo");
+             "dF1 vs " + against + " [95%]", "size", "bits/w", "decode ms/tok", "ppl", "KL", "units done/failed/todo");
   for (const SummaryRow& row : summarize(results)) {
     const auto& m = row.metrics;
-    out += fmt::format("{:<16} {:>7}  {:<24} {:<24} {:<34} {:<34} {:>10} {:>14} {:>9} {:>9} {}/{}/{}\n", row.config,
+    out += fmt::format("{:<16} {:>7}  {:<24} {:<24} {:<34} {:<34} {:>10} {:>6} {:>14} {:>9} {:>9} {}/{}/{}\n", row.config,
                row.samples, m ? mean_cell(m->em) : "-", m ? mean_cell(m->f1) : "-",
                m ? delta_cell(m->em_vs_baseline) : "-", m ? delta_cell(m->f1_vs_baseline) : "-",
                bytes_cell(row.model_bytes),
+               row.bits_per_weight ? fmt::format("{:.2f}", *row.bits_per_weight) : "-",
                row.decode_ms_per_token ? fmt::format("{:.2f}", row.decode_ms_per_token->median)
                                        : "-",
                row.perplexity ? fmt::format("{:.4g}", *row.perplexity) : "-",

@@ -3,6 +3,8 @@
 
 #include "qsweep/eval/stats.h"
 
+#include <cmath>
+
 
 namespace qsweep {
 std::vector<SummaryRow> summarize(const Results& results) {
@@ -16,6 +18,7 @@ std::vector<SummaryRow> summarize(const Results& results) {
     row.kl_vs_baseline = c.kl_vs_baseline;
     if (c.bench) {
       row.model_bytes = c.bench->model_bytes;
+      if (!std::isnan(c.bench->bits_per_weight)) row.bits_per_weight = c.bench->bits_per_weight;
       if (!c.bench->prefill_ms.empty()) row.prefill_ms = sample_stats(c.bench->prefill_ms);
       if (!c.bench->decode_ms_per_token.empty())
         row.decode_ms_per_token = sample_stats(c.bench->decode_ms_per_token);

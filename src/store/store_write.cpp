@@ -92,8 +92,9 @@ void write_bench_field(const H5::Group& g, const std::string& name, const std::s
 void write_bench_field(const H5::Group& g, const std::string& name, int64_t value) {
   h5::set_attr(g, name, value);
 }
+// NaN is a figure a store read from an older layout never had: it stays absent.
 void write_bench_field(const H5::Group& g, const std::string& name, double value) {
-  h5::set_attr(g, name, value);
+  if (!std::isnan(value)) h5::set_attr(g, name, value);
 }
 void write_bench_field(const H5::Group& g, const std::string& name,
                        const std::vector<double>& samples) {

@@ -160,6 +160,7 @@ struct SummaryRow {
   std::optional<SampleStats> prefill_ms;
   std::optional<SampleStats> decode_ms_per_token;
   int64_t model_bytes = -1;        // -1: not benchmarked
+  std::optional<double> bits_per_weight;  // of the projections; none in older stores
   std::optional<double> perplexity, kl_vs_baseline;
   size_t units_done = 0, units_failed = 0, units_todo = 0;
 };
