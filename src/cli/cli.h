@@ -30,5 +30,7 @@ void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 // `qsweep make-model`: a random-init model as a Hugging Face directory.
 void add_make_model(CLI::App& app);
+// `qsweep quantize`: one config applied to a model, written as a pre-quantized checkpoint.
+void add_quantize(CLI::App& app);
 
 }  // namespace qsweep::cli

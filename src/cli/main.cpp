@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   qsweep::cli::add_generate(app);
   qsweep::cli::add_tokenize(app);
   qsweep::cli::add_make_model(app);
+  qsweep::cli::add_quantize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
+#include "qsweep/model/quantized_checkpoint.h"
 #include "qsweep/model/safetensors.h"
 
 #include <ATen/ATen.h>
@@ -61,8 +62,12 @@ Model load_model(const std::string& dir, const LoadOptions& options) {
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     return files.load(name, shape, m.dtype, options.device);
   };
-  auto linear = [&](const std::string& name, int64_t out, int64_t in) {
-    return Linear{DenseWeight{load(name, {out, in})}};
+  // A pre-quantized checkpoint (config.json's quantization_config) keeps its linears' format.
+  const CheckpointQuantization stored = read_checkpoint_quantization(dir);
+  auto linear = [&](const std::string& module, int64_t out, int64_t in) {
+    if (stored.format != CheckpointFormat::none)
+      return read_checkpoint_linear(files, stored, module, out, in, m.dtype, options.device);
+    return Linear{DenseWeight{load(module + ".weight", {out, in})}};
   };
   const int64_t h = c.hidden_size, q_out = int64_t(c.num_heads) * c.head_dim,
                 kv_out = int64_t(c.num_kv_heads) * c.head_dim, ff = c.intermediate_size;
@@ -73,18 +78,18 @@ Model load_model(const std::string& dir, const LoadOptions& options) {
     LayerWeights l;
     l.input_norm = load(p + "input_layernorm.weight", {h});
     l.post_attention_norm = load(p + "post_attention_layernorm.weight", {h});
-    l.q = linear(p + "self_attn.q_proj.weight", q_out, h);
-    l.k = linear(p + "self_attn.k_proj.weight", kv_out, h);
-    l.v = linear(p + "self_attn.v_proj.weight", kv_out, h);
-    l.o = linear(p + "self_attn.o_proj.weight", h, q_out);
-    l.gate = linear(p + "mlp.gate_proj.weight", ff, h);
-    l.up = linear(p + "mlp.up_proj.weight", ff, h);
-    l.down = linear(p + "mlp.down_proj.weight", h, ff);
+    l.q = linear(p + "self_attn.q_proj", q_out, h);
+    l.k = linear(p + "self_attn.k_proj", kv_out, h);
+    l.v = linear(p + "self_attn.v_proj", kv_out, h);
+    l.o = linear(p + "self_attn.o_proj", h, q_out);
+    l.gate = linear(p + "mlp.gate_proj", ff, h);
+    l.up = linear(p + "mlp.up_proj", ff, h);
+    l.down = linear(p + "mlp.down_proj", h, ff);
     m.layers.push_back(std::move(l));
   }
   m.final_norm = load("model.norm.weight", {h});
   m.lm_head = c.tie_word_embeddings ? Linear{DenseWeight{m.embed}}
-                                    : linear("lm_head.weight", c.vocab_size, h);
+                                    : linear("lm_head", c.vocab_size, h);
   m.inv_freq = rope_inverse_frequencies(c).to(options.device);
   log_debug("loaded {} ({} layers, {} MB on {})", dir, c.num_layers, model_bytes(m) >> 20,
             options.device.str());

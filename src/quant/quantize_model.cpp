@@ -63,7 +63,8 @@ Linear quantize_linear(const at::Tensor& weight, const QuantConfig& c, at::Scala
 }
 
 void quantize_model(Model& m, const QuantConfig& c) {
-  if (c.method == QuantMethod::none) return;
+  // A from_checkpoint model was read in its stored format by load_model; it runs as loaded.
+  if (c.method == QuantMethod::none || c.method == QuantMethod::from_checkpoint) return;
   const at::ScalarType compute = c.compute_dtype ? scalar_type(*c.compute_dtype) : m.dtype;
   for (LayerWeights& l : m.layers)
     for (Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})

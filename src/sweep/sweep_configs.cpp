@@ -390,6 +390,20 @@ std::vector<PrepConfig> parse_item(const yaml::Section& s, const std::vector<std
 
 }  // namespace
 
+PrepConfig load_config_file(const std::string& path) {
+  const yaml::Section s = yaml::section(yaml::parse(read_file(path), path), path, "");
+  yaml::check_keys(s, with_config_keys({"name"}));
+  PrepConfig config;
+  config.name = yaml::get_string(s, "name", fs::path(path).stem().string());
+  KeyOrigins set;
+  apply_config_keys(config, s, set);
+  require_config_keys(set, s, "in the config file");
+  check_method_keys(config, set);
+  check_config_name(config.name, s);
+  config.origin = origin_of(s);
+  return config;
+}
+
 std::vector<PrepConfig> parse_configs(const YAML::Node& list, const YAML::Node& parent,
                                       const std::string& file,
                                       const std::vector<std::string>& config_dirs) {

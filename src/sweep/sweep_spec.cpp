@@ -1,5 +1,6 @@
 #include "qsweep/sweep/sweep_spec.h"
 
+#include "qsweep/model/checkpoint_quantization.h"
 #include "qsweep/model/model_config.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/text.h"
@@ -183,14 +184,28 @@ std::vector<std::pair<std::string, std::string>> parse_compare(
 // any work; benchmarks feed prefill_tokens + decode_tokens positions through the model, so a
 // context that is too short is caught now rather than on the GPU.
 // What a config's method needs of the model's shapes, and methods this build cannot run yet.
-void check_config_fits_model(const PrepConfig& c, const ModelConfig& model) {
+void check_config_fits_model(const PrepConfig& c, const ModelConfig& model,
+                             const std::string& model_dir) {
   const QuantConfig& q = c.quant;
-  if (q.method == QuantMethod::gptq || q.method == QuantMethod::awq ||
-      q.method == QuantMethod::from_checkpoint)
+  if (q.method == QuantMethod::gptq || q.method == QuantMethod::awq)
     fail("{}: config '{}': method '{}' is not available in this version of qsweep (it needs "
-         "the calibration pipeline or checkpoint reader still to come); rtn with the same bits "
-         "and group_size is the uncalibrated control",
+         "the calibration pipeline still to come); rtn with the same bits and group_size is the "
+         "uncalibrated control",
          c.origin, c.name, quant_method_name(q.method));
+  // A pre-quantized checkpoint runs only as stored, and from_checkpoint needs one; an
+  // unsupported quantization_config fails here, naming its key.
+  const CheckpointQuantization stored = read_checkpoint_quantization(model_dir);
+  if (q.method == QuantMethod::from_checkpoint && stored.format == CheckpointFormat::none)
+    fail("{}: config '{}': method 'from_checkpoint' needs a pre-quantized checkpoint, but {} has "
+         "no quantization_config; set the config's `model` to a directory written by `qsweep "
+         "quantize` or a bitsandbytes 4-bit/8-bit or GPTQ checkpoint",
+         c.origin, c.name, stored.source);
+  if (q.method != QuantMethod::from_checkpoint && stored.format != CheckpointFormat::none)
+    fail("{}: config '{}': {} holds a pre-quantized checkpoint ({}, in its quantization_config), "
+         "which cannot be quantized again by method '{}'; use method: from_checkpoint to run it "
+         "as stored, or point `model` at the unquantized model",
+         c.origin, c.name, stored.source, checkpoint_format_name(stored.format),
+         quant_method_name(q.method));
   const bool int_group = q.method == QuantMethod::rtn;
   if (!int_group || q.group_size < 0) return;
   // The input sizes of q/k/v, gate/up (hidden), o (heads x head_dim) and down (intermediate).
@@ -211,7 +226,8 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
     yaml::key_error(top.file, top.get("model"), "model", e.what());
   }
   for (const PrepConfig& c : spec.configs)
-    check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model));
+    check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model),
+                            c.model.empty() ? spec.model : c.model);
   const BenchOptions& b = spec.benchmarks.options;
   const int needed = b.prefill_tokens + b.decode_tokens;
   if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {

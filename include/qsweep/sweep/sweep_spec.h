@@ -30,6 +30,11 @@ struct PrepConfig {
   QuantConfig quant;
 };
 
+// One config from a file of its own keys (a preset file, e.g. configs/quant/nf4_dq_fp16.yaml),
+// parsed and validated as the job file's presets are; its name defaults to the file's stem.
+// `qsweep quantize` reads its config this way.
+PrepConfig load_config_file(const std::string& path);
+
 // Key/value pairs that define a config's model preparation, in the canonical key order (the
 // order grids iterate in). `name` and `origin` are not part of it.
 std::vector<std::pair<std::string, std::string>> config_key_values(const PrepConfig& config);
