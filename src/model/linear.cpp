@@ -8,6 +8,13 @@
 
 #ifdef QSWEEP_CUDA
 #include "qsweep/kernels/quant_kernels.h"
+
+#include <torch/version.h>
+
+// cuBLASLt's int8 GEMM is at::_int_mm from libtorch 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+#define QSWEEP_HAVE_INT_MM 1
+#endif
 #endif
 
 namespace qsweep {
@@ -58,9 +65,38 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
   return shaped_like(y, x);
 }
 
-// LLM.int8's numerics (int8 activations, outlier columns) hold at every batch size.
+// LLM.int8 for more rows than the fused kernel serves, as bitsandbytes computes it: the rows of
+// x (in fp16) quantized to int8 by the absmax of their non-outlier elements, the outlier columns
+// zeroed, an int8 GEMM on cuBLASLt (at::_int_mm) rescaled by absmax_x * SCB / 127^2; plus the
+// outlier columns of x times the dequantized weight. That last product is taken densely (x
+// zeroed outside the outlier columns) so that nothing depends on the host knowing which
+// columns they are, and a captured decode step stays one graph.
+#ifdef QSWEEP_HAVE_INT_MM
+at::Tensor int8_forward_gemm(const Int8RowWeight& w, const at::Tensor& x2) {
+  const at::Tensor xh = x2.to(at::kHalf);
+  const at::Tensor outlier = xh.abs() >= w.threshold;              // [M, in]
+  const at::Tensor columns = w.threshold > 0 ? outlier.any(0, true)  // [1, in]
+                                             : at::zeros({1, xh.size(1)}, outlier.options());
+  const at::Tensor rows = w.threshold > 0 ? xh.masked_fill(outlier, 0) : xh;
+  const at::Tensor absmax = rows.abs().amax(1, true).to(at::kFloat);  // [M, 1]
+  const at::Tensor scale = at::where(absmax > 0, 127.0f / absmax, at::zeros_like(absmax));
+  const at::Tensor codes =
+      (xh.masked_fill(columns, 0).to(at::kFloat) * scale).round().clamp(-127, 127).to(at::kChar);
+  at::Tensor y = at::_int_mm(codes, w.weight.t()).to(at::kFloat) * absmax *
+                 (w.row_absmax / (127.0f * 127.0f)).unsqueeze(0);
+  if (w.threshold > 0) {
+    const at::Tensor weight = cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
+    y += at::matmul(x2.masked_fill(columns.logical_not(), 0), weight.t()).to(at::kFloat);
+  }
+  return y.to(x2.scalar_type());
+}
+#endif
+
 at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x) {
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
+#ifdef QSWEEP_HAVE_INT_MM
+  if (x2.size(0) > kFusedMaxRows) return shaped_like(int8_forward_gemm(w, x2), x);
+#endif
   return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), x);
 }
 
