@@ -53,20 +53,6 @@ at::Tensor logits_of(const Model& m) {
                  at::arange(t, at::kLong).view({1, t}), cache, false)[0];
 }
 
-std::vector<std::pair<std::string, const Linear*>> modules_of(const Model& m) {
-  std::vector<std::pair<std::string, const Linear*>> out;
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    const LayerWeights& l = m.layers[i];
-    for (const auto& [name, layer] :
-         {std::pair{"self_attn.q_proj", &l.q}, {"self_attn.k_proj", &l.k},
-          {"self_attn.v_proj", &l.v}, {"self_attn.o_proj", &l.o}, {"mlp.gate_proj", &l.gate},
-          {"mlp.up_proj", &l.up}, {"mlp.down_proj", &l.down}})
-      out.emplace_back(p + name, layer);
-  }
-  return out;
-}
-
 struct Written {
   Model in_memory;
   std::string dir;
@@ -100,11 +86,11 @@ QuantConfig rtn(int bits, int group_size, bool sym, DType compute = DType::fp16)
 }
 
 void expect_same_model(const Model& a, const Model& b) {
-  const auto ma = modules_of(a), mb = modules_of(b);
+  const auto ma = projections(a), mb = projections(b);
   for (size_t i = 0; i < ma.size(); ++i) {
-    EXPECT_EQ(ma[i].second->weight.index(), mb[i].second->weight.index()) << ma[i].first;
-    EXPECT_TRUE(linear_dequantize(*ma[i].second).equal(linear_dequantize(*mb[i].second)))
-        << ma[i].first;
+    EXPECT_EQ(ma[i].linear->weight.index(), mb[i].linear->weight.index()) << ma[i].name;
+    EXPECT_TRUE(linear_dequantize(*ma[i].linear).equal(linear_dequantize(*mb[i].linear)))
+        << ma[i].name;
   }
   EXPECT_TRUE(logits_of(a).equal(logits_of(b)));
 }
@@ -279,11 +265,11 @@ TEST(QuantizedCheckpoint, QuantizedLmHeadIsWrittenAndTheEmbeddingsUntied) {
 TEST(QuantizedCheckpoint, Float32ScalesRoundToFloat16WithinTolerance) {
   const Written w = quantize_and_write(rtn(4, 32, false, DType::fp32), "ckpt-fp32-scales");
   const Model back = load_model(w.dir, {DType::fp32, at::kCPU});
-  const auto a = modules_of(w.in_memory), b = modules_of(back);
+  const auto a = projections(w.in_memory), b = projections(back);
   for (size_t i = 0; i < a.size(); ++i) {
-    const at::Tensor wa = linear_dequantize(*a[i].second), wb = linear_dequantize(*b[i].second);
+    const at::Tensor wa = linear_dequantize(*a[i].linear), wb = linear_dequantize(*b[i].linear);
     const double bound = kFp16ScaleRelativeTolerance * wa.abs().max().item<double>();
-    EXPECT_LE((wa - wb).abs().max().item<double>(), bound) << a[i].first;
+    EXPECT_LE((wa - wb).abs().max().item<double>(), bound) << a[i].name;
   }
 }
 
@@ -360,7 +346,7 @@ TEST(PublishedLayouts, PythonWrittenGptqAndBnbCheckpointsDequantizeAsTheScriptEx
     const Model m = load_model(dir, {DType::fp32, at::kCPU});
     const WeightFiles expected = WeightFiles::open_file(dir + "/expected_dequantized.safetensors");
     int compared = 0;
-    for (const auto& [module, layer] : modules_of(m)) {
+    for (const auto& [module, layer] : projections(m)) {
       ASSERT_TRUE(expected.contains(module)) << module;
       EXPECT_TRUE(linear_dequantize(*layer).equal(expected.view(module))) << module;
       ++compared;

@@ -121,7 +121,7 @@ json bitsandbytes_json(const CheckpointQuantization& q) {
           {"llm_int8_has_fp16_weight", false},
           {"bnb_4bit_quant_type", q.bnb_quant_type},
           {"bnb_4bit_use_double_quant", q.double_quant},
-          {"bnb_4bit_compute_dtype", torch_dtype_name(q.compute_dtype)},
+          {"bnb_4bit_compute_dtype", hf_dtype_name(q.compute_dtype)},
           {"bnb_4bit_quant_storage", "uint8"}};
 }
 
@@ -144,15 +144,6 @@ const char* checkpoint_format_name(CheckpointFormat format) {
     case CheckpointFormat::bnb_4bit: return "bitsandbytes 4-bit";
     case CheckpointFormat::bnb_8bit: return "bitsandbytes 8-bit";
     case CheckpointFormat::gptq: return "gptq";
-  }
-  return "?";
-}
-
-const char* torch_dtype_name(DType dtype) {
-  switch (dtype) {
-    case DType::fp32: return "float32";
-    case DType::fp16: return "float16";
-    case DType::bf16: return "bfloat16";
   }
   return "?";
 }
@@ -193,7 +184,7 @@ CheckpointQuantization read_checkpoint_quantization(const std::string& model_dir
 std::string config_json_with_quantization(const std::string& config_json,
                                           const CheckpointQuantization& q, DType dtype) {
   json j = json::parse(config_json);
-  j["torch_dtype"] = torch_dtype_name(dtype);
+  j["torch_dtype"] = hf_dtype_name(dtype);
   if (q.lm_head) j["tie_word_embeddings"] = false;
   switch (q.format) {
     case CheckpointFormat::bnb_4bit:

@@ -1,5 +1,7 @@
 #include "qsweep/model/make_model.h"
 
+#include "qsweep/model/model.h"
+
 #include "qsweep/util/error.h"
 #include "qsweep/model/safetensors.h"
 #include "qsweep/util/text.h"
@@ -96,9 +98,7 @@ void write_random_model(const ModelConfig& c, const RandomInit& init, const std:
   if (!c.tie_word_embeddings) normal("lm_head.weight", {c.vocab_size, h});
 
   ModelConfig saved = c;
-  saved.torch_dtype = init.save_dtype == at::kBFloat16 ? "bfloat16"
-                      : init.save_dtype == at::kHalf   ? "float16"
-                                                       : "float32";
+  saved.torch_dtype = hf_dtype_name(dtype_of(init.save_dtype));
   write_file_atomic(out + "/config.json", model_config_json(saved));
   nlohmann::json generation = {{"bos_token_id", c.bos_token_id},
                                {"eos_token_id", c.eos_token_ids},

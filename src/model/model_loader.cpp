@@ -47,6 +47,29 @@ at::ScalarType scalar_type(DType dtype) {
   fail("unknown dtype {}", static_cast<int>(dtype));
 }
 
+DType dtype_of(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return DType::fp32;
+    case at::kHalf: return DType::fp16;
+    case at::kBFloat16: return DType::bf16;
+    default: fail("{} is not a compute dtype (fp32, fp16, bf16)", c10::toString(type));
+  }
+}
+
+std::vector<NamedProjection> projections(const Model& m) {
+  std::vector<NamedProjection> out;
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const LayerWeights& l = m.layers[i];
+    for (const auto& [name, layer] :
+         {std::pair{"self_attn.q_proj", &l.q}, {"self_attn.k_proj", &l.k},
+          {"self_attn.v_proj", &l.v}, {"self_attn.o_proj", &l.o}, {"mlp.gate_proj", &l.gate},
+          {"mlp.up_proj", &l.up}, {"mlp.down_proj", &l.down}})
+      out.push_back({p + name, layer});
+  }
+  return out;
+}
+
 Model load_model(const std::string& dir, const LoadOptions& options) {
 #if TORCH_VERSION_MAJOR < 2
   if (options.dtype == DType::fp16 && options.device.is_cpu())
@@ -98,11 +121,10 @@ Model load_model(const std::string& dir, const LoadOptions& options) {
 
 double projection_bits_per_weight(const Model& m) {
   double bytes = 0, weights = 0;
-  for (const auto& l : m.layers)
-    for (const Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) {
-      bytes += static_cast<double>(linear_bytes(*p));
-      weights += static_cast<double>(linear_in_features(*p) * linear_out_features(*p));
-    }
+  for (const NamedProjection& p : projections(m)) {
+    bytes += static_cast<double>(linear_bytes(*p.linear));
+    weights += static_cast<double>(linear_in_features(*p.linear) * linear_out_features(*p.linear));
+  }
   return weights > 0 ? 8 * bytes / weights : 0;
 }
 

@@ -27,36 +27,6 @@ std::string python_float(double v) {
   return s;
 }
 
-DType dtype_of(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return DType::fp32;
-    case at::kHalf: return DType::fp16;
-    case at::kBFloat16: return DType::bf16;
-    default: fail("a quantized layer computes in {}, which no checkpoint format names",
-                  c10::toString(t));
-  }
-}
-
-// A linear module's name and its layer, in the order the checkpoint lists them.
-struct Module {
-  std::string prefix;
-  const Linear* layer;
-};
-
-std::vector<Module> projections(const Model& m) {
-  std::vector<Module> out;
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    const LayerWeights& l = m.layers[i];
-    for (const auto& [name, layer] :
-         {std::pair{"self_attn.q_proj", &l.q}, {"self_attn.k_proj", &l.k},
-          {"self_attn.v_proj", &l.v}, {"self_attn.o_proj", &l.o}, {"mlp.gate_proj", &l.gate},
-          {"mlp.up_proj", &l.up}, {"mlp.down_proj", &l.down}})
-      out.push_back({p + name, layer});
-  }
-  return out;
-}
-
 CheckpointFormat format_of(const Linear& l) {
   struct Format {
     CheckpointFormat operator()(const DenseWeight&) const { return CheckpointFormat::none; }
@@ -79,26 +49,26 @@ bool trivial_g_idx(const IntGroupWeight& w) {
 
 // The one quantization_config every quantized linear fits; config.json cannot say more.
 CheckpointQuantization describe(const Model& m) {
-  std::vector<Module> modules = projections(m);
+  std::vector<NamedProjection> modules = projections(m);
   if (lm_head_quantized(m)) modules.push_back({"lm_head", &m.lm_head});
   CheckpointQuantization q;
-  q.format = format_of(*modules.front().layer);
+  q.format = format_of(*modules.front().linear);
   q.lm_head = lm_head_quantized(m);
   if (q.format == CheckpointFormat::none)
     fail("write_quantized_checkpoint: {} is not quantized; run quantize_model first",
-         modules.front().prefix);
+         modules.front().name);
   std::optional<int> group_size;  // of the layers with more than one group
   bool all_per_channel = true;
-  for (const Module& mod : modules) {
-    const Linear& l = *mod.layer;
+  for (const NamedProjection& mod : modules) {
+    const Linear& l = *mod.linear;
     if (format_of(l) != q.format)
       fail("write_quantized_checkpoint: {} is stored as {} but {} as {}; a checkpoint holds one "
-           "format", mod.prefix, checkpoint_format_name(format_of(l)), modules.front().prefix,
+           "format", mod.name, checkpoint_format_name(format_of(l)), modules.front().name,
            checkpoint_format_name(q.format));
     auto differs = [&](const char* what) {
       fail("write_quantized_checkpoint: {} has another {} than {}; config.json's "
-           "quantization_config holds one for all layers", mod.prefix, what,
-           modules.front().prefix);
+           "quantization_config holds one for all layers", mod.name, what,
+           modules.front().name);
     };
     const bool first = &mod == &modules.front();
     if (const auto* w = std::get_if<Bnb4Weight>(&l.weight)) {
@@ -134,11 +104,11 @@ CheckpointQuantization describe(const Model& m) {
   }
   if (q.format == CheckpointFormat::gptq) {
     q.group_size = all_per_channel ? -1 : *group_size;
-    for (const Module& mod : modules) {
-      const auto& w = std::get<IntGroupWeight>(mod.layer->weight);
+    for (const NamedProjection& mod : modules) {
+      const auto& w = std::get<IntGroupWeight>(mod.linear->weight);
       if (!all_per_channel && per_channel(w) && w.in > q.group_size)
         fail("write_quantized_checkpoint: {} has one group over its {} inputs while other layers "
-             "use groups of {}; GPTQ's config holds one group_size", mod.prefix, w.in,
+             "use groups of {}; GPTQ's config holds one group_size", mod.name, w.in,
              q.group_size);
     }
   }
@@ -151,7 +121,7 @@ std::string bnb4_quant_state_json(const Bnb4Weight& w) {
   // QuantState.as_dict's insertion order and json.dumps' default separators.
   std::string s = fmt::format(
       "{{\"quant_type\": \"{}\", \"blocksize\": {}, \"dtype\": \"{}\", \"shape\": [{}, {}]",
-      w.type == Bnb4Type::nf4 ? "nf4" : "fp4", w.blocksize, torch_dtype_name(dtype_of(w.compute_dtype)),
+      w.type == Bnb4Type::nf4 ? "nf4" : "fp4", w.blocksize, hf_dtype_name(dtype_of(w.compute_dtype)),
       w.out, w.in);
   if (w.double_quant)
     s += fmt::format(", \"nested_blocksize\": 256, \"nested_dtype\": \"float32\", "
@@ -234,7 +204,7 @@ void write_quantized_checkpoint(const Model& m, const std::string& source_dir, D
     tensors.emplace_back(p + "post_attention_layernorm.weight",
                          m.layers[i].post_attention_norm.to(dense));
   }
-  for (const Module& mod : projections(m)) add_linear(tensors, mod.prefix, *mod.layer, dense);
+  for (const NamedProjection& mod : projections(m)) add_linear(tensors, mod.name, *mod.linear, dense);
   tensors.emplace_back("model.norm.weight", m.final_norm.to(dense));
   // A tied lm_head is the embedding table and is not saved; quantizing unties it.
   const auto* head = std::get_if<DenseWeight>(&m.lm_head.weight);
@@ -244,7 +214,7 @@ void write_quantized_checkpoint(const Model& m, const std::string& source_dir, D
                     config_json_with_quantization(read_file(source_dir + "/config.json"), q, dtype));
   copy_side_files(source_dir, out);
   log_info("wrote {} ({}{}, other tensors {})", out, checkpoint_format_name(q.format),
-           q.lm_head ? ", lm_head quantized" : "", torch_dtype_name(dtype));
+           q.lm_head ? ", lm_head quantized" : "", hf_dtype_name(dtype));
 }
 
 }  // namespace qsweep

@@ -11,10 +11,18 @@ const char* dtype_name(DType dtype) {
   return "?";
 }
 
+const char* hf_dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return "float32";
+    case DType::fp16: return "float16";
+    case DType::bf16: return "bfloat16";
+  }
+  return "?";
+}
+
 std::optional<DType> parse_dtype(std::string_view name) {
-  if (name == "fp32" || name == "float32") return DType::fp32;
-  if (name == "fp16" || name == "float16") return DType::fp16;
-  if (name == "bf16" || name == "bfloat16") return DType::bf16;
+  for (DType dtype : kAllDTypes)
+    if (name == dtype_name(dtype) || name == hf_dtype_name(dtype)) return dtype;
   return std::nullopt;
 }
 

@@ -46,6 +46,6 @@ std::string config_json_with_quantization(const std::string& config_json,
                                           const CheckpointQuantization& q, DType dtype);
 
 // "float32", "float16", "bfloat16": torch's names, as config.json and quant_state hold them.
-const char* torch_dtype_name(DType dtype);
+
 
 }  // namespace qsweep

@@ -29,8 +29,9 @@ struct Model {
   at::Tensor inv_freq;            // RoPE inverse frequencies (float32), scaling applied
 };
 
-// libtorch's scalar type for a compute dtype.
+// libtorch's scalar type for a compute dtype, and back (an error for any other scalar type).
 at::ScalarType scalar_type(DType dtype);
+DType dtype_of(at::ScalarType type);
 
 struct LoadOptions {
   DType dtype = DType::fp32;
@@ -44,6 +45,14 @@ Model load_model(const std::string& dir, const LoadOptions& options);
 int64_t model_bytes(const Model& model);
 // Stored bits per weight of the decoder layers' projections (the layers quantization targets).
 double projection_bits_per_weight(const Model& model);
+
+// The decoder layers' projections with their Hugging Face module names
+// ("model.layers.3.self_attn.q_proj"), in the order checkpoints list them.
+struct NamedProjection {
+  std::string name;
+  const Linear* linear;
+};
+std::vector<NamedProjection> projections(const Model& model);
 
 // RoPE inverse frequencies for the config's rope_theta, head_dim and scaling, computed as
 // transformers' rope initialisation does (float32).
