@@ -90,3 +90,15 @@ TEST_F(CliStoreTest, ShowPrintsMetricsErrorsAndMissingUnits) {
 }
 
 }  // namespace
+
+// A sweep in which no rank can start (here the model's tokenizer.json is not a tokenizer) runs
+// no unit: that is not success, and Slurm must not report the job COMPLETED.
+TEST_F(CliStoreTest, RunWhereNoRankCanStartExitsIncompleteAndSaysWhy) {
+  const SweepSpec spec = load(valid_job());
+  std::string out;
+  EXPECT_EQ(qsweep("run " + spec.path, out), 3) << out;
+  expect_contains(out, "rank 0 cannot start");
+  expect_contains(out, "units did not run: every rank left the sweep");
+  const Results stored = read_store(spec.store);
+  for (const UnitRecord& u : stored.units) EXPECT_EQ(u.status, UnitStatus::todo) << u.key;
+}

@@ -122,10 +122,25 @@ int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext
   save_store(store);
   write_lm_eval_files(store, spec);
   std::cout << "\n" << format_store_report(store.path, store.results) << std::flush;
+  return sweep_exit_code(store.results);
+}
+
+int sweep_exit_code(const Results& results) {
+  size_t failed = 0, not_run = 0;
+  for (const UnitRecord& u : results.units) {
+    failed += u.status == UnitStatus::failed;
+    not_run += u.status == UnitStatus::todo;
+  }
+  // Units that never ran mean every rank left the sweep (a model, tokenizer or device that no
+  // rank could use): the job did not do its work, whatever else succeeded.
+  if (not_run > 0) {
+    log_error("{} of {} units did not run: every rank left the sweep (see the errors above); fix "
+              "the cause and resubmit to resume",
+              not_run, results.units.size());
+    return kExitIncomplete;
+  }
   // Failures of earlier runs that were not retried count too: the store is not complete.
-  for (const UnitRecord& u : store.results.units)
-    if (u.status == UnitStatus::failed) return 1;
-  return 0;
+  return failed > 0 ? kExitUnitsFailed : 0;
 }
 
 }  // namespace qsweep
