@@ -140,25 +140,29 @@ TEST(CoqaGolds, DedupUsesUnicodeLowerCase) {
   EXPECT_EQ(lm_eval_golds(story, 1), (std::vector<std::string>{"ÉCOLE", "Ecole"}));
 }
 
-TEST(CoqaShards, LimitKeepsFirstStoriesAndShardsAreContiguous) {
-  const CoqaData data = load_coqa(kDevSample);
-  const auto last_turns = build_samples(data.stories, CoqaMode::lm_eval);
-  const auto shards = shard_samples(last_turns, 7, 3);
+TEST(CoqaShards, StoryShardsAreContiguousAndCoverTheLimit) {
+  const auto shards = shard_stories(7, 3);
   ASSERT_EQ(shards.size(), 3u);
   EXPECT_EQ(shards[0].begin, 0u);
   EXPECT_EQ(shards[0].end, 3u);
   EXPECT_EQ(shards[2].begin, 6u);
   EXPECT_EQ(shards[2].end, 7u);
-  EXPECT_EQ(shard_samples(last_turns, std::nullopt, 4).back().end, 10u);
-  EXPECT_EQ(shard_samples(last_turns, 100, 100).size(), 1u);
-  EXPECT_TRUE(shard_samples(last_turns, 0, 4).empty());
+  EXPECT_EQ(shard_stories(10, 100).size(), 1u);
+  EXPECT_TRUE(shard_stories(0, 4).empty());
+  EXPECT_THROW(shard_stories(10, 0), Error);
+}
 
+TEST(CoqaShards, SamplesOfStoriesKeepsEveryTurnOfThoseStoriesInOrder) {
+  const CoqaData data = load_coqa(kDevSample);
+  const auto last_turns = build_samples(data.stories, CoqaMode::lm_eval);
+  EXPECT_EQ(samples_of_stories(last_turns, {6, 9}).size(), 3u);
+  EXPECT_EQ(samples_of_stories(last_turns, {0, 100}).size(), 10u);
   const auto all_turns = build_samples(data.stories, CoqaMode::official);
-  const auto turn_shards = shard_samples(all_turns, 2, 8);  // stories of 12 and 7 turns
-  ASSERT_EQ(turn_shards.size(), 3u);
-  EXPECT_EQ(turn_shards[2].begin, 16u);
-  EXPECT_EQ(turn_shards[2].end, 19u);
-  EXPECT_THROW(shard_samples(all_turns, 2, 0), Error);
+  const auto two = samples_of_stories(all_turns, {0, 2});  // stories of 12 and 7 turns
+  ASSERT_EQ(two.size(), 19u);
+  EXPECT_EQ(two.front().turn, 1);
+  EXPECT_EQ(two.back().story_index, 1u);
+  EXPECT_EQ(two.back().turn, 7);
 }
 
 TEST(CoqaMode, ParsesNamesAndRejectsOthers) {

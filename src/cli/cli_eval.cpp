@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <iostream>
 
 namespace qsweep::cli {
@@ -33,12 +34,9 @@ struct EvalArgs {
   BootstrapOptions bootstrap;
 };
 
-// The samples of the first --limit stories (all without a limit), as one shard.
+// The samples of the first --limit stories (all without a limit).
 std::vector<CoqaSample> select_samples(const std::vector<CoqaSample>& all, const EvalArgs& a) {
-  std::vector<CoqaSample> chosen;
-  for (const IndexRange& shard : shard_samples(all, a.limit, all.size() + 1))
-    chosen.insert(chosen.end(), all.begin() + shard.begin, all.begin() + shard.end);
-  return chosen;
+  return samples_of_stories(all, {0, a.limit ? *a.limit : std::numeric_limits<size_t>::max()});
 }
 
 void print_metrics(const ConfigMetrics& m) {

@@ -214,20 +214,20 @@ std::vector<CoqaSample> build_samples(const std::vector<CoqaStory>& stories, Coq
   return samples;
 }
 
-std::vector<IndexRange> shard_samples(const std::vector<CoqaSample>& samples,
-                                      std::optional<size_t> story_limit, size_t shard_size) {
+std::vector<IndexRange> shard_stories(size_t stories, size_t shard_size) {
   if (shard_size == 0) fail("CoQA shard size must be at least 1");
-  size_t end = samples.size();
-  if (story_limit) {
-    // Samples are in story order, so the kept ones are a prefix.
-    end = std::find_if(samples.begin(), samples.end(),
-                       [&](const CoqaSample& s) { return s.story_index >= *story_limit; }) -
-          samples.begin();
-  }
   std::vector<IndexRange> shards;
-  for (size_t begin = 0; begin < end; begin += shard_size)
-    shards.push_back({begin, std::min(end, begin + shard_size)});
+  for (size_t begin = 0; begin < stories; begin += shard_size)
+    shards.push_back({begin, std::min(stories, begin + shard_size)});
   return shards;
+}
+
+std::vector<CoqaSample> samples_of_stories(const std::vector<CoqaSample>& samples,
+                                           IndexRange stories) {
+  std::vector<CoqaSample> out;
+  for (const CoqaSample& s : samples)
+    if (s.story_index >= stories.begin && s.story_index < stories.end) out.push_back(s);
+  return out;
 }
 
 }  // namespace qsweep

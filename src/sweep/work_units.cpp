@@ -24,17 +24,16 @@ std::optional<UnitKind> parse_unit_kind(std::string_view name) {
 std::vector<WorkUnit> expand_units(const SweepSpec& spec, size_t n_stories) {
   const EvalSpec& e = spec.evaluation;
   const size_t n = e.limit ? std::min(n_stories, static_cast<size_t>(*e.limit)) : n_stories;
-  const size_t shard = static_cast<size_t>(e.shard_size);
+  const std::vector<IndexRange> shards =
+      e.enabled ? shard_stories(n, static_cast<size_t>(e.shard_size)) : std::vector<IndexRange>{};
   const bool sanity = e.enabled && (!e.sanity_prompts.empty() || !e.perplexity_text.empty());
   std::vector<WorkUnit> units;
   for (const PrepConfig& config : spec.configs) {
     if (sanity)
       units.push_back({config.name + "/sanity", config.name, UnitKind::sanity, -1, 0, 0});
-    for (size_t begin = 0; e.enabled && begin < n; begin += shard) {
-      const int index = static_cast<int>(begin / shard);
-      units.push_back({fmt::format("{}/coqa/{:04d}", config.name, index), config.name,
-                       UnitKind::coqa, index, begin, std::min(n, begin + shard)});
-    }
+    for (size_t i = 0; i < shards.size(); ++i)
+      units.push_back({fmt::format("{}/coqa/{:04d}", config.name, i), config.name, UnitKind::coqa,
+                       static_cast<int>(i), shards[i].begin, shards[i].end});
     if (spec.benchmarks.enabled)
       units.push_back({config.name + "/bench", config.name, UnitKind::bench, -1, 0, 0});
   }

@@ -73,13 +73,6 @@ const Model& prepare(UnitRunner::State& s, const std::string& config) {
   return *s.model;
 }
 
-std::vector<CoqaSample> samples_of(const UnitRunner::State& s, const WorkUnit& unit) {
-  std::vector<CoqaSample> out;
-  for (const auto& sample : s.samples)
-    if (sample.story_index >= unit.begin && sample.story_index < unit.end) out.push_back(sample);
-  return out;
-}
-
 // Perplexity of evaluation.perplexity_text and, for a config other than the baseline, the KL
 // divergence from the baseline's predictions on the same tokens (its model loaded for the
 // comparison and freed after it).
@@ -124,7 +117,8 @@ void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
       score_perplexity_text(s, m, unit.config, r);
       break;
     case UnitKind::coqa: {
-      r.samples = evaluate_samples(m, s.tokenizer, samples_of(s, unit), s.spec.evaluation.options);
+      r.samples = evaluate_samples(m, s.tokenizer, samples_of_stories(s.samples, {unit.begin, unit.end}),
+                                   s.spec.evaluation.options);
       break;
     }
     case UnitKind::bench: r.bench = run_bench(s, m, unit.config); break;

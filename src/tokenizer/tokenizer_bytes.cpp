@@ -4,12 +4,10 @@
 namespace qsweep::tok {
 
 char32_t decode_utf8_char(std::string_view s, size_t* len) {
-  const auto c = static_cast<unsigned char>(s[0]);
-  const size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-  char32_t cp = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[k]) & 0x3F);
-  *len = n;
-  return cp;
+  char32_t cp = 0xFFFD;
+  bool valid = false;
+  *len = decode_utf8(s, 0, cp, valid);
+  return valid ? cp : 0xFFFD;
 }
 
 // Unicode White_Space, as Rust's char::is_whitespace (used by added-token lstrip/rstrip).

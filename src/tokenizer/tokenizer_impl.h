@@ -22,7 +22,7 @@ namespace qsweep::tok {
 
 // Validation and lossy repair are text.h's is_valid_utf8 and utf8_lossy (maximal-subpart rule,
 // as Rust's from_utf8_lossy and Python's errors="replace").
-char32_t decode_utf8_char(std::string_view s, size_t* len);  // s must be valid UTF-8
+char32_t decode_utf8_char(std::string_view s, size_t* len);  // the first character (U+FFFD if invalid)
 bool is_unicode_whitespace(char32_t c);
 
 // Byte-level BPE spells every byte as a printable character (GPT-2's bytes_to_unicode).

@@ -49,10 +49,6 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
-namespace {
-
-// Decodes the character at s[i]: its length, and whether it is valid. An invalid sequence
-// reports the length of its maximal valid prefix (at least 1), the unit U+FFFD replaces.
 size_t decode_utf8(std::string_view s, size_t i, char32_t& cp, bool& valid) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char c = byte(i);
@@ -78,8 +74,6 @@ size_t decode_utf8(std::string_view s, size_t i, char32_t& cp, bool& valid) {
   valid = true;
   return len;
 }
-
-}  // namespace
 
 std::u32string utf8_to_u32(std::string_view s) {
   std::u32string out;

@@ -85,10 +85,12 @@ struct IndexRange {
   size_t begin = 0;
   size_t end = 0;  // exclusive
 };
-// Contiguous shards of at most `shard_size` samples over the samples of the first `story_limit`
-// stories (all when absent, as lm-eval --limit N keeps the first N documents). The same inputs
-// always give the same shards, so any rank can compute them.
-std::vector<IndexRange> shard_samples(const std::vector<CoqaSample>& samples,
-                                      std::optional<size_t> story_limit, size_t shard_size);
+// Contiguous story ranges of at most `shard_size` stories over the first `stories` stories
+// (lm-eval --limit N keeps the first N documents): the one sharding of CoQA, so a sweep's units
+// and `qsweep eval --limit` cut the data set alike, and any rank computes the same shards.
+std::vector<IndexRange> shard_stories(size_t stories, size_t shard_size);
+// The samples of the stories in `stories` (samples are in story order).
+std::vector<CoqaSample> samples_of_stories(const std::vector<CoqaSample>& samples,
+                                           IndexRange stories);
 
 }  // namespace qsweep

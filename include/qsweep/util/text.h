@@ -20,6 +20,10 @@ std::string sha256_file(const std::string& path);
 // errors="replace" and Rust's from_utf8_lossy do.
 std::u32string utf8_to_u32(std::string_view s);
 bool is_valid_utf8(std::string_view s);
+// Decodes the character at s[i] into `cp`: returns its length and sets `valid`. An invalid
+// sequence reports the length of its maximal valid prefix (at least 1), the unit U+FFFD
+// replaces. qsweep's one UTF-8 decoder.
+size_t decode_utf8(std::string_view s, size_t i, char32_t& cp, bool& valid);
 // s with every invalid subsequence replaced by U+FFFD.
 std::string utf8_lossy(std::string_view s);
 std::string u32_to_utf8(std::u32string_view s);
