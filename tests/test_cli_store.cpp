@@ -67,8 +67,9 @@ TEST_F(CliStoreTest, PlanSaysWhenTheStoreCannotBeResumed) {
   make_store(load(valid_job()));
   const SweepSpec changed = load(qsweep::testing::with_line(valid_job(), 14, "  repeats: 9"));
   std::string out;
-  ASSERT_EQ(qsweep("plan " + changed.path, out), 0) << out;
+  ASSERT_EQ(qsweep("plan " + changed.path, out), 2) << out;
   expect_contains(out, "CANNOT be resumed by this job: benchmarks.repeats was 2, now 9");
+  expect_contains(out, "units (");  // the plan itself is still printed
 }
 
 TEST_F(CliStoreTest, PlanRejectsABadJobWithExitCode2) {

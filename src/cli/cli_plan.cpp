@@ -44,8 +44,10 @@ void print_settings(const SweepSpec& spec, size_t stories) {
   }
 }
 
-// The store's units by key, or none when there is no store yet or it cannot be resumed.
-std::map<std::string, UnitRecord> stored_units(const SweepSpec& spec, const std::string& path) {
+// The store's units by key, or none when there is no store yet or it cannot be resumed (then
+// `resumable` is cleared).
+std::map<std::string, UnitRecord> stored_units(const SweepSpec& spec, const std::string& path,
+                                               bool& resumable) {
   std::map<std::string, UnitRecord> units;
   if (!std::filesystem::exists(path)) {
     fmt::print("\nstore      {} (does not exist yet)\n", path);
@@ -55,6 +57,7 @@ std::map<std::string, UnitRecord> stored_units(const SweepSpec& spec, const std:
   const std::string reason = resume_incompatibility(stored, spec, results_fingerprint(spec));
   if (!reason.empty()) {
     fmt::print("\nstore      {} CANNOT be resumed by this job: {}\n", path, reason);
+    resumable = false;
     return units;
   }
   fmt::print("\nstore      {} (resumable, updated {})\n", path,
@@ -86,12 +89,17 @@ void print_units(const std::vector<WorkUnit>& units,
              totals[UnitStatus::failed], totals[UnitStatus::todo]);
 }
 
-void run_plan(const PlanOptions& options) {
+// The plan is printed in full either way; a store the job cannot resume makes it exit 2, as
+// `qsweep run` would refuse it.
+int run_plan(const PlanOptions& options) {
   const SweepSpec spec = load_sweep_spec(options.job);
   const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
   const std::vector<WorkUnit> units = expand_units(spec, stories);
   print_settings(spec, stories);
-  print_units(units, stored_units(spec, options.store.empty() ? spec.store : options.store));
+  bool resumable = true;
+  print_units(units, stored_units(spec, options.store.empty() ? spec.store : options.store,
+                                  resumable));
+  return resumable ? 0 : 2;
 }
 
 }  // namespace
@@ -103,7 +111,9 @@ void add_plan(CLI::App& app) {
   plan->add_option("job", options->job, "sweep job file (YAML)")->required()->check(
       CLI::ExistingFile);
   plan->add_option("--store", options->store, "results store to compare with (default: the job's)");
-  plan->callback([options] { run_plan(*options); });
+  plan->callback([options] {
+    if (const int code = run_plan(*options)) throw CLI::RuntimeError(code);
+  });
 }
 
 }  // namespace qsweep::cli
