@@ -103,3 +103,18 @@ TEST_F(CliStoreTest, RunWhereNoRankCanStartExitsIncompleteAndSaysWhy) {
   const Results stored = read_store(spec.store);
   for (const UnitRecord& u : stored.units) EXPECT_EQ(u.status, UnitStatus::todo) << u.key;
 }
+
+// Values that make no sense are refused by name before any model is loaded.
+TEST_F(CliStoreTest, NonsenseCountsOnTheCommandLineAreRefusedByName) {
+  std::string out;
+  const std::string eval = "eval --model " + path("model") + " --coqa " + path("coqa.json");
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {eval + " --batch-size 0", "--batch-size: must be an integer >= 1, got 0"},
+           {eval + " --limit -1", "--limit: must be an integer >= 1, got -1"},
+           {eval + " --max-new-tokens -3", "--max-new-tokens: must be an integer >= 1, got -3"},
+           {"bench --model " + path("model") + " --repeats 0", "--repeats: must be an integer >= 1"},
+           {"generate --model " + path("model") + " --prompt hi --batch-size 0", "--batch-size"}}) {
+    EXPECT_NE(qsweep(args, out), 0) << args;
+    expect_contains(out, message);
+  }
+}

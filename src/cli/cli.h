@@ -11,6 +11,9 @@ namespace qsweep::cli {
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
 
+// An integer option that must be at least `min`: "must be an integer >= 1, got 0".
+CLI::Validator at_least(long long min);
+
 // --dtype, parsed into `dtype` and checked against util/dtype.h's names.
 CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help);
 

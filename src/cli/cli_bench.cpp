@@ -58,11 +58,16 @@ void add_bench(CLI::App& app) {
   add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--out", a->out, "JSON file (default: stdout)");
-  cmd->add_option("--prefill-tokens", a->options.prefill_tokens)->capture_default_str();
-  cmd->add_option("--decode-tokens", a->options.decode_tokens)->capture_default_str();
-  cmd->add_option("--batch-sizes", a->options.batch_sizes)->capture_default_str();
-  cmd->add_option("--warmup", a->options.warmup)->capture_default_str();
-  cmd->add_option("--repeats", a->options.repeats)->capture_default_str();
+  cmd->add_option("--prefill-tokens", a->options.prefill_tokens, "Prompt length of the prefill timing")
+      ->check(at_least(1))->capture_default_str();
+  cmd->add_option("--decode-tokens", a->options.decode_tokens, "Tokens decoded per timed run")
+      ->check(at_least(1))->capture_default_str();
+  cmd->add_option("--batch-sizes", a->options.batch_sizes, "Batch sizes of the throughput runs")
+      ->check(at_least(1))->capture_default_str();
+  cmd->add_option("--warmup", a->options.warmup, "Untimed runs before the timed ones")
+      ->check(at_least(0))->capture_default_str();
+  cmd->add_option("--repeats", a->options.repeats, "Timed runs of each measurement")
+      ->check(at_least(1))->capture_default_str();
   cmd->callback([a] {
     init_command_logging(false);
     run(*a);

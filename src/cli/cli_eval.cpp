@@ -91,13 +91,17 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate one model on CoQA as lm-eval's `coqa` scores it");
   cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
   cmd->add_option("--coqa", a->coqa, "CoQA JSON (official dev format)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--limit", a->limit, "Evaluate the first N stories only (lm-eval --limit)");
+  cmd->add_option("--limit", a->limit, "Evaluate the first N stories only (lm-eval --limit)")
+      ->check(at_least(1));
   cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
       ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
   add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")->capture_default_str();
-  cmd->add_option("--max-new-tokens", a->options.generation.max_new_tokens)->capture_default_str();
+  cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")
+      ->check(at_least(1))->capture_default_str();
+  cmd->add_option("--max-new-tokens", a->options.generation.max_new_tokens,
+                  "Tokens generated per answer at most (lm-eval's max_gen_toks)")
+      ->check(at_least(1))->capture_default_str();
   cmd->add_flag("--add-bos", a->options.add_bos, "Encode prompts with BOS (lm-eval's HF default is without)");
   cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples)->capture_default_str();
   cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();

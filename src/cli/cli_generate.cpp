@@ -100,9 +100,11 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--prompt", a->prompts, "Prompt text (repeatable)");
   cmd->add_option("--prompts-file", a->prompts_file, "JSON lines file, one JSON string each");
   cmd->add_option("--max-new-tokens", a->options.max_new_tokens, "Tokens to generate at most")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--stop", a->options.stop, "Stop string (repeatable), e.g. $'\\nQ:'");
-  cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")->capture_default_str();
+  cmd->add_option("--batch-size", a->options.batch_size, "Prompts per batch")
+      ->check(at_least(1))->capture_default_str();
   add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_flag("--no-special", a->no_special, "Do not add BOS (tokenizer post-processor)");

@@ -5,6 +5,8 @@
 #include "qsweep/util/log.h"
 #include "qsweep_version.h"
 
+#include <fmt/format.h>
+
 #include <iostream>
 #include <map>
 
@@ -13,6 +15,22 @@ void init_command_logging(bool verbose) {
   LogOptions options;
   options.level = verbose ? LogLevel::debug : LogLevel::info;
   init_logging(options);
+}
+
+CLI::Validator at_least(long long min) {
+  return CLI::Validator(
+      [min](std::string& value) -> std::string {
+        long long n = 0;
+        size_t used = 0;
+        try {
+          n = std::stoll(value, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == value.size() && !value.empty() && n >= min) return "";
+        return fmt::format("must be an integer >= {}, got {}", min, value);
+      },
+      fmt::format("INT>={}", min));
 }
 
 CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help) {
