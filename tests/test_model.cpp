@@ -1,5 +1,6 @@
 // Loader and engine tests on random-init models written by make_model.
 #include "qsweep/model/engine.h"
+#include "qsweep/model/layer_forward.h"
 #include "qsweep/util/error.h"
 #include "qsweep/model/make_model.h"
 #include "qsweep/model/model.h"
@@ -156,6 +157,33 @@ TEST(Engine, IncrementalDecodeMatchesFullPrefill) {
                                     long_tensor({i}).view({1, 1}), cache, true);
     EXPECT_LT((step[0][0] - reference[i]).abs().max().item<double>(), 1e-4) << "position " << i;
   }
+}
+
+// Calibration runs the model layer by layer; it must see what the cached forward pass computes.
+TEST(LayerForward, LayerByLayerMatchesTheCachedForwardPass) {
+  c10::InferenceMode guard;
+  const Model m = load_model(tiny_model_dir(), {});
+  const std::vector<int64_t> ids = {1, 17, 42, 99, 5, 250, 33, 7};
+  const at::Tensor reference = full_logits(m, ids);
+  at::Tensor x = embed_tokens(m, long_tensor(ids).view({1, 8}));
+  for (const LayerWeights& l : m.layers) {
+    // Each group's output, replayed from its input, is the layer's own computation.
+    const at::Tensor attn_in = group_input(m, l, x, ProjectionGroup::qkv);
+    const at::Tensor o_in = group_input(m, l, x, ProjectionGroup::o);
+    EXPECT_TRUE(at::allclose(group_output(m, l, attn_in, ProjectionGroup::qkv),
+                             group_output(m, l, o_in, ProjectionGroup::o), 1e-5, 1e-6));
+    const at::Tensor mlp_in = group_input(m, l, x, ProjectionGroup::gate_up);
+    const at::Tensor down_in = group_input(m, l, x, ProjectionGroup::down);
+    EXPECT_EQ(down_in.size(-1), m.config.intermediate_size);
+    EXPECT_TRUE(at::allclose(group_output(m, l, mlp_in, ProjectionGroup::gate_up),
+                             group_output(m, l, down_in, ProjectionGroup::down), 1e-5, 1e-6));
+    x = layer_forward(m, l, x);
+  }
+  const at::Tensor h = x.to(at::kFloat);
+  const at::Tensor normed =
+      m.final_norm * (h * at::rsqrt(h.pow(2).mean(-1, true) + m.config.rms_norm_eps));
+  const at::Tensor logits = linear_forward(m.lm_head, normed)[0];
+  EXPECT_LT((logits - reference).abs().max().item<double>(), 1e-4);
 }
 
 TEST(Engine, LeftPaddingDoesNotChangeLogits) {

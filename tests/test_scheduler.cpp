@@ -68,3 +68,19 @@ TEST(Scheduler, FinishedUnitIsNotHandedOutAgain) {
   s.leave(0);
   EXPECT_EQ(s.pending(), 1u);
 }
+
+// A rank given a unit of a config whose GPTQ/AWQ checkpoint another rank is computing would only
+// wait for it: it gets other work first, and that config's units once the computation is done.
+TEST(Scheduler, UnitsWaitingForAPrepareUnitInFlightComeLast) {
+  std::vector<WorkUnit> planned = units({"gptq"}, 2);
+  planned.insert(planned.begin(), {"gptq/prepare", "gptq", UnitKind::prepare, -1, 0, 0});
+  for (const WorkUnit& u : units({"fp16"}, 1)) planned.push_back(u);
+  Scheduler s(planned);
+  EXPECT_EQ(s.next(0, "")->key, "gptq/prepare");
+  EXPECT_EQ(s.next(1, "")->key, "fp16/coqa/0");
+  s.finish(1);
+  EXPECT_EQ(s.next(1, "fp16")->key, "gptq/coqa/0");  // nothing else is left: it waits
+  s.finish(0);
+  s.finish(1);
+  EXPECT_EQ(s.next(0, "gptq")->key, "gptq/coqa/1");
+}

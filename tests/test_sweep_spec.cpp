@@ -344,9 +344,35 @@ TEST_F(SweepSpecTest, GroupSizeThatDoesNotDivideTheModelsLayersIsRefused) {
   EXPECT_NE(message.find("or -1 for one group per row"), std::string::npos) << message;
 }
 
-TEST_F(SweepSpecTest, CalibratedMethodsAreRefusedUntilTheyExist) {
+TEST_F(SweepSpecTest, CalibratedMethodsNeedACalibrationTextAndFingerprintIt) {
   const std::string message =
       error_of(with_line(valid_job(), 6, "  - {name: g, method: gptq, dtype: bf16, group_size: 32}"));
-  EXPECT_NE(message.find("method 'gptq' is not available in this version"), std::string::npos)
-      << message;
+  expect_contains(message, "config 'g': method 'gptq' needs calibration data");
+  expect_contains(message, "data/calibration/moby_dick.txt");
+
+  write("calib.txt", "Call me Ishmael.");
+  const SweepSpec spec = load(with_line(
+      valid_job(), 6,
+      "  - {name: g, method: gptq, dtype: bf16, group_size: 32, desc_act: true, "
+      "calibration: {text: calib.txt, samples: 8, seq_len: 64, seed: 3}}"));
+  const QuantConfig& q = spec.configs[1].quant;
+  EXPECT_EQ(q.calibration.text, path("calib.txt"));
+  EXPECT_EQ(q.calibration.samples, 8);
+  EXPECT_TRUE(q.desc_act);
+  expect_contains(config_fingerprint(spec.configs[1]),
+                  "calibration=sha256:" + sha256_hex("Call me Ishmael.") +
+                      " samples=8 seq_len=64 seed=3\n");
+
+  expect_error(with_line(valid_job(), 6,
+                         "  - {name: g, method: awq, dtype: bf16, group_size: 32, "
+                         "calibration: {text: missing.txt}}"),
+               6, "configs[1].calibration.text", "does not exist");
+  expect_error(with_line(valid_job(), 6,
+                         "  - {name: g, method: awq, dtype: bf16, group_size: 32, desc_act: true, "
+                         "calibration: {text: calib.txt}}"),
+               6, "configs[1].desc_act", "does not apply to method 'awq'");
+  expect_error(with_line(valid_job(), 6,
+                         "  - {name: g, method: gptq, dtype: bf16, group_size: 32, "
+                         "calibration: {text: calib.txt, sample: 8}}"),
+               6, "configs[1].calibration.sample", "samples");
 }

@@ -1,46 +1,15 @@
 #include "qsweep/model/engine.h"
 
+#include "layer_ops.h"
 #include "qsweep/util/error.h"
 
 #include <ATen/ATen.h>
-#include <torch/version.h>
-
-#include <cmath>
-#include <limits>
-
-// libtorch >= 2.5 has fused attention with grouped-query support; 1.13 (Debian's CPU build) has
-// neither, and gets the same computation written out.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 5)
-#define QSWEEP_HAVE_SDPA_GQA 1
-#endif
 
 namespace qsweep {
 namespace {
 
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
-  const at::Tensor h = x.to(at::kFloat);
-  const at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
-  return weight * (h * at::rsqrt(variance + eps)).to(x.scalar_type());
-}
-
-at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// cos/sin tables [batch, 1, T, head_dim] for the given positions, in the model dtype.
-std::pair<at::Tensor, at::Tensor> rope_tables(const Model& m, const at::Tensor& positions) {
-  const at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * m.inv_freq;  // [B, T, D/2]
-  const at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);
-  return {emb.cos().to(m.dtype), emb.sin().to(m.dtype)};
-}
-
-// Masked scores get the dtype's lowest value rather than -inf, which keeps them finite in sums.
-double lowest_value(at::ScalarType dtype) {
-  return dtype == at::kFloat ? std::numeric_limits<float>::lowest()
-         : dtype == at::kHalf ? -65504.0
-                              : -3.3895313892515355e38;
-}
+using ops::lowest_value;
+using ops::rms_norm;
 
 // Additive mask [batch, 1, T, length + T]: a query sees real keys at or before its own slot.
 at::Tensor attention_bias(const KVCache& cache, int64_t t, at::ScalarType dtype) {
@@ -54,31 +23,9 @@ at::Tensor attention_bias(const KVCache& cache, int64_t t, at::ScalarType dtype)
   // NaN and reach real rows through the cached keys of the pad slot.
   const at::Tensor allowed =
       (causal.unsqueeze(0) & cache.key_mask.narrow(1, 0, total).unsqueeze(1)) | self.unsqueeze(0);
-  const double lowest = dtype == at::kFloat ? std::numeric_limits<float>::lowest()
-                        : dtype == at::kHalf ? -65504.0
-                                             : -3.3895313892515355e38;
   return at::zeros(allowed.sizes(), at::TensorOptions().dtype(dtype).device(device))
-      .masked_fill_(allowed.logical_not(), lowest)
+      .masked_fill_(allowed.logical_not(), lowest_value(dtype))
       .unsqueeze(1);
-}
-
-// q [B, H, T, D]; k, v [B, KV, S, D]; bias [B, 1, T, S]. Query heads h*G..h*G+G-1 share kv head h.
-at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const at::Tensor& bias) {
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-#ifdef QSWEEP_HAVE_SDPA_GQA
-  return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, scale, /*enable_gqa=*/true);
-#else
-  // Folding the G query heads of a group into the row dimension lets one batched matmul serve
-  // the whole group without copying the cache G times.
-  const int64_t b = q.size(0), h = q.size(1), t = q.size(2), d = q.size(3), kv = k.size(1);
-  const int64_t g = h / kv, s = k.size(2);
-  const at::Tensor qg = q.reshape({b, kv, g * t, d});
-  at::Tensor scores = at::matmul(qg, k.transpose(-1, -2)).mul_(scale).view({b, kv, g, t, s});
-  scores = scores + bias.unsqueeze(1);
-  const at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
-  return at::matmul(probs.view({b, kv, g * t, s}), v).view({b, h, t, d});
-#endif
 }
 
 // Where a pass writes its keys and values: slots [start, start + t) known on the host (prefill,
@@ -92,31 +39,19 @@ struct CacheWrite {
 at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, const at::Tensor& x,
                            const std::pair<at::Tensor, at::Tensor>& rope, const at::Tensor& bias,
                            KVCache& cache, const CacheWrite& write) {
-  const ModelConfig& c = m.config;
-  const int64_t b = x.size(0), t = x.size(1);
-  auto heads = [&](const Linear& proj, int n) {
-    return linear_forward(proj, x).view({b, t, n, c.head_dim}).transpose(1, 2);
-  };
-  at::Tensor q = heads(l.q, c.num_heads), k = heads(l.k, c.num_kv_heads);
-  const at::Tensor v = heads(l.v, c.num_kv_heads);
-  q = q * rope.first + rotate_half(q) * rope.second;
-  k = k * rope.first + rotate_half(k) * rope.second;
+  const ops::QKV h = ops::project_qkv(m, l, x, rope);
+  const int64_t t = x.size(1);
   at::Tensor keys = cache.k[layer], values = cache.v[layer];
   if (write.slot.defined()) {
-    keys.index_copy_(2, write.slot, k);
-    values.index_copy_(2, write.slot, v);
+    keys.index_copy_(2, write.slot, h.k);
+    values.index_copy_(2, write.slot, h.v);
   } else {
-    keys.narrow(2, write.start, t).copy_(k);
-    values.narrow(2, write.start, t).copy_(v);
+    keys.narrow(2, write.start, t).copy_(h.k);
+    values.narrow(2, write.start, t).copy_(h.v);
     keys = keys.narrow(2, 0, write.start + t);
     values = values.narrow(2, 0, write.start + t);
   }
-  const at::Tensor out = attend(q, keys, values, bias);
-  return linear_forward(l.o, out.transpose(1, 2).reshape({b, t, c.num_heads * c.head_dim}));
-}
-
-at::Tensor mlp_block(const LayerWeights& l, const at::Tensor& x) {
-  return linear_forward(l.down, at::silu(linear_forward(l.gate, x)) * linear_forward(l.up, x));
+  return linear_forward(l.o, ops::merge_heads(ops::attend(h.q, keys, values, bias)));
 }
 
 }  // namespace
@@ -141,13 +76,13 @@ namespace {
 at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
                      const at::Tensor& bias, KVCache& cache, const CacheWrite& write,
                      bool last_only) {
-  const auto rope = rope_tables(m, positions);
+  const auto rope = ops::rope_tables(m, positions);
   const double eps = m.config.rms_norm_eps;
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
     x = x + attention_block(m, l, static_cast<int>(i), rms_norm(x, l.input_norm, eps), rope, bias,
                             cache, write);
-    x = x + mlp_block(l, rms_norm(x, l.post_attention_norm, eps));
+    x = x + ops::mlp(l, rms_norm(x, l.post_attention_norm, eps));
   }
   if (last_only) x = x.narrow(1, x.size(1) - 1, 1);
   return linear_forward(m.lm_head, rms_norm(x, m.final_norm, eps));

@@ -111,3 +111,27 @@ at::Tensor int_group_dequantize(const IntGroupWeight& w) {
 }
 
 }  // namespace qsweep
+
+namespace qsweep {
+
+std::vector<IntGroupWeight> split_int_group_outputs(const IntGroupWeight& w,
+                                                    const std::vector<int64_t>& rows) {
+  const at::Tensor zeros = unpack_int_codes(w.zeros.cpu(), w.bits, 1);  // [groups, out]
+  std::vector<IntGroupWeight> parts;
+  int64_t first = 0;
+  for (const int64_t n : rows) {
+    IntGroupWeight part = w;
+    part.out = n;
+    part.qweight = w.qweight.narrow(1, first, n).contiguous();
+    part.zeros = pack_int_codes(zeros.narrow(1, first, n).contiguous(), w.bits, 1)
+                     .to(w.zeros.device());
+    part.scales = w.scales.narrow(1, first, n).contiguous();
+    parts.push_back(part);
+    first += n;
+  }
+  QSWEEP_CHECK(first == w.out, "split_int_group_outputs: {} rows asked of a weight with {}",
+               first, w.out);
+  return parts;
+}
+
+}  // namespace qsweep

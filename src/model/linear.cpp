@@ -184,3 +184,27 @@ int64_t linear_out_features(const Linear& layer) {
 }
 
 }  // namespace qsweep
+
+namespace qsweep {
+
+Linear linear_to(Linear layer, const at::Device& device) {
+  auto move = [&](at::Tensor& t) {
+    if (t.defined()) t = t.to(device);
+  };
+  std::visit(
+      [&](auto& w) {
+        using W = std::decay_t<decltype(w)>;
+        if constexpr (std::is_same_v<W, DenseWeight>) move(w.weight);
+        if constexpr (std::is_same_v<W, IntGroupWeight>)
+          for (at::Tensor* t : {&w.qweight, &w.zeros, &w.scales, &w.g_idx}) move(*t);
+        if constexpr (std::is_same_v<W, Bnb4Weight>)
+          for (at::Tensor* t : {&w.packed, &w.code, &w.absmax, &w.qabsmax, &w.absmax2, &w.code2})
+            move(*t);
+        if constexpr (std::is_same_v<W, Int8RowWeight>)
+          for (at::Tensor* t : {&w.weight, &w.row_absmax}) move(*t);
+      },
+      layer.weight);
+  return layer;
+}
+
+}  // namespace qsweep

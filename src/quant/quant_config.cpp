@@ -1,5 +1,7 @@
 #include "qsweep/quant/quant_config.h"
 
+#include <algorithm>
+
 namespace qsweep {
 
 const char* quant_method_name(QuantMethod method) {
@@ -24,19 +26,33 @@ std::optional<QuantMethod> parse_quant_method(std::string_view name) {
 
 const std::vector<std::string>& quant_keys_of(QuantMethod method) {
   static const std::vector<std::string> none, int_group = {"bits", "group_size", "sym", "quantize_lm_head"},
+      gptq = {"bits", "group_size", "sym", "damp_percent", "desc_act", "static_groups",
+              "calibration"},
+      awq = {"bits", "group_size", "clip", "calibration"},
       bnb = {"blocksize", "double_quant", "compute_dtype", "quantize_lm_head"},
       int8 = {"threshold", "compute_dtype", "quantize_lm_head"};
   switch (method) {
     case QuantMethod::none:
     case QuantMethod::from_checkpoint: return none;
-    case QuantMethod::rtn:
-    case QuantMethod::gptq:
-    case QuantMethod::awq: return int_group;
+    case QuantMethod::rtn: return int_group;
+    case QuantMethod::gptq: return gptq;
+    case QuantMethod::awq: return awq;
     case QuantMethod::bnb_nf4:
     case QuantMethod::bnb_fp4: return bnb;
     case QuantMethod::llm_int8: return int8;
   }
   return none;
+}
+
+bool needs_calibration(QuantMethod method) {
+  return method == QuantMethod::gptq || method == QuantMethod::awq;
+}
+
+int calibration_seq_len(const QuantConfig& c, int context) {
+  const int wanted = c.calibration.seq_len > 0              ? c.calibration.seq_len
+                     : c.method == QuantMethod::awq ? kAwqSeqLen
+                                                            : kGptqSeqLen;
+  return context > 0 ? std::min(wanted, context) : wanted;
 }
 
 double nominal_bits_per_weight(const QuantConfig& c) {

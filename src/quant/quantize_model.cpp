@@ -1,6 +1,7 @@
 #include "qsweep/quant/quantize_model.h"
 
 #include "qsweep/quant/bnb4.h"
+#include "qsweep/quant/calibrated.h"
 #include "qsweep/quant/int8_rows.h"
 #include "qsweep/quant/rtn.h"
 #include "qsweep/util/error.h"
@@ -17,42 +18,21 @@ const at::Tensor& dense_weight(const Linear& layer) {
   return dense->weight;
 }
 
-// The quantizers work on the CPU; their results go back to the weight's device.
-Linear on_device(Linear layer, const at::Device& device) {
-  auto move = [&](at::Tensor& t) {
-    if (t.defined()) t = t.to(device);
-  };
-  std::visit(
-      [&](auto& w) {
-        using W = std::decay_t<decltype(w)>;
-        if constexpr (std::is_same_v<W, DenseWeight>) move(w.weight);
-        if constexpr (std::is_same_v<W, IntGroupWeight>)
-          for (at::Tensor* t : {&w.qweight, &w.zeros, &w.scales, &w.g_idx}) move(*t);
-        if constexpr (std::is_same_v<W, Bnb4Weight>)
-          for (at::Tensor* t : {&w.packed, &w.code, &w.absmax, &w.qabsmax, &w.absmax2, &w.code2})
-            move(*t);
-        if constexpr (std::is_same_v<W, Int8RowWeight>)
-          for (at::Tensor* t : {&w.weight, &w.row_absmax}) move(*t);
-      },
-      layer.weight);
-  return layer;
-}
-
 }  // namespace
 
 Linear quantize_linear(const at::Tensor& weight, const QuantConfig& c, at::ScalarType compute) {
   const at::Tensor w = weight.cpu();
   switch (c.method) {
     case QuantMethod::rtn:
-      return on_device({quantize_rtn(w, c.bits, c.group_size, c.sym, compute)}, weight.device());
+      return linear_to({quantize_rtn(w, c.bits, c.group_size, c.sym, compute)}, weight.device());
     case QuantMethod::bnb_nf4:
     case QuantMethod::bnb_fp4: {
       const Bnb4Type type = c.method == QuantMethod::bnb_nf4 ? Bnb4Type::nf4 : Bnb4Type::fp4;
-      return on_device({quantize_bnb4(w, type, c.blocksize, c.double_quant, compute)},
+      return linear_to({quantize_bnb4(w, type, c.blocksize, c.double_quant, compute)},
                        weight.device());
     }
     case QuantMethod::llm_int8:
-      return on_device({quantize_int8_rows(w, c.threshold, compute)}, weight.device());
+      return linear_to({quantize_int8_rows(w, c.threshold, compute)}, weight.device());
     case QuantMethod::none: return {DenseWeight{weight}};
     case QuantMethod::gptq:
     case QuantMethod::awq:
@@ -62,9 +42,15 @@ Linear quantize_linear(const at::Tensor& weight, const QuantConfig& c, at::Scala
        "checkpoint)", quant_method_name(c.method));
 }
 
-void quantize_model(Model& m, const QuantConfig& c) {
+void quantize_model(Model& m, const QuantConfig& c, const at::Tensor& calibration) {
   // A from_checkpoint model was read in its stored format by load_model; it runs as loaded.
   if (c.method == QuantMethod::none || c.method == QuantMethod::from_checkpoint) return;
+  if (needs_calibration(c.method)) {
+    if (!calibration.defined())
+      fail("method '{}' needs calibration windows (calibration_tokens)", quant_method_name(c.method));
+    quantize_calibrated(m, c, calibration);
+    return;
+  }
   const at::ScalarType compute = c.compute_dtype ? scalar_type(*c.compute_dtype) : m.dtype;
   for (LayerWeights& l : m.layers)
     for (Linear* p : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})

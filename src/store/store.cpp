@@ -220,6 +220,16 @@ void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outp
   finish(unit, run, UnitStatus::done);
 }
 
+void add_prepared(Store& store, const UnitRun& run) {
+  finish(unit_to_finish(store, run, UnitKind::prepare), run, UnitStatus::done);
+}
+
+void add_preparation(Store& store, const std::string& config, PrepareRecord record) {
+  ConfigResults* c = find_config(store.results, config);
+  if (!c) fail("store '{}': a preparation of unknown config '{}'", store.path, config);
+  c->preparations.push_back(std::move(record));
+}
+
 void add_unit_error(Store& store, const UnitRun& run, const std::string& message) {
   UnitRecord& unit = unit_to_finish(store, run, std::nullopt);
   store.results.errors.push_back({unit.config, unit.key, run.rank, run.host, message});

@@ -100,6 +100,11 @@ void read_sanity(const H5::Group& parent, ConfigResults& c) {
   c.kl_vs_baseline = h5::attr_double(g, "kl_vs_baseline");
 }
 
+void read_preparations(const H5::Group& parent, ConfigResults& c) {
+  if (h5::has(parent, "prepare"))
+    c.preparations = read_table<PrepareRecord>(h5::open_group(parent, "prepare"));
+}
+
 std::vector<ConfigResults> read_configs(const H5::Group& root) {
   const H5::Group configs = h5::open_group(root, "configs");
   std::vector<std::pair<int64_t, ConfigResults>> indexed;
@@ -112,6 +117,7 @@ std::vector<ConfigResults> read_configs(const H5::Group& root) {
     read_metrics(g, c);
     read_bench(g, c);
     read_sanity(g, c);
+    read_preparations(g, c);
     indexed.emplace_back(h5::attr_int(g, "index").value_or(0), std::move(c));
   }
   std::stable_sort(indexed.begin(), indexed.end(),

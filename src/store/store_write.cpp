@@ -123,6 +123,10 @@ void write_sanity(const H5::Group& parent, const ConfigResults& c) {
   if (c.kl_vs_baseline) h5::set_attr(g, "kl_vs_baseline", *c.kl_vs_baseline);
 }
 
+void write_preparations(const H5::Group& parent, const ConfigResults& c) {
+  if (!c.preparations.empty()) write_table(h5::group(parent, "prepare"), c.preparations);
+}
+
 void write_configs(const H5::Group& root, const Results& r) {
   const H5::Group configs = h5::group(root, "configs");
   for (size_t i = 0; i < r.configs.size(); ++i) {
@@ -134,6 +138,7 @@ void write_configs(const H5::Group& root, const Results& r) {
     write_metrics(g, c);
     write_bench(g, c);
     write_sanity(g, c);
+    write_preparations(g, c);
   }
 }
 

@@ -32,10 +32,12 @@ struct Coordination {
 
 void record(Coordination& c, const UnitResult& r) {
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
+  if (r.prepare) add_preparation(c.store, r.config, *r.prepare);
   if (r.error) {
     add_unit_error(c.store, run, r.error->message);
   } else {
     switch (c.plan.at(r.key).kind) {
+      case UnitKind::prepare: add_prepared(c.store, run); break;
       case UnitKind::coqa: add_samples(c.store, run, r.samples); break;
       case UnitKind::bench: add_bench(c.store, run, *r.bench); break;
       case UnitKind::sanity:

@@ -18,25 +18,6 @@ namespace fs = std::filesystem;
 namespace qsweep {
 namespace {
 
-// Hashing whole checkpoints would take minutes; names, sizes and the first MiB of each weight
-// file (the header and the first tensor's bytes) tell different models and seeds apart.
-std::string weights_fingerprint(const std::string& model_dir) {
-  std::vector<fs::path> files;
-  for (const auto& entry : fs::directory_iterator(model_dir))
-    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
-  std::sort(files.begin(), files.end());
-  std::vector<std::string> parts;
-  for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    std::string head(1 << 20, '\0');
-    in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<size_t>(in.gcount()));
-    parts.push_back(fmt::format("{}:{}:{}", file.filename().string(), fs::file_size(file),
-                                sha256_hex(head)));
-  }
-  return parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ","));
-}
-
 std::string flag(bool value) { return value ? "true" : "false"; }
 
 void add_evaluation(std::vector<std::string>& lines, const EvalSpec& e) {
@@ -69,6 +50,25 @@ void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& spec) {
 }
 
 }  // namespace
+
+// Hashing whole checkpoints would take minutes; names, sizes and the first MiB of each weight
+// file (the header and the first tensor's bytes) tell different models and seeds apart.
+std::string weights_fingerprint(const std::string& model_dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(model_dir))
+    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> parts;
+  for (const auto& file : files) {
+    std::ifstream in(file, std::ios::binary);
+    std::string head(1 << 20, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    parts.push_back(fmt::format("{}:{}:{}", file.filename().string(), fs::file_size(file),
+                                sha256_hex(head)));
+  }
+  return parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ","));
+}
 
 std::string results_fingerprint(const SweepSpec& spec) {
   std::vector<std::string> lines = {

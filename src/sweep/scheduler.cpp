@@ -10,7 +10,9 @@ std::optional<WorkUnit> Scheduler::next(int rank, const std::string& held) {
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
     if (it->config == held) return take(it, rank);
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
-    if (!held_by_other(rank, it->config)) return take(it, rank);
+    if (!held_by_other(rank, it->config) && !being_prepared(*it)) return take(it, rank);
+  for (auto it = pending_.begin(); it != pending_.end(); ++it)
+    if (!being_prepared(*it)) return take(it, rank);
   if (!pending_.empty()) return take(pending_.begin(), rank);
   return std::nullopt;
 }
@@ -40,6 +42,12 @@ WorkUnit Scheduler::take(std::deque<WorkUnit>::iterator it, int rank) {
   in_flight_[rank] = unit;
   ++attempts_[unit.key];
   return unit;
+}
+
+bool Scheduler::being_prepared(const WorkUnit& unit) const {
+  for (const auto& [r, u] : in_flight_)
+    if (u.kind == UnitKind::prepare && u.config == unit.config) return true;
+  return false;
 }
 
 bool Scheduler::held_by_other(int rank, const std::string& config) const {

@@ -28,7 +28,7 @@ const std::vector<std::string>& config_key_names() {
   static const std::vector<std::string> names = {
       "model",     "method",       "dtype",     "compute_dtype", "bits",
       "group_size", "sym",         "blocksize", "double_quant",  "threshold",
-      "quantize_lm_head"};
+      "quantize_lm_head", "damp_percent", "desc_act", "static_groups", "clip", "calibration"};
   return names;
 }
 
@@ -71,6 +71,37 @@ std::string parse_model_dir(const YAML::Node& node, const std::string& file, con
   return dir.string();
 }
 
+// `calibration: {text: FILE, samples: N, seq_len: L, seed: S}`, the text relative to the file
+// that names it and hashed now, so the fingerprint says which text it was.
+CalibrationSpec parse_calibration(const YAML::Node& node, const std::string& file,
+                                  const std::string& key) {
+  const yaml::Section s = yaml::section(node, file, key);
+  yaml::check_keys(s, {"text", "samples", "seq_len", "seed"});
+  CalibrationSpec c;
+  const YAML::Node text = yaml::require(s, "text");
+  const fs::path given = yaml::expand_env(yaml::as_string(text, file, s.key("text")), file, text,
+                                          s.key("text"));
+  c.text = (given.is_absolute() ? given : fs::path(file).parent_path() / given).lexically_normal();
+  if (!fs::is_regular_file(c.text))
+    yaml::key_error(file, text, s.key("text"),
+                    fmt::format("calibration text '{}' does not exist; the project ships "
+                                "data/calibration/moby_dick.txt", c.text));
+  c.text_sha256 = sha256_file(c.text);
+  c.samples = yaml::get_int(s, "samples", c.samples, 1);
+  c.seq_len = yaml::get_int(s, "seq_len", c.seq_len, 16);
+  c.seed = static_cast<uint64_t>(yaml::get_int(s, "seed", 0, 0));
+  return c;
+}
+
+double damp_from_yaml(const YAML::Node& node, const std::string& file, const std::string& key) {
+  const double damp = yaml::as_double(node, file, key);
+  if (!(damp >= 0 && damp < 1))
+    yaml::key_error(file, node, key,
+                    fmt::format("must be in [0, 1) (a fraction of the mean Hessian diagonal; "
+                                "GPTQ uses 0.01), got {}", damp));
+  return damp;
+}
+
 void set_config_key(PrepConfig& config, const std::string& name, const YAML::Node& value,
                     const std::string& file, const std::string& key) {
   QuantConfig& q = config.quant;
@@ -97,6 +128,23 @@ void set_config_key(PrepConfig& config, const std::string& name, const YAML::Nod
                                   q.threshold));
   }
   if (name == "quantize_lm_head") q.quantize_lm_head = yaml::as_bool(value, file, key);
+  if (name == "damp_percent") q.damp_percent = damp_from_yaml(value, file, key);
+  if (name == "desc_act") q.desc_act = yaml::as_bool(value, file, key);
+  if (name == "static_groups") q.static_groups = yaml::as_bool(value, file, key);
+  if (name == "clip") q.clip = yaml::as_bool(value, file, key);
+  if (name == "calibration") q.calibration = parse_calibration(value, file, key);
+}
+
+}  // namespace
+
+namespace {
+
+// The window length is left as set ("default" for the method's): it is capped only once the
+// model's context is known, and the model is part of the sweep's own fingerprint.
+std::string calibration_value(const CalibrationSpec& c) {
+  if (c.text.empty()) return "none";
+  return fmt::format("sha256:{} samples={} seq_len={} seed={}", c.text_sha256, c.samples,
+                     c.seq_len > 0 ? std::to_string(c.seq_len) : "default", c.seed);
 }
 
 }  // namespace
@@ -120,6 +168,11 @@ std::vector<std::pair<std::string, std::string>> config_key_values(const PrepCon
     if (key == "double_quant") value = q.double_quant ? "true" : "false";
     if (key == "threshold") value = fmt::format("{}", q.threshold);
     if (key == "quantize_lm_head") value = q.quantize_lm_head ? "true" : "false";
+    if (key == "damp_percent") value = fmt::format("{}", q.damp_percent);
+    if (key == "desc_act") value = q.desc_act ? "true" : "false";
+    if (key == "static_groups") value = q.static_groups ? "true" : "false";
+    if (key == "clip") value = q.clip ? "true" : "false";
+    if (key == "calibration") value = calibration_value(q.calibration);
     values.emplace_back(key, value);
   }
   return values;

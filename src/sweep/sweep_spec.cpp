@@ -187,11 +187,11 @@ std::vector<std::pair<std::string, std::string>> parse_compare(
 void check_config_fits_model(const PrepConfig& c, const ModelConfig& model,
                              const std::string& model_dir) {
   const QuantConfig& q = c.quant;
-  if (q.method == QuantMethod::gptq || q.method == QuantMethod::awq)
-    fail("{}: config '{}': method '{}' is not available in this version of qsweep (it needs "
-         "the calibration pipeline still to come); rtn with the same bits and group_size is the "
-         "uncalibrated control",
-         c.origin, c.name, quant_method_name(q.method));
+  if (needs_calibration(q.method) && q.calibration.text.empty())
+    fail("{}: config '{}': method '{}' needs calibration data: add `calibration: {{text: FILE}}` "
+         "(the project ships data/calibration/moby_dick.txt; samples, seq_len and seed are "
+         "optional), or use a preset such as configs/quant/{}4_g128.yaml",
+         c.origin, c.name, quant_method_name(q.method), quant_method_name(q.method));
   // A pre-quantized checkpoint runs only as stored, and from_checkpoint needs one; an
   // unsupported quantization_config fails here, naming its key.
   const CheckpointQuantization stored = read_checkpoint_quantization(model_dir);
@@ -206,7 +206,7 @@ void check_config_fits_model(const PrepConfig& c, const ModelConfig& model,
          "as stored, or point `model` at the unquantized model",
          c.origin, c.name, stored.source, checkpoint_format_name(stored.format),
          quant_method_name(q.method));
-  const bool int_group = q.method == QuantMethod::rtn;
+  const bool int_group = q.method == QuantMethod::rtn || needs_calibration(q.method);
   if (!int_group || q.group_size < 0) return;
   // The input sizes of q/k/v, gate/up (hidden), o (heads x head_dim) and down (intermediate).
   for (const int in : {model.hidden_size, model.num_heads * model.head_dim, model.intermediate_size})
@@ -253,6 +253,10 @@ void parse_paths(const yaml::Section& top, const fs::path& base, SweepSpec& spec
                                 spec.model));
   spec.store = get_path(top, "store", base, (base / (spec.name + ".h5")).string());
   spec.log_dir = get_path(top, "log_dir", base, (base / "logs").string());
+  // Beside the store by default, so sweeps writing to one results directory share quantized
+  // checkpoints (entries are keyed by content, not by sweep).
+  spec.cache_dir = get_path(top, "cache_dir", base,
+                            (fs::path(spec.store).parent_path() / "qsweep_cache").string());
   spec.config_dirs = get_config_dirs(top, base);
 }
 
@@ -266,8 +270,8 @@ SweepSpec load_sweep_spec(const std::string& path) {
   const fs::path base = fs::path(spec.path).parent_path();
   const yaml::Section top = yaml::section(yaml::parse(spec.text, path), path, "");
   yaml::check_keys(top, {"name", "model", "tokenizer", "baseline", "store", "seed", "device",
-                         "log_dir", "config_dirs", "configs", "evaluation", "benchmarks",
-                         "compare"});
+                         "log_dir", "cache_dir", "config_dirs", "configs", "evaluation",
+                         "benchmarks", "compare"});
   spec.name = get_name(top, fs::path(path).stem().string());
   parse_paths(top, base, spec);
   spec.seed = static_cast<uint64_t>(yaml::get_int(top, "seed", 1234, 0));

@@ -8,6 +8,7 @@ namespace qsweep {
 
 std::string unit_kind_name(UnitKind kind) {
   switch (kind) {
+    case UnitKind::prepare: return "prepare";
     case UnitKind::sanity: return "sanity";
     case UnitKind::coqa: return "coqa";
     case UnitKind::bench: return "bench";
@@ -29,6 +30,8 @@ std::vector<WorkUnit> expand_units(const SweepSpec& spec, size_t n_stories) {
   const bool sanity = e.enabled && (!e.sanity_prompts.empty() || !e.perplexity_text.empty());
   std::vector<WorkUnit> units;
   for (const PrepConfig& config : spec.configs) {
+    if (needs_calibration(config.quant.method))
+      units.push_back({config.name + "/prepare", config.name, UnitKind::prepare, -1, 0, 0});
     if (sanity)
       units.push_back({config.name + "/sanity", config.name, UnitKind::sanity, -1, 0, 0});
     for (size_t i = 0; i < shards.size(); ++i)

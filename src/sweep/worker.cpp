@@ -9,7 +9,10 @@
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
 #include "qsweep/model/perplexity.h"
+#include "qsweep/model/quantized_checkpoint.h"
+#include "qsweep/quant/calibration.h"
 #include "qsweep/quant/quantize_model.h"
+#include "quant_cache.h"
 #include "qsweep/util/text.h"
 #include "qsweep/tokenizer/tokenizer.h"
 
@@ -46,30 +49,78 @@ const PrepConfig& find_config(const SweepSpec& spec, const std::string& name) {
   fail("config '{}' is not in {}", name, spec.path);
 }
 
-// A config's model: its checkpoint loaded in its dtype, then quantized by its method.
-Model load_config_model(const SweepSpec& spec, const PrepConfig& c, const at::Device& device,
-                        std::chrono::steady_clock::time_point* loaded = nullptr) {
-  Model m = load_model(c.model.empty() ? spec.model : c.model, {c.dtype, device});
-  if (loaded) *loaded = std::chrono::steady_clock::now();
-  quantize_model(m, c.quant);
+double seconds_since(std::chrono::steady_clock::time_point from) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
+}
+
+std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
+  return c.model.empty() ? spec.model : c.model;
+}
+
+int calibration_window(const SweepSpec& spec, const PrepConfig& c) {
+  return calibration_seq_len(c.quant, load_model_config(model_dir_of(spec, c)).max_position_embeddings);
+}
+
+// A config's model: its checkpoint loaded in its dtype, then quantized by its method (on the
+// calibration windows, for gptq and awq).
+Model load_and_quantize(const UnitRunner::State& s, const PrepConfig& c, PrepareRecord& record) {
+  const auto start = std::chrono::steady_clock::now();
+  Model m = load_model(model_dir_of(s.spec, c), {c.dtype, s.device});
+  record.load_seconds = seconds_since(start);
+  const auto loaded = std::chrono::steady_clock::now();
+  at::Tensor calibration;
+  if (needs_calibration(c.quant.method))
+    calibration = calibration_tokens(s.tokenizer, c.quant.calibration, calibration_window(s.spec, c));
+  quantize_model(m, c.quant, calibration);
+  record.quantize_seconds = seconds_since(loaded);
+  record.source = "quantized";
   return m;
 }
 
+// A calibrated config's model from the sweep's cache, computed into it first by whichever rank
+// gets there first (quant_cache.h).
+Model load_calibrated(const UnitRunner::State& s, const PrepConfig& c, PrepareRecord& record) {
+  const CacheEntry entry = cache_entry(s.spec, c, calibration_window(s.spec, c));
+  record.cache_entry = entry.dir;
+  record.source = "cache";
+  if (!cache_entry_complete(entry)) {
+    const CacheLock lock(entry);
+    if (!cache_entry_complete(entry)) {
+      const Model m = load_and_quantize(s, c, record);
+      const std::string staging = cache_entry_staging(entry);
+      write_quantized_checkpoint(m, model_dir_of(s.spec, c), c.dtype, staging);
+      publish_cache_entry(entry, staging);
+      log_info("{}: quantized checkpoint cached in {}", c.name, entry.dir);
+    }
+  }
+  // The rank that computed it runs the checkpoint as stored too (scales rounded to float16, as
+  // GPTQ checkpoints hold them), so every rank evaluates the same weights.
+  const auto start = std::chrono::steady_clock::now();
+  Model m = load_model(entry.dir, {c.dtype, s.device});
+  record.load_seconds += seconds_since(start);
+  return m;
+}
+
+Model load_config_model(const UnitRunner::State& s, const PrepConfig& c, PrepareRecord& record) {
+  return needs_calibration(c.quant.method) ? load_calibrated(s, c, record)
+                                           : load_and_quantize(s, c, record);
+}
+
 // Prepares the model for a config once per rank, and keeps it while that config's units come.
-const Model& prepare(UnitRunner::State& s, const std::string& config) {
+// The unit during which it happened carries the record of how.
+const Model& prepare(UnitRunner::State& s, const std::string& config, UnitResult& r) {
   if (s.prepared == config && s.model) return *s.model;
   s.model.reset();  // free the previous config's weights before loading the next
   s.prepared.clear();
   const PrepConfig& c = find_config(s.spec, config);
-  const auto start = std::chrono::steady_clock::now();
-  std::chrono::steady_clock::time_point loaded;
-  s.model = load_config_model(s.spec, c, s.device, &loaded);
+  PrepareRecord record{r.key, r.rank, r.host, "", 0, 0, ""};
+  s.model = load_config_model(s, c, record);
   s.prepared = config;
-  const auto seconds = [](auto from, auto to) { return std::chrono::duration<double>(to - from).count(); };
-  log_info("prepared {} ({}, {}) on {}: loaded in {:.1f} s, quantized in {:.1f} s, {:.3f} bits per "
-           "weight", config, quant_method_name(c.quant.method), dtype_name(c.dtype),
-           device_description(s.device), seconds(start, loaded),
-           seconds(loaded, std::chrono::steady_clock::now()), projection_bits_per_weight(*s.model));
+  log_info("prepared {} ({}, {}) on {}: {}, loaded in {:.1f} s, quantized in {:.1f} s, {:.3f} "
+           "bits per weight", config, quant_method_name(c.quant.method), dtype_name(c.dtype),
+           device_description(s.device), record.source == "cache" ? "from the cache" : "here",
+           record.load_seconds, record.quantize_seconds, projection_bits_per_weight(*s.model));
+  r.prepare = record;
   return *s.model;
 }
 
@@ -83,7 +134,8 @@ void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std
   const auto windows = text_windows(s.tokenizer, read_file(path), kPerplexityWindow, kPerplexityWindows);
   std::optional<Model> baseline;
   if (config != s.spec.baseline) {
-    baseline = load_config_model(s.spec, find_config(s.spec, s.spec.baseline), s.device);
+    PrepareRecord unused;
+    baseline = load_config_model(s, find_config(s.spec, s.spec.baseline), unused);
   }
   const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
   r.perplexity = scores.perplexity;
@@ -110,8 +162,9 @@ BenchRecord run_bench(const UnitRunner::State& s, const Model& m, const std::str
 }
 
 void run_kind(UnitRunner::State& s, const WorkUnit& unit, UnitResult& r) {
-  const Model& m = prepare(s, unit.config);
+  const Model& m = prepare(s, unit.config, r);
   switch (unit.kind) {
+    case UnitKind::prepare: break;
     case UnitKind::sanity:
       r.sanity = run_sanity(s, m);
       score_perplexity_text(s, m, unit.config, r);

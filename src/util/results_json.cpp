@@ -68,6 +68,8 @@ void to_json(json& j, const UnitError& r) { record_to_json(j, r); }
 void from_json(const json& j, UnitError& r) { record_from_json(j, r); }
 void to_json(json& j, const SanityOutput& r) { record_to_json(j, r); }
 void from_json(const json& j, SanityOutput& r) { record_from_json(j, r); }
+void to_json(json& j, const PrepareRecord& r) { record_to_json(j, r); }
+void from_json(const json& j, PrepareRecord& r) { record_from_json(j, r); }
 void to_json(json& j, const UnitResult& r) { record_to_json(j, r); }
 void from_json(const json& j, UnitResult& r) { record_from_json(j, r); }
 

@@ -5,6 +5,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <vector>
+
 namespace qsweep {
 
 // Codes int32 [rows, cols] with values in [0, 2^bits) packed along `dim` (0: qweight, 1: zeros)
@@ -21,6 +23,11 @@ at::Tensor unpack_int_codes(const at::Tensor& packed, int bits, int64_t dim);
 IntGroupWeight make_int_group_weight(const at::Tensor& codes, const at::Tensor& scales,
                                      const at::Tensor& zero_points, const at::Tensor& g_idx,
                                      int bits, int group_size, bool sym, at::ScalarType dtype);
+
+// The weight of the output rows [0, rows[0]), [rows[0], rows[0] + rows[1]), ... as weights of
+// their own: what a matrix quantized as the concatenation of several projections splits into.
+std::vector<IntGroupWeight> split_int_group_outputs(const IntGroupWeight& w,
+                                                    const std::vector<int64_t>& rows);
 
 // Zero points int32 [groups, out], the stored zero - 1 plus one modulo 2^bits.
 at::Tensor int_group_zero_points(const IntGroupWeight& w);

@@ -78,5 +78,7 @@ at::Tensor linear_dequantize(const Linear& layer);
 // Input and output sizes.
 int64_t linear_in_features(const Linear& layer);
 int64_t linear_out_features(const Linear& layer);
+// The layer with every tensor on `device` (quantizers that pack on the CPU move their result).
+Linear linear_to(Linear layer, const at::Device& device);
 
 }  // namespace qsweep

@@ -22,6 +22,23 @@ inline constexpr QuantMethod kAllQuantMethods[] = {
 const char* quant_method_name(QuantMethod method);
 std::optional<QuantMethod> parse_quant_method(std::string_view name);
 
+// The calibration set of gptq and awq: `samples` windows of `seq_len` tokens drawn from a text
+// file with a seeded generator (calibration.h). Its identity (the file's sha256, N, L, seed) is
+// part of the config's fingerprint.
+struct CalibrationSpec {
+  std::string text;            // absolute path
+  std::string text_sha256;
+  int samples = 128;
+  int seq_len = 0;             // 0: the method's default, capped at the model's context
+  uint64_t seed = 0;
+};
+
+// The reference implementations' window lengths: IST-DASLab/gptq calibrates on 128 x 2048
+// tokens, llm-awq and AutoAWQ on 128 x 512 (its grid search replays each block 20 times, so
+// it pays for every token 20-fold).
+inline constexpr int kGptqSeqLen = 2048;
+inline constexpr int kAwqSeqLen = 512;
+
 struct QuantConfig {
   QuantMethod method = QuantMethod::none;
   // rtn, gptq, awq: integer codes in groups of input channels (-1: one group per row).
@@ -37,7 +54,19 @@ struct QuantConfig {
   std::optional<DType> compute_dtype;
   // Embeddings, norms and lm_head stay in the compute dtype unless this is set.
   bool quantize_lm_head = false;
+  // gptq: dampening (fraction of the mean Hessian diagonal), act-order, groups fixed up front.
+  double damp_percent = 0.01;
+  bool desc_act = false;
+  bool static_groups = false;
+  // awq: search a clipping threshold per group after scaling.
+  bool clip = true;
+  CalibrationSpec calibration;  // gptq, awq
 };
+
+// Whether the method chooses weights from calibration data (gptq, awq).
+bool needs_calibration(QuantMethod method);
+// The window length a config calibrates on: its own, or its method's default, at most `context`.
+int calibration_seq_len(const QuantConfig& config, int context);
 
 // The values each parameter may take, as the libraries the methods come from accept them.
 inline constexpr int kIntBits[] = {2, 3, 4, 8};

@@ -9,9 +9,10 @@ namespace qsweep {
 // unties it from the embeddings) by the method's storage format. Embeddings and norms stay in
 // the model's dtype, as bitsandbytes and GPTQ leave them. Layers are quantized one at a time,
 // each dense weight freed as its replacement is made, so the model is never held twice in full
-// precision. Methods that need calibration data are refused here; from_checkpoint, whose
+// precision. gptq and awq take their calibration windows [samples, seq_len] (calibration.h)
+// and quantize layer by layer on the model's device (calibrated.h); from_checkpoint, whose
 // linears load_model has read in their stored format, leaves the model as it is.
-void quantize_model(Model& model, const QuantConfig& config);
+void quantize_model(Model& model, const QuantConfig& config, const at::Tensor& calibration = {});
 
 // One weight [out, in] in the method's format, computing in `compute_dtype`.
 Linear quantize_linear(const at::Tensor& weight, const QuantConfig& config,

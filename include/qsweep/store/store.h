@@ -40,6 +40,7 @@ struct ConfigResults {
   std::vector<SanityOutput> sanity;
   std::optional<double> perplexity;
   std::optional<double> kl_vs_baseline;   // nats per token, KL(baseline || config)
+  std::vector<PrepareRecord> preparations;  // every time a rank prepared this config's model
   std::optional<ConfigMetrics> metrics;
 };
 
@@ -77,6 +78,7 @@ struct Fields<ConfigResults> {
       Field{"sanity", &ConfigResults::sanity},
       Field{"perplexity", &ConfigResults::perplexity},
       Field{"kl_vs_baseline", &ConfigResults::kl_vs_baseline},
+      Field{"preparations", &ConfigResults::preparations},
       Field{"metrics", &ConfigResults::metrics},
   };
 };
@@ -147,6 +149,10 @@ void add_samples(Store& store, const UnitRun& run, std::vector<SampleRecord> sam
 void add_bench(Store& store, const UnitRun& run, BenchRecord bench);
 void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
                 std::optional<double> perplexity, std::optional<double> kl_vs_baseline);
+// A prepare unit (the computation of a calibrated config's cached checkpoint) that succeeded.
+void add_prepared(Store& store, const UnitRun& run);
+// Any unit during which its rank prepared the config's model; `config` is the unit's.
+void add_preparation(Store& store, const std::string& config, PrepareRecord record);
 void add_unit_error(Store& store, const UnitRun& run, const std::string& message);
 void set_metrics(Store& store, ConfigMetrics metrics);
 void set_provenance(Store& store, const std::string& key, const std::string& value);

@@ -3,7 +3,9 @@
 //
 // Model affinity, as llama-bench orders its runs to reload a model as rarely as possible: a rank
 // gets the next unit of the config it holds prepared; else a config no other rank is on, so
-// configs spread over ranks and each is loaded about once; else any unit. A unit whose rank
+// configs spread over ranks and each is loaded about once; else any unit. A unit whose config's
+// prepare unit (a GPTQ/AWQ computation) is in flight elsewhere comes last: its rank would only
+// wait for the cached checkpoint. A unit whose rank
 // failed under it (a device fault: the unit is not to blame) goes back for another rank, up to
 // a number of attempts, and so does a unit still in flight when its rank leaves.
 #include "qsweep/sweep/sweep_spec.h"
@@ -35,6 +37,7 @@ class Scheduler {
  private:
   WorkUnit take(std::deque<WorkUnit>::iterator it, int rank);
   bool held_by_other(int rank, const std::string& config) const;
+  bool being_prepared(const WorkUnit& unit) const;
 
   std::deque<WorkUnit> pending_;
   std::map<int, std::string> held_;

@@ -70,6 +70,7 @@ struct SweepSpec {
   uint64_t seed = 1234;
   std::string device = "auto";            // auto | cpu | cuda | cuda:N
   std::string log_dir;
+  std::string cache_dir;                  // quantized checkpoints of gptq/awq configs
   std::vector<std::string> config_dirs;   // where presets are looked up, in order
   std::vector<PrepConfig> configs;
   EvalSpec evaluation;
@@ -85,11 +86,17 @@ SweepSpec load_sweep_spec(const std::string& path);
 // line. A store remembers it, and resuming with a different one is refused (docs/sweep-spec.md,
 // "Resume"). It reads the CoQA file, perplexity text and model config to fingerprint them.
 std::string results_fingerprint(const SweepSpec& spec);
+// The weight files of a model directory told apart by name, size and a hash of their first MiB
+// (hashing whole checkpoints would take minutes).
+std::string weights_fingerprint(const std::string& model_dir);
 // One line per preparation key of a config, e.g. "dtype=fp16".
 std::string config_fingerprint(const PrepConfig& config);
 
-enum class UnitKind { sanity, coqa, bench };
-inline constexpr UnitKind kAllUnitKinds[] = {UnitKind::sanity, UnitKind::coqa, UnitKind::bench};
+// prepare: a calibrated (gptq, awq) config's quantized checkpoint computed into the cache, once
+// per sweep, before the config's other units load it.
+enum class UnitKind { prepare, sanity, coqa, bench };
+inline constexpr UnitKind kAllUnitKinds[] = {UnitKind::prepare, UnitKind::sanity, UnitKind::coqa,
+                                             UnitKind::bench};
 std::string unit_kind_name(UnitKind kind);
 std::optional<UnitKind> parse_unit_kind(std::string_view name);
 
@@ -102,8 +109,9 @@ struct WorkUnit {
 };
 
 // Every unit of the sweep for a CoQA file holding n_stories stories, grouped by config (in spec
-// order) so a rank that has prepared a model can take that config's next unit: sanity first (a
-// broken config fails fast), then the CoQA shards, then the benchmark.
+// order) so a rank that has prepared a model can take that config's next unit: prepare first
+// for a calibrated config, then sanity (a broken config fails fast), the CoQA shards, and the
+// benchmark.
 std::vector<WorkUnit> expand_units(const SweepSpec& spec, size_t n_stories);
 
 }  // namespace qsweep

@@ -94,6 +94,19 @@ struct UnitError {
   std::string message;
 };
 
+// How a rank came to hold a config's model: "quantized" (loaded and quantized here), or "cache"
+// (a GPTQ/AWQ checkpoint another rank or an earlier run computed, loaded from the sweep's cache).
+// One row per preparation: a config's rows show that a calibrated method ran once.
+struct PrepareRecord {
+  std::string unit;                // the unit during which the model was prepared
+  int rank = 0;
+  std::string host;
+  std::string source;              // "quantized" | "cache"
+  double load_seconds = 0;         // reading the checkpoint onto the device
+  double quantize_seconds = 0;     // calibration and quantization (0 when loaded from the cache)
+  std::string cache_entry;         // the cached checkpoint directory, "" for uncached methods
+};
+
 // What a worker sends rank 0 when a unit ends, successful or not.
 struct UnitResult {
   std::string key;
@@ -106,6 +119,7 @@ struct UnitResult {
   std::vector<SanityOutput> sanity;    // sanity units
   std::optional<double> perplexity;    // sanity units, with evaluation.perplexity_text
   std::optional<double> kl_vs_baseline;
+  std::optional<PrepareRecord> prepare;  // when this unit's rank prepared the model for it
   std::optional<UnitError> error;      // set when the unit failed
 };
 

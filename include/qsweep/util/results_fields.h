@@ -90,6 +90,19 @@ struct Fields<UnitError> {
 };
 
 template <>
+struct Fields<PrepareRecord> {
+  static constexpr auto list = std::tuple{
+      Field{"unit", &PrepareRecord::unit},
+      Field{"rank", &PrepareRecord::rank},
+      Field{"host", &PrepareRecord::host},
+      Field{"source", &PrepareRecord::source},
+      Field{"load_seconds", &PrepareRecord::load_seconds},
+      Field{"quantize_seconds", &PrepareRecord::quantize_seconds},
+      Field{"cache_entry", &PrepareRecord::cache_entry},
+  };
+};
+
+template <>
 struct Fields<UnitResult> {
   static constexpr auto list = std::tuple{
       Field{"key", &UnitResult::key},
@@ -102,6 +115,7 @@ struct Fields<UnitResult> {
       Field{"sanity", &UnitResult::sanity},
       Field{"perplexity", &UnitResult::perplexity},
       Field{"kl_vs_baseline", &UnitResult::kl_vs_baseline},
+      Field{"prepare", &UnitResult::prepare},
       Field{"error", &UnitResult::error},
   };
 };

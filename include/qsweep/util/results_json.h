@@ -15,6 +15,8 @@ void to_json(nlohmann::json& j, const UnitError& r);
 void from_json(const nlohmann::json& j, UnitError& r);
 void to_json(nlohmann::json& j, const SanityOutput& r);
 void from_json(const nlohmann::json& j, SanityOutput& r);
+void to_json(nlohmann::json& j, const PrepareRecord& r);
+void from_json(const nlohmann::json& j, PrepareRecord& r);
 void to_json(nlohmann::json& j, const UnitResult& r);
 void from_json(const nlohmann::json& j, UnitResult& r);
 

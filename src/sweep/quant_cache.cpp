@@ -1,0 +1,86 @@
+#include "quant_cache.h"
+
+#include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
+#include "qsweep/util/text.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace qsweep {
+namespace {
+
+constexpr const char* kKeyFile = "qsweep_cache_key.txt";
+
+std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
+  return c.model.empty() ? spec.model : c.model;
+}
+
+}  // namespace
+
+CacheEntry cache_entry(const SweepSpec& spec, const PrepConfig& c, int seq_len) {
+  const std::string model = model_dir_of(spec, c);
+  const std::string key = fmt::format(
+      "qsweep_cache_format=1\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n"
+      "{}calibration.seq_len_used={}\n",
+      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model),
+      sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()), config_fingerprint(c),
+      seq_len);
+  const std::string name =
+      fmt::format("{}-{}", quant_method_name(c.quant.method), sha256_hex(key).substr(0, 16));
+  return {(fs::path(spec.cache_dir) / name).string(), key};
+}
+
+bool cache_entry_complete(const CacheEntry& entry) {
+  const fs::path key_file = fs::path(entry.dir) / kKeyFile;
+  return fs::is_regular_file(key_file) && read_file(key_file.string()) == entry.key;
+}
+
+std::string cache_entry_staging(const CacheEntry& entry) {
+  char host[HOST_NAME_MAX + 1] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  const std::string staging = fmt::format("{}.tmp-{}-{}", entry.dir, host, ::getpid());
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec) fail("cannot create the cache directory '{}': {}", staging, ec.message());
+  return staging;
+}
+
+void publish_cache_entry(const CacheEntry& entry, const std::string& staging) {
+  std::ofstream(fs::path(staging) / kKeyFile) << entry.key;
+  std::error_code ec;
+  fs::remove_all(entry.dir, ec);  // an entry of another key under the same name (a collision)
+  fs::rename(staging, entry.dir, ec);
+  if (ec) fail("cannot move the cached checkpoint '{}' to '{}': {}", staging, entry.dir, ec.message());
+}
+
+CacheLock::CacheLock(const CacheEntry& entry) {
+  const std::string path = entry.dir + ".lock";
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("cannot create the cache lock '{}': {}", path, std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+  log_info("waiting for another rank to finish {} (lock {})", entry.dir, path);
+  if (::flock(fd_, LOCK_EX) != 0)
+    fail("cannot lock '{}': {} (the cache needs a file system with flock support; set cache_dir "
+         "to one)", path, std::strerror(errno));
+}
+
+CacheLock::~CacheLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+}  // namespace qsweep
