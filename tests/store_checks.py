@@ -22,6 +22,11 @@ the metrics as attributes, /errors one row per failed unit run.
   store_checks.py failed STORE CONFIG TEXT...  CONFIG's units all failed, each with an error row
                                                whose message contains every TEXT; every other
                                                config complete with metrics
+  store_checks.py prepared STORE CONFIG N_QUANTIZED
+                                               /configs/CONFIG/prepare holds exactly N_QUANTIZED
+                                               rows with source "quantized" (the calibrated
+                                               method ran) and the rest "cache", all naming one
+                                               cache entry; print "QUANTIZED CACHED"
 Exit code 0 when the check holds; the reason otherwise.
 """
 import json
@@ -212,6 +217,22 @@ def compare_config(name, ca, cb):
     return None
 
 
+def prepared(path, config_name, quantized):
+    with h5py.File(path, "r") as f:
+        group = f[f"configs/{config_name}/prepare"]
+        sources = list(column(group, "source"))
+        entries = set(column(group, "cache_entry"))
+        seconds = list(column(group, "quantize_seconds"))
+    n = sources.count("quantized")
+    if n != int(quantized) or set(sources) - {"quantized", "cache"}:
+        sys.exit(f"{path}: {config_name} was prepared {sources}, expected {quantized} 'quantized'")
+    if len(entries) != 1 or not all(entries):
+        sys.exit(f"{path}: {config_name}'s preparations name cache entries {entries}")
+    if any(s > 0 for s, src in zip(seconds, sources) if src == "cache"):
+        sys.exit(f"{path}: a preparation from the cache spent time quantizing: {seconds}")
+    print(n, len(sources) - n)
+
+
 def same_results(path_a, path_b):
     with h5py.File(path_a, "r") as a, h5py.File(path_b, "r") as b:
         if sorted(units(a)) != sorted(units(b)):
@@ -283,7 +304,7 @@ def failed(path, config_name, *texts):
 
 
 if __name__ == "__main__":
-    commands = {"progress": progress, "wait-partial": wait_partial, "partial": partial,
+    commands = {"prepared": prepared, "progress": progress, "wait-partial": wait_partial, "partial": partial,
                 "snapshot": snapshot, "complete": complete, "unchanged": unchanged,
                 "same-results": same_results, "spread": spread, "failed": failed}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:

@@ -4,6 +4,7 @@
 #include "qsweep/model/layer_forward.h"
 #include "qsweep/quant/awq.h"
 #include "qsweep/quant/gptq.h"
+#include "qsweep/quant/rtn.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
 
@@ -41,11 +42,51 @@ std::string layer_name(int layer, ProjectionGroup group) {
   return fmt::format("model.layers.{}.{}", layer, projection_group_name(group));
 }
 
+// The Hugging Face module name of the group's i-th projection, after "model.layers.N.".
+const char* projection_name(ProjectionGroup group, size_t i) {
+  static const char* const qkv[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"};
+  switch (group) {
+    case ProjectionGroup::qkv: return qkv[i];
+    case ProjectionGroup::o: return "self_attn.o_proj";
+    case ProjectionGroup::gate_up: return i == 0 ? "mlp.gate_proj" : "mlp.up_proj";
+    case ProjectionGroup::down: return "mlp.down_proj";
+  }
+  return "?";
+}
+
+double mean_squared_difference(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kFloat) - b.to(at::kFloat)).pow(2).mean().item<double>();
+}
+
+// ||X D^T||^2 per output element and row of X, from the Hessian H = 2/n X^T X: d H d^T / 2 for
+// each row d of D = W - Q, averaged over the rows [first, first + n).
+double hessian_error(const at::Tensor& d, const at::Tensor& h, int64_t first, int64_t n) {
+  const at::Tensor rows = d.narrow(0, first, n);
+  return (rows.matmul(h) * rows).sum().item<double>() / 2.0 / static_cast<double>(n);
+}
+
+// GPTQ's and RTN's loss per projection of the group, on the inputs GPTQ saw.
+void report_gptq(const Model& m, int layer, ProjectionGroup group, const at::Tensor& w,
+                 const IntGroupWeight& q, const Hessian& hessian, const std::vector<int64_t>& rows,
+                 const QuantConfig& c, CalibrationReport& report) {
+  const at::Tensor dense = w.to(at::kFloat);
+  const at::Tensor rtn = int_group_dequantize(quantize_rtn(w, c.bits, c.group_size, c.sym, m.dtype));
+  const at::Tensor d_gptq = dense - int_group_dequantize(q).to(w.device());
+  const at::Tensor d_rtn = dense - rtn.to(w.device());
+  int64_t first = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    report.errors.push_back({fmt::format("model.layers.{}.{}", layer, projection_name(group, i)),
+                             hessian_error(d_gptq, hessian.h, first, rows[i]),
+                             hessian_error(d_rtn, hessian.h, first, rows[i])});
+    first += rows[i];
+  }
+}
+
 // The group's projections share one input and so one Hessian; GPTQ treats rows independently
 // given it, so they are quantized as one matrix (a third of the column steps for q/k/v) and
 // split again.
 void gptq_group(const Model& m, LayerWeights& l, int layer, const at::Tensor& x,
-                ProjectionGroup group, const QuantConfig& c) {
+                ProjectionGroup group, const QuantConfig& c, CalibrationReport& report) {
   Hessian hessian;
   for (const at::Tensor& chunk : chunks_of(x))
     add_to_hessian(hessian, group_input(m, l, chunk, group));
@@ -58,17 +99,18 @@ void gptq_group(const Model& m, LayerWeights& l, int layer, const at::Tensor& x,
   }
   const GptqOptions options{c.bits, c.group_size, c.sym, c.damp_percent, c.desc_act,
                             c.static_groups};
-  const GptqResult r =
-      gptq_quantize(at::cat(weights), hessian, options, m.dtype, layer_name(layer, group));
+  const at::Tensor w = at::cat(weights);
+  const GptqResult r = gptq_quantize(w, hessian, options, m.dtype, layer_name(layer, group));
+  report_gptq(m, layer, group, w, r.weight, hessian, rows, c, report);
   const std::vector<IntGroupWeight> parts = split_int_group_outputs(r.weight, rows);
   for (size_t i = 0; i < linears.size(); ++i) *linears[i] = linear_to({parts[i]}, m.device);
 }
 
 void gptq_layer(const Model& m, LayerWeights& l, int layer, const at::Tensor& x,
-                const QuantConfig& c) {
+                const QuantConfig& c, CalibrationReport& report) {
   // True-sequential, as the reference runs it: each group's inputs come from the groups of the
   // same layer already quantized before it.
-  for (ProjectionGroup group : kProjectionGroups) gptq_group(m, l, layer, x, group, c);
+  for (ProjectionGroup group : kProjectionGroups) gptq_group(m, l, layer, x, group, c, report);
 }
 
 // --- AWQ ---
@@ -141,21 +183,50 @@ void awq_scale_group(AwqLayer& a, ProjectionGroup group, const AwqOptions& optio
   fold_scales(a, group, best.scales);
 }
 
+// The block error that RTN (the sweep's rtn method, asymmetric, same bits and groups) gives
+// each group, before AWQ changes anything.
+std::vector<double> rtn_block_errors(AwqLayer& a, const QuantConfig& c) {
+  std::vector<double> errors;
+  for (ProjectionGroup group : kProjectionGroups) {
+    std::vector<at::Tensor> dense, rtn;
+    for (Linear* p : group_linears(a.l, group)) {
+      dense.push_back(a.master(*p));
+      rtn.push_back(int_group_dequantize(quantize_rtn(dense.back(), c.bits, c.group_size, false,
+                                                      a.m.dtype)).to(a.m.device));
+    }
+    errors.push_back(mean_squared_difference(replay(a, group, rtn), replay(a, group, dense)));
+  }
+  return errors;
+}
+
 // Clipping after scaling, on every projection but q and k: their errors pass through the
 // softmax of q.k, which a per-layer output error does not see (llm-awq leaves them out too).
-void awq_clip_and_quantize(AwqLayer& a, const AwqOptions& options) {
+// Each group's block error with its final weights goes into the report.
+void awq_clip_and_quantize(AwqLayer& a, int layer, const AwqOptions& options,
+                           const std::vector<double>& rtn_errors, CalibrationReport& report) {
   for (ProjectionGroup group : kProjectionGroups) {
     const at::Tensor input = a.inputs[static_cast<int>(group)];
-    for (Linear* p : group_linears(a.l, group)) {
+    std::vector<Linear*> linears = group_linears(a.l, group);
+    std::vector<at::Tensor> dense, quantized;
+    std::vector<IntGroupWeight> stored;
+    for (Linear* p : linears) {
       at::Tensor w = a.master(*p);
+      dense.push_back(w);
       if (options.clip && p != &a.l.q && p != &a.l.k)
         w = awq_apply_clip(w, awq_search_clip(w, input.flatten(0, 1), options), options.group_size);
-      *p = linear_to({awq_quantize(w, options.bits, options.group_size, a.m.dtype)}, a.m.device);
+      stored.push_back(awq_quantize(w, options.bits, options.group_size, a.m.dtype));
+      quantized.push_back(int_group_dequantize(stored.back()).to(a.m.device));
     }
+    report.errors.push_back({layer_name(layer, group),
+                             mean_squared_difference(replay(a, group, quantized),
+                                                     replay(a, group, dense)),
+                             rtn_errors[static_cast<size_t>(group)]});
+    for (size_t i = 0; i < linears.size(); ++i) *linears[i] = linear_to({stored[i]}, a.m.device);
   }
 }
 
-void awq_layer(const Model& m, LayerWeights& l, const at::Tensor& x, const QuantConfig& c) {
+void awq_layer(const Model& m, LayerWeights& l, int layer, const at::Tensor& x,
+               const QuantConfig& c, CalibrationReport& report) {
   AwqLayer a{m, l, {}, {}};
   for (ProjectionGroup group : kProjectionGroups)
     a.inputs.push_back(by_chunks(x, [&](const at::Tensor& chunk) {
@@ -165,14 +236,15 @@ void awq_layer(const Model& m, LayerWeights& l, const at::Tensor& x, const Quant
   options.bits = c.bits;
   options.group_size = c.group_size;
   options.clip = c.clip;
+  const std::vector<double> rtn_errors = rtn_block_errors(a, c);
   for (ProjectionGroup group : kProjectionGroups)
     if (can_scale(m, group)) awq_scale_group(a, group, options);
-  awq_clip_and_quantize(a, options);
+  awq_clip_and_quantize(a, layer, options, rtn_errors, report);
 }
 
 }  // namespace
 
-void quantize_calibrated(Model& m, const QuantConfig& c, const at::Tensor& tokens) {
+CalibrationReport quantize_calibrated(Model& m, const QuantConfig& c, const at::Tensor& tokens) {
   QSWEEP_CHECK(needs_calibration(c.method), "quantize_calibrated: method '{}' takes no "
                "calibration data", quant_method_name(c.method));
   const auto start = std::chrono::steady_clock::now();
@@ -181,10 +253,12 @@ void quantize_calibrated(Model& m, const QuantConfig& c, const at::Tensor& token
   };
   at::Tensor x = embed_tokens(m, tokens.to(m.device));
   double last_log = 0;
+  CalibrationReport report;
   for (size_t i = 0; i < m.layers.size(); ++i) {
     LayerWeights& l = m.layers[i];
-    if (c.method == QuantMethod::gptq) gptq_layer(m, l, static_cast<int>(i), x, c);
-    if (c.method == QuantMethod::awq) awq_layer(m, l, x, c);
+    const int layer = static_cast<int>(i);
+    if (c.method == QuantMethod::gptq) gptq_layer(m, l, layer, x, c, report);
+    if (c.method == QuantMethod::awq) awq_layer(m, l, layer, x, c, report);
     x = by_chunks(x, [&](const at::Tensor& chunk) { return layer_forward(m, l, chunk); });
     if (elapsed() - last_log >= 5 || i + 1 == m.layers.size()) {
       last_log = elapsed();
@@ -193,6 +267,7 @@ void quantize_calibrated(Model& m, const QuantConfig& c, const at::Tensor& token
                tokens.size(1), last_log);
     }
   }
+  return report;
 }
 
 }  // namespace qsweep

@@ -5,6 +5,7 @@
 #include "qsweep/quant/int8_rows.h"
 #include "qsweep/quant/rtn.h"
 #include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
 
 #include <ATen/ATen.h>
 
@@ -16,6 +17,21 @@ const at::Tensor& dense_weight(const Linear& layer) {
   const auto* dense = std::get_if<DenseWeight>(&layer.weight);
   if (!dense) fail("quantize_model: a projection is already quantized");
   return dense->weight;
+}
+
+// One line a researcher can check: did calibration beat round-to-nearest everywhere?
+void log_summary(const QuantConfig& c, const CalibrationReport& report) {
+  size_t better = 0;
+  const QuantError* worst = nullptr;
+  for (const QuantError& e : report.errors) {
+    if (e.error < e.rtn_error) ++better;
+    if (!worst || e.error / e.rtn_error > worst->error / worst->rtn_error) worst = &e;
+  }
+  if (!worst) return;
+  log_info("{}: output error below RTN's on {} of {} {} on the calibration inputs (worst: {}, "
+           "{:.3g} vs {:.3g})", quant_method_name(c.method), better, report.errors.size(),
+           c.method == QuantMethod::gptq ? "projections" : "blocks", worst->name, worst->error,
+           worst->rtn_error);
 }
 
 }  // namespace
@@ -48,7 +64,7 @@ void quantize_model(Model& m, const QuantConfig& c, const at::Tensor& calibratio
   if (needs_calibration(c.method)) {
     if (!calibration.defined())
       fail("method '{}' needs calibration windows (calibration_tokens)", quant_method_name(c.method));
-    quantize_calibrated(m, c, calibration);
+    log_summary(c, quantize_calibrated(m, c, calibration));
     return;
   }
   const at::ScalarType compute = c.compute_dtype ? scalar_type(*c.compute_dtype) : m.dtype;

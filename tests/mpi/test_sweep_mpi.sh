@@ -13,11 +13,15 @@
 #                           with errors naming the file, the other configs complete, rank 0 lists
 #                           the failures; a rerun runs nothing (exit 1); with the model fixed,
 #                           `--retry-failed` completes the store (exit 0).
+#   calibrated_once         a GPTQ config on 3 ranks: its checkpoint is computed once (one
+#                           "quantized" preparation in the store, one "cached in" log line), every
+#                           other rank loads it from the cache; the sweep is killed after that and
+#                           resumed, and the rerun loads the checkpoint rather than quantizing again.
 # Each case works in its own temporary directory, removed when it passes (kept, with the sweeps'
 # output shown, when it fails). Processes the case started are killed however it ends.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-CASES="three_ranks_match_one kill_and_resume failed_config_isolated"
+CASES="three_ranks_match_one kill_and_resume failed_config_isolated calibrated_once"
 CASE=${1:-}
 [[ " $CASES " == *" $CASE "* && -n "$CASE" ]] || { echo "usage: $0 {${CASES// /|}} [BUILD_DIR]" >&2; exit 2; }
 BUILD=$(realpath "${2:-$REPO/build}")
@@ -250,6 +254,49 @@ print(" ".join(k for k in f["units/key"].asstr()[:] if k.startswith("broken/")))
   say "the retry: $(grep -o '[0-9]* units planned, [0-9]* already done, [0-9]* to run' "$TMP/retry.out")"
   store complete "$TMP/failing.h5" "$TMP/after-failure.json" ||
     fail "the store after --retry-failed (done units must be kept, earlier errors too)"
+}
+
+case_calibrated_once() {
+  local job=$TMP/calibrated.yaml mpirun counts
+  cat >"$job" <<EOF
+name: calibrated
+model: \${QSWEEP_DEMO_MODEL}
+baseline: fp32
+seed: 1234
+device: cpu
+configs:
+  - {name: fp32, dtype: fp32}
+  - name: gptq
+    method: gptq
+    dtype: fp32
+    bits: 4
+    group_size: 32
+    calibration: {text: $REPO/data/calibration/moby_dick.txt, samples: 8, seq_len: 128}
+evaluation:
+  coqa: $COQA
+  shard_size: 1
+  batch_size: 2
+  max_new_tokens: 48
+  bootstrap_resamples: 1000
+EOF
+  # setsid: mpirun leads a process group of its own, which the kill below takes down.
+  setsid "${MPIRUN[@]}" -np 3 "$QSWEEP" run "$job" --store "$TMP/calibrated.h5" >"$TMP/first.out" 2>&1 &
+  mpirun=$!
+  for _ in $(seq 600); do store prepared "$TMP/calibrated.h5" gptq 1 >/dev/null 2>&1 && break; sleep 0.1; done
+  store wait-partial "$TMP/calibrated.h5" 8 "$(($(left) - 200))" "$mpirun" ||
+    fail "no partial store to kill the sweep at"
+  kill_sweep "$mpirun"
+  counts=$(store prepared "$TMP/calibrated.h5" gptq 1) || fail "before the kill: $counts"
+  say "before the kill, gptq was quantized once and loaded from the cache ${counts#* } time(s)"
+  [ "$(grep -c 'quantized checkpoint cached in' "$TMP/first.out")" -eq 1 ] ||
+    fail "the log does not say once that the checkpoint was cached"
+
+  sweep "$TMP/resumed.out" 3 "$job" "$TMP/calibrated.h5"
+  expect_rc "the resumed sweep" 0 "$TMP/resumed.out"
+  store complete "$TMP/calibrated.h5" || fail "the resumed store"
+  counts=$(store prepared "$TMP/calibrated.h5" gptq 1) || fail "after the resume: $counts"
+  ! grep -q 'quantized checkpoint cached in' "$TMP/resumed.out" || fail "the resumed sweep quantized again"
+  say "after the resume, still one quantization; ${counts#* } loads from the cache"
 }
 
 say "qsweep $QSWEEP, model $QSWEEP_DEMO_MODEL, work in $TMP"
