@@ -113,7 +113,7 @@ TEST(Calibrated, ActOrderChangesGroupIndicesAndDoesNotRaiseTheError) {
   EXPECT_FALSE(at::equal(w.g_idx.cpu(), grouped)) << "act-order left g_idx in column order";
 }
 
-TEST(Calibrated, AwqFoldsItsScalesIntoTheNormsAndKeepsTheDenseModelsOutputs) {
+TEST(Calibrated, AwqFoldsItsScalesIntoTheNormsAndLeavesTheEmbeddingsAlone) {
   c10::InferenceMode guard;
   Model m = fp32_model();
   const Model reference = fp32_model();

@@ -57,7 +57,8 @@ UnitResult bench_unit() {
 TEST(ResultsJson, UnitResultHasTheWireFormatsKeys) {
   const json expected = json::parse(R"({
     "key": "nf4/bench", "config": "nf4", "rank": 2, "host": "node7", "seconds": 3.5,
-    "samples": [], "sanity": [], "perplexity": null, "kl_vs_baseline": null, "error": null,
+    "samples": [], "sanity": [], "perplexity": null, "kl_vs_baseline": null, "prepare": null,
+    "error": null,
     "bench": {"config": "nf4", "device": "cpu", "method": "warmup 1, repeats 2",
               "model_bytes": 1024, "peak_memory_bytes": 4096, "bits_per_weight": 4.25,
               "prefill_ms": [1.5, 2.5],
@@ -74,6 +75,7 @@ TEST(ResultsJson, UnitResultRoundTripsEveryField) {
   u.sanity = {{"The capital of France is", " Paris"}};
   u.perplexity = 12.5;
   u.kl_vs_baseline = 0.0;
+  u.prepare = PrepareRecord{"nf4/bench", 2, "node7", "cache", 1.25, 0.0, "/scratch/qsweep_cache/gptq-0123"};
   u.error = UnitError{"nf4", "nf4/bench", 2, "node7", "CUDA out of memory"};
   const UnitResult back = json::parse(json(u).dump()).get<UnitResult>();
   EXPECT_EQ(record_diff(back, u), "");
