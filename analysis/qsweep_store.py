@@ -107,7 +107,8 @@ def read_one(path):
                     "results_fingerprint": provenance.get("results_fingerprint", ""),
                     **{k: attrs(g).get(k) for k in ("index", "fingerprint")},
                     "device": None, "method": None, "model_bytes": None,
-                    "peak_memory_bytes": None, "perplexity": None, "kl_vs_baseline": None}
+                    "peak_memory_bytes": None, "perplexity": None, "kl_vs_baseline": None,
+                    "quantize_seconds": None}
             if "samples" in g:
                 samples.append(table(g["samples"]).assign(config=name))
             m = attrs(g["metrics"]) if "metrics" in g else {}
@@ -124,6 +125,11 @@ def read_one(path):
                 sanity.append(table(s).assign(config=name))
                 info["perplexity"] = attrs(s).get("perplexity")
                 info["kl_vs_baseline"] = attrs(s).get("kl_vs_baseline")
+            if "prepare" in g:
+                # The time of the quantizations actually run; loads from the cache cost none.
+                p = table(g["prepare"])
+                ran = p[p["source"] == "quantized"]
+                info["quantize_seconds"] = float(ran["quantize_seconds"].sum()) if len(ran) else None
             configs.append(info)
         return {
             "provenance": provenance,
@@ -186,7 +192,9 @@ def check_mergeable(configs, units):
                 raise ValueError(
                     f"config '{name}' is in {files} with different {what}s: these are different "
                     "experiments; load them with prefix=True (report.py --prefix) to keep both")
-        done = units[(units["config"] == name) & (units["status"] == "done")]
+        # A prepare unit leaves a cached checkpoint, not results: done in both files is fine.
+        done = units[(units["config"] == name) & (units["status"] == "done") &
+                     (units["kind"] != "prepare")]
         twice = done[done.duplicated("key", keep=False)]["key"].unique()
         if len(twice):
             listed = ", ".join(twice[:3]) + (f" and {len(twice) - 3} more" if len(twice) > 3 else "")

@@ -80,6 +80,14 @@ def summary_table(store):
     rows["bandwidth_gb_s_median"] = stat("median", "bandwidth_gb_s")
 
     view = qsweep_store.unit_view(store.units)
+    # Wall time per phase: quantization (from /configs/<name>/prepare), then the units of each
+    # kind that are done (their own seconds, load included where the unit prepared the model).
+    rows["quantize_s"] = pd.to_numeric(c["quantize_seconds"], errors="coerce")
+    done = view[view["status"] == "done"] if len(view) else view
+    for kind, column in (("coqa", "evaluate_s"), ("bench", "bench_s"), ("sanity", "sanity_s")):
+        seconds = (done[done["kind"] == kind].groupby("config")["seconds"].sum()
+                   if len(done) else pd.Series(dtype=float))
+        rows[column] = seconds.reindex(rows.index)
     for status in ("done", "todo", "failed"):
         counts = view[view["status"] == status].groupby("config").size() if len(view) else None
         rows[f"units_{status}"] = (counts.reindex(rows.index).fillna(0).astype(int)
@@ -425,6 +433,15 @@ def summary_md(store, rows, compared, figures):
     if "method" in store.configs:
         for (device, method), group in store.configs.groupby(["device", "method"]):
             out.append(f"- {', '.join(group.index)} on {device}: {method}")
+
+    out += ["", "## Wall time per phase", "",
+            "Seconds: quantization as the preparation records it (loading excluded; 0 where the "
+            "config has no quantization step), then the sum of each kind of unit's run times.", ""]
+    out.append(md_table(["config", "quantize", "evaluate (CoQA)", "sanity, perplexity, KL",
+                         "benchmark"],
+                        [[c, fmt(r["quantize_s"], 1), fmt(r["evaluate_s"], 1),
+                          fmt(r["sanity_s"], 1), fmt(r["bench_s"], 1)]
+                         for c, r in rows.iterrows()]))
 
     if compared:
         out += ["", "## Compared pairs", "",

@@ -73,7 +73,8 @@ Model load_and_quantize(const UnitRunner::State& s, const PrepConfig& c, Prepare
     calibration = calibration_tokens(s.tokenizer, c.quant.calibration, calibration_window(s.spec, c));
   quantize_model(m, c.quant, calibration);
   record.quantize_seconds = seconds_since(loaded);
-  record.source = "quantized";
+  const bool quantizes = c.quant.method != QuantMethod::none && c.quant.method != QuantMethod::from_checkpoint;
+  record.source = quantizes ? "quantized" : "loaded";
   return m;
 }
 

@@ -94,14 +94,15 @@ struct UnitError {
   std::string message;
 };
 
-// How a rank came to hold a config's model: "quantized" (loaded and quantized here), or "cache"
-// (a GPTQ/AWQ checkpoint another rank or an earlier run computed, loaded from the sweep's cache).
+// How a rank came to hold a config's model: "loaded" (no quantization step), "quantized" (loaded
+// and quantized here), or "cache" (a GPTQ/AWQ checkpoint another rank or an earlier run
+// computed, loaded from the sweep's cache).
 // One row per preparation: a config's rows show that a calibrated method ran once.
 struct PrepareRecord {
   std::string unit;                // the unit during which the model was prepared
   int rank = 0;
   std::string host;
-  std::string source;              // "quantized" | "cache"
+  std::string source;              // "loaded" | "quantized" | "cache"
   double load_seconds = 0;         // reading the checkpoint onto the device
   double quantize_seconds = 0;     // calibration and quantization (0 when loaded from the cache)
   std::string cache_entry;         // the cached checkpoint directory, "" for uncached methods
