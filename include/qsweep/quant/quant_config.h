@@ -6,6 +6,7 @@
 // int8 rows.
 #include "qsweep/util/dtype.h"
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
