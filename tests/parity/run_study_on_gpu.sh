@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 start=$SECONDS
 source scripts/device-build.sh > "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 echo "build $((SECONDS - start)) s"
-WORK=build-gpu/study
+WORK=$PWD/build-gpu/study     # absolute: the job resolves relative paths against its own dir
 mkdir -p $WORK
 TOK=.cache/tokenizers/llama3/tokenizer.json
 [ -s $WORK/m1b/model.safetensors ] || build-gpu/qsweep make-model --preset llama-3.2-1b \
