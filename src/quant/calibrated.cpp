@@ -67,12 +67,11 @@ double hessian_error(const at::Tensor& d, const at::Tensor& h, int64_t first, in
 
 // GPTQ's and RTN's loss per projection of the group, on the inputs GPTQ saw.
 void report_gptq(const Model& m, int layer, ProjectionGroup group, const at::Tensor& w,
-                 const IntGroupWeight& q, const Hessian& hessian, const std::vector<int64_t>& rows,
+                 const at::Tensor& gptq, const Hessian& hessian, const std::vector<int64_t>& rows,
                  const QuantConfig& c, CalibrationReport& report) {
   const at::Tensor dense = w.to(at::kFloat);
-  const at::Tensor rtn = int_group_dequantize(quantize_rtn(w, c.bits, c.group_size, c.sym, m.dtype));
-  const at::Tensor d_gptq = dense - int_group_dequantize(q).to(w.device());
-  const at::Tensor d_rtn = dense - rtn.to(w.device());
+  const at::Tensor d_gptq = dense - gptq;
+  const at::Tensor d_rtn = dense - rtn_fake_quantize(w, c.bits, c.group_size, c.sym, m.dtype);
   int64_t first = 0;
   for (size_t i = 0; i < rows.size(); ++i) {
     report.errors.push_back({fmt::format("model.layers.{}.{}", layer, projection_name(group, i)),
@@ -101,7 +100,7 @@ void gptq_group(const Model& m, LayerWeights& l, int layer, const at::Tensor& x,
                             c.static_groups};
   const at::Tensor w = at::cat(weights);
   const GptqResult r = gptq_quantize(w, hessian, options, m.dtype, layer_name(layer, group));
-  report_gptq(m, layer, group, w, r.weight, hessian, rows, c, report);
+  report_gptq(m, layer, group, w, r.dequantized, hessian, rows, c, report);
   const std::vector<IntGroupWeight> parts = split_int_group_outputs(r.weight, rows);
   for (size_t i = 0; i < linears.size(); ++i) *linears[i] = linear_to({parts[i]}, m.device);
 }
@@ -191,8 +190,7 @@ std::vector<double> rtn_block_errors(AwqLayer& a, const QuantConfig& c) {
     std::vector<at::Tensor> dense, rtn;
     for (Linear* p : group_linears(a.l, group)) {
       dense.push_back(a.master(*p));
-      rtn.push_back(int_group_dequantize(quantize_rtn(dense.back(), c.bits, c.group_size, false,
-                                                      a.m.dtype)).to(a.m.device));
+      rtn.push_back(rtn_fake_quantize(dense.back(), c.bits, c.group_size, false, a.m.dtype));
     }
     errors.push_back(mean_squared_difference(replay(a, group, rtn), replay(a, group, dense)));
   }
@@ -215,7 +213,8 @@ void awq_clip_and_quantize(AwqLayer& a, int layer, const AwqOptions& options,
       if (options.clip && p != &a.l.q && p != &a.l.k)
         w = awq_apply_clip(w, awq_search_clip(w, input.flatten(0, 1), options), options.group_size);
       stored.push_back(awq_quantize(w, options.bits, options.group_size, a.m.dtype));
-      quantized.push_back(int_group_dequantize(stored.back()).to(a.m.device));
+      // The fake-quantized weight is what is stored up to the scales' rounding to the dtype.
+      quantized.push_back(awq_fake_quantize(w, options.bits, options.group_size));
     }
     report.errors.push_back({layer_name(layer, group),
                              mean_squared_difference(replay(a, group, quantized),

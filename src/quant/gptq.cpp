@@ -218,15 +218,19 @@ Columns columns_in_order(const at::Tensor& w, const Hessian& hessian, const Gptq
 
 // Back to input order. A static group belongs to the column's input position; otherwise a
 // column's group is the one the loop found at its position in quantization order.
-IntGroupWeight in_input_order(const Columns& c, const Quantized& q, bool static_groups,
-                              at::ScalarType compute_dtype, const at::Device& device) {
+// The dequantized weight comes along, computed where the codes are: what the stored weight
+// holds, without unpacking it on the host.
+void in_input_order(const Columns& c, const Quantized& q, bool static_groups,
+                    at::ScalarType compute_dtype, const at::Device& device, GptqResult& r) {
   const at::Tensor inverse = at::argsort(c.perm);
-  const at::Tensor codes = at::stack(q.codes).index_select(0, inverse);
+  const at::Tensor codes = at::stack(q.codes).index_select(0, inverse);  // [in, out]
   at::Tensor g_idx = at::arange(c.perm.size(0), c.perm.options()).div(c.group, "floor");
   if (!static_groups) g_idx = g_idx.index_select(0, inverse);
   const GroupScale params =
       static_groups ? c.fixed : GroupScale{at::stack(q.scales), at::stack(q.zeros)};
-  return int_group_on(device, codes.t(), params, g_idx, c.bits, c.group, c.sym, compute_dtype);
+  const at::Tensor scale = params.scale.to(compute_dtype).to(at::kFloat).index_select(0, g_idx);
+  r.dequantized = ((codes - params.zero.index_select(0, g_idx)) * scale).t().contiguous();
+  r.weight = int_group_on(device, codes.t(), params, g_idx, c.bits, c.group, c.sym, compute_dtype);
 }
 
 }  // namespace
@@ -259,7 +263,7 @@ GptqResult gptq_quantize(const at::Tensor& w, const Hessian& hessian, const Gptq
     quantize_block(c, i1, std::min<int64_t>(i1 + options.block_size, in), q);
 
   GptqResult r;
-  r.weight = in_input_order(c, q, options.static_groups, compute_dtype, w.device());
+  in_input_order(c, q, options.static_groups, compute_dtype, w.device(), r);
   r.damp = c.damp;
   r.damp_retries = c.damp_retries;
   r.loss = q.err_sq.item<double>() / 2;

@@ -23,6 +23,16 @@ int64_t checked_group_size(int bits, int group_size, int64_t in) {
 
 }  // namespace
 
+at::Tensor rtn_fake_quantize(const at::Tensor& w, int bits, int group_size, bool sym,
+                             at::ScalarType compute_dtype) {
+  const int64_t out = w.size(0), in = w.size(1);
+  const int64_t group = checked_group_size(bits, group_size, in);
+  const at::Tensor rows = w.to(compute_dtype).to(at::kFloat).reshape({-1, group});
+  const GroupScale s = gptq_find_params(rows, bits, sym);
+  const at::Tensor scale = s.scale.to(compute_dtype).to(at::kFloat).unsqueeze(1);
+  return ((gptq_codes(rows, s, bits) - s.zero.unsqueeze(1)) * scale).view({out, in});
+}
+
 IntGroupWeight quantize_rtn(const at::Tensor& w, int bits, int group_size, bool sym,
                             at::ScalarType compute_dtype) {
   if (w.dim() != 2) fail("quantize_rtn: the weight must be 2-D [out, in], got {} dims", w.dim());

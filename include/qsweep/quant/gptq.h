@@ -33,6 +33,7 @@ void add_to_hessian(Hessian& hessian, const at::Tensor& x);   // x [..., in], an
 
 struct GptqResult {
   IntGroupWeight weight;      // on w's device, scales in compute_dtype
+  at::Tensor dequantized;     // float32 [out, in] on w's device: what `weight` holds
   double damp = 0;            // dampening finally added to the diagonal
   int damp_retries = 0;       // how often Cholesky failed and dampening was raised
   double loss = 0;            // GPTQ's sum of (w - q)^2 / d^2 / 2 (Losses.sum())

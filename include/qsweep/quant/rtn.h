@@ -12,4 +12,9 @@ namespace qsweep {
 IntGroupWeight quantize_rtn(const at::Tensor& w, int bits, int group_size, bool sym,
                             at::ScalarType compute_dtype);
 
+// What quantize_rtn's weight dequantizes to, float32 [out, in], computed on w's device without
+// packing: for comparing other methods against RTN.
+at::Tensor rtn_fake_quantize(const at::Tensor& w, int bits, int group_size, bool sym,
+                             at::ScalarType compute_dtype);
+
 }  // namespace qsweep
