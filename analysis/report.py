@@ -240,6 +240,27 @@ def fig_throughput(bench, configs, palette, out):
     return save(fig, out, "throughput.png")
 
 
+def fig_kl(rows, palette, out):
+    """KL from the baseline against model size: how far each quantization moves the model's
+    predictions per byte saved, meaningful even where accuracy is not (random-init models)."""
+    d = rows[rows["kl_vs_baseline"].notna() & rows["model_bytes"].notna()]
+    if d.empty:
+        return None
+    scale, unit = byte_scale(d["model_bytes"].to_numpy(dtype=float))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, r in d.iterrows():
+        x = r["model_bytes"] / scale
+        ax.scatter([x], [r["kl_vs_baseline"]], color=palette[name], s=40, zorder=3)
+        ax.annotate(name, (x, r["kl_vs_baseline"]), xytext=(5, 2), textcoords="offset points",
+                    fontsize=8)
+    ax.set_xlabel(f"model size ({unit})")
+    ax.set_ylabel("KL(baseline || config), nats per token")
+    ax.set_title("Distance from the baseline's predictions vs model size (perplexity_text)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save(fig, out, "kl_vs_size.png")
+
+
 def fig_memory(rows, out):
     """Model size and peak memory per config."""
     d = rows[rows["model_bytes"].notna() | rows["peak_memory_bytes"].notna()]
@@ -491,6 +512,8 @@ def write_report(paths, out, prefix=False):
            "no config has a paired delta vs the baseline")
     figure(fig_throughput(store.bench, configs, palette, out), "Throughput by batch size",
            "no throughput benchmarks")
+    figure(fig_kl(rows, palette, out), "KL from the baseline vs model size",
+           "needs perplexity_text and benchmarks")
     figure(fig_memory(rows, out), "Memory by config", "no benchmarks")
     figure(fig_latency(store.bench, configs, palette, out), "Prefill and decode latency",
            "no latency benchmarks")

@@ -48,6 +48,9 @@ TEST_F(SweepSpecTest, ValidJobLoadsWithDefaultsAndAbsolutePaths) {
   EXPECT_EQ(spec.benchmarks.options.warmup, 2);
   EXPECT_EQ(spec.spec_hash, sha256_hex(valid_job()));
   EXPECT_EQ(spec.text, valid_job());
+  // The GPTQ/AWQ cache sits beside the store in use, also one given with --store.
+  EXPECT_EQ(cache_dir_of(spec, ""), path("qsweep_cache"));
+  EXPECT_EQ(cache_dir_of(spec, path("elsewhere/s.h5")), path("elsewhere/qsweep_cache"));
 }
 
 TEST_F(SweepSpecTest, UnknownTopLevelKeySuggestsClosestKey) {

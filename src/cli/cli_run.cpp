@@ -24,7 +24,9 @@ int run(const RunArgs& a) {
   const MpiContext mpi = init_mpi(&argc, &argv);
   int code = 0;
   try {
-    const SweepSpec spec = load_sweep_spec(a.job);
+    SweepSpec spec = load_sweep_spec(a.job);
+    // --store moves the default cache with the store; every rank parses the same arguments.
+    spec.cache_dir = cache_dir_of(spec, a.options.store);
     LogOptions log;
     log.rank = mpi.rank;
     log.host = mpi.host;

@@ -39,7 +39,7 @@ CacheEntry cache_entry(const SweepSpec& spec, const PrepConfig& c, int seq_len) 
       seq_len);
   const std::string name =
       fmt::format("{}-{}", quant_method_name(c.quant.method), sha256_hex(key).substr(0, 16));
-  return {(fs::path(spec.cache_dir) / name).string(), key};
+  return {(fs::path(cache_dir_of(spec, "")) / name).string(), key};
 }
 
 bool cache_entry_complete(const CacheEntry& entry) {

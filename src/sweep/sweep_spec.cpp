@@ -253,14 +253,17 @@ void parse_paths(const yaml::Section& top, const fs::path& base, SweepSpec& spec
                                 spec.model));
   spec.store = get_path(top, "store", base, (base / (spec.name + ".h5")).string());
   spec.log_dir = get_path(top, "log_dir", base, (base / "logs").string());
-  // Beside the store by default, so sweeps writing to one results directory share quantized
-  // checkpoints (entries are keyed by content, not by sweep).
-  spec.cache_dir = get_path(top, "cache_dir", base,
-                            (fs::path(spec.store).parent_path() / "qsweep_cache").string());
+  spec.cache_dir = get_path(top, "cache_dir", base, "");
   spec.config_dirs = get_config_dirs(top, base);
 }
 
 }  // namespace
+
+std::string cache_dir_of(const SweepSpec& spec, const std::string& store) {
+  if (!spec.cache_dir.empty()) return spec.cache_dir;
+  const fs::path used = fs::absolute(store.empty() ? spec.store : store);
+  return (used.parent_path() / "qsweep_cache").lexically_normal().string();
+}
 
 SweepSpec load_sweep_spec(const std::string& path) {
   SweepSpec spec;

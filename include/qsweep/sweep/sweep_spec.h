@@ -70,7 +70,8 @@ struct SweepSpec {
   uint64_t seed = 1234;
   std::string device = "auto";            // auto | cpu | cuda | cuda:N
   std::string log_dir;
-  std::string cache_dir;                  // quantized checkpoints of gptq/awq configs
+  std::string cache_dir;                  // quantized checkpoints of gptq/awq configs; "": beside
+                                          // the store (cache_dir_of)
   std::vector<std::string> config_dirs;   // where presets are looked up, in order
   std::vector<PrepConfig> configs;
   EvalSpec evaluation;
@@ -81,6 +82,11 @@ struct SweepSpec {
 // Reads and validates a job file. Errors read "FILE:LINE: key 'a.b': what is wrong, what would
 // be valid" and come before any work starts.
 SweepSpec load_sweep_spec(const std::string& path);
+
+// Where the sweep caches GPTQ/AWQ checkpoints when it writes to `store` ("" for the job's own):
+// the job's cache_dir, else qsweep_cache/ beside the store, so sweeps writing to one results
+// directory share checkpoints (entries are keyed by content, not by sweep).
+std::string cache_dir_of(const SweepSpec& spec, const std::string& store);
 
 // The settings that decide which units exist and what their results mean, one "key=value" per
 // line. A store remembers it, and resuming with a different one is refused (docs/sweep-spec.md,
