@@ -263,6 +263,9 @@ TEST(Perplexity, ZeroWeightsGiveUniformPredictionsAndSelfKlIsZero) {
   const TextScores self = score_text(m, &m, windows);
   EXPECT_NEAR(*self.kl_vs_baseline, 0.0, 1e-6);
   EXPECT_GT(*score_text(m, &zero, windows).kl_vs_baseline, 0.1);
+  // The sweep keeps the baseline's logits instead of the baseline: the same KL, bit for bit.
+  EXPECT_EQ(*score_text(m, window_logits(zero, windows), windows).kl_vs_baseline,
+            *score_text(m, &zero, windows).kl_vs_baseline);
 }
 
 TEST(Decode, DeviceSideStepsMatchRecomputingEveryPrefix) {

@@ -27,19 +27,38 @@ std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
   return c.model.empty() ? spec.model : c.model;
 }
 
+// What both kinds of entry depend on: the model's identity, the tokenizer, the config.
+std::string model_key(const SweepSpec& spec, const PrepConfig& c) {
+  const std::string model = model_dir_of(spec, c);
+  return fmt::format(
+      "qsweep_cache_format=1\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n{}",
+      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model),
+      sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()), config_fingerprint(c));
+}
+
+CacheEntry named_entry(const SweepSpec& spec, const std::string& kind, const std::string& key) {
+  const std::string name = fmt::format("{}-{}", kind, sha256_hex(key).substr(0, 16));
+  return {(fs::path(cache_dir_of(spec, "")) / name).string(), key};
+}
+
 }  // namespace
 
 CacheEntry cache_entry(const SweepSpec& spec, const PrepConfig& c, int seq_len) {
-  const std::string model = model_dir_of(spec, c);
-  const std::string key = fmt::format(
-      "qsweep_cache_format=1\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n"
-      "{}calibration.seq_len_used={}\n",
-      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model),
-      sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()), config_fingerprint(c),
-      seq_len);
-  const std::string name =
-      fmt::format("{}-{}", quant_method_name(c.quant.method), sha256_hex(key).substr(0, 16));
-  return {(fs::path(cache_dir_of(spec, "")) / name).string(), key};
+  return named_entry(spec, quant_method_name(c.quant.method),
+                     model_key(spec, c) + fmt::format("calibration.seq_len_used={}\n", seq_len));
+}
+
+CacheEntry baseline_logits_entry(const SweepSpec& spec, const PrepConfig& baseline,
+                                 const std::vector<std::vector<int32_t>>& windows) {
+  std::string tokens;
+  for (const auto& w : windows) {
+    tokens += fmt::format("{}\n", w.size());
+    tokens.append(reinterpret_cast<const char*>(w.data()), w.size() * sizeof(int32_t));
+  }
+  return named_entry(spec, "kl-baseline",
+                     model_key(spec, baseline) +
+                         fmt::format("windows={}\nwindows.sha256={}\n", windows.size(),
+                                     sha256_hex(tokens)));
 }
 
 bool cache_entry_complete(const CacheEntry& entry) {

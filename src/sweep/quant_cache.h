@@ -10,7 +10,9 @@
 // killed computation leaves no entry to be mistaken for a finished one. Private to src/sweep.
 #include "qsweep/sweep/sweep_spec.h"
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace qsweep {
 
@@ -21,6 +23,12 @@ struct CacheEntry {
 
 // `seq_len` is the calibration window length after capping at the model's context.
 CacheEntry cache_entry(const SweepSpec& spec, const PrepConfig& config, int seq_len);
+// The baseline's next-token logits on the perplexity text's windows, which every other config's
+// KL is measured against: CACHE/kl-baseline-<16 hex>/logits.safetensors (tensor "window.<i>"),
+// keyed by the model, the baseline config, the tokenizer and the windows' tokens.
+CacheEntry baseline_logits_entry(const SweepSpec& spec, const PrepConfig& baseline,
+                                 const std::vector<std::vector<int32_t>>& windows);
+
 // The entry's directory is there and was written for this key.
 bool cache_entry_complete(const CacheEntry& entry);
 // A directory to write the entry into, emptied; publish_cache_entry renames it into place.

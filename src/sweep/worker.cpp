@@ -10,6 +10,7 @@
 #include "qsweep/model/model.h"
 #include "qsweep/model/perplexity.h"
 #include "qsweep/model/quantized_checkpoint.h"
+#include "qsweep/model/safetensors.h"
 #include "qsweep/quant/calibration.h"
 #include "qsweep/quant/quantize_model.h"
 #include "quant_cache.h"
@@ -125,20 +126,43 @@ const Model& prepare(UnitRunner::State& s, const std::string& config, UnitResult
   return *s.model;
 }
 
+// The baseline's logits on the perplexity windows, from the cache, computed into it first by
+// whichever rank needs them first: one baseline load per sweep rather than one per config.
+std::vector<at::Tensor> baseline_logits(const UnitRunner::State& s,
+                                        const std::vector<std::vector<int32_t>>& windows) {
+  const PrepConfig& b = find_config(s.spec, s.spec.baseline);
+  const CacheEntry entry = baseline_logits_entry(s.spec, b, windows);
+  const std::string file = entry.dir + "/logits.safetensors";
+  if (!cache_entry_complete(entry)) {
+    const CacheLock lock(entry);
+    if (!cache_entry_complete(entry)) {
+      PrepareRecord unused;
+      const std::vector<at::Tensor> logits = window_logits(load_config_model(s, b, unused), windows);
+      std::vector<std::pair<std::string, at::Tensor>> named;
+      for (size_t i = 0; i < logits.size(); ++i) named.emplace_back(fmt::format("window.{}", i), logits[i]);
+      const std::string staging = cache_entry_staging(entry);
+      write_safetensors(staging + "/logits.safetensors", named);
+      publish_cache_entry(entry, staging);
+      log_info("baseline {}'s logits on the perplexity text cached in {}", b.name, entry.dir);
+    }
+  }
+  const WeightFiles files = WeightFiles::open_file(file);
+  std::vector<at::Tensor> logits;
+  for (size_t i = 0; i < windows.size(); ++i)
+    logits.push_back(files.view(fmt::format("window.{}", i)).clone());
+  return logits;
+}
+
 // Perplexity of evaluation.perplexity_text and, for a config other than the baseline, the KL
-// divergence from the baseline's predictions on the same tokens (its model loaded for the
-// comparison and freed after it).
+// divergence from the baseline's predictions on the same tokens.
 void score_perplexity_text(const UnitRunner::State& s, const Model& m, const std::string& config,
                            UnitResult& r) {
   const std::string& path = s.spec.evaluation.perplexity_text;
   if (path.empty()) return;
   const auto windows = text_windows(s.tokenizer, read_file(path), kPerplexityWindow, kPerplexityWindows);
-  std::optional<Model> baseline;
-  if (config != s.spec.baseline) {
-    PrepareRecord unused;
-    baseline = load_config_model(s, find_config(s.spec, s.spec.baseline), unused);
-  }
-  const TextScores scores = score_text(m, baseline ? &*baseline : nullptr, windows);
+  const TextScores scores = config == s.spec.baseline
+                                ? score_text(m, nullptr, windows)
+                                : score_text(m, baseline_logits(s, windows), windows);
   r.perplexity = scores.perplexity;
   r.kl_vs_baseline = scores.kl_vs_baseline;
 }

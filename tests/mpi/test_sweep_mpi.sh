@@ -108,6 +108,10 @@ case_three_ranks_match_one() {
   store complete "$TMP/one.h5" || fail "1-rank store incomplete"
   # Otherwise the comparison would show nothing about sharing units out.
   store spread "$TMP/three.h5" 2 || fail "the 3-rank sweep did not share its units out"
+  # The KL of every config against the baseline's logits, computed once for both sweeps (they
+  # share the cache beside their stores).
+  [ "$(cat "$TMP"/jobs/logs/qsweep-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
+    fail "the baseline's logits were not computed exactly once (see $TMP/jobs/logs)"
   store same-results "$TMP/three.h5" "$TMP/one.h5" || fail "results depend on the number of ranks"
 }
 
