@@ -274,14 +274,22 @@ TEST(QuantizedCheckpoint, Float32ScalesRoundToFloat16WithinTolerance) {
 }
 
 TEST(QuantizedCheckpoint, UnsupportedQuantMethodNamesTheKeyAndWhatIsSupported) {
-  const Written w = quantize_and_write(rtn(4, 32, false), "ckpt-awq");
-  for (const std::string method : {"awq", "something_new"}) {
+  const Written w = quantize_and_write(rtn(4, 32, false), "ckpt-hqq");
+  for (const std::string method : {"hqq", "something_new"}) {
     with_quantization_config(w.dir, {{"quant_method", method}, {"bits", 4}});
     const std::string e = error_of([&] { load_model(w.dir, {DType::fp32, at::kCPU}); });
     expect_contains(e, w.dir + "/config.json: key 'quantization_config.quant_method' is '" + method);
     expect_contains(e, "supported: quant_method 'bitsandbytes'");
     expect_contains(e, "'gptq'");
   }
+  // GPTQ's layout under an AWQ config: the packed dimension gives it away, and the error says so.
+  with_quantization_config(w.dir, {{"quant_method", "awq"}, {"bits", 4}, {"group_size", 32}});
+  expect_contains(error_of([&] { load_model(w.dir, {DType::fp32, at::kCPU}); }),
+                  "tensor 'model.layers.0.self_attn.q_proj.qweight' is I32 [8, 64] but a awq (gemm) "
+                  "layer of [model.layers.0.self_attn.q_proj");
+  with_quantization_config(w.dir, {{"quant_method", "awq"}, {"version", "gemv"}});
+  expect_contains(error_of([&] { read_checkpoint_quantization(w.dir); }),
+                  "key 'quantization_config.version' is 'gemv'");
   with_quantization_config(w.dir, {{"quant_method", "gptq"}, {"bits", 4}, {"checkpoint_format", "marlin"}});
   expect_contains(error_of([&] { read_checkpoint_quantization(w.dir); }),
                   "key 'quantization_config.checkpoint_format' is 'marlin'; qsweep reads gptq, gptq_v2");
@@ -340,7 +348,7 @@ TEST(PublishedLayouts, PythonWrittenGptqAndBnbCheckpointsDequantizeAsTheScriptEx
                          "/tests/parity/write_quantized_checkpoints.py --out " + out).c_str()),
             0);
   for (const std::string name : {"gptq_tiny", "gptq_v2_tiny", "bnb_nf4_dq_tiny", "bnb_fp4_tiny",
-                                 "bnb_int8_tiny"}) {
+                                 "bnb_int8_tiny", "awq_gemm_tiny"}) {
     SCOPED_TRACE(name);
     const std::string dir = out + "/" + name;
     const Model m = load_model(dir, {DType::fp32, at::kCPU});

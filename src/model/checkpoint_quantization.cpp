@@ -18,8 +18,8 @@ using nlohmann::json;
 
 // What this reader accepts, for the messages that refuse anything else.
 constexpr const char* kSupported =
-    "supported: quant_method 'bitsandbytes' (load_in_4bit with nf4/fp4, or load_in_8bit) and "
-    "'gptq' (checkpoint_format gptq or gptq_v2)";
+    "supported: quant_method 'bitsandbytes' (load_in_4bit with nf4/fp4, or load_in_8bit), "
+    "'gptq' (checkpoint_format gptq or gptq_v2) and 'awq' (version gemm)";
 
 // Reads the keys of one quantization_config object, each error naming file and key.
 struct Keys {
@@ -106,6 +106,24 @@ void read_gptq(const Keys& k, CheckpointQuantization& q) {
   q.lm_head = k.get_bool("lm_head", false);
 }
 
+// transformers' AwqConfig as AutoAWQ writes it; only the GEMM layout (4-bit, zero points)
+// is read, the one AutoAWQ saves by default.
+void read_awq(const Keys& k, CheckpointQuantization& q) {
+  q.format = CheckpointFormat::awq_gemm;
+  const long long bits = k.get_int("bits", 4);
+  if (bits != 4) fail("{} must be 4 for AWQ's GEMM layout, got {}", k.where("bits"), bits);
+  q.bits = 4;
+  const long long group_size = k.get_int("group_size", 128);
+  if (group_size != -1 && group_size <= 0)
+    fail("{} must be positive or -1, got {}", k.where("group_size"), group_size);
+  q.group_size = static_cast<int>(group_size);
+  if (!k.get_bool("zero_point", true))
+    fail("{} is false; qsweep reads AWQ checkpoints with zero points (AutoAWQ's default)",
+         k.where("zero_point"));
+  q.sym = false;
+  k.get_string("version", "gemm", {"gemm"});
+}
+
 json bitsandbytes_json(const CheckpointQuantization& q) {
   // BitsAndBytesConfig.to_dict(): every field, the private _load_in_* included.
   const bool in4 = q.format == CheckpointFormat::bnb_4bit;
@@ -144,6 +162,7 @@ const char* checkpoint_format_name(CheckpointFormat format) {
     case CheckpointFormat::bnb_4bit: return "bitsandbytes 4-bit";
     case CheckpointFormat::bnb_8bit: return "bitsandbytes 8-bit";
     case CheckpointFormat::gptq: return "gptq";
+    case CheckpointFormat::awq_gemm: return "awq (gemm)";
   }
   return "?";
 }
@@ -176,6 +195,8 @@ CheckpointQuantization read_checkpoint_quantization(const std::string& model_dir
     read_bitsandbytes(k, q);
   else if (method == "gptq")
     read_gptq(k, q);
+  else if (method == "awq")
+    read_awq(k, q);
   else
     fail("{} is '{}', which qsweep cannot read; {}", k.where("quant_method"), method, kSupported);
   return q;
@@ -190,6 +211,8 @@ std::string config_json_with_quantization(const std::string& config_json,
     case CheckpointFormat::bnb_4bit:
     case CheckpointFormat::bnb_8bit: j["quantization_config"] = bitsandbytes_json(q); break;
     case CheckpointFormat::gptq: j["quantization_config"] = gptq_json(q); break;
+    case CheckpointFormat::awq_gemm:
+      fail("qsweep writes int groups in GPTQ's layout, not AWQ's GEMM layout");
     case CheckpointFormat::none: j.erase("quantization_config"); break;
   }
   return j.dump(2) + "\n";

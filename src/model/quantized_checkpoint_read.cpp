@@ -177,6 +177,37 @@ Linear read_gptq(const ModuleReader& r, int64_t out, int64_t in) {
   return {w};
 }
 
+// AutoAWQ's GEMM layout packs 8 codes along the output dimension, nibble i of word j holding
+// output column 8j + kAwqOrder[i] (awq/utils/packing_utils.py): codes int32 [rows, out].
+constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+at::Tensor unpack_awq(const at::Tensor& packed) {
+  const at::Tensor words = packed.cpu();
+  at::Tensor codes = at::empty({words.size(0), words.size(1) * 8}, at::kInt);
+  for (int i = 0; i < 8; ++i)
+    codes.slice(1, kAwqOrder[i], codes.size(1), 8)
+        .copy_(at::bitwise_and(at::bitwise_right_shift(words, 4 * i), 15));
+  return codes;
+}
+
+// AWQ's codes, zero points and scales, held in qsweep's int groups (GPTQ's layout).
+Linear read_awq(const ModuleReader& r, int64_t out, int64_t in) {
+  const CheckpointQuantization& s = r.stored;
+  const std::string& p = r.prefix;
+  if (out % 8 != 0 || in % 8 != 0)
+    fail("{}: {} [{}, {}] cannot hold AWQ's 4-bit GEMM layout: both sizes must be multiples of 8",
+         s.source, p, out, in);
+  const int group = s.group_size == -1 ? static_cast<int>(in) : s.group_size;
+  const int64_t groups = ceil_div(in, group);
+  const at::Tensor codes = unpack_awq(r.get(p + ".qweight", {"I32"}, {in, out / 8}));
+  const at::Tensor zeros = unpack_awq(r.get(p + ".qzeros", {"I32"}, {groups, out / 8}));
+  const at::Tensor scales = r.get(p + ".scales", {"F16", "BF16", "F32"}, {groups, out});
+  const at::Tensor g_idx = at::arange(in, at::kLong).div(group, "floor");
+  IntGroupWeight w = make_int_group_weight(codes.t(), scales.cpu(), zeros, g_idx, 4, group, false,
+                                           scales.scalar_type());
+  return linear_to({w}, r.device);
+}
+
 Linear read_int8(const ModuleReader& r, int64_t out, int64_t in) {
   Int8RowWeight w;
   w.weight = r.get(r.prefix + ".weight", {"I8"}, {out, in});
@@ -214,6 +245,9 @@ Linear read_checkpoint_linear(const WeightFiles& files, const CheckpointQuantiza
       break;
     case CheckpointFormat::gptq:
       if (files.contains(prefix + ".qweight")) return read_gptq(r, out, in);
+      break;
+    case CheckpointFormat::awq_gemm:
+      if (files.contains(prefix + ".qweight")) return read_awq(r, out, in);
       break;
     case CheckpointFormat::none: break;
   }

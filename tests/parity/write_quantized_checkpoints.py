@@ -11,6 +11,7 @@ writes DIR/<name>/{config.json, model.safetensors, expected_dequantized.safetens
 
   gptq_tiny        GPTQ v1, 4-bit, groups of 32, asymmetric, act-order (a permuted g_idx)
   gptq_v2_tiny     GPTQModel's v2 (zero points stored as they are), 3-bit, symmetric, no g_idx
+  awq_gemm_tiny    AutoAWQ's GEMM layout, 4-bit, groups of 32, zero points
                    saved, and the all-zero bias AutoGPTQ writes for every layer
   bnb_nf4_dq_tiny  bitsandbytes NF4 with double quantization, blocks of 32 (two nested blocks)
   bnb_fp4_tiny     bitsandbytes FP4 without double quantization, blocks of 64
@@ -147,6 +148,41 @@ def gptq_layer(rng, out, inp, bits, group_size, sym, act_order, v2):
     return tensors, np.ascontiguousarray(expected, dtype=np.float32)
 
 
+# AutoAWQ's GEMM layout: 8 codes of 4 bits per int32 along the output dimension, in the order
+# of awq/utils/packing_utils.py's AWQ_ORDER: nibble i of word j holds output column 8j + ORDER[i].
+AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def pack_awq(codes):
+    rows, cols = codes.shape
+    packed = np.zeros((rows, cols // 8), dtype=np.uint32)
+    for i, column in enumerate(AWQ_ORDER):
+        packed |= codes[:, column::8].astype(np.uint32) << np.uint32(4 * i)
+    return packed.view(np.int32)
+
+
+def write_awq(out_dir, name, seed, group_size):
+    rng = np.random.default_rng(seed)
+    tensors, expected = dense_tensors(rng), {}
+    for module, kind in LINEARS:
+        prefix = "model.layers.0." + module
+        out, inp = SHAPES[kind]
+        groups = inp // group_size
+        q = rng.integers(0, 16, size=(inp, out))
+        zero = rng.integers(0, 16, size=(groups, out))  # AWQ stores the zero point itself
+        scales = (rng.random((groups, out)) * 0.02 + 0.001).astype(np.float16)
+        g = np.arange(inp) // group_size
+        expected[prefix] = np.ascontiguousarray(
+            (scales.astype(np.float32)[g, :] * (q - zero[g, :]).astype(np.float32)).T)
+        tensors[prefix + ".qweight"] = pack_awq(q)
+        tensors[prefix + ".qzeros"] = pack_awq(zero)
+        tensors[prefix + ".scales"] = scales
+    # transformers' AwqConfig as AutoAWQ saves it
+    qc = {"quant_method": "awq", "bits": 4, "group_size": group_size, "zero_point": True,
+          "version": "gemm", "modules_to_not_convert": None}
+    save(out_dir, name, tensors, expected, qc)
+
+
 def write_gptq(out_dir, name, seed, bits, group_size, sym, act_order, v2):
     rng = np.random.default_rng(seed)
     tensors, expected = dense_tensors(rng), {}
@@ -267,6 +303,7 @@ def main():
     write_bnb4(args.out, "bnb_nf4_dq_tiny", 3, "nf4", blocksize=32, nested=True)
     write_bnb4(args.out, "bnb_fp4_tiny", 4, "fp4", blocksize=64, nested=False)
     write_bnb8(args.out, "bnb_int8_tiny", 5)
+    write_awq(args.out, "awq_gemm_tiny", 6, group_size=32)
 
 
 if __name__ == "__main__":

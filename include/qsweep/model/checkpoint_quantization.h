@@ -9,8 +9,9 @@
 
 namespace qsweep {
 
-// bnb_4bit and bnb_8bit are quant_method "bitsandbytes" with load_in_4bit / load_in_8bit.
-enum class CheckpointFormat { none, bnb_4bit, bnb_8bit, gptq };
+// bnb_4bit and bnb_8bit are quant_method "bitsandbytes" with load_in_4bit / load_in_8bit;
+// awq_gemm is quant_method "awq" with version "gemm" (AutoAWQ's default layout).
+enum class CheckpointFormat { none, bnb_4bit, bnb_8bit, gptq, awq_gemm };
 
 const char* checkpoint_format_name(CheckpointFormat format);
 
@@ -24,7 +25,7 @@ struct CheckpointQuantization {
   DType compute_dtype = DType::fp32;  // bnb_4bit_compute_dtype (default float32)
   // bnb_8bit: activation columns above this run in the compute dtype.
   double threshold = 6.0;
-  // gptq
+  // gptq, awq_gemm (AWQ: 4 bits, asymmetric, group_size from its config)
   int bits = 4;
   int group_size = 128;               // -1: one group per output channel
   bool sym = true;
