@@ -90,6 +90,24 @@ TEST(CliQuantize, RtnAndInt8ConfigsWriteGptqAndBitsandbytes8bit) {
       load_model(int8, {DType::fp32, at::kCPU}).layers[0].gate.weight));
 }
 
+TEST(CliQuantize, GptqAndAwqCalibrateOnTheTextAndWriteGptqLayout) {
+  for (const std::string method : {"gptq", "awq"}) {
+    SCOPED_TRACE(method);
+    const std::string config = write_config(
+        "method: " + method + "\ndtype: fp32\nbits: 4\ngroup_size: 32\ncalibration: {text: " +
+        QSWEEP_SOURCE_DIR "/data/calibration/moby_dick.txt, samples: 4, seq_len: 64}\n");
+    const std::string out = make_temp_dir("cli-quantize-" + method);
+    std::string text;
+    ASSERT_EQ(run_qsweep("quantize --model " + made_model() + " --config " + config + " --out " +
+                         out, text), 0) << text;
+    expect_contains(text, "output error below RTN's");
+    const nlohmann::json written = nlohmann::json::parse(read_file(out + "/config.json"));
+    EXPECT_EQ(written["quantization_config"]["quant_method"], "gptq");
+    EXPECT_TRUE(std::holds_alternative<IntGroupWeight>(
+        load_model(out, {DType::fp32, at::kCPU}).layers[0].v.weight));
+  }
+}
+
 TEST(CliQuantize, RefusesMethodsWithoutAFormatAndQuantizedInputsWithExitCode2) {
   const std::string out = make_temp_dir("cli-quantize-refused");
   std::string text;

@@ -4,7 +4,9 @@
 #include "qsweep/model/checkpoint_quantization.h"
 #include "qsweep/model/model.h"
 #include "qsweep/model/quantized_checkpoint.h"
+#include "qsweep/quant/calibration.h"
 #include "qsweep/quant/quantize_model.h"
+#include "qsweep/tokenizer/tokenizer.h"
 #include "qsweep/sweep/sweep_spec.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
@@ -30,16 +32,16 @@ void run(const QuantizeArgs& a) {
          a.config);
   switch (c.quant.method) {
     case QuantMethod::rtn:
+    case QuantMethod::gptq:
+    case QuantMethod::awq:
     case QuantMethod::bnb_nf4:
     case QuantMethod::bnb_fp4:
     case QuantMethod::llm_int8: break;
     case QuantMethod::none:
-    case QuantMethod::gptq:
-    case QuantMethod::awq:
     case QuantMethod::from_checkpoint:
       fail("{}: key 'method': '{}' cannot be written as a checkpoint by qsweep quantize; it "
-           "writes rtn (GPTQ layout), bnb_nf4 and bnb_fp4 (bitsandbytes 4-bit) and llm_int8 "
-           "(bitsandbytes 8-bit)", a.config, quant_method_name(c.quant.method));
+           "writes rtn, gptq and awq (GPTQ layout), bnb_nf4 and bnb_fp4 (bitsandbytes 4-bit) and "
+           "llm_int8 (bitsandbytes 8-bit)", a.config, quant_method_name(c.quant.method));
   }
   const CheckpointQuantization stored = read_checkpoint_quantization(a.model);
   if (stored.format != CheckpointFormat::none)
@@ -54,7 +56,11 @@ void run(const QuantizeArgs& a) {
   Model m = load_model(a.model, {DType::fp32, at::kCPU});
   QuantConfig q = c.quant;
   if (!q.compute_dtype) q.compute_dtype = c.dtype;
-  quantize_model(m, q);
+  at::Tensor calibration;
+  if (needs_calibration(q.method))
+    calibration = calibration_tokens(Tokenizer::from_model_dir(a.model), q.calibration,
+                                     calibration_seq_len(q, m.config.max_position_embeddings));
+  quantize_model(m, q, calibration);
   log_info("quantized {} with {} ({}): {:.3f} bits per weight in the projections, {:.1f} s",
            a.model, c.name, quant_method_name(q.method), projection_bits_per_weight(m),
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
