@@ -23,10 +23,6 @@ namespace {
 
 constexpr const char* kKeyFile = "qsweep_cache_key.txt";
 
-std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
-  return c.model.empty() ? spec.model : c.model;
-}
-
 // What both kinds of entry depend on: the model's identity, the tokenizer, the config.
 std::string model_key(const SweepSpec& spec, const PrepConfig& c) {
   const std::string model = model_dir_of(spec, c);

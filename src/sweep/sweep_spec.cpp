@@ -227,7 +227,7 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
   }
   for (const PrepConfig& c : spec.configs)
     check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model),
-                            c.model.empty() ? spec.model : c.model);
+                            model_dir_of(spec, c));
   const BenchOptions& b = spec.benchmarks.options;
   const int needed = b.prefill_tokens + b.decode_tokens;
   if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {
@@ -258,6 +258,10 @@ void parse_paths(const yaml::Section& top, const fs::path& base, SweepSpec& spec
 }
 
 }  // namespace
+
+std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
+  return c.model.empty() ? spec.model : c.model;
+}
 
 std::string cache_dir_of(const SweepSpec& spec, const std::string& store) {
   if (!spec.cache_dir.empty()) return spec.cache_dir;

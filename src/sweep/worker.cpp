@@ -54,10 +54,6 @@ double seconds_since(std::chrono::steady_clock::time_point from) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - from).count();
 }
 
-std::string model_dir_of(const SweepSpec& spec, const PrepConfig& c) {
-  return c.model.empty() ? spec.model : c.model;
-}
-
 int calibration_window(const SweepSpec& spec, const PrepConfig& c) {
   return calibration_seq_len(c.quant, load_model_config(model_dir_of(spec, c)).max_position_embeddings);
 }

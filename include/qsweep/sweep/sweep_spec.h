@@ -83,6 +83,9 @@ struct SweepSpec {
 // be valid" and come before any work starts.
 SweepSpec load_sweep_spec(const std::string& path);
 
+// The model directory a config prepares: its own `model`, else the sweep's.
+std::string model_dir_of(const SweepSpec& spec, const PrepConfig& config);
+
 // Where the sweep caches GPTQ/AWQ checkpoints when it writes to `store` ("" for the job's own):
 // the job's cache_dir, else qsweep_cache/ beside the store, so sweeps writing to one results
 // directory share checkpoints (entries are keyed by content, not by sweep).
