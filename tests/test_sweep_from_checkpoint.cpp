@@ -65,9 +65,10 @@ TEST_F(FromCheckpoint, APreQuantizedModelIsNotQuantizedAgain) {
 }
 
 TEST_F(FromCheckpoint, UnsupportedQuantizationConfigFailsAtPlanNamingFileAndKey) {
-  make_quantized("awq", R"({"quant_method": "awq", "bits": 4, "version": "gemm"})");
+  make_quantized("hqq", R"({"quant_method": "hqq", "nbits": 4})");
   const std::string e =
-      error_of(job_with("  - {name: q, method: from_checkpoint, dtype: bf16, model: awq}"));
-  expect_contains(e, path("awq/config.json") + ": key 'quantization_config.quant_method' is 'awq'");
+      error_of(job_with("  - {name: q, method: from_checkpoint, dtype: bf16, model: hqq}"));
+  expect_contains(e, path("hqq/config.json") + ": key 'quantization_config.quant_method' is 'hqq'");
   expect_contains(e, "supported: quant_method 'bitsandbytes'");
+  expect_contains(e, "'awq' (version gemm)");
 }
