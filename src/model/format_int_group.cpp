@@ -9,10 +9,7 @@
 namespace qsweep {
 namespace {
 
-void check_bits(int bits) {
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-    fail("int-group bits must be 2, 3, 4 or 8, got {}", bits);
-}
+void check_bits(int bits) { check_int_group_bits("int-group", bits); }
 
 uint32_t code_mask(int bits) { return (uint32_t(1) << bits) - 1; }
 
@@ -39,6 +36,21 @@ void unpack_lane(const uint32_t* words, int64_t n, int bits, int32_t* codes) {
 }
 
 }  // namespace
+
+void check_int_group_bits(const std::string& who, int bits) {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+    fail("{} bits must be 2, 3, 4 or 8, got {}", who, bits);
+}
+
+int64_t int_group_columns(const std::string& who, int group_size, int64_t in) {
+  if (group_size == -1) return in;
+  if (group_size <= 0)
+    fail("{} group_size must be positive, or -1 for one group per output row, got {}", who,
+         group_size);
+  if (in % group_size != 0)
+    fail("{} group_size {} does not divide the {} input features", who, group_size, in);
+  return group_size;
+}
 
 at::Tensor pack_int_codes(const at::Tensor& codes, int bits, int64_t dim) {
   check_bits(bits);

@@ -19,20 +19,11 @@ namespace {
 // batch would take 128 times that.
 constexpr int64_t kClipRowsPerBatch = 256;
 
-void check_bits(int bits) {
-  // The search quantizes as the stored weight will be, so it takes only the stored widths.
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-    fail("AWQ bits must be 2, 3, 4 or 8, got {}", bits);
-}
+// The search quantizes as the stored weight will be, so it takes only the stored widths.
+void check_bits(int bits) { check_int_group_bits("AWQ", bits); }
 
 int64_t checked_group_size(int group_size, int64_t in) {
-  if (group_size == -1) return in;
-  if (group_size <= 0)
-    fail("AWQ group_size must be positive, or -1 for one group per output row, got {}",
-         group_size);
-  if (in % group_size != 0)
-    fail("AWQ group_size {} does not divide the {} input features", group_size, in);
-  return group_size;
+  return int_group_columns("AWQ", group_size, in);
 }
 
 std::string shape_text(const at::Tensor& t) {

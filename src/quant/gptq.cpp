@@ -21,18 +21,12 @@ constexpr int kMaxDampRetries = 5;
 constexpr double kFirstRetryPercent = 0.01;
 
 int64_t checked_group_size(const GptqOptions& o, int64_t in, const std::string& name) {
-  if (o.bits != 2 && o.bits != 3 && o.bits != 4 && o.bits != 8)
-    fail("GPTQ {}: bits must be 2, 3, 4 or 8, got {}", name, o.bits);
+  const std::string who = "GPTQ " + name + ":";
+  check_int_group_bits(who, o.bits);
   if (o.block_size <= 0) fail("GPTQ {}: block_size must be positive, got {}", name, o.block_size);
   if (!std::isfinite(o.damp_percent) || o.damp_percent < 0)
     fail("GPTQ {}: damp_percent must be a finite number >= 0, got {}", name, o.damp_percent);
-  if (o.group_size == -1) return in;
-  if (o.group_size <= 0)
-    fail("GPTQ {}: group_size must be positive, or -1 for one group per output channel, got {}",
-         name, o.group_size);
-  if (in % o.group_size != 0)
-    fail("GPTQ {}: group_size {} does not divide the {} input features", name, o.group_size, in);
-  return o.group_size;
+  return int_group_columns(who, o.group_size, in);
 }
 
 void check_hessian(const Hessian& hessian, int64_t in, const std::string& name) {

@@ -10,15 +10,8 @@ namespace qsweep {
 namespace {
 
 int64_t checked_group_size(int bits, int group_size, int64_t in) {
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-    fail("RTN bits must be 2, 3, 4 or 8, got {}", bits);
-  if (group_size == -1) return in;
-  if (group_size <= 0)
-    fail("RTN group_size must be positive, or -1 for one group per output channel, got {}",
-         group_size);
-  if (in % group_size != 0)
-    fail("RTN group_size {} does not divide the {} input features", group_size, in);
-  return group_size;
+  check_int_group_bits("RTN", bits);
+  return int_group_columns("RTN", group_size, in);
 }
 
 }  // namespace

@@ -5,9 +5,17 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <string>
 #include <vector>
 
 namespace qsweep {
+
+// The checks every method that stores int groups (RTN, GPTQ, AWQ) makes of its parameters;
+// `who` begins the message ("RTN", "GPTQ model.layers.3.qkv:").
+// bits must be a width the storage packs: 2, 3, 4 or 8.
+void check_int_group_bits(const std::string& who, int bits);
+// Input channels per group for `in` inputs: group_size if it divides in, all of them for -1.
+int64_t int_group_columns(const std::string& who, int group_size, int64_t in);
 
 // Codes int32 [rows, cols] with values in [0, 2^bits) packed along `dim` (0: qweight, 1: zeros)
 // into int32 words, 32 / bits codes per word for 2, 4 and 8 bits, 32 codes per 3 words for
