@@ -287,6 +287,12 @@ TEST(QuantizedCheckpoint, UnsupportedQuantMethodNamesTheKeyAndWhatIsSupported) {
   expect_contains(error_of([&] { load_model(w.dir, {DType::fp32, at::kCPU}); }),
                   "tensor 'model.layers.0.self_attn.q_proj.qweight' is I32 [8, 64] but a awq (gemm) "
                   "layer of [model.layers.0.self_attn.q_proj");
+  with_quantization_config(w.dir, {{"quant_method", "awq"}, {"zero_point", false}});
+  expect_contains(error_of([&] { read_checkpoint_quantization(w.dir); }),
+                  "key 'quantization_config.zero_point' is false");
+  with_quantization_config(w.dir, {{"quant_method", "awq"}, {"bits", 3}});
+  expect_contains(error_of([&] { read_checkpoint_quantization(w.dir); }),
+                  "key 'quantization_config.bits' must be 4 for AWQ's GEMM layout, got 3");
   with_quantization_config(w.dir, {{"quant_method", "awq"}, {"version", "gemv"}});
   expect_contains(error_of([&] { read_checkpoint_quantization(w.dir); }),
                   "key 'quantization_config.version' is 'gemv'");

@@ -378,4 +378,8 @@ TEST_F(SweepSpecTest, CalibratedMethodsNeedACalibrationTextAndFingerprintIt) {
                          "  - {name: g, method: gptq, dtype: bf16, group_size: 32, "
                          "calibration: {text: calib.txt, sample: 8}}"),
                6, "configs[1].calibration.sample", "samples");
+  expect_error(with_line(valid_job(), 6,
+                         "  - {name: g, method: gptq, dtype: bf16, group_size: 32, damp_percent: 1.5, "
+                         "calibration: {text: calib.txt}}"),
+               6, "configs[1].damp_percent", "must be in [0, 1)");
 }
