@@ -86,3 +86,58 @@ TEST_F(GpuLinear, Int8WithOutlierColumnsMatchesTheCpuReference) {
   c.threshold = 0;
   expect_gpu_matches_cpu(c, kInt8Tolerance);
 }
+
+namespace {
+
+// Every tensor a stored format holds, so two quantizations can be compared bit for bit.
+std::vector<at::Tensor> stored_tensors(const Linear& l) {
+  struct Tensors {
+    std::vector<at::Tensor> operator()(const DenseWeight& w) const { return {w.weight}; }
+    std::vector<at::Tensor> operator()(const IntGroupWeight& w) const {
+      return {w.qweight, w.zeros, w.scales, w.g_idx};
+    }
+    std::vector<at::Tensor> operator()(const Bnb4Weight& w) const {
+      return {w.packed, w.code, w.absmax, w.qabsmax, w.absmax2, w.code2};
+    }
+    std::vector<at::Tensor> operator()(const Int8RowWeight& w) const {
+      return {w.weight, w.row_absmax};
+    }
+  };
+  return std::visit(Tensors{}, l.weight);
+}
+
+void expect_same_storage(const QuantConfig& config) {
+  c10::InferenceMode guard;
+  at::manual_seed(11);
+  at::Tensor w = at::randn({256, 512}) * 0.05;
+  w.narrow(0, 0, 2).zero_();  // whole zero blocks: the 0 * (1 / 0) path
+  const std::vector<at::Tensor> cpu = stored_tensors(quantize_linear(w, config, at::kHalf));
+  const std::vector<at::Tensor> gpu =
+      stored_tensors(quantize_linear(w.to(at::kCUDA), config, at::kHalf));
+  ASSERT_EQ(cpu.size(), gpu.size());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    ASSERT_EQ(cpu[i].defined(), gpu[i].defined()) << "tensor " << i;
+    if (!cpu[i].defined()) continue;
+    EXPECT_TRUE(gpu[i].is_cuda()) << "tensor " << i << " left the GPU";
+    EXPECT_TRUE(gpu[i].cpu().equal(cpu[i])) << quant_method_name(config.method) << ", tensor " << i;
+  }
+}
+
+}  // namespace
+
+// Data-free methods quantize where the weight is; on a GPU they must store what the CPU does.
+TEST_F(GpuLinear, QuantizingOnTheGpuStoresWhatTheCpuStores) {
+  for (QuantMethod method : {QuantMethod::bnb_nf4, QuantMethod::bnb_fp4})
+    for (bool dq : {false, true}) {
+      QuantConfig c = config_of(method);
+      c.double_quant = dq;
+      expect_same_storage(c);
+    }
+  for (int bits : {3, 4}) {
+    QuantConfig c = config_of(QuantMethod::rtn);
+    c.bits = bits;
+    c.sym = bits == 4;
+    expect_same_storage(c);
+  }
+  expect_same_storage(config_of(QuantMethod::llm_int8));
+}

@@ -13,26 +13,24 @@ void check_bits(int bits) { check_int_group_bits("int-group", bits); }
 
 uint32_t code_mask(int bits) { return (uint32_t(1) << bits) - 1; }
 
-// The codes of one lane (one column of qweight, one row of zeros) as a little-endian bit
-// stream; a code whose bits run past a word continues at bit 0 of the next.
-void pack_lane(const int32_t* codes, int64_t n, int bits, uint32_t* words) {
-  for (int64_t k = 0; k < n; ++k) {
-    const uint32_t code = static_cast<uint32_t>(codes[k]);
-    const int64_t bit = k * bits, word = bit / 32;
-    const int shift = static_cast<int>(bit % 32);
-    words[word] |= code << shift;
-    if (shift + bits > 32) words[word + 1] |= code >> (32 - shift);
-  }
+// Where code k of a lane lives in its little-endian bit stream: word k * bits / 32 from bit
+// k * bits % 32; a 3-bit code whose bits run past a word continues at bit 0 of the next.
+struct BitPositions {
+  at::Tensor word, shift;   // [n] int64 on the device
+  at::Tensor crosses;       // [n] bool: the code continues in word + 1
+};
+
+BitPositions bit_positions(int64_t n, int bits, const at::Device& device) {
+  const at::Tensor bit = at::arange(n, at::TensorOptions().dtype(at::kLong).device(device)) * bits;
+  const at::Tensor shift = bit.remainder(32);
+  return {bit.div(32, "floor"), shift, shift + bits > 32};
 }
 
-void unpack_lane(const uint32_t* words, int64_t n, int bits, int32_t* codes) {
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t bit = k * bits, word = bit / 32;
-    const int shift = static_cast<int>(bit % 32);
-    uint32_t v = words[word] >> shift;
-    if (shift + bits > 32) v |= words[word + 1] << (32 - shift);
-    codes[k] = static_cast<int32_t>(v & code_mask(bits));
-  }
+constexpr int64_t kWordMask = 0xffffffffLL;
+
+// Words held as int64 in [0, 2^32) back to int32 with the same bits.
+at::Tensor as_int32_words(const at::Tensor& words) {
+  return at::where(words >= (int64_t(1) << 31), words - (int64_t(1) << 32), words).to(at::kInt);
 }
 
 }  // namespace
@@ -60,28 +58,34 @@ at::Tensor pack_int_codes(const at::Tensor& codes, int bits, int64_t dim) {
   if (n * bits % 32 != 0)
     fail("pack_int_codes: {} codes of {} bits along dim {} do not fill whole int32 words "
          "(need a multiple of {})", n, bits, dim, bits == 3 ? 32 : 32 / bits);
-  const at::Tensor lanes = codes.cpu().movedim(dim, 1).contiguous();
+  // Tensor operations rather than a loop, so packing runs where the codes are (a GPU packs a
+  // model's worth in milliseconds). Codes have disjoint bits, so adding them is OR-ing them.
+  const at::Tensor lanes = codes.movedim(dim, 1).to(at::kLong);   // [lanes, n]
   const int64_t max_code = code_mask(bits);
-  if (lanes.numel() > 0 && (lanes.min().item<int32_t>() < 0 || lanes.max().item<int32_t>() > max_code))
+  if (lanes.numel() > 0 && (lanes.min().item<int64_t>() < 0 || lanes.max().item<int64_t>() > max_code))
     fail("pack_int_codes: codes must lie in [0, {}] for {} bits", max_code, bits);
-  at::Tensor packed = at::zeros({lanes.size(0), n * bits / 32}, at::kInt);
-  for (int64_t lane = 0; lane < lanes.size(0); ++lane)
-    pack_lane(lanes.data_ptr<int32_t>() + lane * n, n, bits,
-              reinterpret_cast<uint32_t*>(packed.data_ptr<int32_t>()) + lane * packed.size(1));
-  return packed.movedim(1, dim).contiguous();
+  const BitPositions at_bit = bit_positions(n, bits, codes.device());
+  at::Tensor words = at::zeros({lanes.size(0), n * bits / 32}, lanes.options());
+  const auto expand = [&](const at::Tensor& index) { return index.expand_as(lanes); };
+  words.scatter_add_(1, expand(at_bit.word), lanes.bitwise_left_shift(at_bit.shift).bitwise_and(kWordMask));
+  const at::Tensor high = at::where(at_bit.crosses, lanes.bitwise_right_shift(32 - at_bit.shift),
+                                    at::zeros_like(lanes));
+  words.scatter_add_(1, expand(at::clamp_max(at_bit.word + 1, words.size(1) - 1)), high);
+  return as_int32_words(words).movedim(1, dim).contiguous();
 }
 
 at::Tensor unpack_int_codes(const at::Tensor& packed, int bits, int64_t dim) {
   check_bits(bits);
   TORCH_CHECK(packed.dim() == 2 && packed.scalar_type() == at::kInt,
               "unpack_int_codes: packed must be a 2-D int32 tensor");
-  const at::Tensor lanes = packed.cpu().movedim(dim, 1).contiguous();
-  const int64_t n = lanes.size(1) * 32 / bits;
-  at::Tensor codes = at::empty({lanes.size(0), n}, at::kInt);
-  for (int64_t lane = 0; lane < lanes.size(0); ++lane)
-    unpack_lane(reinterpret_cast<const uint32_t*>(lanes.data_ptr<int32_t>()) + lane * lanes.size(1),
-                n, bits, codes.data_ptr<int32_t>() + lane * n);
-  return codes.movedim(1, dim).contiguous();
+  const at::Tensor words = packed.movedim(dim, 1).to(at::kLong).bitwise_and(kWordMask);
+  const int64_t n = words.size(1) * 32 / bits;
+  const BitPositions at_bit = bit_positions(n, bits, packed.device());
+  const at::Tensor low = words.index_select(1, at_bit.word).bitwise_right_shift(at_bit.shift);
+  const at::Tensor next = words.index_select(1, at::clamp_max(at_bit.word + 1, words.size(1) - 1));
+  const at::Tensor high = at::where(at_bit.crosses, next.bitwise_left_shift(32 - at_bit.shift),
+                                    at::zeros_like(next));
+  return low.bitwise_or(high).bitwise_and(int64_t(code_mask(bits))).to(at::kInt).movedim(1, dim).contiguous();
 }
 
 IntGroupWeight make_int_group_weight(const at::Tensor& codes, const at::Tensor& scales,

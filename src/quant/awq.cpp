@@ -152,15 +152,12 @@ IntGroupWeight awq_quantize(const at::Tensor& w, int bits, int group_size, at::S
   const int64_t group = checked_group_size(group_size, in), groups = in / group;
   const at::Tensor rows = w.to(at::kFloat).reshape({out * groups, group});
   const AwqGroupScale s = group_scale(rows, bits);
-  // Packing runs on the CPU; the codes are chosen on w's device and the result goes back there.
-  const at::Tensor codes = group_codes(rows, s, bits).view({out, in}).to(at::kInt).cpu();
-  const at::Tensor scales = s.scale.view({out, groups}).t().cpu();
-  const at::Tensor zeros = s.zero.view({out, groups}).t().to(at::kInt).cpu();
-  const at::Tensor g_idx = at::arange(in, at::kLong).div(group, "floor");
-  IntGroupWeight q = make_int_group_weight(codes, scales, zeros, g_idx, bits,
-                                           static_cast<int>(group), false, dtype);
-  for (at::Tensor* t : {&q.qweight, &q.zeros, &q.scales, &q.g_idx}) *t = t->to(w.device());
-  return q;
+  const at::Tensor codes = group_codes(rows, s, bits).view({out, in}).to(at::kInt);
+  const at::Tensor g_idx =
+      at::arange(in, at::TensorOptions().dtype(at::kLong).device(w.device())).div(group, "floor");
+  return make_int_group_weight(codes, s.scale.view({out, groups}).t(),
+                               s.zero.view({out, groups}).t().to(at::kInt), g_idx, bits,
+                               static_cast<int>(group), false, dtype);
 }
 
 at::Tensor awq_channel_magnitude(const at::Tensor& x) {

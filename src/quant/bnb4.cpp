@@ -10,40 +10,77 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <vector>
 
 namespace qsweep {
 namespace {
 
+// dQuantizeNF4's decision tree, flattened: the float32 midpoints between neighbouring codes,
+// ascending. A value's code is the number of midpoints below it (a value on a midpoint takes the
+// lower code; NaN, from a block of zeros scaled by 1 / 0, compares below all and takes code 0).
+constexpr float kNf4Midpoints[15] = {
+    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
+    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+    0.1202552504837513f,  0.2035212516784668f,  0.2920137718319893f,  0.3893125355243683f,
+    0.5016634166240692f,  0.6427869200706482f,  0.8614784181118011f};
+// dQuantizeFP4's tree over |x|: its thresholds, ascending (decimals a few ulp off the midpoints
+// of the magnitudes over 12, as the kernel has them), and the magnitude code of each interval.
+constexpr float kFp4Thresholds[7] = {0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
+                                     0.4166667f,  0.583333f,  0.8333333f};
+constexpr uint8_t kFp4Magnitude[8] = {0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011};
+constexpr uint8_t kFp4Sign = 0b1000;  // set for x < 0 only, so -0 is +0
+
+template <size_t N>
+int count_below(const float (&thresholds)[N], float x) {
+  int n = 0;
+  for (float t : thresholds) n += x > t;
+  return n;
+}
+
+at::Tensor threshold_tensor(at::ArrayRef<float> values, const at::Device& device) {
+  return at::tensor(values, at::kFloat).to(device);
+}
+
+// The codes of x (already scaled by its block's 1 / absmax), elementwise on x's device: the
+// tensor form of bnb_nf4_code_of and bnb_fp4_code_of, from the same tables.
+at::Tensor codes_of(const at::Tensor& x, Bnb4Type type) {
+  const at::Tensor finite = at::nan_to_num(x, /*nan=*/-2.0);  // NaN takes code 0, below -1
+  switch (type) {
+    case Bnb4Type::nf4:
+      return at::bucketize(finite, threshold_tensor(kNf4Midpoints, x.device())).to(at::kByte);
+    case Bnb4Type::fp4: {
+      const at::Tensor interval =
+          at::bucketize(finite.abs().masked_fill(x.isnan(), 0), threshold_tensor(kFp4Thresholds, x.device()));
+      const at::Tensor magnitude =
+          at::tensor(at::ArrayRef<uint8_t>(kFp4Magnitude), at::kByte).to(x.device()).index_select(0, interval.view(-1));
+      return magnitude.view(x.sizes()).bitwise_or((x < 0).to(at::kByte) * kFp4Sign);
+    }
+  }
+  fail("unknown bnb 4-bit type");
+}
+
+// kQuantizeBlockwise on x [n] (float32, any device): each block's absmax, then every element
+// times 1.0f / absmax (a block of zeros has inv = inf, and 0 * inf = NaN takes code 0). The
+// tail block is padded with zeros, which change no absmax; an odd n keeps the pad's code as the
+// low nibble of the last byte, as the kernel loads the missing element as 0.
 struct Blocks {
-  std::vector<float> absmax;
-  std::vector<uint8_t> codes;
+  at::Tensor absmax;  // [blocks] float32
+  at::Tensor codes;   // [n rounded up to even] uint8
 };
 
-// kQuantizeBlockwise: each block's absmax, then every element times 1.0f / absmax. A block of
-// zeros has inv = inf and 0 * inf = NaN, which every code_of sends to code 0 as the kernel does.
-Blocks quantize_blocks(const float* x, int64_t n, int64_t blocksize,
-                       const std::function<uint8_t(float)>& code_of) {
+Blocks quantize_blocks(const at::Tensor& x, int64_t blocksize, Bnb4Type type) {
+  const int64_t n = x.numel(), blocks = (n + blocksize - 1) / blocksize;
+  const at::Tensor padded = at::constant_pad_nd(x, {0, blocks * blocksize - n}).view({blocks, blocksize});
   Blocks b;
-  b.codes.reserve(n);
-  for (int64_t start = 0; start < n; start += blocksize) {
-    const int64_t end = std::min(n, start + blocksize);
-    float absmax = 0.0f;
-    for (int64_t i = start; i < end; ++i) absmax = std::max(absmax, std::fabs(x[i]));
-    const float inv = 1.0f / absmax;
-    b.absmax.push_back(absmax);
-    for (int64_t i = start; i < end; ++i) b.codes.push_back(code_of(x[i] * inv));
-  }
+  b.absmax = padded.abs().amax(1);
+  const at::Tensor inv = at::reciprocal(b.absmax).unsqueeze(1);
+  b.codes = codes_of(padded * inv, type).view(-1).narrow(0, 0, n + n % 2);
   return b;
 }
 
-std::function<uint8_t(float)> code_function(Bnb4Type type) {
-  switch (type) {
-    case Bnb4Type::nf4: return bnb_nf4_code_of;
-    case Bnb4Type::fp4: return bnb_fp4_code_of;
-  }
-  fail("unknown bnb 4-bit type");
+at::Tensor pack_nibbles(const at::Tensor& codes) {
+  const at::Tensor pairs = codes.view({-1, 2});
+  return pairs.select(1, 0).bitwise_left_shift(4).bitwise_or(pairs.select(1, 1)).contiguous();
 }
 
 void check_arguments(const at::Tensor& w, int blocksize, at::ScalarType compute_dtype) {
@@ -56,66 +93,45 @@ void check_arguments(const at::Tensor& w, int blocksize, at::ScalarType compute_
   if (w.dim() != 2) fail("quantize_bnb4: the weight must be 2-D [out, in], got {} dims", w.dim());
 }
 
-// The two codes of a byte, the first element in the high nibble; an odd count pads with the
-// code of 0 scaled by the last block (the kernel loads the missing element as 0).
-at::Tensor pack_nibbles(const Blocks& b, const std::function<uint8_t(float)>& code_of) {
-  std::vector<uint8_t> codes = b.codes;
-  if (codes.size() % 2) codes.push_back(code_of(0.0f * (1.0f / b.absmax.back())));
-  at::Tensor packed = at::empty({static_cast<int64_t>(codes.size() / 2)}, at::kByte);
-  uint8_t* out = packed.data_ptr<uint8_t>();
-  for (size_t i = 0; i < codes.size(); i += 2) out[i / 2] = uint8_t(codes[i] << 4 | codes[i + 1]);
-  return packed;
-}
-
 // compress_statistics: the absmax values less their mean, quantized in blocks of 256 with the
-// signed dynamic code. torch takes the float32 mean in its own summation order; the sum here is
-// in double, the mean rounded once to float32.
-void double_quantize(const std::vector<float>& absmax, Bnb4Weight& w) {
+// signed dynamic code (kQuantizeBlockwise again, on the host: there is one absmax per 64
+// weights). torch takes the float32 mean in its own summation order; the sum here is in double,
+// the mean rounded once to float32.
+void double_quantize(const at::Tensor& absmax_tensor, Bnb4Weight& w) {
+  const at::Tensor host = absmax_tensor.cpu().contiguous();
+  const float* absmax = host.data_ptr<float>();
+  const int64_t n = host.numel();
   double sum = 0;
-  for (float a : absmax) sum += a;
-  w.offset = static_cast<float>(sum / static_cast<double>(absmax.size()));
-  std::vector<float> centered;
-  for (float a : absmax) centered.push_back(a - w.offset);
+  for (int64_t i = 0; i < n; ++i) sum += absmax[i];
+  w.offset = static_cast<float>(sum / static_cast<double>(n));
   w.code2 = bnb_dynamic_map();
   const float* code2 = w.code2.data_ptr<float>();
-  const Blocks nested = quantize_blocks(centered.data(), centered.size(), kBnbNestedBlocksize,
-                                        [code2](float x) { return bnb_dynamic_code_of(code2, x); });
-  w.qabsmax = at::tensor(at::ArrayRef<uint8_t>(nested.codes), at::kByte);
-  w.absmax2 = at::tensor(at::ArrayRef<float>(nested.absmax), at::kFloat);
+  std::vector<float> centered(n);
+  for (int64_t i = 0; i < n; ++i) centered[i] = static_cast<float>(absmax[i] - w.offset);
+  std::vector<uint8_t> codes(n);
+  std::vector<float> nested_absmax;
+  for (int64_t start = 0; start < n; start += kBnbNestedBlocksize) {
+    const int64_t end = std::min(n, start + kBnbNestedBlocksize);
+    float block_max = 0.0f;
+    for (int64_t i = start; i < end; ++i) block_max = std::max(block_max, std::fabs(centered[i]));
+    const float inv = 1.0f / block_max;
+    nested_absmax.push_back(block_max);
+    for (int64_t i = start; i < end; ++i)
+      codes[i] = bnb_dynamic_code_of(code2, centered[i] * inv);
+  }
+  const at::Device device = absmax_tensor.device();
+  w.qabsmax = at::tensor(at::ArrayRef<uint8_t>(codes), at::kByte).to(device);
+  w.absmax2 = at::tensor(at::ArrayRef<float>(nested_absmax), at::kFloat).to(device);
+  w.code2 = w.code2.to(device);
 }
 
 }  // namespace
 
-uint8_t bnb_nf4_code_of(float x) {
-  // dQuantizeNF4's decision tree; each threshold is the float32 midpoint of two codes, and a
-  // value on a midpoint takes the lower code.
-  if (x > 0.03979014977812767f) {
-    if (x > 0.3893125355243683f) {
-      if (x > 0.6427869200706482f) return x > 0.8614784181118011f ? 0b1111 : 0b1110;
-      return x > 0.5016634166240692f ? 0b1101 : 0b1100;
-    }
-    if (x > 0.2035212516784668f) return x > 0.2920137718319893f ? 0b1011 : 0b1010;
-    return x > 0.1202552504837513f ? 0b1001 : 0b1000;
-  }
-  if (x > -0.33967943489551544f) {
-    if (x > -0.13791173323988914f) return x > -0.045525018125772476f ? 0b0111 : 0b0110;
-    return x > -0.23460740596055984f ? 0b0101 : 0b0100;
-  }
-  if (x > -0.6106329262256622f) return x > -0.4599952697753906f ? 0b0011 : 0b0010;
-  return x > -0.8480964004993439f ? 0b0001 : 0b0000;
-}
+uint8_t bnb_nf4_code_of(float x) { return static_cast<uint8_t>(count_below(kNf4Midpoints, x)); }
 
 uint8_t bnb_fp4_code_of(float x) {
-  // dQuantizeFP4: the sign in bit 3 (set for x < 0, so -0 is +0), then a tree over |x| with the
-  // kernel's thresholds, decimals a few ulp off the midpoints of the magnitudes over 12.
-  const uint8_t sign = x < 0 ? 0b1000 : 0;
-  x = std::fabs(x);
-  if (x > 0.29166667f) {
-    if (x > 0.583333f) return (x > 0.8333333f ? 0b0011 : 0b0010) + sign;
-    return (x > 0.4166667f ? 0b0101 : 0b0100) + sign;
-  }
-  if (x > 0.0859375f) return (x > 0.20833333f ? 0b0111 : 0b0110) + sign;
-  return (x > 0.00260417f ? 0b0001 : 0b0000) + sign;
+  const uint8_t sign = x < 0 ? kFp4Sign : 0;
+  return kFp4Magnitude[count_below(kFp4Thresholds, std::fabs(x))] | sign;
 }
 
 uint8_t bnb_dynamic_code_of(const float* code, float x) {
@@ -145,9 +161,9 @@ uint8_t bnb_dynamic_code_of(const float* code, float x) {
 Bnb4Weight quantize_bnb4(const at::Tensor& w, Bnb4Type type, int blocksize, bool double_quant,
                          at::ScalarType compute_dtype) {
   check_arguments(w, blocksize, compute_dtype);
-  const at::Tensor x = w.to(compute_dtype).to(at::kFloat).cpu().contiguous().view(-1);
-  const std::function<uint8_t(float)> code_of = code_function(type);
-  const Blocks blocks = quantize_blocks(x.data_ptr<float>(), x.numel(), blocksize, code_of);
+  // On the weight's device: a GPU quantizes a 1B model in well under a second.
+  const at::Tensor x = w.to(compute_dtype).to(at::kFloat).contiguous().view(-1);
+  const Blocks blocks = quantize_blocks(x, blocksize, type);
 
   Bnb4Weight q;
   q.type = type;
@@ -155,13 +171,13 @@ Bnb4Weight quantize_bnb4(const at::Tensor& w, Bnb4Type type, int blocksize, bool
   q.in = w.size(1);
   q.blocksize = blocksize;
   q.compute_dtype = compute_dtype;
-  q.code = bnb4_code(type);
-  q.packed = pack_nibbles(blocks, code_of);
+  q.code = bnb4_code(type).to(w.device());
+  q.packed = pack_nibbles(blocks.codes);
   q.double_quant = double_quant;
   if (double_quant)
     double_quantize(blocks.absmax, q);
   else
-    q.absmax = at::tensor(at::ArrayRef<float>(blocks.absmax), at::kFloat);
+    q.absmax = blocks.absmax;
   return q;
 }
 

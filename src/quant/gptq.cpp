@@ -169,15 +169,13 @@ void quantize_block(Columns& c, int64_t i1, int64_t i2, Quantized& q) {
     c.wt.slice(0, i2).addmm_(c.hinv.slice(0, i1, i2).slice(1, i2).t(), err1, 1, -1);
 }
 
-// make_int_group_weight packs on the CPU; the packed weight goes back to the weight's device.
+// Packed where the codes were chosen (the weight's device).
 IntGroupWeight int_group_on(const at::Device& device, const at::Tensor& codes,
                             const GroupScale& params, const at::Tensor& g_idx, int bits,
                             int64_t group, bool sym, at::ScalarType compute_dtype) {
-  IntGroupWeight q = make_int_group_weight(codes.cpu(), params.scale.cpu(),
-                                           params.zero.to(at::kInt).cpu(), g_idx.cpu(), bits,
-                                           static_cast<int>(group), sym, compute_dtype);
-  for (at::Tensor* t : {&q.qweight, &q.zeros, &q.scales, &q.g_idx}) *t = t->to(device);
-  return q;
+  return make_int_group_weight(codes.to(device), params.scale.to(device),
+                               params.zero.to(at::kInt).to(device), g_idx.to(device), bits,
+                               static_cast<int>(group), sym, compute_dtype);
 }
 
 // The weight transposed and the inverse Hessian factor, in quantization order: input order, or

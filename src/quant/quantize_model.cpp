@@ -36,20 +36,19 @@ void log_summary(const QuantConfig& c, const CalibrationReport& report) {
 
 }  // namespace
 
-Linear quantize_linear(const at::Tensor& weight, const QuantConfig& c, at::ScalarType compute) {
-  const at::Tensor w = weight.cpu();
+// Quantizes on the weight's device, where the result stays.
+Linear quantize_linear(const at::Tensor& w, const QuantConfig& c, at::ScalarType compute) {
   switch (c.method) {
     case QuantMethod::rtn:
-      return linear_to({quantize_rtn(w, c.bits, c.group_size, c.sym, compute)}, weight.device());
+      return {quantize_rtn(w, c.bits, c.group_size, c.sym, compute)};
     case QuantMethod::bnb_nf4:
     case QuantMethod::bnb_fp4: {
       const Bnb4Type type = c.method == QuantMethod::bnb_nf4 ? Bnb4Type::nf4 : Bnb4Type::fp4;
-      return linear_to({quantize_bnb4(w, type, c.blocksize, c.double_quant, compute)},
-                       weight.device());
+      return {quantize_bnb4(w, type, c.blocksize, c.double_quant, compute)};
     }
     case QuantMethod::llm_int8:
-      return linear_to({quantize_int8_rows(w, c.threshold, compute)}, weight.device());
-    case QuantMethod::none: return {DenseWeight{weight}};
+      return {quantize_int8_rows(w, c.threshold, compute)};
+    case QuantMethod::none: return {DenseWeight{w}};
     case QuantMethod::gptq:
     case QuantMethod::awq:
     case QuantMethod::from_checkpoint: break;

@@ -32,11 +32,11 @@ IntGroupWeight quantize_rtn(const at::Tensor& w, int bits, int group_size, bool 
   const int64_t out = w.size(0), in = w.size(1);
   const int64_t group = checked_group_size(bits, group_size, in), groups = in / group;
   // One row per (output, group): GPTQ's quantizer runs per output row over a group's columns.
-  const at::Tensor rows =
-      w.to(compute_dtype).to(at::kFloat).cpu().reshape({out * groups, group});
+  const at::Tensor rows = w.to(compute_dtype).to(at::kFloat).reshape({out * groups, group});
   const GroupScale s = gptq_find_params(rows, bits, sym);
   const at::Tensor codes = gptq_codes(rows, s, bits).view({out, in});
-  const at::Tensor g_idx = at::arange(in, at::kLong).div(group, "floor");
+  const at::Tensor g_idx =
+      at::arange(in, at::TensorOptions().dtype(at::kLong).device(w.device())).div(group, "floor");
   return make_int_group_weight(codes, s.scale.view({out, groups}).t(),
                                s.zero.view({out, groups}).t().to(at::kInt), g_idx, bits,
                                static_cast<int>(group), sym, compute_dtype);
