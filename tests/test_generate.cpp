@@ -100,3 +100,27 @@ TEST(Generate, EosEndsTheRowAndIsNotPartOfTheOutput) {
     EXPECT_EQ(stopped[i].stop_reason, hits ? StopReason::eos : StopReason::length) << "row " << i;
   }
 }
+
+TEST(Generate, RowsEndingEarlyHandTheirSlotToWaitingPromptsWithoutChangingAnyResult) {
+  // EOS ids taken from the free runs end rows at different steps, so with 2 rows for 6 prompts
+  // finished rows take waiting prompts mid-batch (continuous batching); every prompt must still
+  // get exactly what it gets alone.
+  GenerateOptions options;
+  options.max_new_tokens = 16;
+  const auto free_run = generate(fixture().model, fixture().tok, prompts(), options);
+  Model with_eos = fixture().model;
+  with_eos.config.eos_token_ids = {free_run[1].tokens.at(1), free_run[3].tokens.at(6)};
+  options.batch_size = 1;
+  const auto alone = generate(with_eos, fixture().tok, prompts(), options);
+  size_t early = 0;
+  for (const Generation& g : alone) early += g.stop_reason == StopReason::eos;
+  ASSERT_GE(early, 2u) << "the test needs rows that end before the others";
+  for (int batch : {2, 4}) {
+    options.batch_size = batch;
+    const auto batched = generate(with_eos, fixture().tok, prompts(), options);
+    for (size_t i = 0; i < alone.size(); ++i) {
+      EXPECT_EQ(batched[i].tokens, alone[i].tokens) << "prompt " << i << ", batch " << batch;
+      EXPECT_EQ(batched[i].stop_reason, alone[i].stop_reason) << "prompt " << i;
+    }
+  }
+}

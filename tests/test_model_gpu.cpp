@@ -90,7 +90,7 @@ TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
     const at::Tensor prompt = at::arange(b * t, on).view({b, t}) % 4096;
     const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
                                       at::arange(t, on).expand({b, t}), cache, true);
-    DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({1}, t, on)};
+    DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
     std::vector<at::Tensor> tokens;
     if (graph) {
       Decoder decoder(m, cache, state);
@@ -107,4 +107,63 @@ TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
     return at::cat(tokens, 1).cpu();
   };
   EXPECT_TRUE(at::equal(run(true), run(false)));
+}
+
+namespace {
+
+// Greedy tokens of `steps` decode steps after a left-padded prompt batch, and the last layer's
+// key cache after them, with the fused decode kernels or the libtorch operations
+// (QSWEEP_FUSED_DECODE). With `forced`, step s is fed token (s * 13) % 4096 instead of the
+// greedy one, so both paths see the same inputs however their choices differ.
+struct DecodeOutcome {
+  at::Tensor tokens, last_keys;
+};
+
+DecodeOutcome decode_with(const Model& m, bool fused, bool forced) {
+  if (fused) unsetenv("QSWEEP_FUSED_DECODE"); else setenv("QSWEEP_FUSED_DECODE", "0", 1);
+  const int64_t b = 3, t = 20, steps = 40;
+  const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
+  KVCache cache = make_kv_cache(m, b, t + steps + 5);
+  const at::Tensor prompt = (at::arange(b * t, on).view({b, t}) * 7) % 4096;
+  at::Tensor real = at::ones({b, t}, on.dtype(at::kBool));
+  real[1].narrow(0, 0, 6).fill_(false);  // row 1 is left-padded: its pad slots stay masked
+  const at::Tensor logits = forward(m, prompt, real, at::arange(t, on).expand({b, t}), cache, true);
+  DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
+  state.slot[2].fill_(t + 3);  // rows need not share a slot (continuous batching)
+  std::vector<at::Tensor> tokens;
+  for (int s = 0; s < steps; ++s) {
+    if (forced) state.tokens.fill_((s * 13) % 4096);
+    tokens.push_back(state.tokens.clone());
+    decode_step(m, cache, state);
+  }
+  unsetenv("QSWEEP_FUSED_DECODE");
+  return {at::cat(tokens, 1).cpu(), cache.k.back().to(at::kCPU, at::kFloat)};
+}
+
+double relative_difference(const at::Tensor& a, const at::Tensor& b) {
+  return ((a - b).norm() / b.norm()).item<double>();
+}
+
+// bf16 keeps 8 mantissa bits; reductions in another order move values by a few units of 2^-8.
+constexpr double kBf16CacheTolerance = 2e-2;
+
+}  // namespace
+
+// The fused decode kernels compute what the libtorch operations compute: in float32 the same
+// greedy tokens, step after step, over padded rows and rows at different slots.
+TEST_F(GpuEngine, FusedDecodeGivesTheUnfusedGreedyTokensInFp32) {
+  c10::InferenceMode guard;
+  const Model m = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
+  const DecodeOutcome fused = decode_with(m, true, false), unfused = decode_with(m, false, false);
+  EXPECT_TRUE(at::equal(fused.tokens, unfused.tokens));
+  EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kFp32RelativeTolerance);
+}
+
+// In bf16 the kernels round where libtorch rounds, but reduce in another order: on the same
+// inputs the caches they leave agree to bf16 precision.
+TEST_F(GpuEngine, FusedDecodeAgreesWithUnfusedInBf16) {
+  c10::InferenceMode guard;
+  const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
+  const DecodeOutcome fused = decode_with(m, true, true), unfused = decode_with(m, false, true);
+  EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kBf16CacheTolerance);
 }

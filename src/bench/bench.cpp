@@ -33,7 +33,7 @@ struct DecodeRun {
     cache = make_kv_cache(m, b, t + steps);
     const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
                                       at::arange(t, on).expand({b, t}), cache, true);
-    state = {logits.argmax(-1), at::full({b, 1}, t, on), at::full({1}, t, on)};
+    state = {logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
     if (steps > 0) decoder.emplace(m, cache, state);
   }
   void decode(int steps) {

@@ -5,6 +5,15 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
+#ifdef QSWEEP_CUDA
+#include "qsweep/kernels/decode_kernels.h"
+
+#include <cstdlib>
+#include <cstring>
+#endif
+
 namespace qsweep {
 namespace {
 
@@ -28,12 +37,13 @@ at::Tensor attention_bias(const KVCache& cache, int64_t t, at::ScalarType dtype)
       .unsqueeze(1);
 }
 
-// Where a pass writes its keys and values: slots [start, start + t) known on the host (prefill,
-// eager decode), or the one slot held in a device tensor (graph-capturable decode), which then
-// attends over the whole cache and relies on the key mask for unfilled slots.
+// Where a pass writes its keys and values: slots [start, start + t) known on the host (prefill),
+// or one slot per row held in a device tensor (graph-capturable decode), which then attends
+// over the whole cache and relies on the key mask for unfilled slots.
 struct CacheWrite {
   int64_t start = 0;
-  at::Tensor slot;
+  at::Tensor slot;  // [batch] int64
+  at::Tensor rows;  // arange(batch), to pair each row with its slot
 };
 
 at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, const at::Tensor& x,
@@ -43,8 +53,9 @@ at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, con
   const int64_t t = x.size(1);
   at::Tensor keys = cache.k[layer], values = cache.v[layer];
   if (write.slot.defined()) {
-    keys.index_copy_(2, write.slot, h.k);
-    values.index_copy_(2, write.slot, h.v);
+    // [batch, slots, kv_heads, D] views, so (row, slot) pairs index whole [kv_heads, D] entries.
+    keys.transpose(1, 2).index_put_({write.rows, write.slot}, h.k.squeeze(2));
+    values.transpose(1, 2).index_put_({write.rows, write.slot}, h.v.squeeze(2));
   } else {
     keys.narrow(2, write.start, t).copy_(h.k);
     values.narrow(2, write.start, t).copy_(h.v);
@@ -112,15 +123,68 @@ at::Tensor forward_sequence(const Model& m, const std::vector<int32_t>& ids, boo
                  at::arange(t, on.dtype(at::kLong)).view({1, t}), cache, last_only)[0];
 }
 
-void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
-  cache.key_mask.index_fill_(1, s.slot, true);
+namespace {
+
+at::Tensor unfused_decode_logits(const Model& m, KVCache& cache, const DecodeState& s) {
+  const int64_t b = cache.key_mask.size(0);
+  const at::Tensor rows = at::arange(b, s.slot.options());
+  cache.key_mask.index_put_({rows, s.slot}, at::ones({}, cache.key_mask.options()));
   const auto options = at::TensorOptions().dtype(m.dtype).device(m.device);
   const at::Tensor bias = at::zeros(cache.key_mask.sizes(), options)
                               .masked_fill_(cache.key_mask.logical_not(), lowest_value(m.dtype))
-                              .view({cache.key_mask.size(0), 1, 1, cache.capacity});
-  const at::Tensor logits = run_model(m, at::embedding(m.embed, s.tokens), s.positions, bias, cache,
-                                      CacheWrite{0, s.slot}, true);
-  s.tokens.copy_(logits.argmax(-1));
+                              .view({b, 1, 1, cache.capacity});
+  return run_model(m, at::embedding(m.embed, s.tokens), s.positions, bias, cache,
+                   CacheWrite{0, s.slot, rows}, true)
+      .squeeze(1);
+}
+
+#ifdef QSWEEP_CUDA
+bool fused_decode_wanted(const Model& m, const KVCache& cache) {
+  const char* env = std::getenv("QSWEEP_FUSED_DECODE");  // read per call: tests switch it
+  const bool off = env && std::strcmp(env, "0") == 0;
+  const ModelConfig& c = m.config;
+  return m.device.is_cuda() && !off &&
+         cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim, cache.capacity);
+}
+
+// The same step with a layer's elementwise work in four kernels (RMSNorm with the residual
+// add before it, RoPE with the cache write, attention over the filled slots, SiLU * up) around
+// the projections; h is the normalised input of the next projection, x the residual stream.
+at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState& s) {
+  const ModelConfig& c = m.config;
+  const int64_t b = s.tokens.size(0);
+  const double eps = c.rms_norm_eps, scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const auto rope = ops::rope_tables(m, s.positions);
+  const at::Tensor cos = rope.first.reshape({b, c.head_dim}).contiguous();
+  const at::Tensor sin = rope.second.reshape({b, c.head_dim}).contiguous();
+  at::Tensor x = at::embedding(m.embed, s.tokens).reshape({b, c.hidden_size}).contiguous();
+  at::Tensor h = cuda::add_rms_norm(x, {}, m.layers.front().input_norm, eps);
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const LayerWeights& l = m.layers[i];
+    const at::Tensor q = cuda::rope_and_cache_write(
+        linear_forward(l.q, h), linear_forward(l.k, h), linear_forward(l.v, h), cos, sin,
+        cache.k[i], cache.v[i], cache.key_mask, s.slot);
+    const at::Tensor attended =
+        cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale);
+    h = cuda::add_rms_norm(x, linear_forward(l.o, attended), l.post_attention_norm, eps);
+    const at::Tensor product = cuda::silu_mul(linear_forward(l.gate, h), linear_forward(l.up, h));
+    const at::Tensor& next_norm = i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
+    h = cuda::add_rms_norm(x, linear_forward(l.down, product), next_norm, eps);
+  }
+  return linear_forward(m.lm_head, h);
+}
+#endif
+
+}  // namespace
+
+void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
+#ifdef QSWEEP_CUDA
+  const at::Tensor logits = fused_decode_wanted(m, cache) ? fused_decode_logits(m, cache, s)
+                                                          : unfused_decode_logits(m, cache, s);
+#else
+  const at::Tensor logits = unfused_decode_logits(m, cache, s);
+#endif
+  s.tokens.copy_(logits.argmax(-1, /*keepdim=*/true));
   s.positions.add_(1);
   s.slot.add_(1);
 }

@@ -70,44 +70,107 @@ std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) 
   return text;
 }
 
-void run_batch(const Model& m, const Tokenizer& tok, std::vector<Row>& rows,
-               const std::vector<int32_t>& eos, const GenerateOptions& o) {
-  const int64_t b = static_cast<int64_t>(rows.size());
-  int64_t p = 0;
-  for (const auto& r : rows) p = std::max<int64_t>(p, r.prompt->size());
-  // Left padding puts every row's last prompt token in the same slot, so decode steps write
-  // one shared cache slot per step.
-  at::Tensor ids = at::zeros({b, p}, at::kLong), real = at::zeros({b, p}, at::kBool),
-             pos = at::zeros({b, p}, at::kLong);
-  std::vector<int64_t> next_pos(b);
-  for (int64_t i = 0; i < b; ++i) {
-    const auto& prompt = *rows[i].prompt;
-    const int64_t offset = p - static_cast<int64_t>(prompt.size());
-    for (size_t j = 0; j < prompt.size(); ++j) {
-      ids[i][offset + j] = prompt[j];
-      real[i][offset + j] = true;
-      pos[i][offset + j] = static_cast<int64_t>(j);
-    }
-    next_pos[i] = static_cast<int64_t>(prompt.size());
+// Continuous batching: `batch` rows decode together; a row whose prompt finished takes the next
+// waiting prompt at once, so a batch never runs as long as its longest member for every row.
+// Each row has its own cache slot and RoPE position; newly admitted prompts are prefilled
+// together, left-padded, in a cache of their own and copied into their rows.
+class Batcher {
+ public:
+  Batcher(const Model& m, const Tokenizer& tok, std::vector<Row>& queue, int64_t batch,
+          int64_t capacity, const std::vector<int32_t>& eos, const GenerateOptions& o)
+      : m_(m), tok_(tok), queue_(queue), eos_(eos), o_(o), row_of_(batch, -1),
+        cache_(make_kv_cache(m, batch, capacity)) {
+    const auto on = at::TensorOptions().dtype(at::kLong).device(m.device);
+    state_ = {at::zeros({batch, 1}, on), at::zeros({batch, 1}, on), at::zeros({batch}, on)};
   }
-  KVCache cache = make_kv_cache(m, b, p + o.max_new_tokens);
-  const at::Tensor logits = forward(m, ids.to(m.device), real.to(m.device), pos.to(m.device), cache, true);
-  DecodeState state{logits.argmax(-1), at::tensor(next_pos, at::kLong).view({b, 1}).to(m.device),
-                    at::full({1}, p, at::TensorOptions().dtype(at::kLong).device(m.device))};
-  std::optional<Decoder> decoder;  // built after the first token: a batch may need no decode step
-  for (int step = 0; step < o.max_new_tokens; ++step) {
-    const at::Tensor host = state.tokens.to(at::kCPU);
-    const int64_t* tokens = host.data_ptr<int64_t>();
-    bool all_done = true;
-    for (int64_t i = 0; i < b; ++i) {
-      if (!rows[i].done) accept(rows[i], static_cast<int32_t>(tokens[i]), eos, tok, o);
-      all_done = all_done && rows[i].done;
+
+  void run() {
+    admit();
+    while (active() > 0) {
+      if (!decoder_) decoder_.emplace(m_, cache_, state_);
+      decoder_->step();
+      const at::Tensor host = state_.tokens.to(at::kCPU);
+      for (size_t r = 0; r < row_of_.size(); ++r)
+        if (row_of_[r] >= 0) take(r, static_cast<int32_t>(host.data_ptr<int64_t>()[r]));
+      admit();
     }
-    if (all_done) break;
-    if (!decoder) decoder.emplace(m, cache, state);
-    decoder->step();
   }
-}
+
+ private:
+  int64_t active() const {
+    return std::count_if(row_of_.begin(), row_of_.end(), [](int64_t p) { return p >= 0; });
+  }
+
+  // Accepts a row's new token; a finished row is freed, and an idle row's slot goes back to 0
+  // so that the steps it idles through stay inside the cache.
+  void take(size_t r, int32_t token) {
+    Row& row = queue_[row_of_[r]];
+    accept(row, token, eos_, tok_, o_);
+    if (!row.done) return;
+    row_of_[r] = -1;
+    state_.slot[static_cast<int64_t>(r)].fill_(0);
+  }
+
+  // Fills free rows with waiting prompts until none is free or none waits; a prompt whose
+  // first token already ends it frees its row again at once.
+  void admit() {
+    while (next_ < queue_.size()) {
+      std::vector<int64_t> rows;
+      for (size_t r = 0; r < row_of_.size() && next_ + rows.size() < queue_.size(); ++r)
+        if (row_of_[r] < 0) rows.push_back(static_cast<int64_t>(r));
+      if (rows.empty()) return;
+      prefill(rows);
+    }
+  }
+
+  void prefill(const std::vector<int64_t>& rows) {
+    const int64_t g = static_cast<int64_t>(rows.size());
+    int64_t p = 0;
+    for (int64_t i = 0; i < g; ++i) p = std::max<int64_t>(p, queue_[next_ + i].prompt->size());
+    at::Tensor ids = at::zeros({g, p}, at::kLong), real = at::zeros({g, p}, at::kBool),
+               pos = at::zeros({g, p}, at::kLong), next_pos = at::zeros({g, 1}, at::kLong);
+    for (int64_t i = 0; i < g; ++i) {
+      const auto& prompt = *queue_[next_ + i].prompt;
+      const int64_t offset = p - static_cast<int64_t>(prompt.size());
+      for (size_t j = 0; j < prompt.size(); ++j) {
+        ids[i][offset + j] = prompt[j];
+        real[i][offset + j] = true;
+        pos[i][offset + j] = static_cast<int64_t>(j);
+      }
+      next_pos[i][0] = static_cast<int64_t>(prompt.size());
+    }
+    KVCache fresh = make_kv_cache(m_, g, p);
+    const at::Tensor first =
+        forward(m_, ids.to(m_.device), real.to(m_.device), pos.to(m_.device), fresh, true)
+            .argmax(-1);
+    const at::Tensor index = at::tensor(rows, at::kLong).to(m_.device);
+    for (size_t l = 0; l < cache_.k.size(); ++l) {
+      cache_.k[l].narrow(2, 0, p).index_copy_(0, index, fresh.k[l]);
+      cache_.v[l].narrow(2, 0, p).index_copy_(0, index, fresh.v[l]);
+    }
+    cache_.key_mask.index_fill_(0, index, false);
+    cache_.key_mask.narrow(1, 0, p).index_copy_(0, index, fresh.key_mask);
+    state_.tokens.index_copy_(0, index, first);
+    state_.positions.index_copy_(0, index, next_pos.to(m_.device));
+    state_.slot.index_fill_(0, index, p);
+    const at::Tensor host = first.to(at::kCPU);
+    for (int64_t i = 0; i < g; ++i) {
+      row_of_[rows[i]] = static_cast<int64_t>(next_++);
+      take(rows[i], static_cast<int32_t>(host.data_ptr<int64_t>()[i]));
+    }
+  }
+
+  const Model& m_;
+  const Tokenizer& tok_;
+  std::vector<Row>& queue_;
+  const std::vector<int32_t>& eos_;
+  const GenerateOptions& o_;
+  size_t next_ = 0;                // the first prompt of the queue not yet admitted
+  std::vector<int64_t> row_of_;    // the queue index each cache row decodes, -1 when free
+  KVCache cache_;
+  DecodeState state_;
+  std::optional<Decoder> decoder_;  // built on the first step: the prompts may need none
+};
 
 }  // namespace
 
@@ -116,20 +179,19 @@ std::vector<Generation> generate(const Model& m, const Tokenizer& tok,
                                  const GenerateOptions& o) {
   c10::InferenceMode inference;
   std::vector<Generation> out(prompts.size());
-  if (o.max_new_tokens <= 0) return out;
-  // Longest first: similar lengths share a batch, so little compute goes to padding.
+  if (o.max_new_tokens <= 0 || prompts.empty()) return out;
+  // Longest first: the prompts admitted together are of similar lengths, so little of their
+  // prefill goes to padding, and the longest are not left for the end.
   std::vector<size_t> order(prompts.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](size_t a, size_t b) { return prompts[a].size() > prompts[b].size(); });
+  std::vector<Row> queue;
+  for (size_t k : order) queue.push_back(Row{&prompts[k], &out[k], {}, false});
   const std::vector<int32_t> eos = eos_ids(m, tok);
-  const size_t batch = static_cast<size_t>(std::max(1, o.batch_size));
-  for (size_t start = 0; start < order.size(); start += batch) {
-    std::vector<Row> rows;
-    for (size_t k = start; k < std::min(order.size(), start + batch); ++k)
-      rows.push_back(Row{&prompts[order[k]], &out[order[k]], {}, false});
-    run_batch(m, tok, rows, eos, o);
-  }
+  const int64_t batch = std::min<int64_t>(std::max(1, o.batch_size), queue.size());
+  const int64_t capacity = static_cast<int64_t>(prompts[order.front()].size()) + o.max_new_tokens;
+  Batcher(m, tok, queue, batch, capacity, eos, o).run();
   for (auto& g : out) g.text = cut_at_stop(tok.decode(g.tokens, true), o.stop);
   return out;
 }

@@ -36,11 +36,14 @@ at::Tensor forward_sequence(const Model& model, const std::vector<int32_t>& ids,
 struct DecodeState {
   at::Tensor tokens;     // [batch, 1] long: the token to feed next; a step overwrites it
   at::Tensor positions;  // [batch, 1] long: its RoPE position
-  at::Tensor slot;       // [1] long: the cache slot it goes into (the same for every row)
+  at::Tensor slot;       // [batch] long: the cache slot each row's token goes into
 };
 
-// One greedy step: feeds `tokens` into `slot`, attends over the whole cache (the key mask hides
-// unfilled slots), writes the argmax back into `tokens`, and advances positions and slot.
+// One greedy step: feeds `tokens` into `slot`, attends over the cache (the key mask hides
+// unfilled and pad slots), writes the argmax back into `tokens`, and advances positions and
+// slot. On a GPU the step's elementwise work runs in fused kernels (qsweep/kernels/
+// decode_kernels.h); QSWEEP_FUSED_DECODE=0 selects the libtorch operations instead, which the
+// CPU always runs.
 void decode_step(const Model& model, KVCache& cache, DecodeState& state);
 
 // Runs decode_step, captured as a CUDA graph on the first step where the model is on a GPU and

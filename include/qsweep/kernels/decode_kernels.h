@@ -1,0 +1,41 @@
+#pragma once
+// The decode step's small operations fused into one kernel each (the engine's fused path,
+// engine.cpp). A Llama decode step at batch 1 is a few hundred tiny kernels when written with
+// libtorch operations; these bring the elementwise parts of a layer from ~40 launches to 4, and
+// read the KV cache only up to each row's current slot. Every function launches on the current
+// stream, never synchronizes the host and allocates only its result, so a captured decode step
+// replays as one CUDA graph. Tensors are contiguous CUDA float32, float16 or bfloat16 unless
+// said otherwise; results round exactly where the unfused libtorch operations round.
+#include <ATen/core/Tensor.h>
+
+namespace qsweep::cuda {
+
+// residual += delta (rounded to the dtype, as `x = x + delta`), then transformers' RMSNorm of
+// the sum: weight * dtype(h * rsqrt(mean(h^2) + eps)) with the statistics in float32. delta
+// may be undefined (a plain RMSNorm of residual, which is then left as it is). x [rows, hidden].
+at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
+                        double eps);
+
+// RoPE on q [B, heads * D] and k [B, kv_heads * D] (one token per row) with cos, sin [B, D]; the
+// rotated k and v [B, kv_heads * D] written into k_cache, v_cache [B, kv_heads, capacity, D] at
+// slot[b] (int64 [B]) and key_mask [B, capacity] (bool) set there. Returns the rotated q
+// [B, heads, D].
+at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                                at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot);
+
+// softmax(q k^T * scale) v for one query per row over cache slots [0, slot[b]] whose key_mask
+// is set; query heads h * G .. h * G + G - 1 share kv head h. q [B, heads, D]; returns
+// [B, heads * D] (o_proj's input). Scores, softmax and sums in float32.
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
+                            const at::Tensor& v_cache, const at::Tensor& key_mask,
+                            const at::Tensor& slot, double scale);
+// Whether decode_attention serves this shape: head_dim a multiple of 8 up to 256, at most 8
+// query heads per kv head, and the scores of one row in shared memory.
+bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
+                                int64_t capacity);
+
+// dtype(dtype(silu(gate)) * up), elementwise, as at::silu(gate) * up rounds.
+at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up);
+
+}  // namespace qsweep::cuda

@@ -1,0 +1,337 @@
+// The decode step's fused elementwise kernels and its attention over the KV cache. Semantics
+// and rounding rules are in qsweep/kernels/decode_kernels.h.
+#include "qsweep/kernels/cuda_check.h"
+#include "qsweep/kernels/decode_kernels.h"
+
+#include "kernel_util.cuh"
+
+#include <cmath>
+#include <type_traits>
+#include <utility>
+
+namespace qsweep::cuda {
+namespace {
+
+using namespace detail;
+
+__device__ __forceinline__ float to_float_any(float v) { return v; }
+template <typename T> __device__ __forceinline__ float to_float_any(T v) { return to_float(v); }
+template <typename T> __device__ __forceinline__ T round_to(float v) { return from_float<T>(v); }
+template <> __device__ __forceinline__ float round_to<float>(float v) { return v; }
+// The value a libtorch operation in dtype T leaves: computed in float32, rounded once.
+template <typename T> __device__ __forceinline__ float rounded(float v) {
+  return to_float_any(round_to<T>(v));
+}
+
+constexpr int kNormThreads = 256;
+
+// Sum over the block; every thread gets the result.
+__device__ float block_sum(float v, float* scratch) {
+  v = warp_sum(v);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+  v = warp_sum(v);
+  __syncthreads();  // scratch may be reused by the caller
+  return v;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kNormThreads)
+    add_rms_norm_kernel(T* __restrict__ residual, const T* __restrict__ delta,
+                        const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
+  __shared__ float scratch[32];
+  T* row = residual + static_cast<int64_t>(blockIdx.x) * hidden;
+  const T* d = delta ? delta + static_cast<int64_t>(blockIdx.x) * hidden : nullptr;
+  float squares = 0.f;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    float h = to_float_any(row[i]);
+    if (d) {
+      h = rounded<T>(h + to_float_any(d[i]));
+      row[i] = round_to<T>(h);
+    }
+    squares += h * h;
+  }
+  // mean as libtorch's reduction takes it: the sum times 1 / n.
+  const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
+  T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
+  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+    const float normed = rounded<T>(to_float_any(row[i]) * inv);
+    o[i] = round_to<T>(to_float_any(weight[i]) * normed);
+  }
+}
+
+// One block per (row, head): heads [0, H) are queries, [H, H + KV) keys (and their values).
+template <typename T>
+__global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__ k,
+                                  const T* __restrict__ v, const T* __restrict__ cos,
+                                  const T* __restrict__ sin, T* __restrict__ q_out,
+                                  T* __restrict__ k_cache, T* __restrict__ v_cache,
+                                  bool* __restrict__ key_mask, const int64_t* __restrict__ slot,
+                                  int heads, int kv_heads, int dim, int64_t capacity) {
+  const int b = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = dim / 2;
+  const bool is_query = head < heads;
+  const int h = is_query ? head : head - heads;
+  const T* x = (is_query ? q + static_cast<int64_t>(b) * heads * dim
+                         : k + static_cast<int64_t>(b) * kv_heads * dim) + h * dim;
+  const float c = to_float_any(cos[b * dim + i]), s = to_float_any(sin[b * dim + i]);
+  // rotate_half: (-x2, x1); each product and the sum rounded as libtorch rounds them.
+  const float rotated = i < half ? -to_float_any(x[i + half]) : to_float_any(x[i - half]);
+  const T value = round_to<T>(rounded<T>(to_float_any(x[i]) * c) + rounded<T>(rotated * s));
+  if (is_query) {
+    q_out[(static_cast<int64_t>(b) * heads + h) * dim + i] = value;
+    return;
+  }
+  const int64_t at = ((static_cast<int64_t>(b) * kv_heads + h) * capacity + slot[b]) * dim + i;
+  k_cache[at] = value;
+  v_cache[at] = v[(static_cast<int64_t>(b) * kv_heads + h) * dim + i];
+  if (h == 0 && i == 0) key_mask[b * capacity + slot[b]] = true;
+}
+
+constexpr int kAttentionThreads = 256;
+constexpr int kMaxGroup = 8;
+
+// One block per (kv head, row). Scores of the G query heads for every slot up to the row's
+// current one go to shared memory, then the softmax, then each thread sums one (head, dim)
+// output over the slots.
+template <typename T, int kGroup>
+__global__ void __launch_bounds__(kAttentionThreads)
+    decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k_cache,
+                            const T* __restrict__ v_cache, const bool* __restrict__ key_mask,
+                            const int64_t* __restrict__ slot, T* __restrict__ out, int heads,
+                            int kv_heads, int dim, int64_t capacity, float scale) {
+  extern __shared__ float shared[];
+  constexpr int group = kGroup;
+  const int kvh = blockIdx.x, b = blockIdx.y;
+  const int64_t n = slot[b] + 1;
+  float* qs = shared;                  // [group][dim]
+  float* scores = shared + group * dim;  // [group][n]
+  __shared__ float scratch[32];
+  __shared__ float row_max[kGroup], row_sum[kGroup];
+
+  const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * group) * dim;
+  for (int i = threadIdx.x; i < group * dim; i += blockDim.x) qs[i] = to_float_any(qb[i]);
+  __syncthreads();
+  const int64_t base = (static_cast<int64_t>(b) * kv_heads + kvh) * capacity;
+  const bool* mask = key_mask + static_cast<int64_t>(b) * capacity;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const T* key = k_cache + (base + j) * dim;
+    float dot[kGroup];
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) dot[g] = 0.f;
+    for (int e = 0; e < dim; e += 8) {
+      float kv[8];
+      if constexpr (sizeof(T) == 2) {
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(key + e)), kv);
+      } else {
+#pragma unroll
+        for (int u = 0; u < 8; ++u) kv[u] = key[e + u];
+      }
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g)
+#pragma unroll
+        for (int u = 0; u < 8; ++u) dot[g] = fmaf(qs[g * dim + e + u], kv[u], dot[g]);
+    }
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) scores[g * n + j] = mask[j] ? dot[g] * scale : -INFINITY;
+  }
+  __syncthreads();
+  for (int g = 0; g < group; ++g) {
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, scores[g * n + j]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float all = -INFINITY;
+      for (int w = 0; w < blockDim.x / 32; ++w) all = fmaxf(all, scratch[w]);
+      row_max[g] = all;
+    }
+    __syncthreads();
+    float sum = 0.f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float p = expf(scores[g * n + j] - row_max[g]);
+      scores[g * n + j] = p;
+      sum += p;
+    }
+    sum = block_sum(sum, scratch);
+    if (threadIdx.x == 0) row_sum[g] = sum;
+  }
+  __syncthreads();
+  for (int pair = threadIdx.x; pair < group * dim; pair += blockDim.x) {
+    const int g = pair / dim, e = pair % dim;
+    const float* p = scores + g * n;
+    const T* value = v_cache + base * dim + e;
+    float acc0 = 0.f, acc1 = 0.f;
+    int64_t j = 0;
+    for (; j + 1 < n; j += 2) {
+      acc0 = fmaf(p[j], to_float_any(value[j * dim]), acc0);
+      acc1 = fmaf(p[j + 1], to_float_any(value[(j + 1) * dim]), acc1);
+    }
+    if (j < n) acc0 = fmaf(p[j], to_float_any(value[j * dim]), acc0);
+    out[(static_cast<int64_t>(b) * heads + kvh * group + g) * dim + e] =
+        round_to<T>((acc0 + acc1) / row_sum[g]);
+  }
+}
+
+template <typename T>
+__global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict__ up,
+                                T* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float g = to_float_any(gate[i]);
+    const float silu = rounded<T>(g / (1.0f + expf(-g)));
+    out[i] = round_to<T>(silu * to_float_any(up[i]));
+  }
+}
+
+void check_input(const at::Tensor& t, const char* what, const char* fn) {
+  TORCH_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), fn, ": ", what,
+              " must be a contiguous CUDA tensor");
+}
+
+// Runs body with an std::integral_constant of the query heads per kv head (1 to kMaxGroup).
+template <typename Body>
+void with_group(int64_t group, Body&& body) {
+  switch (group) {
+    case 1: return body(std::integral_constant<int, 1>{});
+    case 2: return body(std::integral_constant<int, 2>{});
+    case 3: return body(std::integral_constant<int, 3>{});
+    case 4: return body(std::integral_constant<int, 4>{});
+    case 5: return body(std::integral_constant<int, 5>{});
+    case 6: return body(std::integral_constant<int, 6>{});
+    case 7: return body(std::integral_constant<int, 7>{});
+    case 8: return body(std::integral_constant<int, 8>{});
+  }
+  TORCH_CHECK(false, "decode_attention: ", group, " query heads per kv head (at most ", kMaxGroup, ")");
+}
+
+size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t capacity) {
+  return static_cast<size_t>(group * (dim + capacity)) * sizeof(float);
+}
+
+}  // namespace
+
+// Runs `body` with scalar_t bound to float, __half or __nv_bfloat16.
+#define QSWEEP_DISPATCH_FLOAT_TYPES(dtype, name, ...)                                    \
+  [&] {                                                                                  \
+    if ((dtype) == at::kFloat) {                                                         \
+      using scalar_t = float;                                                            \
+      return __VA_ARGS__();                                                              \
+    }                                                                                    \
+    return QSWEEP_DISPATCH_HALF_TYPES(dtype, name, __VA_ARGS__);                         \
+  }()
+
+at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
+                        double eps) {
+  check_input(residual, "residual", "add_rms_norm");
+  check_input(weight, "weight", "add_rms_norm");
+  if (delta.defined()) check_input(delta, "delta", "add_rms_norm");
+  const int64_t hidden = residual.size(-1), rows = residual.numel() / hidden;
+  at::Tensor out = at::empty_like(residual);
+  if (rows == 0) return out;
+  QSWEEP_DISPATCH_FLOAT_TYPES(residual.scalar_type(), "add_rms_norm", [&] {
+    add_rms_norm_kernel<scalar_t><<<rows, kNormThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        reinterpret_cast<scalar_t*>(residual.data_ptr()),
+        delta.defined() ? reinterpret_cast<const scalar_t*>(delta.data_ptr()) : nullptr,
+        reinterpret_cast<const scalar_t*>(weight.data_ptr()),
+        reinterpret_cast<scalar_t*>(out.data_ptr()), static_cast<int>(hidden),
+        static_cast<float>(eps));
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+  });
+  return out;
+}
+
+at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                                at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot) {
+  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&cos, "cos"},
+                                {&sin, "sin"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"},
+                                {&key_mask, "key_mask"}, {&slot, "slot"}})
+    check_input(*t, what, "rope_and_cache_write");
+  const int64_t b = k_cache.size(0), kv_heads = k_cache.size(1), capacity = k_cache.size(2),
+                dim = k_cache.size(3), heads = q.numel() / (b * dim);
+  TORCH_CHECK(dim % 2 == 0 && dim <= 1024 && slot.numel() == b && slot.scalar_type() == at::kLong,
+              "rope_and_cache_write: head_dim must be even and slot int64 [batch]");
+  at::Tensor q_out = at::empty({b, heads, dim}, q.options());
+  QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "rope_and_cache_write", [&] {
+    const dim3 grid(static_cast<unsigned>(b), static_cast<unsigned>(heads + kv_heads));
+    rope_cache_kernel<scalar_t><<<grid, dim, 0, at::cuda::getCurrentCUDAStream()>>>(
+        reinterpret_cast<const scalar_t*>(q.data_ptr()),
+        reinterpret_cast<const scalar_t*>(k.data_ptr()),
+        reinterpret_cast<const scalar_t*>(v.data_ptr()),
+        reinterpret_cast<const scalar_t*>(cos.data_ptr()),
+        reinterpret_cast<const scalar_t*>(sin.data_ptr()),
+        reinterpret_cast<scalar_t*>(q_out.data_ptr()),
+        reinterpret_cast<scalar_t*>(k_cache.data_ptr()),
+        reinterpret_cast<scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
+        slot.data_ptr<int64_t>(), static_cast<int>(heads), static_cast<int>(kv_heads),
+        static_cast<int>(dim), capacity);
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+  });
+  return q_out;
+}
+
+bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
+                                int64_t capacity) {
+  if (kv_heads <= 0 || heads % kv_heads != 0 || heads / kv_heads > kMaxGroup) return false;
+  if (head_dim % 8 != 0 || head_dim > 256) return false;
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  return attention_shared_bytes(heads / kv_heads, head_dim, capacity) <=
+         prop->sharedMemPerBlockOptin - 2048;
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
+                            const at::Tensor& v_cache, const at::Tensor& key_mask,
+                            const at::Tensor& slot, double scale) {
+  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"},
+                                {&key_mask, "key_mask"}, {&slot, "slot"}})
+    check_input(*t, what, "decode_attention");
+  const int64_t b = q.size(0), heads = q.size(1), dim = q.size(2), kv_heads = k_cache.size(1),
+                capacity = k_cache.size(2);
+  TORCH_CHECK(decode_attention_supported(heads, kv_heads, dim, capacity),
+              "decode_attention: unsupported shape (", heads, " heads, ", kv_heads, " kv heads, dim ",
+              dim, ", capacity ", capacity, ")");
+  at::Tensor out = at::empty({b, heads * dim}, q.options());
+  const size_t shared = attention_shared_bytes(heads / kv_heads, dim, capacity);
+  QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "decode_attention", [&] {
+    with_group(heads / kv_heads, [&](auto group_c) {
+      auto kernel = decode_attention_kernel<scalar_t, decltype(group_c)::value>;
+      QSWEEP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(shared)));
+      const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b));
+      kernel<<<grid, kAttentionThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
+          reinterpret_cast<const scalar_t*>(q.data_ptr()),
+          reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
+          reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
+          slot.data_ptr<int64_t>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
+          static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(dim), capacity,
+          static_cast<float>(scale));
+      QSWEEP_CUDA_CHECK(cudaGetLastError());
+    });
+  });
+  return out;
+}
+
+at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
+  check_input(gate, "gate", "silu_mul");
+  check_input(up, "up", "silu_mul");
+  TORCH_CHECK(gate.sizes() == up.sizes() && gate.scalar_type() == up.scalar_type(),
+              "silu_mul: gate and up must have one shape and dtype");
+  at::Tensor out = at::empty_like(gate);
+  const int64_t n = gate.numel();
+  if (n == 0) return out;
+  const int threads = 256;
+  const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 4096));
+  QSWEEP_DISPATCH_FLOAT_TYPES(gate.scalar_type(), "silu_mul", [&] {
+    silu_mul_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        reinterpret_cast<const scalar_t*>(gate.data_ptr()),
+        reinterpret_cast<const scalar_t*>(up.data_ptr()),
+        reinterpret_cast<scalar_t*>(out.data_ptr()), n);
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+  });
+  return out;
+}
+
+}  // namespace qsweep::cuda
