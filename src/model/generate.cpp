@@ -2,11 +2,13 @@
 
 #include "qsweep/model/engine.h"
 #include "qsweep/tokenizer/tokenizer.h"
+#include "qsweep/util/log.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 #include <optional>
 
@@ -84,19 +86,33 @@ class Batcher {
     state_ = {at::zeros({batch, 1}, on), at::zeros({batch, 1}, on), at::zeros({batch}, on)};
   }
 
-  void run() {
+  // Where a generate call spent its time, for the log: prefill (admissions) and decode steps.
+  struct Stats {
+    int64_t steps = 0, prefills = 0;
+    double prefill_s = 0, decode_s = 0;
+  };
+
+  Stats run() {
     admit();
     while (active() > 0) {
+      const auto t0 = std::chrono::steady_clock::now();
       if (!decoder_) decoder_.emplace(m_, cache_, state_);
       decoder_->step();
       const at::Tensor host = state_.tokens.to(at::kCPU);
+      stats_.decode_s += seconds_since(t0);
+      ++stats_.steps;
       for (size_t r = 0; r < row_of_.size(); ++r)
         if (row_of_[r] >= 0) take(r, static_cast<int32_t>(host.data_ptr<int64_t>()[r]));
       admit();
     }
+    return stats_;
   }
 
  private:
+  static double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
   int64_t active() const {
     return std::count_if(row_of_.begin(), row_of_.end(), [](int64_t p) { return p >= 0; });
   }
@@ -124,6 +140,7 @@ class Batcher {
   }
 
   void prefill(const std::vector<int64_t>& rows) {
+    const auto t0 = std::chrono::steady_clock::now();
     const int64_t g = static_cast<int64_t>(rows.size());
     int64_t p = 0;
     for (int64_t i = 0; i < g; ++i) p = std::max<int64_t>(p, queue_[next_ + i].prompt->size());
@@ -154,6 +171,8 @@ class Batcher {
     state_.positions.index_copy_(0, index, next_pos.to(m_.device));
     state_.slot.index_fill_(0, index, p);
     const at::Tensor host = first.to(at::kCPU);
+    stats_.prefill_s += seconds_since(t0);
+    ++stats_.prefills;
     for (int64_t i = 0; i < g; ++i) {
       row_of_[rows[i]] = static_cast<int64_t>(next_++);
       take(rows[i], static_cast<int32_t>(host.data_ptr<int64_t>()[i]));
@@ -170,6 +189,7 @@ class Batcher {
   KVCache cache_;
   DecodeState state_;
   std::optional<Decoder> decoder_;  // built on the first step: the prompts may need none
+  Stats stats_;
 };
 
 }  // namespace
@@ -191,7 +211,9 @@ std::vector<Generation> generate(const Model& m, const Tokenizer& tok,
   const std::vector<int32_t> eos = eos_ids(m, tok);
   const int64_t batch = std::min<int64_t>(std::max(1, o.batch_size), queue.size());
   const int64_t capacity = static_cast<int64_t>(prompts[order.front()].size()) + o.max_new_tokens;
-  Batcher(m, tok, queue, batch, capacity, eos, o).run();
+  const auto stats = Batcher(m, tok, queue, batch, capacity, eos, o).run();
+  log_info("generate: {} prompts, {} rows: {} prefills in {:.2f} s, {} decode steps in {:.2f} s",
+            prompts.size(), batch, stats.prefills, stats.prefill_s, stats.steps, stats.decode_s);
   for (auto& g : out) g.text = cut_at_stop(tok.decode(g.tokens, true), o.stop);
   return out;
 }

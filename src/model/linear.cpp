@@ -9,6 +9,7 @@
 #ifdef QSWEEP_CUDA
 #include "qsweep/kernels/quant_kernels.h"
 
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <torch/version.h>
 
 // cuBLASLt's int8 GEMM is at::_int_mm from libtorch 2.1 on.
@@ -68,10 +69,25 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
 // LLM.int8 for more rows than the fused kernel serves, as bitsandbytes computes it: the rows of
 // x (in fp16) quantized to int8 by the absmax of their non-outlier elements, the outlier columns
 // zeroed, an int8 GEMM on cuBLASLt (at::_int_mm) rescaled by absmax_x * SCB / 127^2; plus the
-// outlier columns of x times the dequantized weight. That last product is taken densely (x
-// zeroed outside the outlier columns) so that nothing depends on the host knowing which
-// columns they are, and a captured decode step stays one graph.
+// outlier columns of x times the dequantized weight columns.
 #ifdef QSWEEP_HAVE_INT_MM
+// The outlier product. Eagerly (prefill) the few outlier columns are gathered, which needs the
+// host to know them; inside a CUDA graph capture (decode of more rows than the fused kernel
+// serves) nothing may wait for the host, so the product is taken densely with x zeroed outside
+// those columns, against the whole dequantized weight.
+at::Tensor int8_outlier_product(const Int8RowWeight& w, const at::Tensor& x2,
+                                const at::Tensor& columns) {
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    const at::Tensor weight = cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
+    return at::matmul(x2.masked_fill(columns.logical_not(), 0), weight.t()).to(at::kFloat);
+  }
+  const at::Tensor index = columns.view(-1).nonzero().view(-1);
+  if (index.numel() == 0) return at::zeros({x2.size(0), w.weight.size(0)}, x2.options().dtype(at::kFloat));
+  const at::Tensor weight = cuda::int8_dequantize(w.weight.index_select(1, index).contiguous(),
+                                                  w.row_absmax, x2.scalar_type());
+  return at::matmul(x2.index_select(1, index), weight.t()).to(at::kFloat);
+}
+
 at::Tensor int8_forward_gemm(const Int8RowWeight& w, const at::Tensor& x2) {
   const at::Tensor xh = x2.to(at::kHalf);
   const at::Tensor outlier = xh.abs() >= w.threshold;              // [M, in]
@@ -84,10 +100,7 @@ at::Tensor int8_forward_gemm(const Int8RowWeight& w, const at::Tensor& x2) {
       (xh.masked_fill(columns, 0).to(at::kFloat) * scale).round().clamp(-127, 127).to(at::kChar);
   at::Tensor y = at::_int_mm(codes, w.weight.t()).to(at::kFloat) * absmax *
                  (w.row_absmax / (127.0f * 127.0f)).unsqueeze(0);
-  if (w.threshold > 0) {
-    const at::Tensor weight = cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
-    y += at::matmul(x2.masked_fill(columns.logical_not(), 0), weight.t()).to(at::kFloat);
-  }
+  if (w.threshold > 0) y += int8_outlier_product(w, x2, columns);
   return y.to(x2.scalar_type());
 }
 #endif

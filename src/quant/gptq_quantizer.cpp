@@ -20,7 +20,9 @@ GroupScale gptq_find_params(const at::Tensor& w, int bits, bool sym) {
   xmax = at::where(empty, at::full_like(xmax, 1), xmax);
 
   GroupScale s;
-  s.scale = (xmax - xmin) / maxq;
+  // A tensor divisor, as GPTQ's maxq is one: libtorch on a GPU turns division by a host scalar
+  // into multiplication by its reciprocal, which can differ in the last bit.
+  s.scale = (xmax - xmin) / at::full_like(xmax, maxq);
   s.zero = sym ? at::full_like(s.scale, (maxq + 1) / 2) : at::round(-xmin / s.scale);
   return s;
 }
