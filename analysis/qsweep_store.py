@@ -41,7 +41,17 @@ BENCH_UNITS = {
     "throughput": "tokens/s",
     "power_w": "W",
     "bandwidth_gb_s": "GB/s",
+    "prefill_tflop_s": "TFLOP/s",
+    "energy_j_per_token": "J/token",
+    "copy_bandwidth_gb_s": "GB/s",
+    "matmul_tflop_s": "TFLOP/s",
 }
+
+# The benchmark's scalar attributes carried into the configs table (absent in older stores).
+BENCH_ATTRIBUTES = ("device", "device_kind", "method", "sync", "warmup", "repeats",
+                    "throughput_prompt_tokens", "model_bytes", "peak_memory_bytes",
+                    "decode_bytes_per_step", "prefill_flops",
+                    "decode_fraction_of_copy_bandwidth", "prefill_fraction_of_matmul_rate")
 
 
 @dataclass
@@ -106,9 +116,8 @@ def read_one(path):
             info = {"config": name, "store": path, "sweep": provenance.get("name", ""),
                     "results_fingerprint": provenance.get("results_fingerprint", ""),
                     **{k: attrs(g).get(k) for k in ("index", "fingerprint")},
-                    "device": None, "method": None, "model_bytes": None,
-                    "peak_memory_bytes": None, "perplexity": None, "kl_vs_baseline": None,
-                    "quantize_seconds": None}
+                    **dict.fromkeys(BENCH_ATTRIBUTES), "perplexity": None,
+                    "kl_vs_baseline": None, "quantize_seconds": None}
             if "samples" in g:
                 samples.append(table(g["samples"]).assign(config=name))
             m = attrs(g["metrics"]) if "metrics" in g else {}
@@ -116,8 +125,7 @@ def read_one(path):
                 metrics.append({"config": name, "metrics_source": "store", **m})
             if "bench" in g:
                 b = attrs(g["bench"])
-                info.update({k: b.get(k) for k in
-                             ("device", "method", "model_bytes", "peak_memory_bytes")})
+                info.update({k: b.get(k) for k in BENCH_ATTRIBUTES})
                 for column, values in g["bench"].items():
                     bench.append(bench_rows(name, column, values[:]))
             if "sanity" in g:

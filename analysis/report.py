@@ -60,7 +60,9 @@ def summary_table(store):
 
     c = store.configs
     rows["device"] = c["device"]
-    for col in ("model_bytes", "peak_memory_bytes", "perplexity", "kl_vs_baseline"):
+    rows["device_kind"] = c["device_kind"]
+    for col in ("model_bytes", "peak_memory_bytes", "perplexity", "kl_vs_baseline",
+                "decode_fraction_of_copy_bandwidth", "prefill_fraction_of_matmul_rate"):
         rows[col] = pd.to_numeric(c[col], errors="coerce")
     stats = bench_stats(store.bench)
 
@@ -74,10 +76,15 @@ def summary_table(store):
     for batch in batch_sizes(store.bench):
         rows[f"throughput_b{batch}_median"] = stat("median", f"throughput_b{batch}")
     rows["power_w_mean"] = stat("mean", "power_w")
-    # Energy of one decoded token at batch 1: the board's mean power over the decode timing
-    # times the typical (median) time of a token.
-    rows["energy_j_per_token"] = rows["power_w_mean"] * rows["decode_ms_per_token_median"] / 1000
-    rows["bandwidth_gb_s_median"] = stat("median", "bandwidth_gb_s")
+    # Energy of one decoded token at batch 1: qsweep integrates the power samples over each timed
+    # decode repeat. Stores that predate that have only the samples: their mean power times the
+    # median time of a token.
+    rows["energy_j_per_token"] = stat("median", "energy_j_per_token")
+    older = rows["energy_j_per_token"].isna()
+    rows.loc[older, "energy_j_per_token"] = (rows["power_w_mean"] *
+                                             rows["decode_ms_per_token_median"] / 1000)[older]
+    for measure in ("bandwidth_gb_s", "copy_bandwidth_gb_s", "prefill_tflop_s", "matmul_tflop_s"):
+        rows[f"{measure}_median"] = stat("median", measure)
 
     view = qsweep_store.unit_view(store.units)
     # Wall time per phase: quantization (from /configs/<name>/prepare), then the units of each
@@ -400,6 +407,16 @@ def size(x):
     return f"{x / 2 ** 30:.2f} GiB" if x >= 2 ** 30 else f"{x / 2 ** 20:.1f} MiB"
 
 
+def percent(fraction):
+    return "" if fraction is None or pd.isna(fraction) else f"{100 * fraction:.1f}%"
+
+
+def device_label(row):
+    """The device, and where the figures are a CPU's (smaller yardsticks), that they are."""
+    device = row["device"] or ""
+    return f"{device} (CPU figures)" if row.get("device_kind") == "cpu" else device
+
+
 def summary_md(store, rows, compared, figures):
     prov = store.provenance
     out = [f"# qsweep report: {', '.join(dict.fromkeys(prov['name']))}", ""]
@@ -440,17 +457,22 @@ def summary_md(store, rows, compared, figures):
     out += ["", "## Size, memory and speed", ""]
     out.append(md_table(
         ["config", "device", "model size", "peak memory", "prefill ms (median)",
-         "decode ms/token median", "p90"] + [f"tokens/s b{b}" for b in batches] +
-        ["energy J/token", "bandwidth GB/s"],
-        [[c, r["device"] or "", size(r["model_bytes"]), size(r["peak_memory_bytes"]),
-          fmt(r["prefill_ms_median"], 2), fmt(r["decode_ms_per_token_median"], 2),
-          fmt(r["decode_ms_per_token_p90"], 2)] +
+         "prefill % of matmul", "decode ms/token median", "p90"] +
+        [f"tokens/s b{b}" for b in batches] +
+        ["energy J/token", "bandwidth GB/s", "% of copy bandwidth"],
+        [[c, device_label(r), size(r["model_bytes"]), size(r["peak_memory_bytes"]),
+          fmt(r["prefill_ms_median"], 2), percent(r["prefill_fraction_of_matmul_rate"]),
+          fmt(r["decode_ms_per_token_median"], 2), fmt(r["decode_ms_per_token_p90"], 2)] +
          [fmt(r[f"throughput_b{b}_median"], 1) for b in batches] +
-         [fmt(r["energy_j_per_token"], 4), fmt(r["bandwidth_gb_s_median"], 1)]
+         [fmt(r["energy_j_per_token"], 4), fmt(r["bandwidth_gb_s_median"], 1),
+          percent(r["decode_fraction_of_copy_bandwidth"])]
          for c, r in rows.iterrows()]))
-    out += ["", "Throughput is the median over repeats; energy per token = mean board power "
-            "during decode x median decode ms/token / 1000, empty where power was not measured "
-            "(CPU). How each was measured:", ""]
+    out += ["", "Throughput is the median over repeats of the timed decode steps (prefill and "
+            "graph capture untimed); bandwidth = bytes a decode step reads (weights, norms, KV "
+            "cache at its length) / step time, as a percentage of the copy bandwidth measured in "
+            "the same run; prefill as a percentage of the matmul rate measured in the same run; "
+            "energy per token integrated from the power sampled during the timed decode, empty "
+            "where power was not measured (CPU). How each was measured:", ""]
     if "method" in store.configs:
         for (device, method), group in store.configs.groupby(["device", "method"]):
             out.append(f"- {', '.join(group.index)} on {device}: {method}")

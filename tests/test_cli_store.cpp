@@ -52,6 +52,8 @@ TEST_F(CliStoreTest, PlanListsConfigsUnitsAndWhatTheStoreHolds) {
   ASSERT_EQ(qsweep("plan " + spec.path, out), 0) << out;
   expect_contains(out, "(10 stories)");
   expect_contains(out, "configs (2, baseline fp32)");
+  expect_contains(out, "benchmarks prefill 32 tokens, decode 8 tokens, throughput prompt 128 "
+                       "tokens, batch sizes 1,4,8,16, warmup 2, repeats 2");
   expect_contains(out, "fp32/coqa/0002               stories 8-9      todo");
   expect_contains(out, "does not exist yet");
   expect_contains(out, "done 0, failed 0, to do 8");

@@ -33,13 +33,30 @@ UnitResult bench_unit() {
   BenchRecord b;
   b.config = "nf4";
   b.device = "cpu";
+  b.device_kind = "cpu";
   b.method = "warmup 1, repeats 2";
+  b.sync = "steady clock";
+  b.warmup = 1;
+  b.repeats = 2;
+  b.prefill_tokens = 64;
+  b.decode_tokens = 16;
+  b.throughput_prompt_tokens = 32;
   b.model_bytes = 1024;
   b.peak_memory_bytes = 4096;
   b.bits_per_weight = 4.25;
+  b.decode_bytes_per_step = 2048;
+  b.prefill_flops = 1e9;
   b.prefill_ms = {1.5, 2.5};
+  b.prefill_tflop_s = {0.5, 0.4};
   b.decode_ms_per_token = {0.25};
   b.throughput_tokens_per_s = {{1, {10}}, {4, {40, 41}}};
+  b.bandwidth_gb_s = {0.008};
+  b.copy_bytes = 65536;
+  b.copy_bandwidth_gb_s = {0.5};
+  b.matmul_size = 512;
+  b.matmul_tflop_s = {0.25};
+  b.decode_fraction_of_copy_bandwidth = 0.016;
+  b.prefill_fraction_of_matmul_rate = 1.8;
   UnitResult u;
   u.key = "nf4/bench";
   u.config = "nf4";
@@ -59,12 +76,20 @@ TEST(ResultsJson, UnitResultHasTheWireFormatsKeys) {
     "key": "nf4/bench", "config": "nf4", "rank": 2, "host": "node7", "seconds": 3.5,
     "samples": [], "sanity": [], "perplexity": null, "kl_vs_baseline": null, "prepare": null,
     "error": null,
-    "bench": {"config": "nf4", "device": "cpu", "method": "warmup 1, repeats 2",
+    "bench": {"config": "nf4", "device": "cpu", "device_kind": "cpu",
+              "method": "warmup 1, repeats 2", "sync": "steady clock", "warmup": 1,
+              "repeats": 2, "prefill_tokens": 64, "decode_tokens": 16,
+              "throughput_prompt_tokens": 32,
               "model_bytes": 1024, "peak_memory_bytes": 4096, "bits_per_weight": 4.25,
-              "prefill_ms": [1.5, 2.5],
+              "decode_bytes_per_step": 2048.0, "prefill_flops": 1e9,
+              "prefill_ms": [1.5, 2.5], "prefill_tflop_s": [0.5, 0.4],
               "decode_ms_per_token": [0.25],
               "throughput_tokens_per_s": {"1": [10.0], "4": [40.0, 41.0]},
-              "power_w": [], "bandwidth_gb_s": []}})");
+              "power_w": [], "energy_j_per_token": [], "bandwidth_gb_s": [0.008],
+              "copy_bytes": 65536, "copy_bandwidth_gb_s": [0.5],
+              "matmul_size": 512, "matmul_tflop_s": [0.25],
+              "decode_fraction_of_copy_bandwidth": 0.016,
+              "prefill_fraction_of_matmul_rate": 1.8}})");
   EXPECT_EQ(json(bench_unit()), expected) << json(bench_unit()).dump(2);
 }
 

@@ -44,7 +44,8 @@ TEST_F(SweepSpecTest, ValidJobLoadsWithDefaultsAndAbsolutePaths) {
   EXPECT_FALSE(spec.evaluation.options.add_bos);
   EXPECT_EQ(spec.evaluation.bootstrap_resamples, 10000);
   EXPECT_FALSE(spec.evaluation.limit.has_value());
-  EXPECT_EQ(spec.benchmarks.options.batch_sizes, (std::vector<int>{1, 4, 8}));
+  EXPECT_EQ(spec.benchmarks.options.batch_sizes, (std::vector<int>{1, 4, 8, 16}));
+  EXPECT_EQ(spec.benchmarks.options.throughput_prompt_tokens, 128);
   EXPECT_EQ(spec.benchmarks.options.warmup, 2);
   EXPECT_EQ(spec.spec_hash, sha256_hex(valid_job()));
   EXPECT_EQ(spec.text, valid_job());
@@ -214,6 +215,18 @@ TEST_F(SweepSpecTest, BenchmarkLongerThanTheModelContextIsRejected) {
                "benchmarks.prefill_tokens", "exceeds the model's max_position_embeddings 256");
 }
 
+TEST_F(SweepSpecTest, ThroughputPromptLengthIsABenchmarkKey) {
+  EXPECT_EQ(load(with_line(valid_job(), 14, "  throughput_prompt_tokens: 64"))
+                .benchmarks.options.throughput_prompt_tokens,
+            64);
+  expect_error(with_line(valid_job(), 14, "  throughput_prompt_tokens: 0"), 14,
+               "benchmarks.throughput_prompt_tokens", "");
+  expect_error(with_line(valid_job(), 14, "  throughput_prompt_tokens: 250"), 14,
+               "benchmarks.throughput_prompt_tokens",
+               "throughput_prompt_tokens + decode_tokens = 258 exceeds the model's "
+               "max_position_embeddings 256");
+}
+
 TEST_F(SweepSpecTest, TooFewBootstrapResamplesAreRejected) {
   expect_error(with_line(valid_job(), 10, "  bootstrap_resamples: 100"), 10,
                "evaluation.bootstrap_resamples", "must be an integer >= 1000, got 100");
@@ -266,6 +279,14 @@ TEST_F(SweepSpecTest, FingerprintIgnoresWhereThingsGoButNotWhatIsMeasured) {
   const std::string changed = results_fingerprint(load(with_line(valid_job(), 14, "  repeats: 3")));
   EXPECT_NE(changed, base);
   expect_contains(changed, "benchmarks.repeats=3");
+}
+
+TEST_F(SweepSpecTest, FingerprintHoldsTheThroughputPromptLength) {
+  const std::string base = results_fingerprint(load(valid_job()));
+  expect_contains(base, "benchmarks.throughput_prompt_tokens=128");
+  const std::string changed =
+      results_fingerprint(load(with_line(valid_job(), 14, "  throughput_prompt_tokens: 16")));
+  expect_contains(changed, "benchmarks.throughput_prompt_tokens=16");
 }
 
 }  // namespace

@@ -9,6 +9,7 @@ nothing, so it must not pass as skipped. Partial and split stores are made from 
 with h5py, the way a killed or divided sweep leaves them.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,8 +168,14 @@ class ReportTest(unittest.TestCase):
                 bench = config["bench"].attrs
                 self.assertEqual(csv.loc[name, "model_bytes"], bench["model_bytes"])
                 self.assertEqual(csv.loc[name, "peak_memory_bytes"], bench["peak_memory_bytes"])
+                for ratio in ("decode_fraction_of_copy_bandwidth",
+                              "prefill_fraction_of_matmul_rate"):
+                    self.assertEqual(csv.loc[name, ratio], bench[ratio], f"{name} {ratio}")
+                self.assertEqual(csv.loc[name, "device_kind"], "cpu")
                 columns = ["prefill_ms_median", "decode_ms_per_token_median",
-                           "decode_ms_per_token_p90", "bandwidth_gb_s_median"] + \
+                           "decode_ms_per_token_p90", "bandwidth_gb_s_median",
+                           "copy_bandwidth_gb_s_median", "prefill_tflop_s_median",
+                           "matmul_tflop_s_median"] + \
                           [f"{c}_median" for c in config["bench"] if c.startswith("throughput_b")]
                 for column in columns:
                     self.assertAlmostEqual(csv.loc[name, column], bench[column], places=9,
@@ -188,6 +195,17 @@ class ReportTest(unittest.TestCase):
             text = f.read()
         for name in expected_figures(STORE):
             self.assertIn(f"]({name})", text)
+
+    def test_summary_md_labels_cpu_figures_and_shows_the_ratios(self):
+        with open(os.path.join(self.out, "summary.md"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("% of copy bandwidth", text)
+        self.assertIn("prefill % of matmul", text)
+        with h5py.File(STORE, "r") as f:
+            for name, config in f["configs"].items():
+                ratio = config["bench"].attrs["decode_fraction_of_copy_bandwidth"]
+                self.assertRegex(text, rf"\| {re.escape(name)} \| cpu \(CPU figures\) \|.*"
+                                       rf"\| {100 * ratio:.1f}% \|")
 
 
 class PartialStoreTest(unittest.TestCase):

@@ -1,5 +1,6 @@
-// qsweep bench: the benchmark unit of a sweep on one model and dtype, as JSON (raw samples and
-// their statistics), so a figure can be reproduced without a sweep.
+// qsweep bench: the benchmark unit of a sweep on one model and dtype, as JSON (raw samples, their
+// statistics and the fractions of the device's own copy bandwidth and matmul rate), so a figure
+// can be reproduced without a sweep.
 #include "cli.h"
 #include "qsweep/bench/bench.h"
 #include "qsweep/bench/device.h"
@@ -34,19 +35,27 @@ void run(const BenchArgs& a) {
   nlohmann::json j = r;
   j["model"] = a.model;
   j["dtype"] = dtype_name(a.dtype);
-  j["stats"] = {{"prefill_ms", stats_json(r.prefill_ms)},
-                {"decode_ms_per_token", stats_json(r.decode_ms_per_token)},
-                {"bandwidth_gb_s", stats_json(r.bandwidth_gb_s)},
-                {"power_w", stats_json(r.power_w)}};
+  j["versions"] = runtime_versions();
+  j["stats"] = nlohmann::json::object();
+  for (const auto& [name, samples] :
+       {std::pair{"prefill_ms", &r.prefill_ms}, {"prefill_tflop_s", &r.prefill_tflop_s},
+        {"decode_ms_per_token", &r.decode_ms_per_token}, {"bandwidth_gb_s", &r.bandwidth_gb_s},
+        {"power_w", &r.power_w}, {"energy_j_per_token", &r.energy_j_per_token},
+        {"copy_bandwidth_gb_s", &r.copy_bandwidth_gb_s}, {"matmul_tflop_s", &r.matmul_tflop_s}})
+    j["stats"][name] = stats_json(*samples);
   for (const auto& [batch, samples] : r.throughput_tokens_per_s)
     j["stats"]["throughput_b" + std::to_string(batch)] = stats_json(samples);
   const std::string text = j.dump(2) + "\n";
   if (a.out.empty()) std::cout << text;
   else write_file_atomic(a.out, text);
   const SampleStats decode = sample_stats(r.decode_ms_per_token);
-  log_info("{} {} on {}: prefill {:.2f} ms, decode {:.3f} ms/token ({:.0f} tokens/s), {} MB",
-           a.model, dtype_name(a.dtype), r.device, sample_stats(r.prefill_ms).median, decode.median,
-           1000.0 / decode.median, r.model_bytes >> 20);
+  log_info("{} {} on {} ({} figures): prefill {:.2f} ms ({:.0f}% of the {:.3g} TFLOP/s matmul "
+           "rate), decode {:.3f} ms/token ({:.0f} tokens/s, {:.0f}% of the {:.3g} GB/s copy "
+           "bandwidth), {} MB",
+           a.model, dtype_name(a.dtype), r.device, r.device_kind, sample_stats(r.prefill_ms).median,
+           100 * r.prefill_fraction_of_matmul_rate, sample_stats(r.matmul_tflop_s).median,
+           decode.median, 1000.0 / decode.median, 100 * r.decode_fraction_of_copy_bandwidth,
+           sample_stats(r.copy_bandwidth_gb_s).median, r.model_bytes >> 20);
 }
 
 }  // namespace
@@ -60,7 +69,10 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--out", a->out, "JSON file (default: stdout)");
   cmd->add_option("--prefill-tokens", a->options.prefill_tokens, "Prompt length of the prefill timing")
       ->check(at_least(1))->capture_default_str();
-  cmd->add_option("--decode-tokens", a->options.decode_tokens, "Tokens decoded per timed run")
+  cmd->add_option("--decode-tokens", a->options.decode_tokens, "Timed decode steps per run")
+      ->check(at_least(1))->capture_default_str();
+  cmd->add_option("--throughput-prompt-tokens", a->options.throughput_prompt_tokens,
+                  "Prompt length of the throughput runs")
       ->check(at_least(1))->capture_default_str();
   cmd->add_option("--batch-sizes", a->options.batch_sizes, "Batch sizes of the throughput runs")
       ->check(at_least(1))->capture_default_str();

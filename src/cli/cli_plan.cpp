@@ -32,10 +32,10 @@ void print_settings(const SweepSpec& spec, size_t stories) {
                e.shard_size, e.options.generation.batch_size, e.options.generation.max_new_tokens);
   const BenchOptions& b = spec.benchmarks.options;
   if (spec.benchmarks.enabled)
-    fmt::print("benchmarks prefill {} tokens, decode {} tokens, batch sizes {}, warmup {}, "
-               "repeats {}\n",
-               b.prefill_tokens, b.decode_tokens, fmt::join(b.batch_sizes, ","), b.warmup,
-               b.repeats);
+    fmt::print("benchmarks prefill {} tokens, decode {} tokens, throughput prompt {} tokens, "
+               "batch sizes {}, warmup {}, repeats {}\n",
+               b.prefill_tokens, b.decode_tokens, b.throughput_prompt_tokens,
+               fmt::join(b.batch_sizes, ","), b.warmup, b.repeats);
   fmt::print("\nconfigs ({}, baseline {}):\n", spec.configs.size(), spec.baseline);
   for (const PrepConfig& c : spec.configs) {
     std::string keys;

@@ -64,14 +64,16 @@ void read_metrics(const H5::Group& parent, ConfigResults& c) {
 void read_bench_field(const H5::Group& g, const std::string& name, std::string& value) {
   value = h5::attr_string(g, name).value_or("");
 }
+// -1: a count that a store written before the field existed lacks (store_write.cpp).
 void read_bench_field(const H5::Group& g, const std::string& name, int64_t& value) {
-  value = h5::attr_int(g, name).value_or(0);
+  value = h5::attr_int(g, name).value_or(-1);
 }
 void read_bench_field(const H5::Group& g, const std::string& name, double& value) {
   value = h5::attr_double(g, name).value_or(std::numeric_limits<double>::quiet_NaN());
 }
+// A column that a store written before the field existed lacks reads as no samples.
 void read_bench_field(const H5::Group& g, const std::string& name, std::vector<double>& samples) {
-  samples = h5::read_doubles(g, name);
+  samples = h5::has(g, name) ? h5::read_doubles(g, name) : std::vector<double>{};
 }
 void read_bench_field(const H5::Group& g, const std::string& /*name*/,
                       std::map<int, std::vector<double>>& by_batch) {

@@ -85,14 +85,15 @@ void write_bench_column(const H5::Group& g, const std::string& name,
   h5::set_attr(g, name + "_max", s.max);
 }
 
-// A benchmark's strings and byte counts are attributes, its sample lists columns.
+// A benchmark's strings and byte counts are attributes, its sample lists columns. An empty
+// string, a negative count and NaN are what a store read from an older layout never had: they
+// stay absent.
 void write_bench_field(const H5::Group& g, const std::string& name, const std::string& value) {
-  h5::set_attr(g, name, value);
+  if (!value.empty()) h5::set_attr(g, name, value);
 }
 void write_bench_field(const H5::Group& g, const std::string& name, int64_t value) {
-  h5::set_attr(g, name, value);
+  if (value >= 0) h5::set_attr(g, name, value);
 }
-// NaN is a figure a store read from an older layout never had: it stays absent.
 void write_bench_field(const H5::Group& g, const std::string& name, double value) {
   if (!std::isnan(value)) h5::set_attr(g, name, value);
 }

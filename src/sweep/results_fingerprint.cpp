@@ -44,6 +44,7 @@ void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& spec) {
   const BenchOptions& b = spec.options;
   lines.push_back(fmt::format("benchmarks.prefill_tokens={}", b.prefill_tokens));
   lines.push_back(fmt::format("benchmarks.decode_tokens={}", b.decode_tokens));
+  lines.push_back(fmt::format("benchmarks.throughput_prompt_tokens={}", b.throughput_prompt_tokens));
   lines.push_back(fmt::format("benchmarks.batch_sizes={}", fmt::join(b.batch_sizes, ",")));
   lines.push_back(fmt::format("benchmarks.warmup={}", b.warmup));
   lines.push_back(fmt::format("benchmarks.repeats={}", b.repeats));

@@ -125,12 +125,14 @@ BenchSpec parse_benchmarks(const yaml::Section& top) {
   BenchSpec spec;
   if (!top.has("benchmarks")) return spec;
   const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
-  yaml::check_keys(s, {"enabled", "prefill_tokens", "decode_tokens", "batch_sizes", "warmup",
-                       "repeats"});
+  yaml::check_keys(s, {"enabled", "prefill_tokens", "decode_tokens", "throughput_prompt_tokens",
+                       "batch_sizes", "warmup", "repeats"});
   spec.enabled = yaml::get_bool(s, "enabled", true);
   BenchOptions& b = spec.options;
   b.prefill_tokens = yaml::get_int(s, "prefill_tokens", b.prefill_tokens, 1);
   b.decode_tokens = yaml::get_int(s, "decode_tokens", b.decode_tokens, 1);
+  b.throughput_prompt_tokens =
+      yaml::get_int(s, "throughput_prompt_tokens", b.throughput_prompt_tokens, 1);
   b.batch_sizes = yaml::get_ints(s, "batch_sizes", b.batch_sizes, 1);
   b.warmup = yaml::get_int(s, "warmup", b.warmup, 0);
   b.repeats = yaml::get_int(s, "repeats", b.repeats, 1);
@@ -229,13 +231,16 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
     check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model),
                             model_dir_of(spec, c));
   const BenchOptions& b = spec.benchmarks.options;
-  const int needed = b.prefill_tokens + b.decode_tokens;
-  if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {
+  if (!spec.benchmarks.enabled) return;
+  for (const auto& [key, prompt] : {std::pair{"prefill_tokens", b.prefill_tokens},
+                                    {"throughput_prompt_tokens", b.throughput_prompt_tokens}}) {
+    const int needed = prompt + b.decode_tokens;
+    if (needed <= config.max_position_embeddings) continue;
     const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
-    yaml::key_error(s.file, where(s, "prefill_tokens"), "benchmarks.prefill_tokens",
-                    fmt::format("prefill_tokens + decode_tokens = {} exceeds the model's "
+    yaml::key_error(s.file, where(s, key), std::string("benchmarks.") + key,
+                    fmt::format("{} + decode_tokens = {} exceeds the model's "
                                 "max_position_embeddings {} ({})",
-                                needed, config.max_position_embeddings, config.source));
+                                key, needed, config.max_position_embeddings, config.source));
   }
 }
 

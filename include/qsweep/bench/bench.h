@@ -1,6 +1,7 @@
 #pragma once
 // The benchmark unit: what the prototype measured (size, peak memory, prefill, decode ms/token,
-// throughput by batch size, power, bandwidth), with warmup, repeats and raw samples kept.
+// throughput by batch size, power, bandwidth), with warmup, repeats and raw samples kept, and
+// the device's copy bandwidth and matmul rate measured in the same run as the yardsticks.
 #include "qsweep/util/results.h"
 
 #include <string>
@@ -12,9 +13,9 @@ struct Model;
 
 struct BenchOptions {
   int prefill_tokens = 512;        // prompt length for the prefill latency, batch 1
-  int decode_tokens = 128;         // tokens decoded for ms/token and throughput
-  int throughput_prompt_tokens = 128;
-  std::vector<int> batch_sizes = {1, 4, 8};
+  int decode_tokens = 128;         // timed decode steps for ms/token and throughput
+  int throughput_prompt_tokens = 128;  // prompt length of the throughput runs
+  std::vector<int> batch_sizes = {1, 4, 8, 16};
   int warmup = 2;
   int repeats = 5;
   uint64_t seed = 0;               // the random token ids fed to the model

@@ -56,21 +56,42 @@ struct ConfigMetrics {
   std::optional<PairedComparison> f1_vs_baseline;
 };
 
-// Raw benchmark samples; statistics are derived from them, never stored instead of them.
+// Raw benchmark samples; statistics are derived from them, never stored instead of them. Each
+// figure's yardstick (the device's copy bandwidth and matmul rate) is measured in the same run.
 struct BenchRecord {
   std::string config;
   std::string device;              // e.g. "NVIDIA H100 80GB HBM3" or "cpu"
-  std::string method;              // how it was measured: warmup, repeats, timer, sync
+  std::string device_kind;         // "gpu", or "cpu": smaller yardsticks, not GPU figures
+  std::string method;              // how it was measured, in words
+  std::string sync;                // how the timed regions were delimited and waited for
+  int64_t warmup = 0;              // untimed runs before each measurement's repeats
+  int64_t repeats = 0;             // timed runs of each measurement
+  int64_t prefill_tokens = 0;      // prompt of the prefill timing, batch 1
+  int64_t decode_tokens = 0;       // timed steps of each decode and throughput repeat
+  int64_t throughput_prompt_tokens = 0;  // prompt of the throughput runs
   int64_t model_bytes = 0;         // weights as held on the device
   int64_t peak_memory_bytes = 0;   // device peak during the benchmark (CPU: max RSS)
   // Stored bits per weight of the decoder layers' projections: codes, scales, zeros, absmax and
   // second-level state over the number of weights (16 for bf16; NaN in stores that predate it).
   double bits_per_weight = 0;
-  std::vector<double> prefill_ms;              // 512-token prompt, batch 1
-  std::vector<double> decode_ms_per_token;     // batch 1, 128 new tokens
+  // Bytes read by a batch-1 decode step, averaged over the timed steps: weights, norms, the
+  // gathered embedding rows and the KV cache at each step's length (work_counts.h).
+  double decode_bytes_per_step = 0;
+  double prefill_flops = 0;        // of the prefill timing (work_counts.h)
+  std::vector<double> prefill_ms;              // prefill_tokens prompt, batch 1
+  std::vector<double> prefill_tflop_s;         // prefill_flops / prefill time, per repeat
+  std::vector<double> decode_ms_per_token;     // batch 1, decode_tokens timed steps
   std::map<int, std::vector<double>> throughput_tokens_per_s;  // batch size -> samples
-  std::vector<double> power_w;                 // board power samples during decode (GPU only)
-  std::vector<double> bandwidth_gb_s;          // effective weight-read bandwidth during decode
+  std::vector<double> power_w;                 // NVML samples within the timed decode (GPU only)
+  std::vector<double> energy_j_per_token;      // per timed decode repeat (GPU with NVML only)
+  std::vector<double> bandwidth_gb_s;          // decode bytes read / decode time, per repeat
+  int64_t copy_bytes = 0;                      // buffer of the copy-bandwidth measurement
+  std::vector<double> copy_bandwidth_gb_s;     // (read + written) / time, per repeat
+  int64_t matmul_size = 0;                     // n of the n x n x n matrix multiply
+  std::vector<double> matmul_tflop_s;          // in the model's compute dtype, per repeat
+  // Medians over medians: decode bandwidth / copy bandwidth, prefill rate / matmul rate.
+  double decode_fraction_of_copy_bandwidth = 0;
+  double prefill_fraction_of_matmul_rate = 0;
 };
 
 struct SampleStats {
