@@ -92,35 +92,38 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
 constexpr int kAttentionThreads = 256;
 constexpr int kMaxGroup = 8;
 
-// One block per (kv head, row). Scores of the G query heads for every slot up to the row's
-// current one go to shared memory, then the softmax, then each thread sums one (head, dim)
-// output over the slots.
-template <typename T, int kGroup>
+// One block per (kv head, row). The scores of the G query heads for every slot up to the row's
+// current one go to shared memory (a thread per slot), then the softmax, then the weighted sum
+// of values: each warp takes every kWarps-th slot, its lanes a row's dims (coalesced), four
+// slots' loads in flight at once; the warps' partial sums meet in shared memory.
+template <typename T, int kGroup, int kDim>
 __global__ void __launch_bounds__(kAttentionThreads)
     decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k_cache,
                             const T* __restrict__ v_cache, const bool* __restrict__ key_mask,
                             const int64_t* __restrict__ slot, T* __restrict__ out, int heads,
-                            int kv_heads, int dim, int64_t capacity, float scale) {
+                            int kv_heads, int64_t capacity, float scale) {
+  constexpr int kWarps = kAttentionThreads / 32, kPerLane = kDim / 32, kUnroll = 4;
   extern __shared__ float shared[];
-  constexpr int group = kGroup;
   const int kvh = blockIdx.x, b = blockIdx.y;
   const int64_t n = slot[b] + 1;
-  float* qs = shared;                  // [group][dim]
-  float* scores = shared + group * dim;  // [group][n]
+  float* qs = shared;                          // [kGroup][kDim]
+  float* scores = qs + kGroup * kDim;          // [kGroup][n]
+  float* partial = scores + kGroup * capacity; // [kWarps][kGroup][kDim]
   __shared__ float scratch[32];
   __shared__ float row_max[kGroup], row_sum[kGroup];
 
-  const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * group) * dim;
-  for (int i = threadIdx.x; i < group * dim; i += blockDim.x) qs[i] = to_float_any(qb[i]);
+  const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
+  for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float_any(qb[i]);
   __syncthreads();
   const int64_t base = (static_cast<int64_t>(b) * kv_heads + kvh) * capacity;
   const bool* mask = key_mask + static_cast<int64_t>(b) * capacity;
   for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const T* key = k_cache + (base + j) * dim;
+    const T* key = k_cache + (base + j) * kDim;
     float dot[kGroup];
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) dot[g] = 0.f;
-    for (int e = 0; e < dim; e += 8) {
+#pragma unroll
+    for (int e = 0; e < kDim; e += 8) {
       float kv[8];
       if constexpr (sizeof(T) == 2) {
         unpack8<T>(__ldg(reinterpret_cast<const uint4*>(key + e)), kv);
@@ -131,13 +134,13 @@ __global__ void __launch_bounds__(kAttentionThreads)
 #pragma unroll
       for (int g = 0; g < kGroup; ++g)
 #pragma unroll
-        for (int u = 0; u < 8; ++u) dot[g] = fmaf(qs[g * dim + e + u], kv[u], dot[g]);
+        for (int u = 0; u < 8; ++u) dot[g] = fmaf(qs[g * kDim + e + u], kv[u], dot[g]);
     }
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) scores[g * n + j] = mask[j] ? dot[g] * scale : -INFINITY;
   }
   __syncthreads();
-  for (int g = 0; g < group; ++g) {
+  for (int g = 0; g < kGroup; ++g) {
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, scores[g * n + j]);
     for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
@@ -145,7 +148,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
     __syncthreads();
     if (threadIdx.x == 0) {
       float all = -INFINITY;
-      for (int w = 0; w < blockDim.x / 32; ++w) all = fmaxf(all, scratch[w]);
+      for (int w = 0; w < kWarps; ++w) all = fmaxf(all, scratch[w]);
       row_max[g] = all;
     }
     __syncthreads();
@@ -159,19 +162,50 @@ __global__ void __launch_bounds__(kAttentionThreads)
     if (threadIdx.x == 0) row_sum[g] = sum;
   }
   __syncthreads();
-  for (int pair = threadIdx.x; pair < group * dim; pair += blockDim.x) {
-    const int g = pair / dim, e = pair % dim;
-    const float* p = scores + g * n;
-    const T* value = v_cache + base * dim + e;
-    float acc0 = 0.f, acc1 = 0.f;
-    int64_t j = 0;
-    for (; j + 1 < n; j += 2) {
-      acc0 = fmaf(p[j], to_float_any(value[j * dim]), acc0);
-      acc1 = fmaf(p[j + 1], to_float_any(value[(j + 1) * dim]), acc1);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const T* values = v_cache + base * kDim + lane * kPerLane;
+  float acc[kGroup][kPerLane];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g)
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.f;
+  auto add = [&](int64_t j, const float (&v)[kPerLane]) {
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      const float p = scores[g * n + j];
+#pragma unroll
+      for (int e = 0; e < kPerLane; ++e) acc[g][e] = fmaf(p, v[e], acc[g][e]);
     }
-    if (j < n) acc0 = fmaf(p[j], to_float_any(value[j * dim]), acc0);
-    out[(static_cast<int64_t>(b) * heads + kvh * group + g) * dim + e] =
-        round_to<T>((acc0 + acc1) / row_sum[g]);
+  };
+  int64_t j = warp;
+  for (; j + (kUnroll - 1) * kWarps < n; j += kUnroll * kWarps) {
+    float v[kUnroll][kPerLane];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float_any(values[(j + u * kWarps) * kDim + e]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) add(j + u * kWarps, v[u]);
+  }
+  for (; j < n; j += kWarps) {
+    float v[kPerLane];
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e) v[e] = to_float_any(values[j * kDim + e]);
+    add(j, v);
+  }
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g)
+#pragma unroll
+    for (int e = 0; e < kPerLane; ++e)
+      partial[(warp * kGroup + g) * kDim + lane * kPerLane + e] = acc[g][e];
+  __syncthreads();
+  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
+    float sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w * kGroup * kDim + pair];
+    out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] =
+        round_to<T>(sum / row_sum[pair / kDim]);
   }
 }
 
@@ -208,7 +242,20 @@ void with_group(int64_t group, Body&& body) {
 }
 
 size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t capacity) {
-  return static_cast<size_t>(group * (dim + capacity)) * sizeof(float);
+  constexpr int64_t kWarps = kAttentionThreads / 32;
+  return static_cast<size_t>(group * (dim + capacity + kWarps * dim)) * sizeof(float);
+}
+
+// Runs body with an std::integral_constant of the head dim (64 and 128 are Llama's; 32 is the
+// made test models').
+template <typename Body>
+void with_head_dim(int64_t dim, Body&& body) {
+  switch (dim) {
+    case 32: return body(std::integral_constant<int, 32>{});
+    case 64: return body(std::integral_constant<int, 64>{});
+    case 128: return body(std::integral_constant<int, 128>{});
+  }
+  TORCH_CHECK(false, "decode_attention: head_dim ", dim, " (32, 64 or 128 supported)");
 }
 
 }  // namespace
@@ -276,7 +323,7 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
                                 int64_t capacity) {
   if (kv_heads <= 0 || heads % kv_heads != 0 || heads / kv_heads > kMaxGroup) return false;
-  if (head_dim % 8 != 0 || head_dim > 256) return false;
+  if (head_dim != 32 && head_dim != 64 && head_dim != 128) return false;
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   return attention_shared_bytes(heads / kv_heads, head_dim, capacity) <=
          prop->sharedMemPerBlockOptin - 2048;
@@ -297,18 +344,20 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
   const size_t shared = attention_shared_bytes(heads / kv_heads, dim, capacity);
   QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "decode_attention", [&] {
     with_group(heads / kv_heads, [&](auto group_c) {
-      auto kernel = decode_attention_kernel<scalar_t, decltype(group_c)::value>;
-      QSWEEP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(shared)));
-      const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b));
-      kernel<<<grid, kAttentionThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
-          reinterpret_cast<const scalar_t*>(q.data_ptr()),
-          reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
-          reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
-          slot.data_ptr<int64_t>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
-          static_cast<int>(heads), static_cast<int>(kv_heads), static_cast<int>(dim), capacity,
-          static_cast<float>(scale));
-      QSWEEP_CUDA_CHECK(cudaGetLastError());
+      with_head_dim(dim, [&](auto dim_c) {
+        auto kernel = decode_attention_kernel<scalar_t, decltype(group_c)::value, decltype(dim_c)::value>;
+        QSWEEP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(shared)));
+        const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b));
+        kernel<<<grid, kAttentionThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
+            reinterpret_cast<const scalar_t*>(q.data_ptr()),
+            reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
+            reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
+            slot.data_ptr<int64_t>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
+            static_cast<int>(heads), static_cast<int>(kv_heads), capacity,
+            static_cast<float>(scale));
+        QSWEEP_CUDA_CHECK(cudaGetLastError());
+      });
     });
   });
   return out;

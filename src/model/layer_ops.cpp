@@ -70,6 +70,14 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
   if (!bias.defined())
     return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale,
                                             /*enable_gqa=*/true);
+  // With a mask, grouped-query SDPA falls back to the math path, which holds every score of
+  // every head in float32 (gigabytes for a batch of CoQA prompts); keys and values repeated
+  // per query head let the memory-efficient kernel take the mask instead.
+  if (q.is_cuda() && q.size(1) != k.size(1)) {
+    const int64_t group = q.size(1) / k.size(1);
+    return at::scaled_dot_product_attention(q, k.repeat_interleave(group, 1),
+                                            v.repeat_interleave(group, 1), bias, 0.0, false, scale);
+  }
   return at::scaled_dot_product_attention(q, k, v, bias, 0.0, false, scale, /*enable_gqa=*/true);
 #else
   // Folding the G query heads of a group into the row dimension lets one batched matmul serve

@@ -30,7 +30,7 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, const at::Tensor& key_mask,
                             const at::Tensor& slot, double scale);
-// Whether decode_attention serves this shape: head_dim a multiple of 8 up to 256, at most 8
+// Whether decode_attention serves this shape: head_dim 32, 64 or 128, at most 8
 // query heads per kv head, and the scores of one row in shared memory.
 bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
                                 int64_t capacity);
