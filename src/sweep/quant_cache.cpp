@@ -1,5 +1,6 @@
 #include "quant_cache.h"
 
+#include "file_hashes.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
 #include "qsweep/util/text.h"
@@ -27,8 +28,8 @@ constexpr const char* kKeyFile = "qsweep_cache_key.txt";
 std::string model_key(const SweepSpec& spec, const PrepConfig& c) {
   const std::string model = model_dir_of(spec, c);
   return fmt::format(
-      "qsweep_cache_format=1\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n{}",
-      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model),
+      "qsweep_cache_format=2\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n{}",
+      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model, hash_cache_of(cache_dir_of(spec, ""))),
       sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()), config_fingerprint(c));
 }
 
