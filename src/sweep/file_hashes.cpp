@@ -81,8 +81,10 @@ std::string cached_sha256(const std::string& file, const std::string& cache_file
   }
   nlohmann::json cache = read_cache(cache_file);
   if (cache.contains(key) && cache[key].is_string()) return cache[key].get<std::string>();
-  log_info("hashing every byte of '{}' ({:.1f} MB; remembered in {})", file, st.st_size / 1e6,
-           cache_file);
+  // Said where it takes long enough to wonder about (about a second per GB).
+  const std::string note = fmt::format("hashing every byte of '{}' ({:.1f} MB; remembered in {})",
+                                       file, st.st_size / 1e6, cache_file);
+  if (st.st_size > (256 << 20)) log_info("{}", note); else log_debug("{}", note);
   const std::string hash = sha256_file(file);
   cache[key] = hash;
   try {

@@ -15,7 +15,6 @@
 #include <climits>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 namespace fs = std::filesystem;
 
@@ -75,7 +74,8 @@ std::string cache_entry_staging(const CacheEntry& entry) {
 }
 
 void publish_cache_entry(const CacheEntry& entry, const std::string& staging) {
-  std::ofstream(fs::path(staging) / kKeyFile) << entry.key;
+  // The key file marks the entry complete: written only after the checkpoint, and checked.
+  write_file_atomic((fs::path(staging) / kKeyFile).string(), entry.key);
   std::error_code ec;
   fs::remove_all(entry.dir, ec);  // an entry of another key under the same name (a collision)
   fs::rename(staging, entry.dir, ec);
