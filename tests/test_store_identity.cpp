@@ -57,15 +57,36 @@ TEST_F(StoreIdentityTest, ModelChangedOnlyAfterTheFirstMiBIsRefusedOnResume) {
       << message;
 }
 
-TEST_F(StoreIdentityTest, ConfigsOwnModelChangedIsRefusedOnResume) {
+TEST_F(StoreIdentityTest, ConfigsOwnModelChangedIsRefusedOnResumeOnceItHasResults) {
   fs::copy(path("model"), path("other"));
   write_weights("other");
   const std::string job =
       with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: other}");
-  ASSERT_EQ(error_opening(job, path("results.h5")), "");
+  {
+    const SweepSpec spec = load(job);
+    Store store = open_store_for_writing(path("results.h5"), spec, expand_units(spec, 10));
+    add_samples(store, {"bf16/coqa/0000", 0, "here", 1}, {});
+    save_store(store);
+  }
   flip_byte(path("other/model.safetensors"), (3 << 20) - 1);
   const std::string message = error_opening(job, path("results.h5"));
   EXPECT_NE(message.find("model[" + path("other") + "].weights was"), std::string::npos) << message;
+}
+
+// Nothing to mix: a config whose units all failed (or never ran) gets its checkpoint fixed.
+TEST_F(StoreIdentityTest, ConfigsOwnModelWithoutResultsMayBeReplaced) {
+  fs::copy(path("model"), path("other"));
+  write_weights("other");
+  const std::string job =
+      with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: other}");
+  {
+    const SweepSpec spec = load(job);
+    Store store = open_store_for_writing(path("results.h5"), spec, expand_units(spec, 10));
+    add_unit_error(store, {"bf16/coqa/0000", 0, "here", 1}, "truncated");
+    save_store(store);
+  }
+  flip_byte(path("other/model.safetensors"), 7);
+  EXPECT_EQ(error_opening(job, path("results.h5")), "");
 }
 
 TEST_F(StoreIdentityTest, WeightHashesAreRememberedByPathSizeMtimeAndInode) {

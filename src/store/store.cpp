@@ -12,6 +12,7 @@
 
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -68,8 +69,9 @@ std::vector<std::pair<std::string, std::string>> fingerprint_lines(const std::st
   return lines;
 }
 
-// "evaluation.max_new_tokens was 16, now 32; ..." for every setting that differs.
-std::string differences(const std::string& before, const std::string& now) {
+// "evaluation.max_new_tokens was 16, now 32; ..." for every setting that differs and matters.
+std::string differences(const std::string& before, const std::string& now,
+                        const std::function<bool(const std::string&)>& matters) {
   const auto old_lines = fingerprint_lines(before);
   const auto new_lines = fingerprint_lines(now);
   std::map<std::string, std::string> old_map(old_lines.begin(), old_lines.end());
@@ -79,11 +81,28 @@ std::string differences(const std::string& before, const std::string& now) {
     seen.insert(key);
     const auto it = old_map.find(key);
     const std::string was = it == old_map.end() ? "absent" : it->second;
-    if (was != value) diffs.push_back(fmt::format("{} was {}, now {}", key, was, value));
+    if (was != value && matters(key)) diffs.push_back(fmt::format("{} was {}, now {}", key, was, value));
   }
   for (const auto& [key, value] : old_lines)
-    if (!seen.count(key)) diffs.push_back(fmt::format("{} was {}, now absent", key, value));
+    if (!seen.count(key) && matters(key))
+      diffs.push_back(fmt::format("{} was {}, now absent", key, value));
   return fmt::format("{}", fmt::join(diffs, "; "));
+}
+
+bool always(const std::string&) { return true; }
+
+// A config's own checkpoint ("model[DIR].weights", ...) matters only while some config on it has
+// a finished unit: replacing a broken checkpoint whose units all failed mixes nothing, and is how
+// such a config is fixed before --retry-failed.
+bool own_model_has_results(const Results& stored, const SweepSpec& spec, const std::string& key) {
+  if (key.rfind("model[", 0) != 0) return true;
+  const std::string dir = key.substr(6, key.rfind("].") - 6);
+  for (const PrepConfig& c : spec.configs) {
+    if (c.model != dir) continue;
+    for (const UnitRecord& u : stored.units)
+      if (u.config == c.name && u.status == UnitStatus::done) return true;
+  }
+  return false;
 }
 
 UnitRecord& unit_to_finish(Store& store, const UnitRun& run, std::optional<UnitKind> kind) {
@@ -172,12 +191,15 @@ std::string resume_incompatibility(const Results& stored, const SweepSpec& spec,
   const auto it = stored.provenance.find("results_fingerprint");
   const std::string before = it == stored.provenance.end() ? "" : it->second;
   std::vector<std::string> reasons;
-  if (before != fingerprint) reasons.push_back(differences(before, fingerprint));
+  const std::string sweep = differences(
+      before, fingerprint, [&](const std::string& key) { return own_model_has_results(stored, spec, key); });
+  if (!sweep.empty()) reasons.push_back(sweep);
   for (const PrepConfig& config : spec.configs) {
     const ConfigResults* c = find_config(stored, config.name);
     const std::string now = config_fingerprint(config);
     if (c && c->fingerprint != now)
-      reasons.push_back(fmt::format("config '{}' {}", config.name, differences(c->fingerprint, now)));
+      reasons.push_back(
+          fmt::format("config '{}' {}", config.name, differences(c->fingerprint, now, always)));
   }
   return fmt::format("{}", fmt::join(reasons, "; "));
 }
