@@ -57,6 +57,8 @@ def summary_table(store):
         for suffix in ("", "_bca95_lo", "_bca95_hi", "_p", "_n"):
             rows[delta + suffix] = metric(delta + suffix)
     rows["metrics_source"] = metric("metrics_source")
+    # The settings the store derived them with (baseline, bootstrap_resamples, seed).
+    rows["derived_from"] = metric("derived_from")
 
     c = store.configs
     rows["device"] = c["device"]

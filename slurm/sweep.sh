@@ -20,12 +20,16 @@
 #
 # Time limit and preemption: Slurm sends USR1 to this script 120 s before --time runs out
 # (--signal=B:USR1@120), and preemption with a grace time sends TERM. Either way the signal goes
-# on to the qsweep ranks and the job is requeued (--requeue); the store keeps every unit finished
-# so far, and the requeued job (same job ID, same arguments) resumes from it. A job that is being
-# cancelled (scancel) is not requeued. Units in flight at the signal run again after the requeue.
+# on to the qsweep ranks and the job is requeued (--requeue); rank 0 logs "stopping on SIGUSR1:
+# N units done, M left, resubmit to resume" and every rank exits 5. The store keeps every unit
+# finished so far, and the requeued job (same job ID, same arguments) resumes from it. A job that
+# is being cancelled (scancel) is not requeued. Units in flight at the signal run again after the
+# requeue. mpirun is sent USR1 for TERM too: it passes USR1 on to the ranks, whereas on TERM it
+# kills them itself.
 #
-# Exit code: qsweep's (0 all units ok, 1 some unit failed, 2 fatal error); 2 also for a missing
-# binary or job file here.
+# Exit code: qsweep's (docs/reliability.md: 0 all units ok, 1 some unit failed, 2 fatal error,
+# 3 units left undone, 4 store not writable, 5 stopped by a signal, 6 all done but a rank lost);
+# 2 also for a missing binary or job file here.
 #SBATCH --job-name=qsweep
 #SBATCH --ntasks=4
 #SBATCH --gpus-per-task=1
@@ -86,7 +90,9 @@ fi
 case $LAUNCHER in
   srun) launch=(srun --mpi=pmix) ;;
   mpirun)
-    launch=(mpirun -np "${SLURM_NTASKS:-1}" --bind-to none)
+    # -q: no "Primary job terminated normally, but 1 process returned a non-zero exit code"
+    # banner after qsweep's own message; the exit code is kept.
+    launch=(mpirun -q -np "${SLURM_NTASKS:-1}" --bind-to none)
     if [ "$(id -u)" -eq 0 ]; then launch+=(--allow-run-as-root); fi ;;
   *) say "QSWEEP_LAUNCHER must be auto, srun or mpirun, not '$LAUNCHER'"; exit 2 ;;
 esac
@@ -100,7 +106,9 @@ signals=0
 on_signal() {
   signals=$((signals + 1))
   say "got SIG$1 at $(date '+%F %T')"
-  if [ -n "$step" ]; then kill -s "$1" "$step" 2>/dev/null || true; fi
+  local pass=$1
+  [ "$LAUNCHER" != mpirun ] || pass=USR1
+  if [ -n "$step" ]; then kill -s "$pass" "$step" 2>/dev/null || true; fi
   [ -n "$requeued" ] && return
   local state
   state=$(squeue -h -j "${SLURM_JOB_ID:-0}" -o %T 2>/dev/null)

@@ -27,6 +27,10 @@ the metrics as attributes, /errors one row per failed unit run.
                                                rows with source "quantized" (the calibrated
                                                method ran) and the rest "cache", all naming one
                                                cache entry; print "QUANTIZED CACHED"
+  store_checks.py derived STORE BASELINE RESAMPLES
+                                               every config's metrics derived with BASELINE and
+                                               RESAMPLES, deltas against BASELINE, KL measured
+                                               against it (none for the baseline itself)
 Exit code 0 when the check holds; the reason otherwise.
 """
 import json
@@ -303,10 +307,35 @@ def failed(path, config_name, *texts):
     print(f"  e.g. {example[1]}: {example[4]}")
 
 
+def derived(path, baseline, resamples):
+    """Every derived table follows BASELINE and RESAMPLES: metrics say they were derived with
+    them, comparisons are against BASELINE, and every config's KL was measured
+    against BASELINE (the baseline itself has none)."""
+    wanted = f"baseline={baseline} bootstrap_resamples={resamples} seed=1234"
+    with h5py.File(path, "r") as f:
+        for name, config in f["configs"].items():
+            m = metrics(config)
+            got = m.get("derived_from")
+            if got != wanted:
+                sys.exit(f"{path}: {name}'s metrics were derived with {got!r}, not {wanted!r}")
+            # The baseline has deltas too, against itself.
+            against = m.get("em_delta_baseline")
+            if against != baseline:
+                sys.exit(f"{path}: {name}'s deltas are against {against!r} (baseline {baseline})")
+            sanity = dict(config["sanity"].attrs)
+            if sanity.get("kl_baseline") != baseline:
+                sys.exit(f"{path}: {name}'s KL was measured against {sanity.get('kl_baseline')!r}")
+            if ("kl_vs_baseline" in sanity) == (name == baseline):
+                sys.exit(f"{path}: {name} {'has' if name == baseline else 'lacks'} a KL")
+    print(f"{path}: metrics, deltas and KL of every config follow baseline {baseline} and "
+          f"{resamples} resamples")
+
+
 if __name__ == "__main__":
     commands = {"prepared": prepared, "progress": progress, "wait-partial": wait_partial, "partial": partial,
                 "snapshot": snapshot, "complete": complete, "unchanged": unchanged,
-                "same-results": same_results, "spread": spread, "failed": failed}
+                "same-results": same_results, "spread": spread, "failed": failed,
+                "derived": derived}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

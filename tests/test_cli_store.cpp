@@ -40,7 +40,7 @@ class CliStoreTest : public qsweep::testing::TempSweep {
     m.config = "bf16";
     m.em = {2, 0.5, 0.5, {0, 1}, {0.25, 0.75}};
     m.em_vs_baseline = PairedComparison{"fp32", 2, -0.5, {-1, 0}, 0.04};
-    set_metrics(store, m);
+    set_metrics(store, m, "baseline=fp32");
     save_store(store);
     return spec.store;
   }

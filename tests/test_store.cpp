@@ -88,7 +88,7 @@ void fill(Store& store) {
   add_samples(store, run("fp32/coqa/0000"), samples);
   add_bench(store, run("fp32/bench"), bench());
   add_unit_error(store, run("bf16/coqa/0001"), "CUDA out of memory");
-  set_metrics(store, metrics("bf16"));
+  set_metrics(store, metrics("bf16"), "baseline=fp32");
   save_store(store);
 }
 
@@ -122,7 +122,7 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   {
     Store store = open(spec);
     fill(store);
-    add_sanity(store, run("bf16/sanity"), {{"Hello", " world"}}, 12.5, 0.25);
+    add_sanity(store, run("bf16/sanity"), {{"Hello", " world"}}, 12.5, 0.25, "fp32");
     save_store(store);
   }
   const Results r = read_store(store_path());
@@ -141,6 +141,8 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   EXPECT_EQ(bf16.sanity[0].output, " world");
   EXPECT_EQ(bf16.perplexity, 12.5);
   EXPECT_EQ(bf16.kl_vs_baseline, 0.25);
+  EXPECT_EQ(bf16.kl_baseline, "fp32");
+  EXPECT_EQ(bf16.metrics_from, "baseline=fp32");
 
   const std::vector<UnitError> errors = {
       {"bf16", "bf16/coqa/0001", 2, "node7", "CUDA out of memory"}};

@@ -5,7 +5,9 @@
 #include "qsweep/util/log.h"
 #include "qsweep/sweep/mpi.h"
 #include "qsweep/sweep/sweep_spec.h"
+#include "qsweep/sweep/stop_signal.h"
 
+#include <cstdlib>
 #include <iostream>
 
 namespace qsweep::cli {
@@ -22,6 +24,7 @@ int run(const RunArgs& a) {
   int argc = 0;
   char** argv = nullptr;
   const MpiContext mpi = init_mpi(&argc, &argv);
+  install_stop_signals();
   int code = 0;
   try {
     SweepSpec spec = load_sweep_spec(a.job);
@@ -35,7 +38,16 @@ int run(const RunArgs& a) {
     log.level = a.verbose ? LogLevel::debug : LogLevel::info;
     init_logging(log);
     if (mpi.rank == 0) log_info("qsweep run {} on {} rank(s)", a.job, mpi.size);
-    code = run_sweep(spec, a.options, mpi);
+    const SweepOutcome outcome = run_sweep(spec, a.options, mpi);
+    code = outcome.code;
+    if (outcome.abandoned || !outcome.can_finalize) {
+      // A unit still runs on another thread of this process (or a lost rank would keep
+      // MPI_Finalize waiting): end here, before any destructor pulls the model from under it.
+      if (outcome.can_finalize) finalize_mpi();
+      std::cout << std::flush;
+      std::clog << std::flush;
+      std::_Exit(code);
+    }
   } catch (const std::exception& e) {
     // Outside any unit: nothing can go on, and ranks waiting for rank 0 would hang.
     if (mpi.rank == 0) std::cerr << "qsweep: error: " << e.what() << "\n";
@@ -55,6 +67,20 @@ void add_run(CLI::App& app) {
   cmd->add_option("--store", a->options.store, "Results store (overrides the job's `store`)");
   cmd->add_flag("--retry-failed", a->options.retry_failed, "Redo units that failed before");
   cmd->add_flag("-v,--verbose", a->verbose, "Debug logging");
+  WatchOptions& w = a->options.watch;
+  cmd->add_option("--heartbeat-timeout", w.heartbeat_timeout,
+                  "Seconds without a heartbeat after which a busy rank is given up on")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--unit-deadline-factor", w.deadline_factor,
+                  "A unit running this many times longer than the longest of its kind so far "
+                  "loses its rank")
+      ->check(CLI::Range(1.0, 1e6))
+      ->capture_default_str();
+  cmd->add_option("--min-unit-deadline", w.min_deadline,
+                  "Seconds a unit may always run before its rank is given up on")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([a] {
     const int code = run(*a);
     if (code != 0) throw CLI::RuntimeError(code);

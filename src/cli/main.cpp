@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <iostream>
 #include <map>
 
@@ -43,6 +44,9 @@ CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& he
 }  // namespace qsweep::cli
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) write() then fails with EFBIG, which the store reports
+  // like a full disk, instead of the kernel killing the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"qsweep: quantization sweeps of Llama-family models on HPC clusters"};
   app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
   app.require_subcommand(1);

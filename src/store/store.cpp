@@ -8,8 +8,11 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <sys/stat.h>
+
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -66,8 +69,9 @@ std::vector<std::pair<std::string, std::string>> fingerprint_lines(const std::st
   return lines;
 }
 
-// "evaluation.max_new_tokens was 16, now 32; ..." for every setting that differs.
-std::string differences(const std::string& before, const std::string& now) {
+// "evaluation.max_new_tokens was 16, now 32; ..." for every setting that differs and matters.
+std::string differences(const std::string& before, const std::string& now,
+                        const std::function<bool(const std::string&)>& matters) {
   const auto old_lines = fingerprint_lines(before);
   const auto new_lines = fingerprint_lines(now);
   std::map<std::string, std::string> old_map(old_lines.begin(), old_lines.end());
@@ -77,11 +81,28 @@ std::string differences(const std::string& before, const std::string& now) {
     seen.insert(key);
     const auto it = old_map.find(key);
     const std::string was = it == old_map.end() ? "absent" : it->second;
-    if (was != value) diffs.push_back(fmt::format("{} was {}, now {}", key, was, value));
+    if (was != value && matters(key)) diffs.push_back(fmt::format("{} was {}, now {}", key, was, value));
   }
   for (const auto& [key, value] : old_lines)
-    if (!seen.count(key)) diffs.push_back(fmt::format("{} was {}, now absent", key, value));
+    if (!seen.count(key) && matters(key))
+      diffs.push_back(fmt::format("{} was {}, now absent", key, value));
   return fmt::format("{}", fmt::join(diffs, "; "));
+}
+
+bool always(const std::string&) { return true; }
+
+// A config's own checkpoint ("model[DIR].weights", ...) matters only while some config on it has
+// a finished unit: replacing a broken checkpoint whose units all failed mixes nothing, and is how
+// such a config is fixed before --retry-failed.
+bool own_model_has_results(const Results& stored, const SweepSpec& spec, const std::string& key) {
+  if (key.rfind("model[", 0) != 0) return true;
+  const std::string dir = key.substr(6, key.rfind("].") - 6);
+  for (const PrepConfig& c : spec.configs) {
+    if (c.model != dir) continue;
+    for (const UnitRecord& u : stored.units)
+      if (u.config == c.name && u.status == UnitStatus::done) return true;
+  }
+  return false;
 }
 
 UnitRecord& unit_to_finish(Store& store, const UnitRun& run, std::optional<UnitKind> kind) {
@@ -140,6 +161,29 @@ void extend_plan(Results& r, const SweepSpec& spec, const std::vector<WorkUnit>&
     if (!known.count(w.key)) r.units.push_back({w.key, w.config, w.kind, UnitStatus::todo, -1, "", 0, ""});
 }
 
+// Every name of one store must lead to one lock: the lock sits beside the real file (symlinks
+// resolved, in a directory reached however), and saving renames over the real file, so a symlink
+// to the store stays a symlink to it.
+std::string real_store_path(const std::string& path) {
+  std::error_code ec;
+  const fs::path real = fs::canonical(path, ec);
+  if (!ec) return real.string();
+  const fs::path absolute = fs::absolute(path);
+  const fs::path dir = fs::canonical(absolute.parent_path(), ec);
+  return ec ? absolute.lexically_normal().string() : (dir / absolute.filename()).string();
+}
+
+// A hard link is a second name for the same file in any directory, so no lock file beside one
+// name sees a writer through the other; and the first save would split them into two stores.
+void refuse_hard_links(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || st.st_nlink <= 1) return;
+  fail("store '{}' (device {}, inode {}) has {} hard links: another name of it could be written "
+       "by a second sweep unseen by this one's lock; remove the other names (find -samefile) or "
+       "copy the store",
+       path, st.st_dev, st.st_ino, st.st_nlink);
+}
+
 }  // namespace
 
 std::string resume_incompatibility(const Results& stored, const SweepSpec& spec,
@@ -147,23 +191,28 @@ std::string resume_incompatibility(const Results& stored, const SweepSpec& spec,
   const auto it = stored.provenance.find("results_fingerprint");
   const std::string before = it == stored.provenance.end() ? "" : it->second;
   std::vector<std::string> reasons;
-  if (before != fingerprint) reasons.push_back(differences(before, fingerprint));
+  const std::string sweep = differences(
+      before, fingerprint, [&](const std::string& key) { return own_model_has_results(stored, spec, key); });
+  if (!sweep.empty()) reasons.push_back(sweep);
   for (const PrepConfig& config : spec.configs) {
     const ConfigResults* c = find_config(stored, config.name);
     const std::string now = config_fingerprint(config);
     if (c && c->fingerprint != now)
-      reasons.push_back(fmt::format("config '{}' {}", config.name, differences(c->fingerprint, now)));
+      reasons.push_back(
+          fmt::format("config '{}' {}", config.name, differences(c->fingerprint, now, always)));
   }
   return fmt::format("{}", fmt::join(reasons, "; "));
 }
 
-Store open_store_for_writing(const std::string& path, const SweepSpec& spec,
+Store open_store_for_writing(const std::string& given_path, const SweepSpec& spec,
                              const std::vector<WorkUnit>& planned) {
-  const fs::path parent = fs::absolute(path).parent_path();
+  const fs::path parent = fs::absolute(given_path).parent_path();
   std::error_code ec;
   fs::create_directories(parent, ec);
   if (ec) fail("cannot create the store's directory '{}': {}", parent.string(), ec.message());
+  const std::string path = real_store_path(given_path);
   StoreLock lock(path);
+  refuse_hard_links(path);
   const std::string fingerprint = results_fingerprint(spec);
   Results results;
   if (fs::exists(path)) {
@@ -211,12 +260,14 @@ void add_bench(Store& store, const UnitRun& run, BenchRecord bench) {
 }
 
 void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
-                std::optional<double> perplexity, std::optional<double> kl_vs_baseline) {
+                std::optional<double> perplexity, std::optional<double> kl_vs_baseline,
+                const std::string& baseline) {
   UnitRecord& unit = unit_to_finish(store, run, UnitKind::sanity);
   ConfigResults& config = config_of(store, unit);
   config.sanity = std::move(outputs);
   config.perplexity = perplexity;
   config.kl_vs_baseline = kl_vs_baseline;
+  config.kl_baseline = baseline;
   finish(unit, run, UnitStatus::done);
 }
 
@@ -236,10 +287,11 @@ void add_unit_error(Store& store, const UnitRun& run, const std::string& message
   finish(unit, run, UnitStatus::failed);
 }
 
-void set_metrics(Store& store, ConfigMetrics metrics) {
+void set_metrics(Store& store, ConfigMetrics metrics, const std::string& from) {
   ConfigResults* config = find_config(store.results, metrics.config);
   if (!config) fail("store '{}': metrics for unknown config '{}'", store.path, metrics.config);
   config->metrics = std::move(metrics);
+  config->metrics_from = from;
 }
 
 void set_provenance(Store& store, const std::string& key, const std::string& value) {

@@ -6,6 +6,7 @@
 #include "store_layout.h"
 
 #include <algorithm>
+#include <map>
 #include <limits>
 #include <filesystem>
 
@@ -58,6 +59,7 @@ void read_metrics(const H5::Group& parent, ConfigResults& c) {
   m.config = c.name;
   read_attrs(g, "", m);
   c.metrics = m;
+  c.metrics_from = h5::attr_string(g, "derived_from").value_or("");
 }
 
 // The mirror of store_write.cpp's write_bench_field.
@@ -100,6 +102,7 @@ void read_sanity(const H5::Group& parent, ConfigResults& c) {
   c.sanity = read_table<SanityOutput>(g);
   c.perplexity = h5::attr_double(g, "perplexity");
   c.kl_vs_baseline = h5::attr_double(g, "kl_vs_baseline");
+  c.kl_baseline = h5::attr_string(g, "kl_baseline").value_or("");
 }
 
 void read_preparations(const H5::Group& parent, ConfigResults& c) {
@@ -145,6 +148,19 @@ std::map<std::string, std::string> read_provenance(const H5::Group& root, const 
   return provenance;
 }
 
+// Each planned unit is listed once; a unit twice (a store edited by hand, or merged from two)
+// would have its samples counted twice or its status depend on which row is read.
+void check_units_unique(const std::string& path, const std::vector<UnitRecord>& units) {
+  std::map<std::string, size_t> row_of;
+  for (size_t i = 0; i < units.size(); ++i) {
+    const auto [it, fresh] = row_of.emplace(units[i].key, i);
+    if (!fresh)
+      fail("store '{}': its unit list (/units) names unit '{}' twice, rows {} and {}; the store "
+           "was edited or merged by hand: restore it, or start a new store",
+           path, units[i].key, it->second, i);
+  }
+}
+
 }  // namespace
 
 Results read_store(const std::string& path) {
@@ -158,6 +174,7 @@ Results read_store(const std::string& path) {
     r.provenance = read_provenance(root, path);
     r.configs = read_configs(root);
     r.units = read_table<UnitRecord>(h5::open_group(root, "units"));
+    check_units_unique(path, r.units);
     r.errors = read_table<UnitError>(h5::open_group(root, "errors"));
     return r;
   } catch (const H5::Exception& e) {

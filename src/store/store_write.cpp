@@ -1,24 +1,16 @@
 // Results -> HDF5, in the layout of docs/results-schema.md. The whole file is written anew each
 // time (a few MB at most), into FILE.tmp and then renamed over FILE, so a reader or a killed
-// writer only ever sees a complete file.
+// writer only ever sees a complete file, and a full disk leaves the previous one.
 #include "hdf5_io.h"
+#include "qsweep/util/durable_file.h"
 #include "qsweep/util/error.h"
 #include "qsweep/eval/stats.h"
 #include "qsweep/store/store.h"
 #include "store_fields.h"
 #include "store_layout.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <limits>
-
-namespace fs = std::filesystem;
 
 namespace qsweep {
 namespace {
@@ -67,7 +59,10 @@ std::enable_if_t<has_fields<Record>> write_attrs(const H5::Group& g, const std::
 
 void write_metrics(const H5::Group& parent, const ConfigResults& c) {
   const H5::Group g = h5::group(parent, "metrics");
-  if (c.metrics) write_attrs(g, "", *c.metrics);
+  if (!c.metrics) return;
+  write_attrs(g, "", *c.metrics);
+  // Stores from before it was recorded have none: their metrics are recomputed on resume.
+  if (!c.metrics_from.empty()) h5::set_attr(g, "derived_from", c.metrics_from);
 }
 
 // Raw samples as a column, and their statistics as attributes beside it for quick reading.
@@ -122,6 +117,7 @@ void write_sanity(const H5::Group& parent, const ConfigResults& c) {
   write_table(g, c.sanity);
   if (c.perplexity) h5::set_attr(g, "perplexity", *c.perplexity);
   if (c.kl_vs_baseline) h5::set_attr(g, "kl_vs_baseline", *c.kl_vs_baseline);
+  if (!c.kl_baseline.empty()) h5::set_attr(g, "kl_baseline", c.kl_baseline);
 }
 
 void write_preparations(const H5::Group& parent, const ConfigResults& c) {
@@ -193,39 +189,36 @@ void write_provenance(const H5::Group& root, const Results& r) {
   for (const auto& [key, value] : r.provenance) h5::set_attr(g, key, value);
 }
 
-// Survives a node crash too, not only a killed process: the data reaches the disk before the
-// rename makes it the store.
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0 || ::fsync(fd) != 0) {
-    const int err = errno;
-    if (fd >= 0) ::close(fd);
-    fail("store '{}': fsync failed: {}", path, std::strerror(err));
-  }
-  ::close(fd);
-}
-
 }  // namespace
 
+// HDF5 builds the file in memory (the core driver without a backing store) and hands back its
+// image; the bytes then reach the disk through write_file_atomic, whose every call is checked.
+// HDF5 writing straight to disk would meet a full disk deep inside its metadata cache, where a
+// failed flush or close can go unreported and leave a file that only looks complete.
 void write_store(const std::string& path, const Results& results) {
-  const std::string tmp = path + ".tmp";
   H5::Exception::dontPrint();
+  std::vector<char> image;
   try {
-    H5::H5File file(tmp, H5F_ACC_TRUNC);
+    H5::FileAccPropList access;
+    access.setCore(1 << 20, false);
+    H5::H5File file(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, access);
     const H5::Group root = file.openGroup("/");
     write_provenance(root, results);
     write_configs(root, results);
     write_units(root, results);
     write_errors(root, results);
     write_summary(root, results);
+    file.flush(H5F_SCOPE_GLOBAL);
+    const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
+    QSWEEP_CHECK(size > 0, "store '{}': H5Fget_file_image failed", path);
+    image.resize(static_cast<size_t>(size));
+    QSWEEP_CHECK(H5Fget_file_image(file.getId(), image.data(), image.size()) == size,
+                 "store '{}': H5Fget_file_image failed", path);
     file.close();
   } catch (const H5::Exception& e) {
-    fail("store '{}': cannot write: {} ({})", tmp, e.getDetailMsg(), e.getFuncName());
+    fail("store '{}': cannot write: {} ({})", path, e.getDetailMsg(), e.getFuncName());
   }
-  fsync_path(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail("store '{}': cannot rename '{}' over it: {}", path, tmp, std::strerror(errno));
-  fsync_path(fs::absolute(path).parent_path().string());
+  write_file_atomic(path, std::string_view(image.data(), image.size()));
 }
 
 }  // namespace qsweep

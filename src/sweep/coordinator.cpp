@@ -5,21 +5,33 @@
 #include "metrics_refresh.h"
 #include "progress.h"
 #include "provenance.h"
+#include "qsweep/sweep/stop_signal.h"
 #include "worker_loop.h"
 #include "qsweep/eval/coqa.h"
 #include "qsweep/store/store.h"
 #include "qsweep/sweep/protocol.h"
+#include "qsweep/sweep/rank_watch.h"
 #include "qsweep/sweep/scheduler.h"
+#include "qsweep/util/durable_file.h"
 #include "qsweep/util/log.h"
+
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <future>
 #include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 
 namespace qsweep {
 namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
 
 // Rank 0's view of the sweep while it runs.
 struct Coordination {
@@ -27,8 +39,26 @@ struct Coordination {
   const SweepSpec& spec;
   std::map<std::string, WorkUnit> plan;  // every planned unit by key
   Scheduler scheduler;
+  RankWatch watch;
   Progress progress;
+  Clock::time_point start = Clock::now();
+  std::set<int> gone;        // ranks that left or were given up on
+  std::set<int> lost;        // of those, the ones given up on
+  int stop_code = 0;         // set once the sweep must stop: no more units are handed out
 };
+
+// A store the disk refuses is not retried: the file on disk keeps every unit saved so far, and
+// units run on would be lost anyway.
+void save(Coordination& c) {
+  try {
+    save_store(c.store);
+  } catch (const WriteError& e) {
+    log_error("{}; the store keeps the units saved before; stopping the sweep: free space, then "
+              "resubmit to resume",
+              e.what());
+    c.stop_code = kExitStoreWrite;
+  }
+}
 
 void record(Coordination& c, const UnitResult& r) {
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
@@ -41,12 +71,12 @@ void record(Coordination& c, const UnitResult& r) {
       case UnitKind::coqa: add_samples(c.store, run, r.samples); break;
       case UnitKind::bench: add_bench(c.store, run, *r.bench); break;
       case UnitKind::sanity:
-        add_sanity(c.store, run, r.sanity, r.perplexity, r.kl_vs_baseline);
+        add_sanity(c.store, run, r.sanity, r.perplexity, r.kl_vs_baseline, c.spec.baseline);
         break;
     }
   }
   refresh_metrics(c.store, c.spec);
-  save_store(c.store);
+  if (c.stop_code == 0) save(c);
   c.progress.log(r);
 }
 
@@ -54,6 +84,7 @@ void record(Coordination& c, const UnitResult& r) {
 // another rank (once) instead of into the store as a failure.
 void take_result(Coordination& c, int rank, const WorkerReport& report) {
   const UnitResult& r = *report.result;
+  c.watch.finished(rank, r.seconds);
   const bool device_fault = r.error && report.leaving;
   if (c.scheduler.finish(rank, device_fault)) {
     log_warning("{} failed on rank {} as its device broke; requeued for another rank", r.key, rank);
@@ -62,69 +93,170 @@ void take_result(Coordination& c, int rank, const WorkerReport& report) {
   record(c, r);
 }
 
-// Rank 0's main thread: hand out units, record results, until every worker has left.
+void leave(Coordination& c, int rank) {
+  c.scheduler.leave(rank);
+  c.watch.forget(rank);
+  c.gone.insert(rank);
+}
+
+// A rank gone silent or stuck: its unit goes to the others, and whatever it says later is
+// answered with stop. Its process is left alone (rank 0 cannot end one process of an MPI job).
+void give_up_on(Coordination& c, int rank, const std::string& why) {
+  const std::optional<std::string> unit = c.scheduler.unit_of(rank);
+  log_error("rank {} is lost ({}); {} the sweep carries on without it", rank, why,
+            unit ? fmt::format("its unit {} goes to another rank;", *unit) : "");
+  if (unit) {
+    const WorkUnit& w = c.plan.at(*unit);
+    c.store.results.errors.push_back(
+        {w.config, w.key, rank, "", fmt::format("rank {} lost: {}; the unit was run again", rank, why)});
+  }
+  leave(c, rank);
+  c.lost.insert(rank);
+}
+
+// One report from `rank`: its result recorded, its next unit (or stop) sent back.
+void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& local) {
+  Assignment reply;
+  if (c.lost.count(rank)) {
+    log_warning("rank {}, given up on before, reported again; its result is dropped and it is told "
+                "to stop", rank);
+    send_reply(rank, local, encode_assignment(reply));
+    return;
+  }
+  c.watch.heard(rank, seconds_since(c.start));
+  if (!report.device.empty()) set_provenance(c.store, fmt::format("rank{}", rank), report.device);
+  if (report.result) take_result(c, rank, report);
+  if (report.leaving)
+    log_error("rank {} leaves the sweep{}", rank,
+              report.failure.empty() ? " after a device error; its next units go to others"
+                                     : ": " + report.failure);
+  else if (c.stop_code == 0)
+    reply.unit = c.scheduler.next(rank, report.held);
+  if (reply.unit)
+    c.watch.started(rank, *reply.unit, seconds_since(c.start));
+  else
+    leave(c, rank);
+  send_reply(rank, local, encode_assignment(reply));
+}
+
+// SIGTERM or SIGUSR1: the units in flight are abandoned (they run again on resume; a unit may
+// take longer than Slurm's grace time), the store already holds every finished unit.
+void stop_on_signal(Coordination& c, int signal, int ranks) {
+  c.stop_code = kExitStopped;
+  size_t done = 0;  // done or failed: not to be run again by a plain resubmit
+  for (const UnitRecord& u : c.store.results.units) done += u.status != UnitStatus::todo;
+  log_error("stopping on {}: {} units done, {} left, resubmit to resume", stop_signal_name(signal),
+            done, c.store.results.units.size() - done);
+  for (int rank = 1; rank < ranks; ++rank)
+    if (!c.gone.count(rank)) send_stop(rank);
+  set_provenance(c.store, "stopped_by", stop_signal_name(signal));
+  save(c);
+}
+
+// Rank 0's main thread: hand out units, record results, watch the ranks, until every worker
+// has left or the sweep is stopped.
 void coordinate(Coordination& c, int ranks, Mailbox& local) {
-  int active = ranks;
-  while (active > 0) {
+  while (static_cast<int>(c.gone.size()) < ranks) {
+    if (const int signal = stop_signal()) {
+      stop_on_signal(c, signal, ranks);
+      return;
+    }
+    const double now = seconds_since(c.start);
+    c.watch.heard(0, now);  // rank 0's worker is a thread of this process
+    for (int rank : heartbeats()) c.watch.heard(rank, now);
+    if (const auto lost = c.watch.lost(now)) give_up_on(c, lost->first, lost->second);
     auto message = next_report(local);
     if (!message) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
       continue;
     }
-    const int rank = message->first;
-    const WorkerReport report = decode_report(message->second);
-    if (!report.device.empty()) set_provenance(c.store, fmt::format("rank{}", rank), report.device);
-    if (report.result) take_result(c, rank, report);
-    Assignment answer;
-    if (report.leaving)
-      log_error("rank {} leaves the sweep{}", rank,
-                report.failure.empty() ? " after a device error; its next units go to others"
-                                       : ": " + report.failure);
-    else
-      answer.unit = c.scheduler.next(rank, report.held);
-    if (!answer.unit) {
-      c.scheduler.leave(rank);
-      --active;
-    }
-    send_reply(rank, local, encode_assignment(answer));
+    answer(c, message->first, decode_report(message->second), local);
   }
+}
+
+// The end of a sweep that ran to its end (or that the disk stopped).
+int finish(Coordination& c, std::future<std::string>& hashes) {
+  if (c.stop_code != 0) return c.stop_code;
+  set_provenance(c.store, "model_sha256", hashes.get());
+  set_provenance(c.store, "finished_at", c.store.results.provenance["updated_at"]);
+  save(c);
+  if (c.stop_code != 0) return c.stop_code;
+  try {
+    write_lm_eval_files(c.store, c.spec);
+  } catch (const WriteError& e) {
+    log_error("{}; the store itself is complete", e.what());
+    return kExitStoreWrite;
+  }
+  std::cout << "\n" << format_store_report(c.store.path, c.store.results) << std::flush;
+  const int code = sweep_exit_code(c.store.results);
+  if (c.lost.empty()) return code;
+  log_error("rank(s) {} were lost during the sweep; every unit they held ran elsewhere; check "
+            "their nodes",
+            fmt::join(c.lost, ", "));
+  return code == 0 ? kExitRankLost : code;
+}
+
+// A rank other than 0: units on a compute thread, MPI on this one.
+SweepOutcome run_remote_worker(const SweepSpec& spec, const RunOptions& options,
+                               const RankInfo& rank) {
+  // Shared with the compute thread, which may outlive this function when the sweep is stopped.
+  auto box = std::make_shared<Mailbox>();
+  std::thread compute([&spec, rank, box] {
+    worker_loop(spec, rank, [box](const std::string& r) { return exchange_local(*box, r); });
+  });
+  if (relay_to_rank0(*box, options.watch.heartbeat_timeout / 10) == MessengerEnd::finished) {
+    compute.join();
+    return {0, false, true};
+  }
+  // The unit in flight cannot be interrupted; the process ends without waiting for it.
+  compute.detach();
+  log_warning("rank {} stops{}, abandoning the unit it was running", rank.rank,
+              stop_signal() ? fmt::format(" on {}", stop_signal_name(stop_signal())) : " as rank 0 said");
+  return {kExitStopped, true, true};
 }
 
 }  // namespace
 
-int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
+SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
   const RankInfo rank{mpi.rank, mpi.local_rank, mpi.local_size, mpi.host};
-  if (mpi.rank != 0) {
-    worker_loop(spec, rank, exchange_remote);
-    return 0;
-  }
+  if (mpi.rank != 0) return run_remote_worker(spec, options, rank);
   const std::string store_path = options.store.empty() ? spec.store : options.store;
   const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
   const std::vector<WorkUnit> planned = expand_units(spec, stories);
   Store store = open_store_for_writing(store_path, spec, planned);
   record_provenance(store, spec, mpi);
+  // A resumed job may have changed what derived results depend on (baseline, resamples).
+  redo_stale_sanity(store, spec);
+  refresh_metrics(store, spec);
+  save_store(store);
   // Hashing gigabytes of weights takes seconds: it runs beside the sweep, recorded at the end.
   std::future<std::string> hashes = std::async(std::launch::async, model_hashes, std::cref(spec));
 
   std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
-  Coordination c{store, spec, {}, Scheduler(pending), {}};
+  Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
+                 Clock::now(), {}, {}, 0};
   for (const auto& u : planned) c.plan[u.key] = u;
   c.progress.total = pending.size();
 
-  Mailbox local;
-  std::thread own_worker(
-      [&] { worker_loop(spec, rank, [&](const std::string& r) { return exchange_local(local, r); }); });
-  coordinate(c, mpi.size, local);
-  own_worker.join();
-
-  set_provenance(store, "model_sha256", hashes.get());
-  set_provenance(store, "finished_at", store.results.provenance["updated_at"]);
-  save_store(store);
-  write_lm_eval_files(store, spec);
-  std::cout << "\n" << format_store_report(store.path, store.results) << std::flush;
-  return sweep_exit_code(store.results);
+  // Shared with rank 0's own worker, which may outlive this function when the sweep is stopped.
+  auto local = std::make_shared<Mailbox>();
+  std::thread own_worker([&spec, rank, local] {
+    worker_loop(spec, rank, [local](const std::string& r) { return exchange_local(*local, r); });
+  });
+  try {
+    coordinate(c, mpi.size, *local);
+  } catch (...) {
+    own_worker.detach();  // the error ends the process (cli_run); the worker must not outlive it
+    throw;
+  }
+  // Rank 0's own worker may be inside a unit (stopped sweep) or hung (lost): not waited for.
+  const bool own_worker_left = c.gone.count(0) && !c.lost.count(0);
+  if (own_worker_left) own_worker.join(); else own_worker.detach();
+  const int code = finish(c, hashes);
+  // MPI_Finalize waits for every rank, a lost one too, forever.
+  return {code, !own_worker_left, c.lost.empty()};
 }
 
 int sweep_exit_code(const Results& results) {

@@ -59,12 +59,6 @@ std::string receive_probed(const MPI_Status& status) {
 }
 }  // namespace
 
-std::string receive_message(int source, MessageTag tag) {
-  MPI_Status status;
-  QSWEEP_MPI_CHECK(MPI_Probe(source, static_cast<int>(tag), MPI_COMM_WORLD, &status));
-  return receive_probed(status);
-}
-
 std::optional<std::pair<int, std::string>> poll_message(MessageTag tag) {
   int waiting = 0;
   MPI_Status status;

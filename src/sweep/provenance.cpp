@@ -1,5 +1,6 @@
 #include "provenance.h"
 
+#include "file_hashes.h"
 #include "qsweep/bench/device.h"
 #include "qsweep/util/text.h"
 #include "qsweep_version.h"
@@ -30,7 +31,8 @@ std::string model_hashes(const SweepSpec& spec) try {
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       const std::string name = entry.path().filename().string();
       if (name == "config.json" || name.find(".safetensors") != std::string::npos)
-        lines += fmt::format("{} {}\n", entry.path().string(), sha256_file(entry.path().string()));
+        lines += fmt::format("{} {}\n", entry.path().string(),
+                             cached_sha256(entry.path().string(), hash_cache_of(cache_dir_of(spec, ""))));
     }
   return lines;
 } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "quant_cache.h"
 
+#include "file_hashes.h"
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
 #include "qsweep/util/text.h"
@@ -14,7 +15,6 @@
 #include <climits>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
 namespace fs = std::filesystem;
 
@@ -27,8 +27,8 @@ constexpr const char* kKeyFile = "qsweep_cache_key.txt";
 std::string model_key(const SweepSpec& spec, const PrepConfig& c) {
   const std::string model = model_dir_of(spec, c);
   return fmt::format(
-      "qsweep_cache_format=1\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n{}",
-      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model),
+      "qsweep_cache_format=2\nmodel.config_sha256={}\nmodel.weights={}\ntokenizer.sha256={}\n{}",
+      sha256_file((fs::path(model) / "config.json").string()), weights_fingerprint(model, hash_cache_of(cache_dir_of(spec, ""))),
       sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()), config_fingerprint(c));
 }
 
@@ -74,7 +74,8 @@ std::string cache_entry_staging(const CacheEntry& entry) {
 }
 
 void publish_cache_entry(const CacheEntry& entry, const std::string& staging) {
-  std::ofstream(fs::path(staging) / kKeyFile) << entry.key;
+  // The key file marks the entry complete: written only after the checkpoint, and checked.
+  write_file_atomic((fs::path(staging) / kKeyFile).string(), entry.key);
   std::error_code ec;
   fs::remove_all(entry.dir, ec);  // an entry of another key under the same name (a collision)
   fs::rename(staging, entry.dir, ec);

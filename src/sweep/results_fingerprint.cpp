@@ -1,7 +1,8 @@
 // What makes two runs' results comparable, written out as text so that a refused resume can say
 // which setting changed. Settings that only affect where things go (store, log_dir, device,
-// config_dirs) or what is derived at the end (baseline, compare, bootstrap_resamples) are left
-// out: changing them between runs is safe.
+// config_dirs) or what is derived from stored results (baseline, compare, bootstrap_resamples:
+// metrics_refresh.h recomputes those on resume) are left out: changing them between runs is safe.
+#include "file_hashes.h"
 #include "qsweep/sweep/sweep_spec.h"
 #include "qsweep/util/text.h"
 
@@ -11,7 +12,7 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
+#include <set>
 
 namespace fs = std::filesystem;
 
@@ -52,32 +53,40 @@ void add_benchmarks(std::vector<std::string>& lines, const BenchSpec& spec) {
 
 }  // namespace
 
-// Hashing whole checkpoints would take minutes; names, sizes and the first MiB of each weight
-// file (the header and the first tensor's bytes) tell different models and seeds apart.
-std::string weights_fingerprint(const std::string& model_dir) {
+// Every byte of every weight file (and of a sharded checkpoint's index): two checkpoints that
+// differ anywhere, even deep inside the last tensor, are different models. The hashes are cached
+// (file_hashes.h), so only a new or changed file is read through.
+std::string weights_fingerprint(const std::string& model_dir, const std::string& hash_cache) {
   std::vector<fs::path> files;
   for (const auto& entry : fs::directory_iterator(model_dir))
-    if (entry.path().extension() == ".safetensors") files.push_back(entry.path());
+    if (entry.path().filename().string().find(".safetensors") != std::string::npos)
+      files.push_back(entry.path());
   std::sort(files.begin(), files.end());
   std::vector<std::string> parts;
-  for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    std::string head(1 << 20, '\0');
-    in.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<size_t>(in.gcount()));
+  for (const auto& file : files)
     parts.push_back(fmt::format("{}:{}:{}", file.filename().string(), fs::file_size(file),
-                                sha256_hex(head)));
-  }
+                                cached_sha256(file.string(), hash_cache)));
   return parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ","));
 }
 
 std::string results_fingerprint(const SweepSpec& spec) {
+  const std::string hash_cache = hash_cache_of(cache_dir_of(spec, ""));
+  // 2: whole-file weight hashes (1 hashed the first MiB), configs' own models included.
   std::vector<std::string> lines = {
-      "fingerprint_format=1",
+      "fingerprint_format=2",
       "model.config_sha256=" + sha256_file((fs::path(spec.model) / "config.json").string()),
-      "model.weights=" + weights_fingerprint(spec.model),
+      "model.weights=" + weights_fingerprint(spec.model, hash_cache),
       "tokenizer.sha256=" + sha256_file((fs::path(spec.tokenizer) / "tokenizer.json").string()),
       fmt::format("seed={}", spec.seed)};
+  // A config's own checkpoint is named by path in its fingerprint; its contents are here.
+  std::set<std::string> own_models;
+  for (const PrepConfig& c : spec.configs)
+    if (!c.model.empty()) own_models.insert(c.model);
+  for (const std::string& dir : own_models) {
+    lines.push_back(fmt::format("model[{}].config_sha256={}", dir,
+                                sha256_file((fs::path(dir) / "config.json").string())));
+    lines.push_back(fmt::format("model[{}].weights={}", dir, weights_fingerprint(dir, hash_cache)));
+  }
   add_evaluation(lines, spec.evaluation);
   add_benchmarks(lines, spec.benchmarks);
   return fmt::format("{}\n", fmt::join(lines, "\n"));

@@ -35,6 +35,12 @@ void Scheduler::leave(int rank) {
   in_flight_.erase(it);
 }
 
+std::optional<std::string> Scheduler::unit_of(int rank) const {
+  const auto it = in_flight_.find(rank);
+  if (it == in_flight_.end()) return std::nullopt;
+  return it->second.key;
+}
+
 WorkUnit Scheduler::take(std::deque<WorkUnit>::iterator it, int rank) {
   WorkUnit unit = *it;
   pending_.erase(it);

@@ -17,11 +17,31 @@
 #                           "quantized" preparation in the store, one "cached in" log line), every
 #                           other rank loads it from the cache; the sweep is killed after that and
 #                           resumed, and the rerun loads the checkpoint rather than quantizing again.
+#   disk_full               the store on a 3 MiB tmpfs that is filled up once some units are done:
+#                           exit 4 with "no space left on <mount> (tmpfs) writing <store>", no crash
+#                           or MPI banner, the store on disk whole and partial, no temporary left;
+#                           with space again the rerun completes it. Needs root to mount the tmpfs
+#                           (skipped, exit 77, otherwise).
+#   edited_job_resume       a finished sweep resumed with another baseline and bootstrap_resamples:
+#                           metrics, deltas and KL all follow the edited job, equal to a clean run
+#                           of it.
+#   signal_and_resume       SIGTERM to every rank (as srun delivers it), then SIGUSR1 to mpirun (as
+#                           slurm/sweep.sh passes a signal on), half-way: rank 0 logs "stopping on
+#                           SIG...: N units done, M left, resubmit to resume", exit 5, no MPI
+#                           banner; each rerun completes the store, equal to an uninterrupted run.
+#   rank_stopped            one worker rank is stopped (SIGSTOP) mid-sweep: rank 0 gives up on it
+#                           after the heartbeat timeout, its unit runs on the others, and the store
+#                           is complete and equal to an uninterrupted run.
+#   rank_killed             one worker rank is killed (SIGKILL) mid-sweep: Open MPI ends the whole
+#                           job (it cannot survive a dead process); the store left is readable and
+#                           partial, and the rerun completes it, equal to an uninterrupted run.
 # Each case works in its own temporary directory, removed when it passes (kept, with the sweeps'
 # output shown, when it fails). Processes the case started are killed however it ends.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-CASES="three_ranks_match_one kill_and_resume failed_config_isolated calibrated_once"
+CASES="three_ranks_match_one kill_and_resume failed_config_isolated calibrated_once disk_full
+  edited_job_resume signal_and_resume rank_stopped rank_killed"
+CASES=$(echo $CASES)
 CASE=${1:-}
 [[ " $CASES " == *" $CASE "* && -n "$CASE" ]] || { echo "usage: $0 {${CASES// /|}} [BUILD_DIR]" >&2; exit 2; }
 BUILD=$(realpath "${2:-$REPO/build}")
@@ -302,6 +322,184 @@ EOF
   counts=$(store prepared "$TMP/calibrated.h5" gptq 1) || fail "after the resume: $counts"
   [ "$(cached)" -eq 1 ] || fail "the resumed sweep quantized again (see $TMP/logs)"
   say "after the resume, still one quantization; ${counts#* } loads from the cache"
+}
+
+# The reference for the cases that interrupt the long job: the same job run straight through.
+reference() {
+  sweep "$TMP/reference.out" 3 "$1" "$TMP/reference.h5"
+  expect_rc "the uninterrupted 3-rank sweep (the reference)" 0 "$TMP/reference.out"
+}
+
+# start_long STORE LOG [ARGS...]: the long job on 3 ranks in the background; MPIRUN_PID is set.
+start_long() {
+  local store=$1 log=$2
+  shift 2
+  setsid "${MPIRUN[@]}" -np 3 "$QSWEEP" run "$TMP/long.yaml" --store "$store" "$@" >"$log" 2>&1 &
+  MPIRUN_PID=$!
+}
+
+# rank_pid N: the PID of MPI rank N of the sweep started by start_long.
+rank_pid() {
+  local pid
+  for pid in $(pgrep -P "$MPIRUN_PID"); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+      echo "$pid"
+      return
+    fi
+  done
+  fail "no rank $1 among the children of mpirun (PID $MPIRUN_PID)"
+}
+
+# wait_sweep LOG: wait for the background sweep, its exit code to RC.
+wait_sweep() {
+  local waited=0
+  while kill -0 "$MPIRUN_PID" 2>/dev/null && [ -z "$(awk '$3 == "Z"' "/proc/$MPIRUN_PID/stat" 2>/dev/null)" ]; do
+    [ "$waited" -lt "$(left)" ] || fail "the sweep did not end within the time budget (see $1)"
+    sleep 1
+    waited=$((waited + 1))
+  done
+  RC=0
+  wait "$MPIRUN_PID" || RC=$?
+}
+
+BANNER="MPI_ABORT|ORTE_ERROR_LOG|Primary job|mpirun detected|mpirun noticed|Segmentation|core dumped"
+no_banner() {
+  ! grep -qE "$BANNER" "$1" || fail "$2 printed an MPI banner or crashed: $(grep -E "$BANNER" "$1" | head -3)"
+}
+
+case_disk_full() {
+  local job mount=$TMP/tiny
+  job=$(long_job)
+  mkdir -p "$mount"
+  mount -t tmpfs -o size=3m tmpfs "$mount" 2>/dev/null || { say "SKIPPED: cannot mount a tmpfs (needs root)"; exit 77; }
+  # Unmounted however the case ends, before its directory is removed.
+  trap 'rc=$?; umount -l "$TMP/tiny" 2>/dev/null; (exit $rc); finish' EXIT
+  MPIRUN+=(-q)
+  start_long "$mount/full.h5" "$TMP/full.out"
+  store wait-partial "$mount/full.h5" 2 "$(($(left) - 200))" "$MPIRUN_PID" || fail "no partial store"
+  # All the space left, taken at once: the next rewrite of the store does not fit.
+  dd if=/dev/zero of="$mount/filler" bs=4k 2>/dev/null || true
+  say "filled $mount: $(df -k --output=avail "$mount" | tail -1 | tr -d ' ') KiB left"
+  wait_sweep "$TMP/full.out"
+  expect_rc "the sweep whose disk filled up" 4 "$TMP/full.out"
+  grep -qF "no space left on $mount (tmpfs) writing $mount/full.h5" "$TMP/full.out" ||
+    fail "no 'no space left on $mount (tmpfs) writing $mount/full.h5' in $TMP/full.out"
+  say "rank 0 said: $(grep -o "no space left on.*" "$TMP/full.out" | head -1)"
+  no_banner "$TMP/full.out" "the sweep on a full disk"
+  store partial "$mount/full.h5" "$TMP/after-full.json" || fail "the store left on the full disk"
+  [ ! -e "$mount/full.h5.tmp" ] || fail "the failed rewrite left $mount/full.h5.tmp behind"
+  rm -f "$mount/filler"
+  sweep "$TMP/resumed.out" 3 "$job" "$mount/full.h5"
+  expect_rc "the rerun with space again" 0 "$TMP/resumed.out"
+  store complete "$mount/full.h5" "$TMP/after-full.json" || fail "the resumed store"
+}
+
+case_edited_job_resume() {
+  local job=$TMP/edited.yaml
+  cat >"$job" <<EOF
+name: edited
+model: \${QSWEEP_DEMO_MODEL}
+baseline: fp32
+seed: 1234
+device: cpu
+configs:
+  - {name: fp32, dtype: fp32}
+  - {name: bf16, dtype: bf16}
+evaluation:
+  coqa: $COQA
+  limit: 4
+  shard_size: 2
+  batch_size: 2
+  max_new_tokens: 16
+  bootstrap_resamples: 1000
+  perplexity_text: $REPO/data/perplexity/coqa_train_story.txt
+  sanity_prompts: ["The capital of France is"]
+EOF
+  sweep "$TMP/first.out" 3 "$job" "$TMP/edited.h5"
+  expect_rc "the sweep with baseline fp32, 1000 resamples" 0 "$TMP/first.out"
+  store derived "$TMP/edited.h5" fp32 1000 || fail "the first run's derived tables"
+  sed -i 's/^baseline: fp32/baseline: bf16/; s/bootstrap_resamples: 1000/bootstrap_resamples: 1500/' "$job"
+  say "edited the job: baseline bf16, bootstrap_resamples 1500"
+  sweep "$TMP/resumed.out" 3 "$job" "$TMP/edited.h5"
+  expect_rc "the resumed edited job" 0 "$TMP/resumed.out"
+  grep -q "metrics recomputed from its stored samples" "$TMP/resumed.out" ||
+    fail "the resumed run did not say it recomputed the metrics"
+  store derived "$TMP/edited.h5" bf16 1500 || fail "the resumed store keeps derived tables of the old job"
+  sweep "$TMP/clean.out" 3 "$job" "$TMP/clean.h5"
+  expect_rc "a clean run of the edited job" 0 "$TMP/clean.out"
+  store same-results "$TMP/clean.h5" "$TMP/edited.h5" ||
+    fail "the resumed edited job's results differ from a clean run of it"
+}
+
+# interrupt_and_resume WHAT SIGNAL TARGETS...: the long job on 3 ranks, SIGNAL sent to TARGETS
+# ("mpirun" or rank numbers) once 2 units are done; it must stop as docs/reliability.md says,
+# and a rerun must complete the store, equal to the reference.
+interrupt_and_resume() {
+  local what=$1 signal=$2 target pids=""
+  shift 2
+  start_long "$TMP/$what.h5" "$TMP/$what.out"
+  store wait-partial "$TMP/$what.h5" 2 "$(($(left) - 200))" "$MPIRUN_PID" || fail "no partial store"
+  for target in "$@"; do
+    if [ "$target" = mpirun ]; then pids+=" $MPIRUN_PID"; else pids+=" $(rank_pid "$target")"; fi
+  done
+  # shellcheck disable=SC2086  # one PID per word
+  kill -s "$signal" $pids
+  say "$what: sent SIG$signal to$pids"
+  wait_sweep "$TMP/$what.out"
+  expect_rc "$what: the sweep sent SIG$signal" 5 "$TMP/$what.out"
+  grep -qE "stopping on SIG$signal: [0-9]+ units done, [0-9]+ left, resubmit to resume" "$TMP/$what.out" ||
+    fail "$what: no 'stopping on SIG$signal: N units done, M left, resubmit to resume' in $TMP/$what.out"
+  say "$what: $(grep -oE "stopping on SIG$signal: .*" "$TMP/$what.out")"
+  no_banner "$TMP/$what.out" "$what"
+  store partial "$TMP/$what.h5" "$TMP/$what.json" || fail "$what: the store left by the stop"
+  sweep "$TMP/$what-resumed.out" 3 "$TMP/long.yaml" "$TMP/$what.h5"
+  expect_rc "$what: the rerun" 0 "$TMP/$what-resumed.out"
+  store complete "$TMP/$what.h5" "$TMP/$what.json" || fail "$what: the resumed store"
+  store same-results "$TMP/reference.h5" "$TMP/$what.h5" || fail "$what: results differ from the reference"
+}
+
+case_signal_and_resume() {
+  MPIRUN+=(-q)   # as slurm/sweep.sh runs it: mpirun's own banner for a non-zero exit is left out
+  reference "$(long_job)"
+  interrupt_and_resume sigterm TERM 0 1 2
+  interrupt_and_resume sigusr1 USR1 mpirun
+}
+
+case_rank_stopped() {
+  local pid
+  reference "$(long_job)"
+  MPIRUN+=(-q)
+  start_long "$TMP/stopped.h5" "$TMP/stopped.out" --heartbeat-timeout 4
+  store wait-partial "$TMP/stopped.h5" 2 "$(($(left) - 200))" "$MPIRUN_PID" || fail "no partial store"
+  pid=$(rank_pid 2)
+  kill -STOP "$pid"
+  say "stopped rank 2 (PID $pid) with SIGSTOP"
+  wait_sweep "$TMP/stopped.out"
+  kill -KILL "$pid" 2>/dev/null || true
+  grep -qE "rank 2 is lost \(no heartbeat for [0-9]+ s" "$TMP/stopped.out" ||
+    fail "rank 0 did not say rank 2 was lost (see $TMP/stopped.out)"
+  say "rank 0: $(grep -oE "rank 2 is lost.*" "$TMP/stopped.out")"
+  expect_rc "the sweep that lost rank 2" 6 "$TMP/stopped.out"
+  store complete "$TMP/stopped.h5" || fail "the sweep did not finish on the remaining ranks"
+  store same-results "$TMP/reference.h5" "$TMP/stopped.h5" || fail "results differ from the reference"
+}
+
+case_rank_killed() {
+  local pid
+  reference "$(long_job)"
+  start_long "$TMP/killed.h5" "$TMP/killed.out"
+  store wait-partial "$TMP/killed.h5" 2 "$(($(left) - 200))" "$MPIRUN_PID" || fail "no partial store"
+  pid=$(rank_pid 2)
+  kill -KILL "$pid"
+  say "killed rank 2 (PID $pid) with SIGKILL"
+  wait_sweep "$TMP/killed.out"
+  [ "$RC" -ne 0 ] || fail "the sweep with a killed rank exited 0"
+  say "Open MPI ended the job: exit code $RC"
+  store partial "$TMP/killed.h5" "$TMP/killed.json" || fail "the store left by the dead rank"
+  sweep "$TMP/killed-resumed.out" 3 "$TMP/long.yaml" "$TMP/killed.h5"
+  expect_rc "the rerun after the dead rank" 0 "$TMP/killed-resumed.out"
+  store complete "$TMP/killed.h5" "$TMP/killed.json" || fail "the resumed store"
+  store same-results "$TMP/reference.h5" "$TMP/killed.h5" || fail "results differ from the reference"
 }
 
 say "qsweep $QSWEEP, model $QSWEEP_DEMO_MODEL, work in $TMP"

@@ -5,8 +5,10 @@
 #      all units are done; the store it leaves is readable and partial, the job is not requeued;
 #      resubmitted, it finishes: every unit done exactly once, units done before the cancel were
 #      not run again, and no config has a sample (id, turn) twice.
-#   c) requeue: USR1 (what Slurm sends near the time limit) half-way through a third sweep; the
-#      job requeues itself and its second run completes the store, as in b).
+#   c) requeue: USR1 (what Slurm sends near the time limit) half-way through a third sweep; rank 0
+#      logs "stopping on SIGUSR1: N units done, M left, resubmit to resume", the first run exits 5
+#      without an MPI banner, the job requeues itself and its second run completes the store, as
+#      in b).
 # Needs root (to start the daemons; CI runs as root): exit 77 (skipped) otherwise. The daemons run
 # from a temporary directory and are stopped, their jobs cancelled, however the test ends.
 set -euo pipefail
@@ -133,5 +135,11 @@ rc=0
 wait "$waiter" || rc=$?
 [ $rc -eq 0 ] || fail "c) the requeued job $job exited $rc, expected 0"
 grep -q "restart 1" "$TMP/job-$job.out" || fail "c) job $job did not run a second time"
+grep -qE "stopping on SIGUSR1: [0-9]+ units done, [0-9]+ left, resubmit to resume" "$TMP/job-$job.out" ||
+  fail "c) rank 0 did not log 'stopping on SIGUSR1: N units done, M left, resubmit to resume'"
+grep -q "qsweep run exited with 5" "$TMP/job-$job.out" || fail "c) the run stopped by USR1 did not exit 5"
+! grep -qE "MPI_ABORT|ORTE_ERROR_LOG|Primary job|mpirun detected|mpirun noticed" "$TMP/job-$job.out" ||
+  fail "c) the stopped run printed an MPI banner: $(grep -E "MPI_ABORT|ORTE_ERROR_LOG|Primary job|mpirun" "$TMP/job-$job.out" | head -3)"
+say "c) $(grep -oE "stopping on SIGUSR1: .*" "$TMP/job-$job.out"); exit 5, no MPI banner"
 store complete "$TMP/c.h5" "$TMP/c-partial.json" || fail "c) store after the requeue"
 say "passed"

@@ -40,8 +40,11 @@ struct ConfigResults {
   std::vector<SanityOutput> sanity;
   std::optional<double> perplexity;
   std::optional<double> kl_vs_baseline;   // nats per token, KL(baseline || config)
+  std::string kl_baseline;                // the baseline when the sanity unit ran ("" in older
+                                          // stores): a unit run against another is redone
   std::vector<PrepareRecord> preparations;  // every time a rank prepared this config's model
   std::optional<ConfigMetrics> metrics;
+  std::string metrics_from;   // the settings the metrics were derived with (metrics_settings())
 };
 
 struct Results {
@@ -78,8 +81,10 @@ struct Fields<ConfigResults> {
       Field{"sanity", &ConfigResults::sanity},
       Field{"perplexity", &ConfigResults::perplexity},
       Field{"kl_vs_baseline", &ConfigResults::kl_vs_baseline},
+      Field{"kl_baseline", &ConfigResults::kl_baseline},
       Field{"preparations", &ConfigResults::preparations},
       Field{"metrics", &ConfigResults::metrics},
+      Field{"metrics_from", &ConfigResults::metrics_from},
   };
 };
 
@@ -123,7 +128,9 @@ struct Store {
 };
 
 // Locks PATH, then resumes the store found there or starts a new one, and saves it with every
-// planned unit listed. Refuses a store made by a sweep whose results mean something else
+// planned unit listed. PATH is resolved first (symlinks, ".."): the Store's path, its lock and
+// every save are those of the real file, and a store with a second hard link is refused, so no
+// two names of one store can be written by two sweeps. Refuses a store made by a sweep whose results mean something else
 // (resume_incompatibility), naming the setting that changed.
 Store open_store_for_writing(const std::string& path, const SweepSpec& spec,
                              const std::vector<WorkUnit>& planned);
@@ -147,14 +154,17 @@ struct UnitRun {
 };
 void add_samples(Store& store, const UnitRun& run, std::vector<SampleRecord> samples);
 void add_bench(Store& store, const UnitRun& run, BenchRecord bench);
+// `baseline` is the sweep's baseline the KL was computed against.
 void add_sanity(Store& store, const UnitRun& run, std::vector<SanityOutput> outputs,
-                std::optional<double> perplexity, std::optional<double> kl_vs_baseline);
+                std::optional<double> perplexity, std::optional<double> kl_vs_baseline,
+                const std::string& baseline);
 // A prepare unit (the computation of a calibrated config's cached checkpoint) that succeeded.
 void add_prepared(Store& store, const UnitRun& run);
 // Any unit during which its rank prepared the config's model; `config` is the unit's.
 void add_preparation(Store& store, const std::string& config, PrepareRecord record);
 void add_unit_error(Store& store, const UnitRun& run, const std::string& message);
-void set_metrics(Store& store, ConfigMetrics metrics);
+// `from` says which settings they were derived with (kept as /configs/<name>/metrics@derived_from).
+void set_metrics(Store& store, ConfigMetrics metrics, const std::string& from);
 void set_provenance(Store& store, const std::string& key, const std::string& value);
 void save_store(Store& store);
 

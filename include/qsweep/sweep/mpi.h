@@ -20,10 +20,11 @@ void finalize_mpi();
 // Ends every rank of the job: for failures outside any unit, where waiting ranks would hang.
 [[noreturn]] void abort_mpi(int exit_code);
 
-enum class MessageTag : int { report = 1, assignment = 2 };
+// report: worker -> rank 0, a unit's result and a request for the next; assignment: the answer;
+// heartbeat: worker -> rank 0 while a unit runs; stop: rank 0 -> worker, abandon the unit.
+enum class MessageTag : int { report = 1, assignment = 2, heartbeat = 3, stop = 4 };
 
 void send_message(int destination, MessageTag tag, const std::string& payload);
-std::string receive_message(int source, MessageTag tag);
 // A message with this tag waiting from any rank: its payload and sender; nothing if none.
 std::optional<std::pair<int, std::string>> poll_message(MessageTag tag);
 

@@ -31,6 +31,9 @@ class Scheduler {
   // `rank` takes no more units; a unit still in flight on it goes back to the front.
   void leave(int rank);
 
+  // The key of the unit in flight on `rank`, if any.
+  std::optional<std::string> unit_of(int rank) const;
+
   size_t pending() const { return pending_.size(); }
   size_t in_flight() const { return in_flight_.size(); }
 

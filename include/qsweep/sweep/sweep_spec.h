@@ -95,9 +95,9 @@ std::string cache_dir_of(const SweepSpec& spec, const std::string& store);
 // line. A store remembers it, and resuming with a different one is refused (docs/sweep-spec.md,
 // "Resume"). It reads the CoQA file, perplexity text and model config to fingerprint them.
 std::string results_fingerprint(const SweepSpec& spec);
-// The weight files of a model directory told apart by name, size and a hash of their first MiB
-// (hashing whole checkpoints would take minutes).
-std::string weights_fingerprint(const std::string& model_dir);
+// The weight files of a model directory by name, size and SHA-256 of every byte, the hashes
+// remembered in `hash_cache` (a file_hashes.json) by path, size, mtime and inode.
+std::string weights_fingerprint(const std::string& model_dir, const std::string& hash_cache);
 // One line per preparation key of a config, e.g. "dtype=fp16".
 std::string config_fingerprint(const PrepConfig& config);
 
