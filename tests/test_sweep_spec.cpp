@@ -383,3 +383,16 @@ TEST_F(SweepSpecTest, CalibratedMethodsNeedACalibrationTextAndFingerprintIt) {
                          "calibration: {text: calib.txt}}"),
                6, "configs[1].damp_percent", "must be in [0, 1)");
 }
+
+// yaml-cpp keeps the first of two equal keys; a job that says a value twice is refused, at the
+// second one, whether it is a top-level key, a nested one or one inside a config's flow mapping.
+TEST_F(SweepSpecTest, KeyWrittenTwiceInOneMappingIsRefusedNamingItsLine) {
+  std::string twice_nested = valid_job();
+  twice_nested.insert(twice_nested.find("  max_new_tokens: 16\n"), "  shard_size: 2\n");
+  expect_error(twice_nested, 10, "evaluation.shard_size", "appears twice in the same mapping (first at line 9)");
+  expect_error(valid_job() + "name: u\n", 15, "name", "appears twice");
+  expect_error(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, dtype: fp16}"), 6,
+               "configs[1].dtype", "appears twice");
+  // The same key in two different mappings is fine.
+  EXPECT_EQ(load(valid_job()).configs.size(), 2u);
+}
