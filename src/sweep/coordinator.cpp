@@ -10,12 +10,14 @@
 #include "qsweep/store/store.h"
 #include "qsweep/sweep/protocol.h"
 #include "qsweep/sweep/scheduler.h"
+#include "qsweep/sweep/validate_inputs.h"
 #include "qsweep/util/log.h"
 
 #include <chrono>
 #include <future>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <thread>
 
 namespace qsweep {
@@ -28,15 +30,32 @@ struct Coordination {
   std::map<std::string, WorkUnit> plan;  // every planned unit by key
   Scheduler scheduler;
   Progress progress;
+  std::string host;  // rank 0's, which records the units it skips
 };
+
+// A config whose prepare or sanity unit failed (a model that does not load, a quantization that
+// throws) would fail each of its other units the same way: they are recorded as skipped, naming
+// the unit that failed and why, instead of each repeating the failure.
+void skip_rest_of_config(Coordination& c, const UnitResult& r) {
+  const std::vector<WorkUnit> dropped = c.scheduler.drop_config(r.config);
+  if (dropped.empty()) return;
+  for (const WorkUnit& u : dropped)
+    add_unit_error(c.store, {u.key, 0, c.host, 0},
+                   fmt::format("skipped: {} failed: {}", r.key, r.error->message));
+  c.progress.done += dropped.size();
+  c.progress.failed += dropped.size();
+  log_warning("config {}: {} failed, its {} other unit(s) skipped", r.config, r.key, dropped.size());
+}
 
 void record(Coordination& c, const UnitResult& r) {
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
   if (r.prepare) add_preparation(c.store, r.config, *r.prepare);
+  const UnitKind kind = c.plan.at(r.key).kind;
   if (r.error) {
     add_unit_error(c.store, run, r.error->message);
+    if (kind == UnitKind::prepare || kind == UnitKind::sanity) skip_rest_of_config(c, r);
   } else {
-    switch (c.plan.at(r.key).kind) {
+    switch (kind) {
       case UnitKind::prepare: add_prepared(c.store, run); break;
       case UnitKind::coqa: add_samples(c.store, run, r.samples); break;
       case UnitKind::bench: add_bench(c.store, run, *r.bench); break;
@@ -90,26 +109,50 @@ void coordinate(Coordination& c, int ranks, Mailbox& local) {
   }
 }
 
+// Rank 0's state once every input checked out and the store is open: nothing is handed out
+// before this exists.
+struct SweepStart {
+  Store store;
+  std::vector<WorkUnit> planned;
+  std::vector<WorkUnit> pending;
+};
+
+SweepStart start_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
+  // Before the store is touched: a bad input leaves it as it was.
+  validate_sweep_inputs(spec);
+  const std::string store_path = options.store.empty() ? spec.store : options.store;
+  const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
+  std::vector<WorkUnit> planned = expand_units(spec, stories);
+  Store store = open_store_for_writing(store_path, spec, planned);
+  record_provenance(store, spec, mpi);
+  std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
+  return {std::move(store), std::move(planned), std::move(pending)};
+}
+
 }  // namespace
 
 int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
   const RankInfo rank{mpi.rank, mpi.local_rank, mpi.local_size, mpi.host};
+  // Every rank checks its own device, rank 0 the inputs and the store; a failure anywhere ends
+  // every rank with one message before any unit is handed out.
+  std::optional<SweepStart> start;
+  agree_across_ranks([&] {
+    validate_device(spec, mpi.local_rank);
+    if (mpi.rank == 0) start.emplace(start_sweep(spec, options, mpi));
+  });
   if (mpi.rank != 0) {
     worker_loop(spec, rank, exchange_remote);
     return 0;
   }
-  const std::string store_path = options.store.empty() ? spec.store : options.store;
-  const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
-  const std::vector<WorkUnit> planned = expand_units(spec, stories);
-  Store store = open_store_for_writing(store_path, spec, planned);
-  record_provenance(store, spec, mpi);
+  Store& store = start->store;
+  const std::vector<WorkUnit>& planned = start->planned;
+  const std::vector<WorkUnit>& pending = start->pending;
   // Hashing gigabytes of weights takes seconds: it runs beside the sweep, recorded at the end.
   std::future<std::string> hashes = std::async(std::launch::async, model_hashes, std::cref(spec));
 
-  std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
-  Coordination c{store, spec, {}, Scheduler(pending), {}};
+  Coordination c{store, spec, {}, Scheduler(pending), {}, mpi.host};
   for (const auto& u : planned) c.plan[u.key] = u;
   c.progress.total = pending.size();
 
