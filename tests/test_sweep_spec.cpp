@@ -214,6 +214,18 @@ TEST_F(SweepSpecTest, BenchmarkLongerThanTheModelContextIsRejected) {
                "benchmarks.prefill_tokens", "exceeds the model's max_position_embeddings 256");
 }
 
+// A config's own model is held to the same context as the sweep's.
+TEST_F(SweepSpecTest, BenchmarkLongerThanAConfigsOwnModelContextIsRejected) {
+  std::filesystem::create_directories(path("short"));
+  write("short/config.json", R"({"model_type": "llama", "max_position_embeddings": 32,
+      "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2})");
+  const std::string message =
+      error_of(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: short}"));
+  expect_contains(message, "key 'benchmarks.prefill_tokens'");
+  expect_contains(message, "exceeds the model's max_position_embeddings 32 (" + path("short/config.json"));
+}
+
 TEST_F(SweepSpecTest, TooFewBootstrapResamplesAreRejected) {
   expect_error(with_line(valid_job(), 10, "  bootstrap_resamples: 100"), 10,
                "evaluation.bootstrap_resamples", "must be an integer >= 1000, got 100");

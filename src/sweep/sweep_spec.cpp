@@ -225,17 +225,19 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
   } catch (const Error& e) {
     yaml::key_error(top.file, top.get("model"), "model", e.what());
   }
-  for (const PrepConfig& c : spec.configs)
-    check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model),
-                            model_dir_of(spec, c));
   const BenchOptions& b = spec.benchmarks.options;
   const int needed = b.prefill_tokens + b.decode_tokens;
-  if (spec.benchmarks.enabled && needed > config.max_position_embeddings) {
-    const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
-    yaml::key_error(s.file, where(s, "prefill_tokens"), "benchmarks.prefill_tokens",
-                    fmt::format("prefill_tokens + decode_tokens = {} exceeds the model's "
-                                "max_position_embeddings {} ({})",
-                                needed, config.max_position_embeddings, config.source));
+  for (const PrepConfig& c : spec.configs) {
+    const ModelConfig model = c.model.empty() ? config : load_model_config(c.model);
+    check_config_fits_model(c, model, model_dir_of(spec, c));
+    // Each config's own model too: a config's `model` may have a shorter context.
+    if (spec.benchmarks.enabled && needed > model.max_position_embeddings) {
+      const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
+      yaml::key_error(s.file, where(s, "prefill_tokens"), "benchmarks.prefill_tokens",
+                      fmt::format("prefill_tokens + decode_tokens = {} exceeds the model's "
+                                  "max_position_embeddings {} ({})",
+                                  needed, model.max_position_embeddings, model.source));
+    }
   }
 }
 
