@@ -22,8 +22,13 @@ void expect_contains(const std::string& text, const std::string& part) {
 // `plan` and `run` check the model's weights and tokenizer before anything else, so these tests
 // run on a real model: made once per test binary by the built qsweep (the tiny preset with the
 // Llama-3 tokenizer), its files linked into each test's model directory.
+struct MadeModel {
+  std::string dir;
+  ~MadeModel() { std::filesystem::remove_all(dir); }
+};
+
 const std::string& made_model() {
-  static const std::string dir = [] {
+  static const MadeModel model{[] {
     const std::string d = (std::filesystem::temp_directory_path() /
                            ("qsweep-cli-store-model-" + std::to_string(::getpid())))
                               .string();
@@ -31,10 +36,9 @@ const std::string& made_model() {
                                 QSWEEP_SOURCE_DIR "/.cache/tokenizers/llama3/tokenizer.json --out " +
                                 d + " > /dev/null 2>&1";
     if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
-    std::atexit([] { std::filesystem::remove_all(made_model()); });
     return d;
-  }();
-  return dir;
+  }()};
+  return model.dir;
 }
 
 class CliStoreTest : public qsweep::testing::TempSweep {
