@@ -31,6 +31,8 @@ the metrics as attributes, /errors one row per failed unit run.
                                                every config's metrics derived with BASELINE and
                                                RESAMPLES, deltas against BASELINE, KL measured
                                                against it (none for the baseline itself)
+  store_checks.py skipped STORE UNIT         UNIT (e.g. cfg/sanity) failed once on its own and
+                                               other units of its config were skipped naming it
 Exit code 0 when the check holds; the reason otherwise.
 """
 import json
@@ -331,11 +333,30 @@ def derived(path, baseline, resamples):
           f"{resamples} resamples")
 
 
+def skipped(path, first_unit):
+    """FIRST_UNIT failed on its own (an error that is not a skip), it ran once, and at least one
+    other unit of its config was skipped with an error naming it."""
+    config_name = first_unit.split("/")[0]
+    with h5py.File(path, "r") as f:
+        errs = [e for e in errors(f) if e[0] == config_name]
+    prefix = f"skipped: {first_unit} failed: "
+    own = [e for e in errs if e[1] == first_unit]
+    if len(own) != 1 or own[0][4].startswith("skipped"):
+        sys.exit(f"{path}: {first_unit} has {len(own)} error rows, not one of its own: {own}")
+    skips = [e for e in errs if e[4].startswith(prefix)]
+    if not skips:
+        sys.exit(f"{path}: no unit of {config_name} was skipped after {first_unit} failed: {errs}")
+    if any(e[4] != prefix + own[0][4] for e in skips):
+        sys.exit(f"{path}: a skip does not carry {first_unit}'s error: {skips}")
+    print(f"{path}: {first_unit} failed once, {len(skips)} unit(s) of {config_name} skipped naming it")
+
+
 if __name__ == "__main__":
     commands = {"prepared": prepared, "progress": progress, "wait-partial": wait_partial, "partial": partial,
                 "snapshot": snapshot, "complete": complete, "unchanged": unchanged,
                 "same-results": same_results, "spread": spread, "failed": failed,
-                "derived": derived}
+                "derived": derived,
+                "skipped": skipped}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <unistd.h>
 
 using namespace qsweep;
 
@@ -16,8 +19,45 @@ void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "output:\n" << text << "\nlacks: " << part;
 }
 
+// `plan` and `run` check the model's weights and tokenizer before anything else, so these tests
+// run on a real model: made once per test binary by the built qsweep (the tiny preset with the
+// Llama-3 tokenizer), its files linked into each test's model directory.
+struct MadeModel {
+  std::string dir;
+  ~MadeModel() { std::filesystem::remove_all(dir); }
+};
+
+const std::string& made_model() {
+  static const MadeModel model{[] {
+    const std::string d = (std::filesystem::temp_directory_path() /
+                           ("qsweep-cli-store-model-" + std::to_string(::getpid())))
+                              .string();
+    const std::string command = QSWEEP_BINARY_DIR "/qsweep make-model --preset tiny --tokenizer "
+                                QSWEEP_SOURCE_DIR "/.cache/tokenizers/llama3/tokenizer.json --out " +
+                                d + " > /dev/null 2>&1";
+    if (std::system(command.c_str()) != 0) throw std::runtime_error("failed: " + command);
+    return d;
+  }()};
+  return model.dir;
+}
+
 class CliStoreTest : public qsweep::testing::TempSweep {
  protected:
+  void SetUp() override {
+    TempSweep::SetUp();
+    for (const auto& f : std::filesystem::directory_iterator(made_model())) {
+      const std::filesystem::path link = dir_ / "model" / f.path().filename();
+      std::filesystem::remove(link);
+      std::filesystem::create_symlink(f.path(), link);
+    }
+  }
+
+  // Replaces a linked model file by a file of its own (the made model stays as it is).
+  void replace_model_file(const std::string& name, const std::string& text) const {
+    std::filesystem::remove(dir_ / "model" / name);
+    write("model/" + name, text);
+  }
+
   // Runs `qsweep ARGS`, returning its exit code and what it printed.
   int qsweep(const std::string& args, std::string& output) const {
     const std::string out = path("out.txt");
@@ -94,16 +134,29 @@ TEST_F(CliStoreTest, ShowPrintsMetricsErrorsAndMissingUnits) {
 
 }  // namespace
 
-// A sweep in which no rank can start (here the model's tokenizer.json is not a tokenizer) runs
-// no unit: that is not success, and Slurm must not report the job COMPLETED.
-TEST_F(CliStoreTest, RunWhereNoRankCanStartExitsIncompleteAndSaysWhy) {
+// A tokenizer.json that is not a tokenizer is refused before any unit (and before the store is
+// made): exit code 2 and one message naming the file, rather than every rank leaving the sweep.
+TEST_F(CliStoreTest, RunWithABrokenTokenizerIsRefusedBeforeAnyUnit) {
+  replace_model_file("tokenizer.json", "{}");
   const SweepSpec spec = load(valid_job());
   std::string out;
-  EXPECT_EQ(qsweep("run " + spec.path, out), 3) << out;
-  expect_contains(out, "rank 0 cannot start");
-  expect_contains(out, "units did not run: every rank left the sweep");
-  const Results stored = read_store(spec.store);
-  for (const UnitRecord& u : stored.units) EXPECT_EQ(u.status, UnitStatus::todo) << u.key;
+  EXPECT_EQ(qsweep("run " + spec.path, out), 2) << out;
+  expect_contains(out, "qsweep: error: " + path("model/tokenizer.json"));
+  EXPECT_EQ(out.find("units planned"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(spec.store));
+  EXPECT_EQ(qsweep("plan " + spec.path, out), 2) << out;
+  expect_contains(out, path("model/tokenizer.json"));
+}
+
+// plan is often run on a login node without the job's GPU: it says so and goes on (run refuses).
+TEST_F(CliStoreTest, PlanSaysWhenThisMachineLacksTheJobsDevice) {
+  if (std::filesystem::exists("/dev/nvidia0")) GTEST_SKIP() << "this machine has a GPU";
+  const SweepSpec spec = load("device: cuda\n" + valid_job());
+  std::string out;
+  ASSERT_EQ(qsweep("plan " + spec.path, out), 0) << out;
+  expect_contains(out, "device     not on this machine: device 'cuda' was asked for");
+  EXPECT_EQ(qsweep("run " + spec.path, out), 2) << out;
+  expect_contains(out, "qsweep: error: device 'cuda' was asked for");
 }
 
 // Values that make no sense are refused by name before any model is loaded.

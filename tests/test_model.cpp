@@ -4,6 +4,7 @@
 #include "qsweep/util/error.h"
 #include "qsweep/model/make_model.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/check_weights.h"
 #include "qsweep/model/perplexity.h"
 #include "qsweep/model/safetensors.h"
 #include "qsweep/util/text.h"
@@ -79,6 +80,35 @@ TEST(ModelConfig, BadConfigNamesFileAndKey) {
   EXPECT_NE(error_of([&] { load_model_config(dir); }).find("model_type 'gpt2'"), std::string::npos);
 }
 
+// What the engine assumes of the shapes is checked where config.json is read, naming the key.
+TEST(ModelConfig, InconsistentShapesAndOtherArchitecturesAreRefused) {
+  const std::string dir = temp_dir("inconsistent-config");
+  auto error_with = [&](const std::string& extra) {
+    std::ofstream(dir + "/config.json")
+        << R"({"model_type":"llama","vocab_size":300,"hidden_size":64,"intermediate_size":192,)"
+        << R"("num_hidden_layers":2,"num_attention_heads":4)" << extra << "}";
+    return error_of([&] { load_model_config(dir); });
+  };
+  EXPECT_EQ(error_with(""), "(no error)");
+  EXPECT_NE(error_with(R"(,"num_key_value_heads":3)").find("multiple of num_key_value_heads (3)"),
+            std::string::npos);
+  EXPECT_NE(error_with(R"(,"head_dim":15)").find("head_dim 15 is odd"), std::string::npos);
+  EXPECT_NE(error_with(R"(,"architectures":["MistralForCausalLM"])").find("MistralForCausalLM"),
+            std::string::npos);
+  EXPECT_NE(error_with(R"(,"hidden_act":"gelu")").find("hidden_act \"gelu\""), std::string::npos);
+  EXPECT_NE(error_with(R"(,"max_position_embeddings":"8k")")
+                .find("key 'max_position_embeddings' must be a positive integer"),
+            std::string::npos);
+  EXPECT_NE(error_with(R"(,"rms_norm_eps":0)").find("key 'rms_norm_eps' must be a positive number"),
+            std::string::npos);
+  EXPECT_NE(error_with(R"(,"eos_token_id":300)").find("eos_token_id 300 is outside the vocabulary"),
+            std::string::npos);
+  std::ofstream(dir + "/generation_config.json") << R"({"eos_token_id":["</s>"]})";
+  const std::string generation = error_with("");
+  EXPECT_NE(generation.find("generation_config.json: key 'eos_token_id' must be a token id"),
+            std::string::npos) << generation;
+}
+
 TEST(RopeFrequencies, Llama3ScalingMatchesTransformers) {
   // Llama-3.2-1B: head_dim 64, theta 500000, factor 32, low 1, high 4, original 8192. The
   // highest frequencies (wavelength < 2048) stay 500000^(-2i/64); the lowest (wavelength > 8192)
@@ -119,6 +149,45 @@ TEST(Safetensors, TruncatedShapeAndMissingTensorErrorsNameTheTensor) {
   EXPECT_NE(error_of([&] { WeightFiles::open_file(path); }).find("truncated"), std::string::npos);
 }
 
+// The header is checked whole when a file is opened: an entry that is not a safetensors entry, or
+// bytes that do not match dtype x shape, name the tensor before anything reads it.
+TEST(Safetensors, MalformedHeaderEntriesAndByteCountsAreRefusedAtOpen) {
+  const std::string path = temp_dir("st-header") + "/t.safetensors";
+  auto open_with = [&](const std::string& header) {
+    std::string text = header;
+    text.append((8 - text.size() % 8) % 8, ' ');
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t n = text.size();
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xFF));
+    out << text << std::string(16, '\0');
+    out.close();
+    return error_of([&] { WeightFiles::open_file(path); });
+  };
+  EXPECT_EQ(open_with(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})"), "(no error)");
+  EXPECT_NE(open_with(R"({"w":{"shape":[4],"data_offsets":[0,16]}})").find("tensor 'w' has no string 'dtype'"),
+            std::string::npos);
+  EXPECT_NE(open_with(R"({"w":{"dtype":"F32","shape":[4],"data_offsets":[0]}})").find("'data_offsets'"),
+            std::string::npos);
+  EXPECT_NE(open_with(R"({"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})").find("not a size"),
+            std::string::npos);
+  EXPECT_NE(open_with(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}})")
+                .find("tensor 'w' has 16 bytes but shape [3] of F32 needs 12"),
+            std::string::npos);
+  EXPECT_NE(open_with(R"([1, 2])").find("not a JSON object"), std::string::npos);
+}
+
+// load() converts to a float compute dtype; integer bytes must not be converted as if they were
+// weights, whatever the tensor's name.
+TEST(Safetensors, FloatWeightLabelledAsIntegersIsRefused) {
+  const std::string path = temp_dir("st-int") + "/t.safetensors";
+  write_safetensors(path, {{"w", at::arange(4, at::kInt)}, {"f", at::ones({4}).to(at::kHalf)}});
+  const WeightFiles files = WeightFiles::open_file(path);
+  EXPECT_NE(error_of([&] { files.load("w", {4}, at::kFloat, at::kCPU); })
+                .find("tensor 'w' is labelled I32, but it is a float weight"),
+            std::string::npos);
+  EXPECT_EQ(error_of([&] { files.check_float("f", {4}); }), "(no error)");
+}
+
 TEST(Safetensors, ShardedIndexLoadsEveryShard) {
   const std::string dir = temp_dir("st-shards");
   write_safetensors(dir + "/a.safetensors", {{"x", at::ones({2})}});
@@ -134,6 +203,29 @@ TEST(ModelLoader, MissingWeightsFileSaysWhatIsExpected) {
   const std::string dir = temp_dir("no-weights");
   fs::copy_file(tiny_model_dir() + "/config.json", dir + "/config.json");
   EXPECT_NE(error_of([&] { load_model(dir, {}); }).find("no model.safetensors"), std::string::npos);
+}
+
+// check_model_weights is the loader's own first step: a model it passes loads, and a tensor the
+// config needs that is missing or mislabelled fails it from the header alone.
+TEST(ModelLoader, CheckModelWeightsRefusesWhatTheLoaderWouldFailOn) {
+  EXPECT_EQ(error_of([&] { check_model_weights(tiny_model_dir()); }), "(no error)");
+  const std::string dir = temp_dir("mislabelled");
+  fs::copy_file(tiny_model_dir() + "/config.json", dir + "/config.json");
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  const WeightFiles good = WeightFiles::open_model_dir(tiny_model_dir());
+  for (const std::string& name : good.names())
+    if (name != "model.layers.1.mlp.up_proj.weight") tensors.emplace_back(name, good.view(name));
+  write_safetensors(dir + "/model.safetensors", tensors);
+  const std::string missing = error_of([&] { check_model_weights(dir); });
+  EXPECT_NE(missing.find("tensor 'model.layers.1.mlp.up_proj.weight' is missing"), std::string::npos)
+      << missing;
+  tensors.emplace_back("model.layers.1.mlp.up_proj.weight",
+                       good.view("model.layers.1.mlp.up_proj.weight").view(at::kInt));
+  write_safetensors(dir + "/model.safetensors", tensors);
+  const std::string mislabelled = error_of([&] { check_model_weights(dir); });
+  EXPECT_NE(mislabelled.find("'model.layers.1.mlp.up_proj.weight' is labelled I32"), std::string::npos)
+      << mislabelled;
+  EXPECT_EQ(error_of([&] { load_model(dir, {}); }), mislabelled);
 }
 
 TEST(ModelLoader, TiedEmbeddingsShareStorageAndCountOnce) {

@@ -84,3 +84,31 @@ TEST(Scheduler, UnitsWaitingForAPrepareUnitInFlightComeLast) {
   s.finish(1);
   EXPECT_EQ(s.next(0, "gptq")->key, "gptq/coqa/1");
 }
+
+// While a config's sanity unit runs, its other units wait behind other configs' work, so a
+// config that fails its sanity check has not yet spread over the ranks.
+TEST(Scheduler, UnitsOfAConfigWhoseSanityUnitIsInFlightComeLast) {
+  std::vector<WorkUnit> planned = units({"a"}, 2);
+  planned.insert(planned.begin(), {"a/sanity", "a", UnitKind::sanity, -1, 0, 0});
+  for (const WorkUnit& u : units({"b"}, 1)) planned.push_back(u);
+  Scheduler s(planned);
+  EXPECT_EQ(s.next(0, "")->key, "a/sanity");
+  EXPECT_EQ(s.next(1, "")->key, "b/coqa/0");
+  s.finish(1);
+  EXPECT_EQ(s.next(1, "b")->key, "a/coqa/0");  // nothing else is left
+}
+
+// After a config's sanity unit failed, its units not handed out leave the queue (the coordinator
+// records them as skipped); units of other configs and one already in flight stay as they are.
+TEST(Scheduler, DropConfigTakesOnlyThatConfigsQueuedUnits) {
+  Scheduler s(units({"a", "b"}, 3));
+  EXPECT_EQ(s.next(0, "")->key, "a/coqa/0");
+  const std::vector<WorkUnit> dropped = s.drop_config("a");
+  ASSERT_EQ(dropped.size(), 2u);
+  EXPECT_EQ(dropped[0].key, "a/coqa/1");
+  EXPECT_EQ(dropped[1].key, "a/coqa/2");
+  EXPECT_EQ(s.pending(), 3u);
+  EXPECT_EQ(s.in_flight(), 1u);
+  EXPECT_EQ(s.next(1, "a")->config, "b");
+  EXPECT_TRUE(s.drop_config("a").empty());
+}

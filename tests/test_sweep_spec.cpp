@@ -227,6 +227,18 @@ TEST_F(SweepSpecTest, ThroughputPromptLengthIsABenchmarkKey) {
                "max_position_embeddings 256");
 }
 
+// A config's own model is held to the same context as the sweep's.
+TEST_F(SweepSpecTest, BenchmarkLongerThanAConfigsOwnModelContextIsRejected) {
+  std::filesystem::create_directories(path("short"));
+  write("short/config.json", R"({"model_type": "llama", "max_position_embeddings": 32,
+      "vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2})");
+  const std::string message =
+      error_of(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: short}"));
+  expect_contains(message, "key 'benchmarks.prefill_tokens'");
+  expect_contains(message, "exceeds the model's max_position_embeddings 32 (" + path("short/config.json"));
+}
+
 TEST_F(SweepSpecTest, TooFewBootstrapResamplesAreRejected) {
   expect_error(with_line(valid_job(), 10, "  bootstrap_resamples: 100"), 10,
                "evaluation.bootstrap_resamples", "must be an integer >= 1000, got 100");
@@ -403,4 +415,17 @@ TEST_F(SweepSpecTest, CalibratedMethodsNeedACalibrationTextAndFingerprintIt) {
                          "  - {name: g, method: gptq, dtype: bf16, group_size: 32, damp_percent: 1.5, "
                          "calibration: {text: calib.txt}}"),
                6, "configs[1].damp_percent", "must be in [0, 1)");
+}
+
+// yaml-cpp keeps the first of two equal keys; a job that says a value twice is refused, at the
+// second one, whether it is a top-level key, a nested one or one inside a config's flow mapping.
+TEST_F(SweepSpecTest, KeyWrittenTwiceInOneMappingIsRefusedNamingItsLine) {
+  std::string twice_nested = valid_job();
+  twice_nested.insert(twice_nested.find("  max_new_tokens: 16\n"), "  shard_size: 2\n");
+  expect_error(twice_nested, 10, "evaluation.shard_size", "appears twice in the same mapping (first at line 9)");
+  expect_error(valid_job() + "name: u\n", 15, "name", "appears twice");
+  expect_error(with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, dtype: fp16}"), 6,
+               "configs[1].dtype", "appears twice");
+  // The same key in two different mappings is fine.
+  EXPECT_EQ(load(valid_job()).configs.size(), 2u);
 }

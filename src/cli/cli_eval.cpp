@@ -8,6 +8,7 @@
 #include "qsweep/eval/lm_eval_json.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/kv_cache_size.h"
 #include "qsweep/eval/scoring.h"
 #include "qsweep/eval/stats.h"
 #include "qsweep/util/text.h"
@@ -58,7 +59,14 @@ void run(const EvalArgs& a) {
   const std::vector<CoqaSample> all = build_samples(data.stories, parse_coqa_mode(a.mode));
   const std::vector<CoqaSample> samples = select_samples(all, a);
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
-  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
+  const at::Device device = choose_device(a.device, 0);
+  // The prompts come on top of this; what the answers alone need must fit already.
+  const GenerateOptions& g = a.options.generation;
+  check_kv_cache_fits(kv_cache_bytes(load_model_config(a.model), g.batch_size, g.max_new_tokens,
+                                     static_cast<int>(c10::elementSize(scalar_type(a.dtype)))),
+                      device, fmt::format("--max-new-tokens {} with --batch-size {}",
+                                          g.max_new_tokens, g.batch_size));
+  const Model m = load_model(a.model, {a.dtype, device});
   const auto start = std::chrono::steady_clock::now();
   const std::vector<SampleRecord> records = evaluate_samples(m, tok, samples, a.options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -7,6 +7,7 @@
 #include "qsweep/model/generate.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/kv_cache_size.h"
 #include "qsweep/model/safetensors.h"
 #include "qsweep/util/text.h"
 #include "qsweep/tokenizer/tokenizer.h"
@@ -17,6 +18,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <algorithm>
 #include <iostream>
 
 namespace qsweep::cli {
@@ -65,9 +67,20 @@ void run(GenerateArgs& a) {
   }
   if (a.prompts.empty()) fail("no prompt: give --prompt TEXT or --prompts-file FILE.jsonl");
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
-  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
   std::vector<std::vector<int32_t>> ids;
-  for (const auto& p : a.prompts) ids.push_back(tok.encode(p, !a.no_special));
+  size_t longest = 0;
+  for (const auto& p : a.prompts) {
+    ids.push_back(tok.encode(p, !a.no_special));
+    longest = std::max(longest, ids.back().size());
+  }
+  const at::Device device = choose_device(a.device, 0);
+  const int64_t batch = std::min<int64_t>(a.options.batch_size, static_cast<int64_t>(ids.size()));
+  check_kv_cache_fits(kv_cache_bytes(load_model_config(a.model), batch,
+                                     static_cast<int64_t>(longest) + a.options.max_new_tokens,
+                                     static_cast<int>(c10::elementSize(scalar_type(a.dtype)))),
+                      device, fmt::format("--max-new-tokens {} with --batch-size {}",
+                                          a.options.max_new_tokens, a.options.batch_size));
+  const Model m = load_model(a.model, {a.dtype, device});
 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Generation> out = generate(m, tok, ids, a.options);

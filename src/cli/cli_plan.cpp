@@ -1,9 +1,12 @@
-// `qsweep plan JOB.yaml [--store FILE]`: validates the job, expands it, and shows what a run would
-// do given what the store already holds. Loads no model and takes no lock.
+// `qsweep plan JOB.yaml [--store FILE]`: validates the job and every input its units read (model
+// headers, tokenizer, CoQA file), expands it, and shows what a run would do given what the store
+// already holds. Loads no weights and takes no lock.
 #include "cli.h"
 #include "qsweep/eval/coqa.h"
 #include "qsweep/store/store.h"
 #include "qsweep/sweep/sweep_spec.h"
+#include "qsweep/sweep/validate_inputs.h"
+#include "qsweep/util/error.h"
 
 #include <fmt/format.h>
 
@@ -41,6 +44,17 @@ void print_settings(const SweepSpec& spec, size_t stories) {
     std::string keys;
     for (const auto& [key, value] : config_key_values(c)) keys += key + "=" + value + " ";
     fmt::print("  {:<16} {:<20} {}\n", c.name, keys, c.origin);
+  }
+}
+
+// `plan` often runs on a login node without the job's GPUs, so a device this machine lacks is
+// said, not refused; `run` refuses it on the node that lacks it.
+void print_device(const SweepSpec& spec) {
+  try {
+    fmt::print("device     here: {}\n", validate_device(spec, 0));
+  } catch (const Error& e) {
+    fmt::print("device     not on this machine: {} (`qsweep run` refuses it where it is missing)\n",
+               e.what());
   }
 }
 
@@ -93,9 +107,11 @@ void print_units(const std::vector<WorkUnit>& units,
 // `qsweep run` would refuse it.
 int run_plan(const PlanOptions& options) {
   const SweepSpec spec = load_sweep_spec(options.job);
+  validate_sweep_inputs(spec);
   const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
   const std::vector<WorkUnit> units = expand_units(spec, stories);
   print_settings(spec, stories);
+  print_device(spec);
   bool resumable = true;
   print_units(units, stored_units(spec, options.store.empty() ? spec.store : options.store,
                                   resumable));

@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 namespace qsweep::cli {
 namespace {
@@ -19,6 +20,20 @@ struct RunArgs {
   bool verbose = false;
 };
 
+SweepSpec load_spec(const RunArgs& a, const MpiContext& mpi) {
+  SweepSpec spec = load_sweep_spec(a.job);
+  // --store moves the default cache with the store; every rank parses the same arguments.
+  spec.cache_dir = cache_dir_of(spec, a.options.store);
+  LogOptions log;
+  log.rank = mpi.rank;
+  log.host = mpi.host;
+  log.dir = spec.log_dir;
+  log.console = mpi.rank == 0;
+  log.level = a.verbose ? LogLevel::debug : LogLevel::info;
+  init_logging(log);
+  return spec;
+}
+
 int run(const RunArgs& a) {
   // MPI_Init wants argc/argv; qsweep's own arguments are parsed already and Open MPI needs none.
   int argc = 0;
@@ -27,18 +42,10 @@ int run(const RunArgs& a) {
   install_stop_signals();
   int code = 0;
   try {
-    SweepSpec spec = load_sweep_spec(a.job);
-    // --store moves the default cache with the store; every rank parses the same arguments.
-    spec.cache_dir = cache_dir_of(spec, a.options.store);
-    LogOptions log;
-    log.rank = mpi.rank;
-    log.host = mpi.host;
-    log.dir = spec.log_dir;
-    log.console = mpi.rank == 0;
-    log.level = a.verbose ? LogLevel::debug : LogLevel::info;
-    init_logging(log);
+    std::optional<SweepSpec> spec;
+    agree_across_ranks([&] { spec.emplace(load_spec(a, mpi)); });
     if (mpi.rank == 0) log_info("qsweep run {} on {} rank(s)", a.job, mpi.size);
-    const SweepOutcome outcome = run_sweep(spec, a.options, mpi);
+    const SweepOutcome outcome = run_sweep(*spec, a.options, mpi);
     code = outcome.code;
     if (outcome.abandoned || !outcome.can_finalize) {
       // A unit still runs on another thread of this process (or a lost rank would keep
@@ -48,9 +55,13 @@ int run(const RunArgs& a) {
       std::clog << std::flush;
       std::_Exit(code);
     }
-  } catch (const std::exception& e) {
-    // Outside any unit: nothing can go on, and ranks waiting for rank 0 would hang.
+  } catch (const AgreedError& e) {
+    // A bad input, known to every rank before any unit ran: one message, every rank exits 2.
     if (mpi.rank == 0) std::cerr << "qsweep: error: " << e.what() << "\n";
+    code = 2;
+  } catch (const std::exception& e) {
+    // During the sweep, on one rank: ranks waiting for rank 0 would hang.
+    std::cerr << "qsweep: error: rank " << mpi.rank << ": " << e.what() << "\n";
     if (mpi.size > 1) abort_mpi(2);
     code = 2;
   }

@@ -1,4 +1,5 @@
 #include "qsweep/model/model.h"
+#include "qsweep/model/check_weights.h"
 
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
@@ -70,6 +71,56 @@ std::vector<NamedProjection> projections(const Model& m) {
   return out;
 }
 
+namespace {
+
+// The seven linears of a decoder layer: module name under "model.layers.N.", where the loader
+// puts it, and its [out, in] as config.json implies them.
+struct LayerLinear {
+  const char* module;
+  Linear LayerWeights::*member;
+  int64_t out, in;
+};
+
+std::vector<LayerLinear> layer_linears(const ModelConfig& c) {
+  const int64_t h = c.hidden_size, q_out = int64_t(c.num_heads) * c.head_dim,
+                kv_out = int64_t(c.num_kv_heads) * c.head_dim, ff = c.intermediate_size;
+  return {{"self_attn.q_proj", &LayerWeights::q, q_out, h},
+          {"self_attn.k_proj", &LayerWeights::k, kv_out, h},
+          {"self_attn.v_proj", &LayerWeights::v, kv_out, h},
+          {"self_attn.o_proj", &LayerWeights::o, h, q_out},
+          {"mlp.gate_proj", &LayerWeights::gate, ff, h},
+          {"mlp.up_proj", &LayerWeights::up, ff, h},
+          {"mlp.down_proj", &LayerWeights::down, h, ff}};
+}
+
+std::string layer_prefix(int layer) { return "model.layers." + std::to_string(layer) + "."; }
+
+// Every tensor load_model reads, from the headers alone (no weight bytes are touched): present,
+// a float, of config.json's shape. A pre-quantized checkpoint's quantized linears are checked by
+// read_checkpoint_linear as it reads them, since their layout is in their own tensors.
+void check_weights(const WeightFiles& files, const ModelConfig& c,
+                   const CheckpointQuantization& stored) {
+  const int64_t h = c.hidden_size;
+  const bool dense = stored.format == CheckpointFormat::none;
+  files.check_float("model.embed_tokens.weight", {c.vocab_size, h});
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    files.check_float(p + "input_layernorm.weight", {h});
+    files.check_float(p + "post_attention_layernorm.weight", {h});
+    if (dense)
+      for (const LayerLinear& l : layer_linears(c)) files.check_float(p + l.module + ".weight", {l.out, l.in});
+  }
+  files.check_float("model.norm.weight", {h});
+  if (dense && !c.tie_word_embeddings) files.check_float("lm_head.weight", {c.vocab_size, h});
+}
+
+}  // namespace
+
+void check_model_weights(const std::string& dir) {
+  check_weights(WeightFiles::open_model_dir(dir), load_model_config(dir),
+                read_checkpoint_quantization(dir));
+}
+
 Model load_model(const std::string& dir, const LoadOptions& options) {
 #if TORCH_VERSION_MAJOR < 2
   if (options.dtype == DType::fp16 && options.device.is_cpu())
@@ -82,32 +133,26 @@ Model load_model(const std::string& dir, const LoadOptions& options) {
   m.dtype = scalar_type(options.dtype);
   const ModelConfig& c = m.config;
   const WeightFiles files = WeightFiles::open_model_dir(dir);
+  // A pre-quantized checkpoint (config.json's quantization_config) keeps its linears' format.
+  const CheckpointQuantization stored = read_checkpoint_quantization(dir);
+  // Fails on a missing or mislabelled tensor before gigabytes are copied to the device.
+  check_weights(files, c, stored);
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     return files.load(name, shape, m.dtype, options.device);
   };
-  // A pre-quantized checkpoint (config.json's quantization_config) keeps its linears' format.
-  const CheckpointQuantization stored = read_checkpoint_quantization(dir);
   auto linear = [&](const std::string& module, int64_t out, int64_t in) {
     if (stored.format != CheckpointFormat::none)
       return read_checkpoint_linear(files, stored, module, out, in, m.dtype, options.device);
     return Linear{DenseWeight{load(module + ".weight", {out, in})}};
   };
-  const int64_t h = c.hidden_size, q_out = int64_t(c.num_heads) * c.head_dim,
-                kv_out = int64_t(c.num_kv_heads) * c.head_dim, ff = c.intermediate_size;
-
+  const int64_t h = c.hidden_size;
   m.embed = load("model.embed_tokens.weight", {c.vocab_size, h});
   for (int i = 0; i < c.num_layers; ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const std::string p = layer_prefix(i);
     LayerWeights l;
     l.input_norm = load(p + "input_layernorm.weight", {h});
     l.post_attention_norm = load(p + "post_attention_layernorm.weight", {h});
-    l.q = linear(p + "self_attn.q_proj", q_out, h);
-    l.k = linear(p + "self_attn.k_proj", kv_out, h);
-    l.v = linear(p + "self_attn.v_proj", kv_out, h);
-    l.o = linear(p + "self_attn.o_proj", h, q_out);
-    l.gate = linear(p + "mlp.gate_proj", ff, h);
-    l.up = linear(p + "mlp.up_proj", ff, h);
-    l.down = linear(p + "mlp.down_proj", h, ff);
+    for (const LayerLinear& ll : layer_linears(c)) l.*ll.member = linear(p + ll.module, ll.out, ll.in);
     m.layers.push_back(std::move(l));
   }
   m.final_norm = load("model.norm.weight", {h});

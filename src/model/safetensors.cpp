@@ -21,6 +21,7 @@ namespace {
 using nlohmann::json;
 
 at::ScalarType scalar_type(const std::string& dtype, const std::string& where) {
+  if (dtype == "F64") return at::kDouble;
   if (dtype == "F32") return at::kFloat;
   if (dtype == "F16") return at::kHalf;
   if (dtype == "BF16") return at::kBFloat16;
@@ -28,7 +29,9 @@ at::ScalarType scalar_type(const std::string& dtype, const std::string& where) {
   if (dtype == "I32") return at::kInt;
   if (dtype == "I8") return at::kChar;
   if (dtype == "U8") return at::kByte;
-  fail("{}: dtype '{}' is not supported (F32, F16, BF16, I64, I32, I8, U8)", where, dtype);
+  if (dtype == "BOOL") return at::kBool;
+  fail("{}: dtype '{}' is not supported (F64, F32, F16, BF16, I64, I32, I8, U8, BOOL)", where,
+       dtype);
 }
 
 std::string safetensors_dtype_name(at::ScalarType t) {
@@ -46,6 +49,44 @@ std::string safetensors_dtype_name(at::ScalarType t) {
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   return "[" + fmt::format("{}", fmt::join(shape, ", ")) + "]";
+}
+
+// One tensor's entry of the header, its offsets made absolute; a malformed entry names the
+// tensor and the field instead of surfacing as a JSON library exception.
+TensorInfo header_entry(const std::string& path, const std::string& name, const json& entry,
+                        size_t data_start) {
+  auto bad = [&](const std::string& what) {
+    fail("{}: header entry of tensor '{}' {} (a safetensors entry is {{\"dtype\": \"F32\", "
+         "\"shape\": [...], \"data_offsets\": [begin, end]}})", path, name, what);
+  };
+  if (!entry.is_object()) bad("is not an object");
+  if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad("has no string 'dtype'");
+  if (!entry.contains("shape") || !entry["shape"].is_array()) bad("has no list 'shape'");
+  const json& offsets = entry.contains("data_offsets") ? entry["data_offsets"] : json();
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned())
+    bad("has no 'data_offsets' pair of byte offsets");
+  TensorInfo info;
+  info.file = path;
+  info.dtype = entry["dtype"].get<std::string>();
+  for (const json& d : entry["shape"]) {
+    if (!d.is_number_unsigned()) bad("has a shape entry that is not a size: " + d.dump());
+    info.shape.push_back(d.get<int64_t>());
+  }
+  info.begin = data_start + offsets[0].get<size_t>();
+  info.end = data_start + offsets[1].get<size_t>();
+  if (info.begin > info.end) bad(fmt::format("begins after it ends ({})", offsets.dump()));
+  return info;
+}
+
+// The bytes between a tensor's offsets must be exactly what its shape and dtype take.
+void check_byte_count(const TensorInfo& t, const std::string& name) {
+  const at::ScalarType type = scalar_type(t.dtype, t.file + " tensor '" + name + "'");
+  size_t count = 1;
+  for (int64_t d : t.shape) count *= static_cast<size_t>(d);
+  if (count * c10::elementSize(type) != t.end - t.begin)
+    fail("{}: tensor '{}' has {} bytes but shape {} of {} needs {}", t.file, name,
+         t.end - t.begin, shape_text(t.shape), t.dtype, count * c10::elementSize(type));
 }
 
 }  // namespace
@@ -119,19 +160,17 @@ void WeightFiles::map_file(const std::string& path, const std::vector<std::strin
   } catch (const json::parse_error& e) {
     fail("{}: header is not valid JSON ({})", path, e.what());
   }
+  if (!header.is_object())
+    fail("{}: header is {}, not a JSON object of tensors", path, header.type_name());
   const size_t data_start = 8 + header_size;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    TensorInfo info;
-    info.file = path;
-    info.dtype = entry.at("dtype").get<std::string>();
-    info.shape = entry.at("shape").get<std::vector<int64_t>>();
-    info.begin = data_start + entry.at("data_offsets")[0].get<size_t>();
-    info.end = data_start + entry.at("data_offsets")[1].get<size_t>();
-    if (info.end > mapping->size || info.begin > info.end)
+    TensorInfo info = header_entry(path, name, entry, data_start);
+    if (info.end > mapping->size)
       fail("{}: tensor '{}' ends at byte {} but the file has {} bytes (truncated shard?)", path,
            name, info.end, mapping->size);
-    tensors_[name] = info;
+    check_byte_count(info, name);
+    tensors_[name] = std::move(info);
   }
   for (const auto& name : wanted)
     if (!tensors_.count(name))
@@ -151,22 +190,26 @@ const TensorInfo& WeightFiles::info(const std::string& name) const {
 at::Tensor WeightFiles::view(const std::string& name) const {
   const TensorInfo& t = info(name);
   const at::ScalarType type = scalar_type(t.dtype, t.file + " tensor '" + name + "'");
-  int64_t count = 1;
-  for (int64_t d : t.shape) count *= d;
-  if (static_cast<size_t>(count) * c10::elementSize(type) != t.end - t.begin)
-    fail("{}: tensor '{}' has {} bytes but shape {} of {} needs {}", t.file, name,
-         t.end - t.begin, shape_text(t.shape), t.dtype, count * c10::elementSize(type));
   auto* base = static_cast<char*>(mappings_.at(t.file)->data);
   return at::from_blob(base + t.begin, t.shape, at::TensorOptions().dtype(type));
 }
 
 at::Tensor WeightFiles::load(const std::string& name, const std::vector<int64_t>& expected_shape,
                              at::ScalarType dtype, const at::Device& device) const {
+  check_float(name, expected_shape);
+  return view(name).to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
+}
+
+void WeightFiles::check_float(const std::string& name,
+                              const std::vector<int64_t>& expected_shape) const {
   const TensorInfo& t = info(name);
+  // Integer bytes converted to floats would load without complaint and compute garbage.
+  if (t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16")
+    fail("{}: tensor '{}' is labelled {}, but it is a float weight (F32, F16 or BF16 expected)",
+         t.file, name, t.dtype);
   if (t.shape != expected_shape)
     fail("{}: tensor '{}' has shape {} but config.json implies {}", t.file, name,
          shape_text(t.shape), shape_text(expected_shape));
-  return view(name).to(device, dtype, /*non_blocking=*/false, /*copy=*/true);
 }
 
 std::vector<std::string> WeightFiles::names() const {

@@ -12,6 +12,7 @@
 #include "qsweep/sweep/protocol.h"
 #include "qsweep/sweep/rank_watch.h"
 #include "qsweep/sweep/scheduler.h"
+#include "qsweep/sweep/validate_inputs.h"
 #include "qsweep/util/durable_file.h"
 #include "qsweep/util/log.h"
 
@@ -21,6 +22,7 @@
 #include <future>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -45,6 +47,7 @@ struct Coordination {
   std::set<int> gone;        // ranks that left or were given up on
   std::set<int> lost;        // of those, the ones given up on
   int stop_code = 0;         // set once the sweep must stop: no more units are handed out
+  std::string host;          // rank 0's, which records the units it skips
 };
 
 // A store the disk refuses is not retried: the file on disk keeps every unit saved so far, and
@@ -60,13 +63,29 @@ void save(Coordination& c) {
   }
 }
 
+// A config whose prepare or sanity unit failed (a model that does not load, a quantization that
+// throws) would fail each of its other units the same way: they are recorded as skipped, naming
+// the unit that failed and why, instead of each repeating the failure.
+void skip_rest_of_config(Coordination& c, const UnitResult& r) {
+  const std::vector<WorkUnit> dropped = c.scheduler.drop_config(r.config);
+  if (dropped.empty()) return;
+  for (const WorkUnit& u : dropped)
+    add_unit_error(c.store, {u.key, 0, c.host, 0},
+                   fmt::format("skipped: {} failed: {}", r.key, r.error->message));
+  c.progress.done += dropped.size();
+  c.progress.failed += dropped.size();
+  log_warning("config {}: {} failed, its {} other unit(s) skipped", r.config, r.key, dropped.size());
+}
+
 void record(Coordination& c, const UnitResult& r) {
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
   if (r.prepare) add_preparation(c.store, r.config, *r.prepare);
+  const UnitKind kind = c.plan.at(r.key).kind;
   if (r.error) {
     add_unit_error(c.store, run, r.error->message);
+    if (kind == UnitKind::prepare || kind == UnitKind::sanity) skip_rest_of_config(c, r);
   } else {
-    switch (c.plan.at(r.key).kind) {
+    switch (kind) {
       case UnitKind::prepare: add_prepared(c.store, run); break;
       case UnitKind::coqa: add_samples(c.store, run, r.samples); break;
       case UnitKind::bench: add_bench(c.store, run, *r.bench); break;
@@ -215,28 +234,52 @@ SweepOutcome run_remote_worker(const SweepSpec& spec, const RunOptions& options,
   return {kExitStopped, true, true};
 }
 
-}  // namespace
+// Rank 0's state once every input checked out and the store is open: nothing is handed out
+// before this exists.
+struct SweepStart {
+  Store store;
+  std::vector<WorkUnit> planned;
+  std::vector<WorkUnit> pending;
+};
 
-SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
-  const RankInfo rank{mpi.rank, mpi.local_rank, mpi.local_size, mpi.host};
-  if (mpi.rank != 0) return run_remote_worker(spec, options, rank);
+SweepStart start_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
+  // Before the store is touched: a bad input leaves it as it was.
+  validate_sweep_inputs(spec);
   const std::string store_path = options.store.empty() ? spec.store : options.store;
   const size_t stories = spec.evaluation.enabled ? load_coqa(spec.evaluation.coqa).stories.size() : 0;
-  const std::vector<WorkUnit> planned = expand_units(spec, stories);
+  std::vector<WorkUnit> planned = expand_units(spec, stories);
   Store store = open_store_for_writing(store_path, spec, planned);
   record_provenance(store, spec, mpi);
   // A resumed job may have changed what derived results depend on (baseline, resamples).
   redo_stale_sanity(store, spec);
   refresh_metrics(store, spec);
   save_store(store);
+  std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
+  return {std::move(store), std::move(planned), std::move(pending)};
+}
+
+}  // namespace
+
+SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext& mpi) {
+  const RankInfo rank{mpi.rank, mpi.local_rank, mpi.local_size, mpi.host};
+  // Every rank checks its own device, rank 0 the inputs and the store; a failure anywhere ends
+  // every rank with one message before any unit is handed out.
+  std::optional<SweepStart> start;
+  agree_across_ranks([&] {
+    validate_device(spec, mpi.local_rank);
+    if (mpi.rank == 0) start.emplace(start_sweep(spec, options, mpi));
+  });
+  if (mpi.rank != 0) return run_remote_worker(spec, options, rank);
+  Store& store = start->store;
+  const std::vector<WorkUnit>& planned = start->planned;
+  const std::vector<WorkUnit>& pending = start->pending;
   // Hashing gigabytes of weights takes seconds: it runs beside the sweep, recorded at the end.
   std::future<std::string> hashes = std::async(std::launch::async, model_hashes, std::cref(spec));
 
-  std::vector<WorkUnit> pending = pending_units(store, planned, options.retry_failed);
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
   Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
-                 Clock::now(), {}, {}, 0};
+                 Clock::now(), {}, {}, 0, mpi.host};
   for (const auto& u : planned) c.plan[u.key] = u;
   c.progress.total = pending.size();
 

@@ -43,6 +43,29 @@ void abort_mpi(int exit_code) {
   std::_Exit(exit_code);
 }
 
+void agree_across_ranks(const std::function<void()>& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const std::exception& e) {
+    error = e.what();
+    if (error.empty()) error = "unknown error";
+  }
+  int size = 1, rank = 0;
+  QSWEEP_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  QSWEEP_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  int first_failed = error.empty() ? size : rank;
+  QSWEEP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &first_failed, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+  if (first_failed == size) return;
+  // The failing rank's message travels to every rank, so rank 0 prints it even when its own
+  // step went fine (a rank elsewhere without the GPU the job asks for).
+  int length = static_cast<int>(error.size());
+  QSWEEP_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, first_failed, MPI_COMM_WORLD));
+  error.resize(static_cast<size_t>(length));
+  QSWEEP_MPI_CHECK(MPI_Bcast(error.data(), length, MPI_CHAR, first_failed, MPI_COMM_WORLD));
+  throw AgreedError(first_failed == 0 ? error : fmt::format("rank {}: {}", first_failed, error));
+}
+
 void send_message(int destination, MessageTag tag, const std::string& payload) {
   QSWEEP_MPI_CHECK(MPI_Send(payload.data(), static_cast<int>(payload.size()), MPI_CHAR,
                             destination, static_cast<int>(tag), MPI_COMM_WORLD));

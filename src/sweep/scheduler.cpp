@@ -10,9 +10,9 @@ std::optional<WorkUnit> Scheduler::next(int rank, const std::string& held) {
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
     if (it->config == held) return take(it, rank);
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
-    if (!held_by_other(rank, it->config) && !being_prepared(*it)) return take(it, rank);
+    if (!held_by_other(rank, it->config) && !waits_for_first_unit(*it)) return take(it, rank);
   for (auto it = pending_.begin(); it != pending_.end(); ++it)
-    if (!being_prepared(*it)) return take(it, rank);
+    if (!waits_for_first_unit(*it)) return take(it, rank);
   if (!pending_.empty()) return take(pending_.begin(), rank);
   return std::nullopt;
 }
@@ -50,10 +50,24 @@ WorkUnit Scheduler::take(std::deque<WorkUnit>::iterator it, int rank) {
   return unit;
 }
 
-bool Scheduler::being_prepared(const WorkUnit& unit) const {
+bool Scheduler::waits_for_first_unit(const WorkUnit& unit) const {
   for (const auto& [r, u] : in_flight_)
-    if (u.kind == UnitKind::prepare && u.config == unit.config) return true;
+    if ((u.kind == UnitKind::prepare || u.kind == UnitKind::sanity) && u.config == unit.config)
+      return true;
   return false;
+}
+
+std::vector<WorkUnit> Scheduler::drop_config(const std::string& config) {
+  std::vector<WorkUnit> dropped;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->config != config) {
+      ++it;
+      continue;
+    }
+    dropped.push_back(*it);
+    it = pending_.erase(it);
+  }
+  return dropped;
 }
 
 bool Scheduler::held_by_other(int rank, const std::string& config) const {

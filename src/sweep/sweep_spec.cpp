@@ -227,20 +227,22 @@ void check_model_config(const yaml::Section& top, const SweepSpec& spec) {
   } catch (const Error& e) {
     yaml::key_error(top.file, top.get("model"), "model", e.what());
   }
-  for (const PrepConfig& c : spec.configs)
-    check_config_fits_model(c, c.model.empty() ? config : load_model_config(c.model),
-                            model_dir_of(spec, c));
   const BenchOptions& b = spec.benchmarks.options;
-  if (!spec.benchmarks.enabled) return;
-  for (const auto& [key, prompt] : {std::pair{"prefill_tokens", b.prefill_tokens},
-                                    {"throughput_prompt_tokens", b.throughput_prompt_tokens}}) {
-    const int needed = prompt + b.decode_tokens;
-    if (needed <= config.max_position_embeddings) continue;
-    const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
-    yaml::key_error(s.file, where(s, key), std::string("benchmarks.") + key,
-                    fmt::format("{} + decode_tokens = {} exceeds the model's "
-                                "max_position_embeddings {} ({})",
-                                key, needed, config.max_position_embeddings, config.source));
+  for (const PrepConfig& c : spec.configs) {
+    const ModelConfig model = c.model.empty() ? config : load_model_config(c.model);
+    check_config_fits_model(c, model, model_dir_of(spec, c));
+    // Each config's own model too: a config's `model` may have a shorter context.
+    if (!spec.benchmarks.enabled) continue;
+    for (const auto& [key, prompt] : {std::pair{"prefill_tokens", b.prefill_tokens},
+                                      {"throughput_prompt_tokens", b.throughput_prompt_tokens}}) {
+      const int needed = prompt + b.decode_tokens;
+      if (needed <= model.max_position_embeddings) continue;
+      const yaml::Section s = yaml::section(top.get("benchmarks"), top.file, "benchmarks");
+      yaml::key_error(s.file, where(s, key), std::string("benchmarks.") + key,
+                      fmt::format("{} + decode_tokens = {} exceeds the model's "
+                                  "max_position_embeddings {} ({})",
+                                  key, needed, model.max_position_embeddings, model.source));
+    }
   }
 }
 

@@ -7,15 +7,43 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <map>
 
 namespace qsweep::yaml {
 
+namespace {
+
+// yaml-cpp keeps every pair of a mapping but node[key] finds only the first, so a key written
+// twice would silently lose its second value; the walk refuses it instead.
+void check_unique_keys(const YAML::Node& node, const std::string& file, const std::string& path) {
+  if (node.IsSequence())
+    for (size_t i = 0; i < node.size(); ++i)
+      check_unique_keys(node[i], file, fmt::format("{}[{}]", path, i));
+  if (!node.IsMap()) return;
+  std::map<std::string, int> seen;  // key -> line of its first occurrence
+  for (const auto& item : node) {
+    const std::string name = item.first.IsScalar() ? item.first.Scalar() : describe(item.first);
+    const std::string key = path.empty() ? name : path + "." + name;
+    const auto [first, inserted] = seen.emplace(name, line_of(item.first));
+    if (!inserted)
+      key_error(file, item.first, key,
+                fmt::format("appears twice in the same mapping (first at line {}); keep one",
+                            first->second));
+    check_unique_keys(item.second, file, key);
+  }
+}
+
+}  // namespace
+
 YAML::Node parse(const std::string& text, const std::string& file) {
+  YAML::Node root;
   try {
-    return YAML::Load(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     fail("{}:{}: invalid YAML: {}", file, e.mark.line + 1, e.msg);
   }
+  check_unique_keys(root, file, "");
+  return root;
 }
 
 int line_of(const YAML::Node& node, const YAML::Node& fallback) {
@@ -129,9 +157,13 @@ static std::string bound(int min) {
 int get_int(const Section& s, const std::string& name, int fallback, int min) {
   if (!s.has(name)) return fallback;
   const long long value = as_int(s.get(name), s.file, s.key(name));
-  if (value < min || value > 1'000'000'000)
+  if (value < min)
     key_error(s.file, s.get(name), s.key(name),
               fmt::format("must be {}, got {}", bound(min), value));
+  // Counts past this are typos, and would overflow the sizes computed from them.
+  if (value > 1'000'000'000)
+    key_error(s.file, s.get(name), s.key(name),
+              fmt::format("must be at most 1000000000, got {}", value));
   return static_cast<int>(value);
 }
 

@@ -20,7 +20,8 @@ struct Section {
   YAML::Node get(const std::string& name) const { return node[name]; }
 };
 
-// Parses YAML text; syntax errors become "FILE:LINE: invalid YAML: ...".
+// Parses YAML text; syntax errors become "FILE:LINE: invalid YAML: ...", and a key written twice
+// in one mapping "FILE:LINE: key 'a.b': appears twice ..." (yaml-cpp would keep the first).
 YAML::Node parse(const std::string& text, const std::string& file);
 
 // 1-based line of a node; nodes that do not exist report the line of `fallback`.

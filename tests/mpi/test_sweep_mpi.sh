@@ -9,10 +9,12 @@
 #                           2, naming the lock file). The store left is readable and partial; the
 #                           rerun completes it: every unit done once, no sample twice, units done
 #                           before the kill not run again, results equal to an uninterrupted run.
-#   failed_config_isolated  one config's model file is truncated: exit code 1, its units failed
-#                           with errors naming the file, the other configs complete, rank 0 lists
-#                           the failures; a rerun runs nothing (exit 1); with the model fixed,
-#                           `--retry-failed` completes the store (exit 0).
+#   failed_config_isolated  one config's checkpoint has a garbled quant_state (a fault inside the
+#                           tensor data, which the checks of the headers before the sweep cannot
+#                           see): exit code 1, its sanity unit fails naming the file and its
+#                           other units are skipped naming that failure, the other configs
+#                           complete, rank 0 lists the failures; a rerun runs nothing (exit 1);
+#                           with the model fixed, `--retry-failed` completes the store (exit 0).
 #   calibrated_once         a GPTQ config on 3 ranks: its checkpoint is computed once (one
 #                           "quantized" preparation in the store, one "cached in" log line), every
 #                           other rank loads it from the cache; the sweep is killed after that and
@@ -221,14 +223,30 @@ case_kill_and_resume() {
     fail "the killed and resumed sweep's results differ from the uninterrupted one's"
 }
 
+# A pre-quantized NF4 checkpoint whose first quant_state (the JSON bytes of a uint8 tensor) is
+# garbage: its safetensors header is sound, so it passes the checks before the sweep, and its
+# config fails where its model is loaded.
+corrupt_quant_state() {
+  /usr/bin/python3 - "$1" <<'PY'
+import json, struct, sys
+path = sys.argv[1]
+with open(path, "r+b") as f:
+    (n,) = struct.unpack("<Q", f.read(8))
+    header = json.loads(f.read(n))
+    name = sorted(k for k in header if "quant_state" in k)[0]
+    f.seek(8 + n + header[name]["data_offsets"][0])
+    f.write(b"#")
+print(name)
+PY
+}
+
 case_failed_config_isolated() {
-  local job keys key
-  cp -r "$QSWEEP_DEMO_MODEL" "$TMP/broken-model"
-  local size
-  size=$(stat -c %s "$TMP/broken-model/model.safetensors")
-  # An odd byte count half-way: inside a tensor's data, well past the header.
-  truncate -s $((size / 2 | 1)) "$TMP/broken-model/model.safetensors"
-  say "truncated $TMP/broken-model/model.safetensors from $size to $((size / 2 | 1)) bytes"
+  local job keys key state
+  "$QSWEEP" quantize --model "$QSWEEP_DEMO_MODEL" --config "$REPO/configs/quant/nf4_dq_bf16.yaml" \
+    --out "$TMP/nf4-model" >"$TMP/quantize.out" 2>&1 || fail "qsweep quantize failed (see $TMP/quantize.out)"
+  cp -r "$TMP/nf4-model" "$TMP/broken-model"
+  state=$(corrupt_quant_state "$TMP/broken-model/model.safetensors")
+  say "garbled tensor $state of $TMP/broken-model/model.safetensors"
   job=$TMP/failing.yaml
   cat >"$job" <<EOF
 name: failing
@@ -238,7 +256,7 @@ seed: 1234
 device: cpu
 configs:
   - {name: fp32, dtype: fp32}
-  - {name: broken, dtype: bf16, model: $TMP/broken-model}
+  - {name: broken, method: from_checkpoint, dtype: bf16, model: $TMP/broken-model}
   - {name: bf16, dtype: bf16}
 evaluation:
   coqa: $COQA
@@ -251,8 +269,10 @@ benchmarks: {prefill_tokens: 64, decode_tokens: 16, batch_sizes: [1, 2], warmup:
 EOF
   sweep "$TMP/first.out" 3 "$job" "$TMP/failing.h5"
   expect_rc "the sweep with a broken config" 1 "$TMP/first.out"
-  store failed "$TMP/failing.h5" broken "$TMP/broken-model/model.safetensors" truncated ||
+  store failed "$TMP/failing.h5" broken "$TMP/broken-model/model.safetensors" "not the JSON of a quant_state" ||
     fail "the broken config's failures are not recorded as they should be"
+  store skipped "$TMP/failing.h5" broken/sanity ||
+    fail "the broken config's failed sanity unit did not end its other units"
   # Rank 0's report: an errors section naming every failed unit, and them as missing.
   keys=$(/usr/bin/python3 -c 'import h5py, sys
 f = h5py.File(sys.argv[1], "r")
@@ -271,7 +291,7 @@ print(" ".join(k for k in f["units/key"].asstr()[:] if k.startswith("broken/")))
   grep -q ' 0 to run on 3 rank' "$TMP/rerun.out" || fail "the rerun planned units to run: $(grep 'units planned' "$TMP/rerun.out")"
   store unchanged "$TMP/failing.h5" "$TMP/after-failure.json" || fail "the rerun ran units"
 
-  cp "$QSWEEP_DEMO_MODEL/model.safetensors" "$TMP/broken-model/model.safetensors"
+  cp "$TMP/nf4-model/model.safetensors" "$TMP/broken-model/model.safetensors"
   say "restored $TMP/broken-model/model.safetensors"
   sweep "$TMP/retry.out" 3 "$job" "$TMP/failing.h5" --retry-failed
   expect_rc "the rerun with --retry-failed after the fix" 0 "$TMP/retry.out"

@@ -33,7 +33,10 @@ class WeightFiles {
   const TensorInfo& info(const std::string& name) const;
   // A CPU tensor viewing the mapped bytes (no copy); valid while this object lives.
   at::Tensor view(const std::string& name) const;
-  // The tensor with the expected shape, converted to dtype on device (a copy).
+  // From the header alone: `name` is there, a float (F32, F16, BF16) and of the expected shape.
+  // Opening already checked every tensor's offsets and byte count against the file.
+  void check_float(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  // The float tensor with the expected shape (check_float), converted to dtype on device.
   at::Tensor load(const std::string& name, const std::vector<int64_t>& expected_shape,
                   at::ScalarType dtype, const at::Device& device) const;
   std::vector<std::string> names() const;

@@ -1,6 +1,9 @@
 #pragma once
 // The little MPI qsweep needs: start-up with the node-local rank (one GPU per rank, as
 // nccl-tests chooses it) and string messages between a worker and rank 0.
+#include "qsweep/util/error.h"
+
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -17,8 +20,19 @@ struct MpiContext {
 // MPI_Init_thread with MPI_THREAD_FUNNELED (only the main thread of a rank calls MPI).
 MpiContext init_mpi(int* argc, char*** argv);
 void finalize_mpi();
-// Ends every rank of the job: for failures outside any unit, where waiting ranks would hang.
+// Ends every rank of the job: for failures after the sweep started, where waiting ranks would
+// hang. Bad inputs never get here (agree_across_ranks).
 [[noreturn]] void abort_mpi(int exit_code);
+
+// An error every rank of the job knows of: each can finalize MPI and exit with the same code.
+struct AgreedError : Error {
+  using Error::Error;
+};
+
+// Runs `step` on every rank (a collective call) and agrees on how it went: when it threw on any
+// rank, every rank throws AgreedError carrying the message of the lowest rank that failed, so
+// rank 0 can print that one message and every rank exit alike, without MPI_Abort.
+void agree_across_ranks(const std::function<void()>& step);
 
 // report: worker -> rank 0, a unit's result and a request for the next; assignment: the answer;
 // heartbeat: worker -> rank 0 while a unit runs; stop: rank 0 -> worker, abandon the unit.

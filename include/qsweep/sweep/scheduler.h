@@ -4,8 +4,9 @@
 // Model affinity, as llama-bench orders its runs to reload a model as rarely as possible: a rank
 // gets the next unit of the config it holds prepared; else a config no other rank is on, so
 // configs spread over ranks and each is loaded about once; else any unit. A unit whose config's
-// prepare unit (a GPTQ/AWQ computation) is in flight elsewhere comes last: its rank would only
-// wait for the cached checkpoint. A unit whose rank
+// prepare unit (a GPTQ/AWQ computation) or sanity unit is in flight elsewhere comes last: its
+// rank would only wait for the cached checkpoint, or run a unit of a config that may be about
+// to fail its sanity check (drop_config). A unit whose rank
 // failed under it (a device fault: the unit is not to blame) goes back for another rank, up to
 // a number of attempts, and so does a unit still in flight when its rank leaves.
 #include "qsweep/sweep/sweep_spec.h"
@@ -33,6 +34,9 @@ class Scheduler {
 
   // The key of the unit in flight on `rank`, if any.
   std::optional<std::string> unit_of(int rank) const;
+  // Takes `config`'s units that were not handed out yet off the queue and returns them: after
+  // its prepare or sanity unit failed, each of them would fail the same way.
+  std::vector<WorkUnit> drop_config(const std::string& config);
 
   size_t pending() const { return pending_.size(); }
   size_t in_flight() const { return in_flight_.size(); }
@@ -40,7 +44,7 @@ class Scheduler {
  private:
   WorkUnit take(std::deque<WorkUnit>::iterator it, int rank);
   bool held_by_other(int rank, const std::string& config) const;
-  bool being_prepared(const WorkUnit& unit) const;
+  bool waits_for_first_unit(const WorkUnit& unit) const;
 
   std::deque<WorkUnit> pending_;
   std::map<int, std::string> held_;
