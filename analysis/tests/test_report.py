@@ -8,6 +8,8 @@ neither, every test fails: a report that was never run against qsweep's real out
 nothing, so it must not pass as skipped. Partial and split stores are made from the real one
 with h5py, the way a killed or divided sweep leaves them.
 """
+import glob
+import json
 import os
 import shutil
 import subprocess
@@ -26,15 +28,19 @@ ANALYSIS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(ANALYSIS)
 REPORT = os.path.join(ANALYSIS, "report.py")
 sys.path.insert(0, ANALYSIS)
+sys.path.insert(0, os.path.join(REPO, "tests", "lm_eval"))
 import qsweep_store  # noqa: E402
+import lm_eval_reader  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STORE = None
 TEMP = None
+MODEL = None
 
 
 def make_store(build, workdir):
     """A store from a real run of the demo job with the qsweep in `build`."""
+    global MODEL
     qsweep = os.path.join(build, "qsweep")
     model = os.path.join(build, "demo-model")
     if not os.path.exists(os.path.join(model, "model.safetensors")):
@@ -55,6 +61,7 @@ def make_store(build, workdir):
         command = ["mpirun", "--oversubscribe", "-np", "3"] + \
             (["--allow-run-as-root"] if os.getuid() == 0 else []) + command
     subprocess.run(command, check=True, env={**os.environ, "QSWEEP_DEMO_MODEL": model})
+    MODEL = model
     return store
 
 
@@ -299,6 +306,56 @@ class MergeTest(unittest.TestCase):
                          [f"{s}:{c}" for s in ("first", "second") for c in configs])
         self.assertEqual(len(store.compare), 2 * len(compare))
         self.assertEqual(len(store.samples), 2 * len(qsweep_store.load(STORE).samples))
+
+
+class LmEvalOutputTest(unittest.TestCase):
+    """The sweep's lm-eval files (and `qsweep eval --out`), read as lm-eval's tools read them."""
+
+    def test_every_evaluated_config_has_lm_eval_files_with_the_store_scores(self):
+        out = os.path.splitext(STORE)[0] + ".lm_eval"
+        model_args = set()
+        with h5py.File(STORE, "r") as f:
+            for name, config in f["configs"].items():
+                models = lm_eval_reader.read_output_dir(os.path.join(out, name))
+                self.assertEqual(len(models), 1, name)
+                results, samples = next(iter(models.values()))
+                self.assertEqual(results["results"]["coqa"]["f1,none"],
+                                 config["metrics"].attrs["f1"], name)
+                self.assertEqual(len(samples["coqa"]), len(config["samples"]["id"]), name)
+                self.assertTrue(lm_eval_reader.make_table(results), name)
+                model_args.add(results["config"]["model_args"])
+            self.assertEqual(len(model_args), len(f["configs"]), "model_args tell configs apart")
+
+    def test_the_reader_fails_on_a_missing_key(self):
+        out = os.path.splitext(STORE)[0] + ".lm_eval"
+        with h5py.File(STORE, "r") as f:
+            name = next(iter(f["configs"]))
+        copy = os.path.join(TEMP, "lm_eval_missing_key")
+        shutil.copytree(os.path.join(out, name), copy)
+        results = glob.glob(os.path.join(copy, "*", "results_*.json"))[0]
+        with open(results, encoding="utf-8") as f:
+            data = json.load(f)
+        del data["n-samples"]
+        with open(results, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        with self.assertRaisesRegex(lm_eval_reader.FormatError, "'n-samples'"):
+            lm_eval_reader.read_output_dir(copy)
+
+    def test_qsweep_eval_writes_lm_eval_files(self):
+        if MODEL is None:
+            self.skipTest("QSWEEP_TEST_STORE given: no model made to evaluate")
+        out = os.path.join(TEMP, "eval-lm_eval")
+        coqa = os.path.join(REPO, "data", "coqa", "coqa_dev_format_sample_10stories.json")
+        run = subprocess.run([os.path.join(os.environ["QSWEEP_BUILD_DIR"], "qsweep"), "eval",
+                              "--model", MODEL, "--coqa", coqa, "--limit", "2",
+                              "--max-new-tokens", "8", "--out", out, "--log-samples"],
+                             capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        models = lm_eval_reader.read_output_dir(out)
+        results, samples = models[lm_eval_reader.sanitize_model_name(MODEL)]
+        self.assertEqual(results["n-samples"]["coqa"], {"original": 10, "effective": 2})
+        self.assertEqual(results["config"]["limit"], 2)
+        self.assertEqual(len(samples["coqa"]), 2)
 
 
 if __name__ == "__main__":
