@@ -47,7 +47,7 @@ void record(Coordination& c, const UnitResult& r) {
   }
   refresh_metrics(c.store, c.spec);
   save_store(c.store);
-  c.progress.log(r);
+  c.progress.log(r, c.plan.at(r.key).kind, find_config(c.store.results, r.config));
 }
 
 // A unit that failed because its rank's device broke is not the unit's fault: it goes to
@@ -111,7 +111,8 @@ int run_sweep(const SweepSpec& spec, const RunOptions& options, const MpiContext
            planned.size() - pending.size(), pending.size(), mpi.size);
   Coordination c{store, spec, {}, Scheduler(pending), {}};
   for (const auto& u : planned) c.plan[u.key] = u;
-  c.progress.total = pending.size();
+  for (const auto& u : pending) c.progress.add_pending(u.kind);
+  c.progress.workers = mpi.size;
 
   Mailbox local;
   std::thread own_worker(
