@@ -6,7 +6,12 @@
 #include "qsweep/sweep/mpi.h"
 #include "qsweep/sweep/sweep_spec.h"
 
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
+
+#include <fmt/format.h>
+#include <unistd.h>
 
 namespace qsweep::cli {
 namespace {
@@ -16,6 +21,18 @@ struct RunArgs {
   RunOptions options;
   bool verbose = false;
 };
+
+// What tells this job's log files from another's: Slurm's job id (a requeued job keeps it and
+// appends), else rank 0's start time and process id.
+std::string job_id() {
+  if (const char* slurm = std::getenv("SLURM_JOB_ID"); slurm != nullptr && *slurm != '\0') return slurm;
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return fmt::format("local{}-{}", stamp, ::getpid());
+}
 
 int run(const RunArgs& a) {
   // MPI_Init wants argc/argv; qsweep's own arguments are parsed already and Open MPI needs none.
@@ -31,6 +48,7 @@ int run(const RunArgs& a) {
     log.rank = mpi.rank;
     log.host = mpi.host;
     log.dir = spec.log_dir;
+    log.file_stem = spec.name + "-" + broadcast_from_root(job_id(), mpi);
     log.console = mpi.rank == 0;
     log.level = a.verbose ? LogLevel::debug : LogLevel::info;
     init_logging(log);

@@ -110,7 +110,7 @@ case_three_ranks_match_one() {
   store spread "$TMP/three.h5" 2 || fail "the 3-rank sweep did not share its units out"
   # The KL of every config against the baseline's logits, computed once for both sweeps (they
   # share the cache beside their stores).
-  [ "$(cat "$TMP"/jobs/logs/qsweep-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
+  [ "$(cat "$TMP"/jobs/logs/*-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
     fail "the baseline's logits were not computed exactly once (see $TMP/jobs/logs)"
   store same-results "$TMP/three.h5" "$TMP/one.h5" || fail "results depend on the number of ranks"
 }
@@ -292,8 +292,8 @@ EOF
   kill_sweep "$mpirun"
   counts=$(store prepared "$TMP/calibrated.h5" gptq 1) || fail "before the kill: $counts"
   say "before the kill, gptq was quantized once and loaded from the cache ${counts#* } time(s)"
-  # Each rank logs to logs/qsweep-rank<N>.log (rank 0 to the console too).
-  cached() { cat "$TMP"/logs/qsweep-rank*.log | grep -c 'quantized checkpoint cached in' || true; }
+  # Each rank logs to logs/<sweep>-<job id>-rank<N>.log (rank 0 to the console too).
+  cached() { cat "$TMP"/logs/*-rank*.log | grep -c 'quantized checkpoint cached in' || true; }
   [ "$(cached)" -eq 1 ] || fail "the ranks' logs do not say once that the checkpoint was cached"
 
   sweep "$TMP/resumed.out" 3 "$job" "$TMP/calibrated.h5"

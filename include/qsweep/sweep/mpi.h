@@ -20,6 +20,9 @@ void finalize_mpi();
 // Ends every rank of the job: for failures outside any unit, where waiting ranks would hang.
 [[noreturn]] void abort_mpi(int exit_code);
 
+// Rank 0's value on every rank (a collective: every rank calls it).
+std::string broadcast_from_root(const std::string& value, const MpiContext& mpi);
+
 enum class MessageTag : int { report = 1, assignment = 2 };
 
 void send_message(int destination, MessageTag tag, const std::string& payload);
