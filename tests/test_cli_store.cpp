@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <sstream>
 
 using namespace qsweep;
 
@@ -170,5 +171,48 @@ TEST_F(CliStoreTest, NonsenseCountsOnTheCommandLineAreRefusedByName) {
            {"generate --model " + path("model") + " --prompt hi --batch-size 0", "--batch-size"}}) {
     EXPECT_NE(qsweep(args, out), 0) << args;
     expect_contains(out, message);
+  }
+}
+
+// The BOS switch and the output option are spelled alike in every command (old spellings kept).
+TEST_F(CliStoreTest, BosAndOutputFlagsAreSpelledAlikeEverywhere) {
+  std::string out;
+  const std::string model = " --model " + path("no-model");
+  for (const std::string& args :
+       {"eval" + model + " --coqa " + write("c.json", "[]") + " --add-bos --out " + path("o"),
+        "eval" + model + " --coqa " + path("c.json") + " --no-bos --output_path " + path("o"),
+        "generate" + model + " --prompt hi --add-bos", "generate" + model + " --prompt hi --no-bos",
+        "generate" + model + " --prompt hi --no-special", "tokenize" + model + " --no-bos",
+        "tokenize" + model + " --add-bos", "bench" + model + " --out " + path("b.json")}) {
+    EXPECT_EQ(qsweep(args + " < /dev/null", out), 2) << args << "\n" << out;  // no model there
+    EXPECT_EQ(out.find("not expected"), std::string::npos) << args << "\n" << out;
+    EXPECT_EQ(out.find("INI"), std::string::npos) << args << "\n" << out;
+  }
+}
+
+// Every option of every command says what it is for in --help.
+TEST_F(CliStoreTest, EveryOptionHasADescription) {
+  for (const char* command : {"run", "plan", "show", "eval", "bench", "generate", "tokenize",
+                              "make-model", "quantize"}) {
+    std::string out;
+    ASSERT_EQ(qsweep(std::string(command) + " --help", out), 0) << out;
+    const std::vector<std::string> lines = split_lines(out);
+    bool in_options = false;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const std::string& line = lines[i];
+      if (line.rfind("Options:", 0) == 0 || line.rfind("Positionals:", 0) == 0) in_options = true;
+      if (!in_options || line.size() < 3 || line.rfind("  ", 0) != 0 || line[2] == ' ') continue;
+      // "  --name TYPE[=default] [REQUIRED] Description...", or the description alone on the
+      // next, indented line: without one, a line has at most name, type and REQUIRED.
+      std::istringstream words(line);
+      size_t count = 0;
+      for (std::string w; words >> w;) ++count;
+      const size_t gap = line.find("   ", 2);
+      const bool beside = count >= 4 || (gap != std::string::npos &&
+                                         line.find_first_not_of(' ', gap) != std::string::npos);
+      const bool below = i + 1 < lines.size() && lines[i + 1].rfind("          ", 0) == 0 &&
+                         lines[i + 1].find_first_not_of(' ') != std::string::npos;
+      EXPECT_TRUE(beside || below) << command << ": " << line;
+    }
   }
 }

@@ -121,7 +121,9 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--max-new-tokens", a->options.generation.max_new_tokens,
                   "Tokens generated per answer at most (lm-eval's max_gen_toks)")
       ->check(at_least(1))->capture_default_str();
-  cmd->add_flag("--add-bos", a->options.add_bos, "Encode prompts with BOS (lm-eval's HF default is without)");
+  cmd->add_flag("--add-bos,!--no-bos", a->options.add_bos,
+                "--add-bos: encode prompts with BOS; --no-bos, the default, without (as lm-eval's "
+                "Hugging Face backend)");
   cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples,
                   "Bootstrap resamples of the BCa intervals")->capture_default_str();
   cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();
