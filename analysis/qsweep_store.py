@@ -107,7 +107,8 @@ def read_one(path):
                     "results_fingerprint": provenance.get("results_fingerprint", ""),
                     **{k: attrs(g).get(k) for k in ("index", "fingerprint")},
                     "device": None, "method": None, "model_bytes": None,
-                    "peak_memory_bytes": None, "perplexity": None, "kl_vs_baseline": None,
+                    "peak_memory_bytes": None, "bits_per_weight": None, "perplexity": None,
+                    "kl_vs_baseline": None,
                     "quantize_seconds": None}
             if "samples" in g:
                 samples.append(table(g["samples"]).assign(config=name))
@@ -117,7 +118,8 @@ def read_one(path):
             if "bench" in g:
                 b = attrs(g["bench"])
                 info.update({k: b.get(k) for k in
-                             ("device", "method", "model_bytes", "peak_memory_bytes")})
+                             ("device", "method", "model_bytes", "peak_memory_bytes",
+                              "bits_per_weight")})
                 for column, values in g["bench"].items():
                     bench.append(bench_rows(name, column, values[:]))
             if "sanity" in g:
