@@ -113,6 +113,14 @@ case_three_ranks_match_one() {
   [ "$(cat "$TMP"/jobs/logs/*-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
     fail "the baseline's logits were not computed exactly once (see $TMP/jobs/logs)"
   store same-results "$TMP/three.h5" "$TMP/one.h5" || fail "results depend on the number of ranks"
+  # Rank 0's progress: ETA as h/m/s and, after CoQA units, the config's running mean.
+  grep -Eq '\| elapsed [0-9hms]+, ETA ([0-9]+h)?([0-9]+m)?[0-9]+s$' "$TMP/three.out" ||
+    fail "no progress line with an h/m/s ETA in $TMP/three.out"
+  grep -Eq 'fp32: running mean EM [0-9.]+ F1 [0-9.]+ over [0-9]+ samples' "$TMP/three.out" ||
+    fail "no running mean EM/F1 of fp32 in $TMP/three.out"
+  # One log file per rank, named after the sweep and this (non-Slurm) job.
+  [ "$(ls "$TMP"/jobs/logs/demo-local*-rank*.log | wc -l)" -ge 4 ] ||
+    fail "expected per-rank logs demo-local<time>-<pid>-rank<N>.log of both sweeps in $TMP/jobs/logs"
 }
 
 # A sweep that runs long enough (about 15 s on 3 ranks of 2 cores) to be caught half-way: one
