@@ -48,7 +48,7 @@ BENCH_UNITS = {
 }
 
 # The benchmark's scalar attributes carried into the configs table (absent in older stores).
-BENCH_ATTRIBUTES = ("device", "device_kind", "method", "sync", "warmup", "repeats",
+BENCH_ATTRIBUTES = ("device", "device_kind", "method", "sync", "warmup", "repeats", "bits_per_weight",
                     "throughput_prompt_tokens", "model_bytes", "peak_memory_bytes",
                     "decode_bytes_per_step", "prefill_flops",
                     "decode_fraction_of_copy_bandwidth", "prefill_fraction_of_matmul_rate")

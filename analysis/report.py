@@ -3,11 +3,13 @@
 
     analysis/report.py jobs/demo.h5 [more.h5 ...] --out report/
 
-writes report/summary.md, report/summary.csv and report/*.png (analysis/README.md says what each
-is). A partial store (a sweep still running, or killed) gives what it holds; what is missing is
+writes report/summary.md, report/report.html (the same, one self-contained file), report/summary.csv
+and the figures as report/*.png, .pdf and .svg (analysis/README.md says what each is). A partial store (a sweep still running, or killed) gives what it holds; what is missing is
 listed at the top of summary.md and on stderr.
 """
 import argparse
+import base64
+import html
 import os
 import re
 import sys
@@ -63,7 +65,7 @@ def summary_table(store):
     c = store.configs
     rows["device"] = c["device"]
     rows["device_kind"] = c["device_kind"]
-    for col in ("model_bytes", "peak_memory_bytes", "perplexity", "kl_vs_baseline",
+    for col in ("model_bytes", "peak_memory_bytes", "bits_per_weight", "perplexity", "kl_vs_baseline",
                 "decode_fraction_of_copy_bandwidth", "prefill_fraction_of_matmul_rate"):
         rows[col] = pd.to_numeric(c[col], errors="coerce")
     stats = bench_stats(store.bench)
@@ -134,24 +136,80 @@ def pareto_optimal(x, y):
     return np.array(keep)
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg")  # PNG for the web, PDF and SVG for papers
+
+
 def save(fig, out, name):
+    """The figure as name.png (returned), .pdf and .svg."""
     path = os.path.join(out, name)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    stem = os.path.splitext(path)[0]
+    for ext in FIGURE_FORMATS:
+        fig.savefig(f"{stem}.{ext}", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def fig_pareto(rows, palette, out):
-    """F1 and EM against model size and peak memory, with BCa intervals; Pareto front marked."""
-    xs = [(x, label) for x, label in (("model_bytes", "model size"),
-                                      ("peak_memory_bytes", "peak memory"))
+def pvalue(p):
+    """Every p in the report alike: three decimals, or p<0.001."""
+    if p is None or pd.isna(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def all_scores_zero(rows):
+    """Every config with metrics scores 0 EM and 0 F1: a random-weight model (the demo's)."""
+    scored = rows[rows["f1"].notna()]
+    return len(scored) > 0 and bool((scored[["em", "f1"]] == 0).all().all())
+
+
+def place_labels(ax, xs, ys, names, fontsize=8):
+    """Names beside their points without overlapping: labels are stacked in display space,
+    top to bottom, each moved down until it clears the ones placed before it; a label moved
+    away from its point gets a thin leader line. Points at the same spot share one label."""
+    ax.figure.canvas.draw()  # the final axes position, so pixels are pixels
+    pixels = ax.transData.transform(np.column_stack([xs, ys]))
+    groups = {}
+    for (px, py), name in zip(pixels, names):
+        groups.setdefault((round(px), round(py)), []).append(name)
+    line = fontsize * ax.figure.dpi / 72 * 1.25
+    placed = []  # (x0, x1, y0, y1) of labels in pixels
+    inverse = ax.transData.inverted()
+    for (px, py), group in sorted(groups.items(), key=lambda g: -g[0][1]):
+        text = ", ".join(group)
+        width = 0.6 * fontsize * ax.figure.dpi / 72 * len(text)
+        x0, y = px + 8, py
+        while any(x0 < b[1] and x0 + width > b[0] and y + line / 2 > b[2] and y - line / 2 < b[3]
+                  for b in placed):
+            y -= line
+        placed.append((x0, x0 + width, y - line / 2, y + line / 2))
+        tx, ty = inverse.transform((x0, y))
+        ax.annotate(text, inverse.transform((px, py)), xytext=(tx, ty), textcoords="data",
+                    fontsize=fontsize, va="center",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6,
+                                    shrinkA=0, shrinkB=4) if abs(y - py) > 2 else None)
+
+
+def clearly_dominated(x, lo, hi):
+    """True where another config is no larger and its whole 95% interval lies above this one's:
+    better beyond the uncertainty, not just in the point estimate."""
+    return np.array([any(x[j] <= x[i] and lo[j] > hi[i] for j in range(len(x)) if j != i)
+                     for i in range(len(x))])
+
+
+def fig_pareto(rows, palette, out, x_axis="size"):
+    """F1 and EM against model size (or bits per weight) and peak memory, with BCa intervals;
+    filled markers: not clearly dominated. The grey step line is the front of the point
+    estimates, the band around it spans the front configs' intervals."""
+    first = ("bits_per_weight", "bits per weight") if x_axis == "bits" else ("model_bytes", "model size")
+    xs = [(x, label) for x, label in (first, ("peak_memory_bytes", "peak memory"))
           if rows[x].notna().any()]
     have = rows[rows["f1"].notna()]
-    if not xs or have.empty:
+    if not xs or have.empty or all_scores_zero(rows):
         return None
-    fig, axes = plt.subplots(2, len(xs), figsize=(5.5 * len(xs), 8), squeeze=False)
+    fig, axes = plt.subplots(2, len(xs), figsize=(6 * len(xs), 8.5), squeeze=False)
+    labels = []
     for col, (x, xlabel) in enumerate(xs):
-        scale, unit = byte_scale(rows[x].to_numpy(dtype=float))
+        scale, unit = (1, "bits") if x == "bits_per_weight" else byte_scale(rows[x].to_numpy(dtype=float))
         for row, score in enumerate(("f1", "em")):
             ax = axes[row][col]
             d = have[have[x].notna()]
@@ -160,45 +218,40 @@ def fig_pareto(rows, palette, out):
                 continue
             px = d[x].to_numpy(dtype=float) / scale
             py = d[score].to_numpy(dtype=float)
+            lo = d[score + "_bca95_lo"].to_numpy(dtype=float)
+            hi = d[score + "_bca95_hi"].to_numpy(dtype=float)
             front = pareto_optimal(px, py)
             order = np.argsort(px[front])
-            ax.step(px[front][order], py[front][order], where="post", color="0.6", lw=1,
-                    zorder=1, label="Pareto front")
+            fx, fy = px[front][order], py[front][order]
+            ax.fill_between(fx, lo[front][order], hi[front][order], step="post", color="0.85",
+                            zorder=0, label="front's 95% intervals")
+            ax.step(fx, fy, where="post", color="0.5", lw=1, zorder=1, label="Pareto front")
+            dominated = clearly_dominated(px, lo, hi)
             for i, name in enumerate(d.index):
-                lo, hi = d.loc[name, score + "_bca95_lo"], d.loc[name, score + "_bca95_hi"]
-                ax.errorbar(px[i], py[i], yerr=[[py[i] - lo], [hi - py[i]]], fmt="o", ms=8,
-                            color=palette[name], mfc=palette[name] if front[i] else "white",
+                ax.errorbar(px[i], py[i], yerr=[[py[i] - lo[i]], [hi[i] - py[i]]], fmt="o", ms=8,
+                            color=palette[name], mfc="white" if dominated[i] else palette[name],
                             capsize=4, zorder=2)
-            # Configs at (nearly) the same point share one label, not a smudge of overlapping
-            # text: same size and score is common (bf16 and fp16; nf4 and fp4 at 0 F1).
-            span_x, span_y = np.ptp(px) or 1, np.ptp(py) or 1
-            at = {}
-            for i, name in enumerate(d.index):
-                cell = (round(px[i] / span_x * 40), round(py[i] / span_y * 40))
-                at.setdefault(cell, (px[i], py[i], []))[2].append(name)
-            for x_, y_, names in at.values():
-                ax.annotate("\n".join(names), (x_, y_), xytext=(8, 0),
-                            textcoords="offset points", fontsize=8, va="center")
-            ax.set_xlabel(f"{xlabel} ({unit})")
+            ax.set_xlabel(f"{xlabel} ({unit})" if unit != "bits" else xlabel)
             ax.set_ylabel(f"CoQA {score.upper()} (mean, 95% BCa interval)")
             ax.grid(alpha=0.3)
-            ax.margins(x=0.15, y=0.15)
-    # Which configs are Pareto-optimal differs between panels, so the legend names colours only
-    # and the marker fill says it in each panel.
+            ax.margins(x=0.2, y=0.15)
+            labels.append((ax, px, py, list(d.index)))
     handles = [Line2D([], [], marker="o", ls="", color=palette[c], label=c) for c in have.index]
     handles += [Line2D([], [], marker="o", ls="", color="0.3", mfc="white",
-                       label="hollow: not Pareto-optimal"),
-                Line2D([], [], color="0.6", lw=1, label="Pareto front")]
-    fig.suptitle("Accuracy vs size: filled = Pareto-optimal (no config smaller and more accurate)")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=9)
+                       label="hollow: another config is smaller and better beyond both intervals"),
+                Line2D([], [], color="0.5", lw=1, label="Pareto front (point estimates)")]
+    fig.suptitle("Accuracy vs size: filled = not clearly dominated (95% BCa intervals)")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), fontsize=9)
+    for ax, px, py, names in labels:
+        place_labels(ax, px, py, names)
     return save(fig, out, "accuracy_vs_size.png")
 
 
 def fig_deltas(rows, palette, out):
     """Forest plot of the paired deltas vs the baseline, with BCa intervals and p-values."""
     d = rows[rows["f1_delta"].notna() & (rows.index != rows["baseline"])]
-    if d.empty:
+    if d.empty or all_scores_zero(rows):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.6 * len(d)), squeeze=False)
     y = np.arange(len(d))[::-1]
@@ -207,7 +260,8 @@ def fig_deltas(rows, palette, out):
             v, lo, hi = d.loc[name, [score, score + "_bca95_lo", score + "_bca95_hi"]]
             ax.errorbar(v, yi, xerr=[[v - lo], [hi - v]], fmt="s", color=palette[name],
                         capsize=4, ms=7)
-            ax.annotate(f"p={d.loc[name, score + '_p']:.3g}", (hi, yi), xytext=(6, 0),
+            p = pvalue(d.loc[name, score + '_p'])
+            ax.annotate(f"p{p}" if p.startswith("<") else f"p={p}", (hi, yi), xytext=(6, 0),
                         textcoords="offset points", va="center", fontsize=8)
         ax.axvline(0, color="0.4", lw=1, ls="--")
         ax.set_yticks(y, d.index)
@@ -257,16 +311,17 @@ def fig_kl(rows, palette, out):
         return None
     scale, unit = byte_scale(d["model_bytes"].to_numpy(dtype=float))
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, r in d.iterrows():
-        x = r["model_bytes"] / scale
-        ax.scatter([x], [r["kl_vs_baseline"]], color=palette[name], s=40, zorder=3)
-        ax.annotate(name, (x, r["kl_vs_baseline"]), xytext=(5, 2), textcoords="offset points",
-                    fontsize=8)
+    x = d["model_bytes"].to_numpy(dtype=float) / scale
+    y = d["kl_vs_baseline"].to_numpy(dtype=float)
+    for xi, yi, name in zip(x, y, d.index):
+        ax.scatter([xi], [yi], color=palette[name], s=40, zorder=3)
     ax.set_xlabel(f"model size ({unit})")
     ax.set_ylabel("KL(baseline || config), nats per token")
     ax.set_title("Distance from the baseline's predictions vs model size (perplexity_text)")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.2, y=0.15)
     fig.tight_layout()
+    place_labels(ax, x, y, list(d.index))
     return save(fig, out, "kl_vs_size.png")
 
 
@@ -324,8 +379,62 @@ def fig_latency(bench, configs, palette, out):
     return save(fig, out, "latency.png")
 
 
+def domain_table(samples, configs):
+    """Mean F1 and EM per config and CoQA domain (`source`), and the samples per domain."""
+    if not len(samples) or "source" not in samples:
+        return None
+    s = samples[samples["config"].isin(configs)]
+    if s.empty:
+        return None
+    f1 = s.pivot_table(index="config", columns="source", values="f1", aggfunc="mean")
+    em = s.pivot_table(index="config", columns="source", values="em", aggfunc="mean")
+    n = s.groupby("source").size() // max(1, s["config"].nunique())
+    order = [c for c in configs if c in f1.index]
+    return f1.reindex(order), em.reindex(order), n
+
+
+def fig_domains(domains, rows, out):
+    """F1 per config and CoQA domain as a heat map, every cell labelled."""
+    if domains is None or all_scores_zero(rows):
+        return None
+    f1, _, n = domains
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * f1.shape[1], 1.2 + 0.45 * f1.shape[0]))
+    image = ax.imshow(f1.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(f1.to_numpy(dtype=float)):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                    color="black" if v > 0.6 else "white")
+    ax.set_xticks(range(f1.shape[1]), [f"{c}\n(n={n[c]})" for c in f1.columns], fontsize=8)
+    ax.set_yticks(range(f1.shape[0]), f1.index, fontsize=8)
+    fig.colorbar(image, ax=ax, label="F1 (mean over the domain's samples)")
+    ax.set_title("CoQA F1 by domain (story source)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, out, "domains.png")
+
+
+def stored_compare(rows, a, b):
+    """The paired deltas (b - a) as the store has them, when one of the pair is the other's
+    baseline: qsweep's own intervals and p (its resamples and seed), not a second bootstrap."""
+    def delta(config, sign):
+        r = rows.loc[config]
+        if pd.isna(r.get("f1_delta")):
+            return None
+        stats = {}
+        for score in ("em", "f1"):
+            lo, hi = r[f"{score}_delta_bca95_lo"], r[f"{score}_delta_bca95_hi"]
+            stats[score] = {"": sign * r[f"{score}_delta"], "_bca95_lo": lo if sign > 0 else -hi,
+                            "_bca95_hi": hi if sign > 0 else -lo, "_p": r[f"{score}_delta_p"],
+                            "_n": r[f"{score}_delta_n"], "source": "store"}
+        return stats
+    if rows.loc[b, "baseline"] == a:
+        return delta(b, +1)
+    if rows.loc[a, "baseline"] == b:
+        return delta(a, -1)
+    return None
+
+
 def compare_stats(pairs):
-    """Paired deltas (b - a) of EM and F1 for one compared pair."""
+    """Paired deltas (b - a) of EM and F1 for one compared pair, computed here."""
     return {score: qsweep_store.paired_delta(pairs[score + "_b"].to_numpy(),
                                              pairs[score + "_a"].to_numpy())
             for score in ("em", "f1")}
@@ -369,7 +478,8 @@ def fig_compare(samples, a, b, stats, palette, out):
     ax.set_xlabel(f"F1 of {b} - F1 of {a}, per sample")
     ax.set_ylabel("samples")
     lines = [f"{s.upper()}: {v['']:+.3f} [{v['_bca95_lo']:+.3f}, {v['_bca95_hi']:+.3f}], "
-             f"p={v['_p']:.3g}" for s, v in stats.items()]
+             f"p{'' if pvalue(v['_p']).startswith('<') else '='}{pvalue(v['_p'])}"
+             for s, v in stats.items()]
     ax.set_title(f"Paired delta {b} - {a}, 95% BCa\n" + "\n".join(lines), fontsize=10)
     fig.suptitle(f"{a} vs {b} on the same CoQA samples")
     fig.tight_layout()
@@ -419,7 +529,7 @@ def device_label(row):
     return f"{device} (CPU figures)" if row.get("device_kind") == "cpu" else device
 
 
-def summary_md(store, rows, compared, figures):
+def summary_md(store, rows, compared, figures, domains=None):
     prov = store.provenance
     out = [f"# qsweep report: {', '.join(dict.fromkeys(prov['name']))}", ""]
     for path, p in prov.iterrows():
@@ -431,6 +541,11 @@ def summary_md(store, rows, compared, figures):
 
     out += ["", "## Accuracy (CoQA)", "",
             "Mean over samples; intervals are 95%: BCa bootstrap and Student t.", ""]
+    if all_scores_zero(rows):
+        out += ["**Every config scores 0 EM and 0 F1**, as a model with random weights does (the "
+                "demo's): there is no accuracy to compare, so the accuracy figures and the "
+                "per-domain table are left out. Perplexity and KL from the baseline below still "
+                "tell the configs apart.", ""]
     out.append(md_table(
         ["config", "n", "EM", "EM BCa", "EM t", "F1", "F1 BCa", "F1 t"],
         [[c, fmt(r["em_n"], 0), fmt(r["em"]), interval(r, "em_bca95"), interval(r, "em_t95"),
@@ -443,9 +558,18 @@ def summary_md(store, rows, compared, figures):
     out.append(md_table(
         ["config", "baseline", "n", "ΔEM", "ΔEM BCa", "p", "ΔF1", "ΔF1 BCa", "p"],
         [[c, r["baseline"] or "", fmt(r["em_delta_n"], 0), fmt(r["em_delta"]),
-          interval(r, "em_delta_bca95", sign=True), fmt(r["em_delta_p"], 4), fmt(r["f1_delta"]),
-          interval(r, "f1_delta_bca95", sign=True), fmt(r["f1_delta_p"], 4)]
+          interval(r, "em_delta_bca95", sign=True), pvalue(r["em_delta_p"]), fmt(r["f1_delta"]),
+          interval(r, "f1_delta_bca95", sign=True), pvalue(r["f1_delta_p"])]
          for c, r in rows.iterrows() if c != r["baseline"]]))
+
+    if domains is not None and not all_scores_zero(rows):
+        f1, em, n = domains
+        out += ["", "## By domain (CoQA story source)", "",
+                "Mean F1 (EM in parentheses) over each domain's samples; n: samples per domain "
+                "and config.", ""]
+        out.append(md_table(["config"] + [f"{c} (n={n[c]})" for c in f1.columns],
+                            [[c] + [f"{fmt(f1.loc[c, d])} ({fmt(em.loc[c, d])})"
+                                    for d in f1.columns] for c in f1.index]))
 
     if rows["perplexity"].notna().any():
         out += ["", "## Perplexity", "",
@@ -490,14 +614,15 @@ def summary_md(store, rows, compared, figures):
 
     if compared:
         out += ["", "## Compared pairs", "",
-                "Second - first over the same samples, 95% BCa interval, two-sided bootstrap p "
-                "(computed here: 10000 resamples, seed 1234).", ""]
+                "Second - first over the same samples, 95% BCa interval, two-sided bootstrap p: "
+                "the store's own where one of the pair is the other's baseline, else computed "
+                "here (10000 resamples, seed 1234).", ""]
         out.append(md_table(
-            ["first", "second", "n", "ΔEM", "ΔEM BCa", "p", "ΔF1", "ΔF1 BCa", "p"],
-            [[a, b, s["em"]["_n"]] +
+            ["first", "second", "source", "n", "ΔEM", "ΔEM BCa", "p", "ΔF1", "ΔF1 BCa", "p"],
+            [[a, b, s["em"].get("source", "recomputed here"), fmt(s["em"]["_n"], 0)] +
              [x for score in ("em", "f1") for x in (
                  fmt(s[score][""]), bracket(s[score]["_bca95_lo"], s[score]["_bca95_hi"], True),
-                 fmt(s[score]["_p"], 4))]
+                 pvalue(s[score]["_p"]))]
              for (a, b), s in compared.items()]))
 
     if len(store.errors):
@@ -506,15 +631,78 @@ def summary_md(store, rows, compared, figures):
                             [[e["unit"], e["rank"], e["host"], e["message"].replace("|", "\\|")]
                              for _, e in store.errors.iterrows()]))
 
-    out += ["", "## Figures", ""]
+    out += ["", "## Figures", "", "Each figure is also written as PDF and SVG beside the PNG.", ""]
     for path, caption in figures:
         out += [f"### {caption}", "", f"![{caption}]({os.path.basename(path)})", ""]
     return "\n".join(out) + "\n"
 
 
+# ---- report.html -------------------------------------------------------------------------------
+
+HTML_STYLE = """
+body { font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f0f0f0; }
+img { max-width: 100%; border: 1px solid #eee; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+"""
+
+
+def inline(text):
+    """The Markdown summary.md uses inside a line: `code` and **bold**, the rest escaped."""
+    out = html.escape(text)
+    out = re.sub(r"`([^`]*)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def markdown_to_html(markdown, out):
+    """summary.md as one self-contained page: the figures embedded as data URIs, no file or
+    network reference, so it can be mailed or attached as is."""
+    body, table, bullets = [], [], []
+
+    def flush():
+        if table:
+            rows = [[c.strip() for c in line.strip("|").split("|")] for line in table
+                    if not re.fullmatch(r"\|?[\s:|-]+\|?", line)]
+            body.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in rows[0]) +
+                        "</tr>" + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) +
+                                          "</tr>" for r in rows[1:]) + "</table>")
+            table.clear()
+        if bullets:
+            body.append("<ul>" + "".join(f"<li>{inline(b)}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+
+    for line in markdown.splitlines():
+        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line)
+        if line.startswith("|"):
+            table.append(line.replace("\\|", "&#124;"))
+            continue
+        if line.startswith("- "):
+            bullets.append(line[2:])
+            continue
+        flush()
+        heading = re.match(r"(#+) (.*)", line)
+        if heading:
+            level = len(heading.group(1))
+            body.append(f"<h{level}>{inline(heading.group(2))}</h{level}>")
+        elif image:
+            with open(os.path.join(out, image.group(2)), "rb") as f:
+                data = base64.b64encode(f.read()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(image.group(1))}" '
+                        f'src="data:image/png;base64,{data}"></p>')
+        elif line.strip():
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    title = re.sub(r"<[^>]+>", "", body[0]) if body else "qsweep report"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
 # ---- main --------------------------------------------------------------------------------------
 
-def write_report(paths, out, prefix=False):
+def write_report(paths, out, prefix=False, x_axis="size"):
     """Everything into `out`; returns (written paths, missing)."""
     store = qsweep_store.load(paths, prefix=prefix)
     os.makedirs(out, exist_ok=True)
@@ -530,10 +718,16 @@ def write_report(paths, out, prefix=False):
         else:
             store.missing.append(f"figure '{caption}' not drawn: {what_is_missing}")
 
-    figure(fig_pareto(rows, palette, out), "Accuracy vs model size and peak memory",
-           "needs configs with both metrics and benchmarks")
+    zero = "every config scores 0 (random weights)"
+    figure(fig_pareto(rows, palette, out, x_axis),
+           "Accuracy vs bits per weight and peak memory" if x_axis == "bits"
+           else "Accuracy vs model size and peak memory",
+           zero if all_scores_zero(rows) else "needs configs with both metrics and benchmarks")
     figure(fig_deltas(rows, palette, out), "Paired deltas vs baseline",
-           "no config has a paired delta vs the baseline")
+           zero if all_scores_zero(rows) else "no config has a paired delta vs the baseline")
+    domains = domain_table(store.samples, configs)
+    figure(fig_domains(domains, rows, out), "F1 by CoQA domain",
+           zero if all_scores_zero(rows) else "no samples yet")
     figure(fig_throughput(store.bench, configs, palette, out), "Throughput by batch size",
            "no throughput benchmarks")
     figure(fig_kl(rows, palette, out), "KL from the baseline vs model size",
@@ -549,28 +743,34 @@ def write_report(paths, out, prefix=False):
         if len(pairs) == 0:
             store.missing.append(f"compare [{a}, {b}]: no samples scored by both")
             continue
-        compared[(a, b)] = compare_stats(pairs)
+        compared[(a, b)] = stored_compare(rows, a, b) or compare_stats(pairs)
         figure(fig_compare(store.samples, a, b, compared[(a, b)], palette, out),
                f"{a} vs {b} per sample", "")
 
     csv_path = os.path.join(out, "summary.csv")
     rows.to_csv(csv_path, float_format="%.17g")
     md_path = os.path.join(out, "summary.md")
+    markdown = summary_md(store, rows, compared, figures, domains)
     with open(md_path, "w", encoding="utf-8") as f:
-        f.write(summary_md(store, rows, compared, figures))
-    return [md_path, csv_path] + [p for p, _ in figures], store.missing
+        f.write(markdown)
+    html_path = os.path.join(out, "report.html")
+    with open(html_path, "w", encoding="utf-8") as f:
+        f.write(markdown_to_html(markdown, out))
+    return [md_path, html_path, csv_path] + [p for p, _ in figures], store.missing
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("stores", nargs="+", help="qsweep results stores (.h5)")
     parser.add_argument("--out", required=True, help="directory for summary.md, .csv and PNGs")
+    parser.add_argument("--x", choices=("size", "bits"), default="size", dest="x_axis",
+                        help="x axis of the accuracy figure: model size or bits per weight")
     parser.add_argument("--prefix", action="store_true",
                         help="name configs <sweep>:<config>, to keep same-named configs of "
                              "different sweeps apart")
     args = parser.parse_args(argv)
     try:
-        written, missing = write_report(args.stores, args.out, args.prefix)
+        written, missing = write_report(args.stores, args.out, args.prefix, args.x_axis)
     except (OSError, ValueError) as e:
         print(f"report: {e}", file=sys.stderr)
         return 1

@@ -8,7 +8,8 @@ PACKAGES=(build-essential cmake ninja-build ccache git pkg-config
   libtorch-dev libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev libboost-log-dev
   libboost-math-dev libssl-dev libgtest-dev nlohmann-json3-dev libcli11-dev libpcre2-dev libfmt-dev
   python3 python3-h5py python3-pandas python3-matplotlib python3-scipy python3-numpy
-  python3-yaml slurm-wlm munge libpmix-dev)
+  python3-yaml slurm-wlm munge libpmix-dev
+  chromium)  # the analysis tests open report.html in it, headless
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,20 +1,36 @@
 #!/bin/bash
 # sweep.sh: runs one qsweep sweep as a Slurm batch job, one MPI rank per GPU.
 #
-#   sbatch slurm/sweep.sh jobs/llama32_1b_coqa.yaml [qsweep run options: --store FILE, --retry-failed, -v]
+#   sbatch [sbatch options] /path/to/qsweep/slurm/sweep.sh JOB.yaml [qsweep run options]
 #
-# Submit from the repository root: the paths below (build/qsweep, slurm/env.sh, logs/) are taken
-# relative to the directory sbatch was run in ($SLURM_SUBMIT_DIR), because Slurm runs a copy of
-# this script from its spool directory. The #SBATCH lines are defaults only: options given to
-# sbatch on its command line win over them, e.g.
-#   sbatch --ntasks=8 --time=12:00:00 --partition=gpu slurm/sweep.sh jobs/llama32_1b_coqa.yaml
-#   sbatch --ntasks=3 --gpus-per-task=0 --cpus-per-task=4 slurm/sweep.sh jobs/demo.yaml   # no GPUs
+# Submit from any directory. Slurm runs a copy of this script from its spool directory, so the
+# installation (build/qsweep, slurm/env.sh) is found, in this order, from $QSWEEP_HOME, from
+# where sbatch found this script (scontrol's Command=), or from the job file's location (the
+# first directory above it that holds slurm/sweep.sh); the script says so and exits 2 if none
+# works. Relative paths on the command line are relative to the submit directory, where the job
+# runs. Slurm's own output goes to qsweep-<jobid>.out in the submit directory (--output= to move
+# it); each rank logs to <log_dir>/<sweep>-<jobid>-rank<N>.log (log_dir: the job file's logs/).
+#
+# The #SBATCH lines are defaults only: options given to sbatch on its command line win over
+# them, e.g.
+#   sbatch -N 2 slurm/sweep.sh JOB.yaml                         # 2 nodes x 4 ranks = 8 ranks
+#   sbatch -N 2 --ntasks-per-node=8 --time=12:00:00 -p gpu slurm/sweep.sh JOB.yaml  # 16 ranks
+#   sbatch --ntasks=2 slurm/sweep.sh JOB.yaml                   # 2 ranks on one node
+#   sbatch --ntasks-per-node=3 --gpus-per-task=0 --cpus-per-task=4 slurm/sweep.sh jobs/demo.yaml
+# The rank count is nodes x --ntasks-per-node (or --ntasks where given): the script asks for
+# nodes and tasks per node, not a total, so -N alone scales it.
+# Memory: --mem is per node. A rank holds its model (2.3 GiB for Llama-3.2-1B in bf16, 16 GiB for
+# 8B) in host memory while loading, plus a few GiB of libtorch and CoQA data; calibrated configs
+# (gptq, awq) hold the calibration activations too. --mem-per-cpu=8G with the default 8 CPUs per
+# rank gives 64 GiB per rank, enough up to 8B; site defaults are often far lower.
 #
 # GPUs: with --gpus-per-task=1 Slurm shows each task exactly one GPU (CUDA_VISIBLE_DEVICES), and
 # qsweep's device "auto" takes GPU (node-local rank % visible GPUs) = 0: its own one. Sites whose
 # Slurm predates --gpus-per-task use `#SBATCH --gres=gpu:N` with --ntasks-per-node=N instead;
 # then every task of a node sees all N GPUs and the same rule gives node-local rank r GPU r. Both
-# layouts therefore put one rank on each GPU without any binding options here.
+# layouts therefore put one rank on each GPU without any binding options here. For --gres, drop
+# the per-task request on the command line, no edit needed:
+#   sbatch --gpus-per-task=0 --gres=gpu:4 slurm/sweep.sh JOB.yaml
 # CPU-only clusters: override with --gpus-per-task=0 (or --gres=none for the --gres variant);
 # qsweep then finds no GPU and runs on the CPU, with --cpus-per-task threads per rank.
 #
@@ -31,17 +47,18 @@
 # 3 units left undone, 4 store not writable, 5 stopped by a signal, 6 all done but a rank lost);
 # 2 also for a missing binary or job file here.
 #SBATCH --job-name=qsweep
-#SBATCH --ntasks=4
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=4
 #SBATCH --gpus-per-task=1
 #SBATCH --cpus-per-task=8
 #SBATCH --time=02:00:00
-#SBATCH --output=logs/%x-%j.out
+#SBATCH --output=%x-%j.out
 #SBATCH --open-mode=append
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@120
-# --open-mode=append: a requeued job writes to the same logs/qsweep-<jobid>.out, and without it
-# Slurm would truncate the log of the run before. Slurm opens that file before this script runs
-# and fails the job if logs/ is missing; the repository ships logs/ for that reason.
+# --output: Slurm opens it before this script runs and fails the job, with no log anywhere, when
+# its directory is missing; the submit directory always exists. --open-mode=append: a requeued
+# job writes to the same file, which Slurm would otherwise truncate.
 
 say() { echo "sweep.sh: $*" >&2; }
 
@@ -50,8 +67,34 @@ if [ $# -lt 1 ]; then
   exit 2
 fi
 
-REPO=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-mkdir -p "$REPO/logs"
+# installation_of DIR: DIR or the first directory above it holding slurm/sweep.sh.
+installation_of() {
+  local dir
+  dir=$(cd "$1" 2>/dev/null && pwd) || return 1
+  while [ "$dir" != / ]; do
+    if [ -f "$dir/slurm/sweep.sh" ]; then echo "$dir"; return 0; fi
+    dir=$(dirname "$dir")
+  done
+  return 1
+}
+# The script sbatch was given (not the spool copy running now), from the job's record.
+submitted_script() {
+  [ -n "${SLURM_JOB_ID:-}" ] || return 1
+  scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null | tr ' ' '\n' | sed -n 's/^Command=//p'
+}
+if [ -n "${QSWEEP_HOME:-}" ]; then
+  REPO=$QSWEEP_HOME
+  found="QSWEEP_HOME"
+elif script=$(submitted_script) && [ -f "$script" ] && REPO=$(installation_of "$(dirname "$script")/.."); then
+  found="the submitted script $script"
+elif REPO=$(installation_of "$(dirname "$1")"); then
+  found="the job file's location"
+else
+  say "cannot find the qsweep installation (slurm/sweep.sh) from the submitted script or above" \
+    "the job file '$1': set QSWEEP_HOME to the qsweep directory (e.g. sbatch --export=ALL,QSWEEP_HOME=\$HOME/qsweep)"
+  exit 2
+fi
+say "installation $REPO (from $found)"
 
 # Site hook for `module load` lines and library paths. Sourced without `set -u`: module commands
 # often read unset variables.
@@ -110,8 +153,9 @@ on_signal() {
   [ "$LAUNCHER" != mpirun ] || pass=USR1
   if [ -n "$step" ]; then kill -s "$pass" "$step" 2>/dev/null || true; fi
   [ -n "$requeued" ] && return
+  if [ -z "${SLURM_JOB_ID:-}" ]; then say "not a Slurm job: nothing to requeue"; return; fi
   local state
-  state=$(squeue -h -j "${SLURM_JOB_ID:-0}" -o %T 2>/dev/null)
+  state=$(squeue -h -j "$SLURM_JOB_ID" -o %T 2>/dev/null)
   if [ "$state" = RUNNING ]; then
     if scontrol requeue "$SLURM_JOB_ID"; then
       requeued=1

@@ -5,15 +5,25 @@
 #include "sweep_fixture.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <unistd.h>
 
 using namespace qsweep;
 
 namespace {
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  for (size_t end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+    lines.push_back(text.substr(start, end - start));
+  return lines;
+}
 
 void expect_contains(const std::string& text, const std::string& part) {
   EXPECT_NE(text.find(part), std::string::npos) << "output:\n" << text << "\nlacks: " << part;
@@ -120,16 +130,61 @@ TEST_F(CliStoreTest, PlanRejectsABadJobWithExitCode2) {
   expect_contains(out, "job.yaml:1: key 'modle'");
 }
 
-TEST_F(CliStoreTest, ShowPrintsMetricsErrorsAndMissingUnits) {
+TEST_F(CliStoreTest, ShowPrintsMetricsErrorsAndMissingUnitsIn120Columns) {
   const std::string store = make_store(load(valid_job()));
   std::string out;
   ASSERT_EQ(qsweep("show " + store, out), 0) << out;
   expect_contains(out, "sweep 't'");
-  expect_contains(out, "0.500 [0.250, 0.750]");
-  expect_contains(out, "-0.500 [-1.000, +0.000] p=0.040");
   expect_contains(out, "bf16/bench (rank 2 on node2): CUDA out of memory");
   expect_contains(out, "missing units (7 of 8)");
   expect_contains(out, "bf16/bench (failed)");
+  expect_contains(out, "b1 ms/tok");
+  expect_contains(out, "decode at batch 1, median");
+  for (const std::string& line : split_lines(out)) {
+    EXPECT_LE(line.size(), 120u) << line;
+    // The baseline is not compared with itself.
+    if (line.rfind("fp32 ", 0) == 0) expect_contains(line, " baseline ");
+    if (line.rfind("bf16 ", 0) == 0) expect_contains(line, "-0.500");
+  }
+}
+
+TEST_F(CliStoreTest, ShowWideHasEveryIntervalAndPValue) {
+  const std::string store = make_store(load(valid_job()));
+  std::string out;
+  ASSERT_EQ(qsweep("show --wide " + store, out), 0) << out;
+  expect_contains(out, "0.500 [0.250,0.750]");
+  expect_contains(out, "-0.500 [-1.000,+0.000] p=0.040");
+  expect_contains(out, "done/failed/todo");
+}
+
+TEST_F(CliStoreTest, ShowFormatsCarryTheSameRows) {
+  const std::string store = make_store(load(valid_job()));
+  std::string out;
+  ASSERT_EQ(qsweep("show --format json " + store, out), 0) << out;
+  const nlohmann::json rows = nlohmann::json::parse(out);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["config"], "fp32");
+  EXPECT_EQ(rows[0]["is_baseline"], true);
+  EXPECT_TRUE(rows[0]["em_delta"].is_null());
+  EXPECT_EQ(rows[1]["em_p"], 0.04);
+  EXPECT_EQ(rows[1]["em_lo"], 0.25);
+  ASSERT_EQ(qsweep("show --format csv " + store, out), 0) << out;
+  const std::vector<std::string> lines = split_lines(out);
+  ASSERT_EQ(lines.size(), 3u) << out;
+  EXPECT_EQ(lines[0].rfind("config,is_baseline,samples,em,", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[2].rfind("bf16,false,", 0), 0u) << lines[2];
+  ASSERT_EQ(qsweep("show --format md " + store, out), 0) << out;
+  EXPECT_EQ(out.rfind("| config", 0), 0u) << out;
+  expect_contains(out, "| :---");
+  expect_contains(out, "| -0.500 [-1.000,+0.000] p=0.040 |");
+}
+
+TEST_F(CliStoreTest, ShowOfAMissingOrUnreadableStoreExits2AndSaysWhy) {
+  std::string out;
+  EXPECT_EQ(qsweep("show " + path("nowhere.h5"), out), 2) << out;
+  expect_contains(out, "no results store at");
+  EXPECT_EQ(qsweep("show " + write("not_a_store.h5", "hello\n"), out), 2) << out;
+  expect_contains(out, "cannot be read as a qsweep results store");
 }
 
 }  // namespace
@@ -171,5 +226,48 @@ TEST_F(CliStoreTest, NonsenseCountsOnTheCommandLineAreRefusedByName) {
            {"generate --model " + path("model") + " --prompt hi --batch-size 0", "--batch-size"}}) {
     EXPECT_NE(qsweep(args, out), 0) << args;
     expect_contains(out, message);
+  }
+}
+
+// The BOS switch and the output option are spelled alike in every command (old spellings kept).
+TEST_F(CliStoreTest, BosAndOutputFlagsAreSpelledAlikeEverywhere) {
+  std::string out;
+  const std::string model = " --model " + path("no-model");
+  for (const std::string& args :
+       {"eval" + model + " --coqa " + write("c.json", "[]") + " --add-bos --out " + path("o"),
+        "eval" + model + " --coqa " + path("c.json") + " --no-bos --output_path " + path("o"),
+        "generate" + model + " --prompt hi --add-bos", "generate" + model + " --prompt hi --no-bos",
+        "generate" + model + " --prompt hi --no-special", "tokenize" + model + " --no-bos",
+        "tokenize" + model + " --add-bos", "bench" + model + " --out " + path("b.json")}) {
+    EXPECT_EQ(qsweep(args + " < /dev/null", out), 2) << args << "\n" << out;  // no model there
+    EXPECT_EQ(out.find("not expected"), std::string::npos) << args << "\n" << out;
+    EXPECT_EQ(out.find("INI"), std::string::npos) << args << "\n" << out;
+  }
+}
+
+// Every option of every command says what it is for in --help.
+TEST_F(CliStoreTest, EveryOptionHasADescription) {
+  for (const char* command : {"run", "plan", "show", "eval", "bench", "generate", "tokenize",
+                              "make-model", "quantize"}) {
+    std::string out;
+    ASSERT_EQ(qsweep(std::string(command) + " --help", out), 0) << out;
+    const std::vector<std::string> lines = split_lines(out);
+    bool in_options = false;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      const std::string& line = lines[i];
+      if (line.rfind("Options:", 0) == 0 || line.rfind("Positionals:", 0) == 0) in_options = true;
+      if (!in_options || line.size() < 3 || line.rfind("  ", 0) != 0 || line[2] == ' ') continue;
+      // "  --name TYPE[=default] [REQUIRED] Description...", or the description alone on the
+      // next, indented line: without one, a line has at most name, type and REQUIRED.
+      std::istringstream words(line);
+      size_t count = 0;
+      for (std::string w; words >> w;) ++count;
+      const size_t gap = line.find("   ", 2);
+      const bool beside = count >= 4 || (gap != std::string::npos &&
+                                         line.find_first_not_of(' ', gap) != std::string::npos);
+      const bool below = i + 1 < lines.size() && lines[i + 1].rfind("          ", 0) == 0 &&
+                         lines[i + 1].find_first_not_of(' ') != std::string::npos;
+      EXPECT_TRUE(beside || below) << command << ": " << line;
+    }
   }
 }

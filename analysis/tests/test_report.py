@@ -8,6 +8,8 @@ neither, every test fails: a report that was never run against qsweep's real out
 nothing, so it must not pass as skipped. Partial and split stores are made from the real one
 with h5py, the way a killed or divided sweep leaves them.
 """
+import glob
+import json
 import os
 import re
 import shutil
@@ -27,15 +29,21 @@ ANALYSIS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(ANALYSIS)
 REPORT = os.path.join(ANALYSIS, "report.py")
 sys.path.insert(0, ANALYSIS)
+sys.path.insert(0, os.path.join(ANALYSIS, "tests"))
+sys.path.insert(0, os.path.join(REPO, "tests", "lm_eval"))
 import qsweep_store  # noqa: E402
+import lm_eval_reader  # noqa: E402
+import synthetic_store  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STORE = None
 TEMP = None
+MODEL = None
 
 
 def make_store(build, workdir):
     """A store from a real run of the demo job with the qsweep in `build`."""
+    global MODEL
     qsweep = os.path.join(build, "qsweep")
     model = os.path.join(build, "demo-model")
     if not os.path.exists(os.path.join(model, "model.safetensors")):
@@ -56,6 +64,7 @@ def make_store(build, workdir):
         command = ["mpirun", "--oversubscribe", "-np", "3"] + \
             (["--allow-run-as-root"] if os.getuid() == 0 else []) + command
     subprocess.run(command, check=True, env={**os.environ, "QSWEEP_DEMO_MODEL": model})
+    MODEL = model
     return store
 
 
@@ -128,10 +137,32 @@ def store_info(path):
     return configs, units, qsweep_store.parse_compare(spec)
 
 
+def all_zero(path):
+    with h5py.File(path, "r") as f:
+        return all(f[f"configs/{c}/metrics"].attrs.get(score, 0) == 0
+                   for c in f["configs"] for score in ("em", "f1"))
+
+
 def expected_figures(path):
     _, _, compare = store_info(path)
-    names = ["accuracy_vs_size", "deltas_vs_baseline", "throughput", "memory", "latency"]
+    names = ["throughput", "memory", "latency"]
+    if not all_zero(path):  # a random-weight model's store gets a note instead
+        names += ["accuracy_vs_size", "deltas_vs_baseline", "domains"]
     return [n + ".png" for n in names] + [f"compare_{a}_vs_{b}.png" for a, b in compare]
+
+
+def screenshot(html, png):
+    """report.html as Debian's chromium renders it, headless."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        raise AssertionError("no chromium to open report.html in (scripts/setup.sh installs it)")
+    run = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--hide-scrollbars", "--window-size=1280,3000", f"--screenshot={png}",
+                          "file://" + os.path.abspath(html)],
+                         capture_output=True, text=True, timeout=120)
+    if not os.path.exists(png):
+        raise AssertionError(f"chromium wrote no screenshot: {run.stderr[-2000:]}")
+    return matplotlib.image.imread(png)
 
 
 class ReportTest(unittest.TestCase):
@@ -143,7 +174,7 @@ class ReportTest(unittest.TestCase):
 
     def test_report_runs_and_prints_what_it_wrote(self):
         self.assertEqual(self.result.returncode, 0, self.result.stderr)
-        for name in ["summary.md", "summary.csv"] + expected_figures(STORE):
+        for name in ["summary.md", "report.html", "summary.csv"] + expected_figures(STORE):
             self.assertIn(os.path.join(self.out, name), self.result.stdout)
 
     def test_summary_csv_has_the_store_metrics_of_every_config(self):
@@ -181,9 +212,14 @@ class ReportTest(unittest.TestCase):
                     self.assertAlmostEqual(csv.loc[name, column], bench[column], places=9,
                                            msg=f"{name} {column}")
 
-    def test_every_figure_is_a_valid_png(self):
+    def test_every_figure_is_a_valid_png_with_pdf_and_svg_beside_it(self):
         for name in expected_figures(STORE):
             path = os.path.join(self.out, name)
+            stem = os.path.splitext(path)[0]
+            with open(stem + ".pdf", "rb") as f:
+                self.assertEqual(f.read(5), b"%PDF-", name)
+            with open(stem + ".svg", encoding="utf-8") as f:
+                self.assertIn("<svg", f.read(), name)
             with open(path, "rb") as f:
                 self.assertEqual(f.read(8), PNG_SIGNATURE, name)
             image = matplotlib.image.imread(path)
@@ -206,6 +242,86 @@ class ReportTest(unittest.TestCase):
                 ratio = config["bench"].attrs["decode_fraction_of_copy_bandwidth"]
                 self.assertRegex(text, rf"\| {re.escape(name)} \| cpu \(CPU figures\) \|.*"
                                        rf"\| {100 * ratio:.1f}% \|")
+
+
+    def test_report_html_is_one_self_contained_page_a_browser_renders(self):
+        path = os.path.join(self.out, "report.html")
+        with open(path, encoding="utf-8") as f:
+            page = f.read()
+        sources = re.findall(r'src="([^"]*)"', page)
+        with open(os.path.join(self.out, "summary.md"), encoding="utf-8") as f:
+            self.assertEqual(len(sources), f.read().count("!["))
+        self.assertGreaterEqual(len(sources), len(expected_figures(STORE)))
+        self.assertTrue(all(src.startswith("data:image/png;base64,") for src in sources))
+        self.assertNotIn("href=", page)
+        self.assertIn("<table>", page)
+        image = screenshot(path, os.path.join(TEMP, "report-html.png"))
+        self.assertGreater(image.std(), 0.05, "the rendered page is blank")
+
+
+class AllZeroStoreTest(unittest.TestCase):
+
+    def test_a_store_scoring_zero_everywhere_gets_a_note_not_degenerate_axes(self):
+        zero = os.path.join(TEMP, "zero.h5")
+        shutil.copy(STORE, zero)
+        with h5py.File(zero, "r+") as f:
+            for name, config in f["configs"].items():
+                for key in list(config["metrics"].attrs):
+                    if not key.endswith(("_baseline", "_n", "_p")):
+                        config["metrics"].attrs[key] = 0.0
+                samples = config["samples"]
+                for column in ("em", "f1"):
+                    rewrite(samples, column, np.zeros(len(samples[column])))
+        out = os.path.join(TEMP, "zero-report")
+        run = run_report(zero, "--out", out)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        with open(os.path.join(out, "summary.md"), encoding="utf-8") as f:
+            self.assertIn("Every config scores 0 EM and 0 F1", f.read())
+        self.assertFalse(os.path.exists(os.path.join(out, "accuracy_vs_size.png")))
+        self.assertIn("every config scores 0", run.stderr)
+
+
+class SyntheticStoreTest(unittest.TestCase):
+    """The figures where scores differ, coincide and have intervals: ten made-up configs
+    (synthetic_store.py) in the layout of the real store."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.store = os.path.join(TEMP, "synthetic.h5")
+        synthetic_store.make(STORE, cls.store)
+        cls.out = os.path.join(TEMP, "synthetic-report")
+        cls.result = run_report(cls.store, "--out", cls.out, "--x", "bits")
+
+    def test_every_figure_is_drawn(self):
+        self.assertEqual(self.result.returncode, 0, self.result.stderr)
+        for name in expected_figures(self.store):
+            self.assertIn(os.path.join(self.out, name), self.result.stdout)
+            image = matplotlib.image.imread(os.path.join(self.out, name))
+            self.assertGreater(image.std(), 0, name)
+
+    def test_domain_table_and_bits_axis(self):
+        with open(os.path.join(self.out, "summary.md"), encoding="utf-8") as f:
+            md = f.read()
+        self.assertIn("## By domain (CoQA story source)", md)
+        for domain in synthetic_store.DOMAINS:
+            self.assertIn(f"{domain} (n=50)", md)
+        self.assertIn("Accuracy vs bits per weight", md)
+
+    def test_p_values_have_one_format(self):
+        with open(os.path.join(self.out, "summary.md"), encoding="utf-8") as f:
+            md = f.read()
+        deltas = md[md.index("## Paired deltas"):md.index("## By domain")]
+        self.assertIn("<0.001", deltas)
+        self.assertFalse(re.search(r"\| [01]\.\d{4,} \|", deltas), "a p with more than 3 decimals")
+
+    def test_a_compare_pair_with_the_baseline_reuses_the_store_statistics(self):
+        with open(os.path.join(self.out, "summary.md"), encoding="utf-8") as f:
+            md = f.read()
+        line = next(x for x in md.splitlines() if x.startswith("| fp16 | nf4_dq |"))
+        self.assertIn("| store |", line)
+        with h5py.File(self.store, "r") as f:
+            delta = f["configs/nf4_dq/metrics"].attrs["f1_delta"]
+        self.assertIn(f"| {delta:.3f} |", line)
 
 
 class PartialStoreTest(unittest.TestCase):
@@ -317,6 +433,56 @@ class MergeTest(unittest.TestCase):
                          [f"{s}:{c}" for s in ("first", "second") for c in configs])
         self.assertEqual(len(store.compare), 2 * len(compare))
         self.assertEqual(len(store.samples), 2 * len(qsweep_store.load(STORE).samples))
+
+
+class LmEvalOutputTest(unittest.TestCase):
+    """The sweep's lm-eval files (and `qsweep eval --out`), read as lm-eval's tools read them."""
+
+    def test_every_evaluated_config_has_lm_eval_files_with_the_store_scores(self):
+        out = os.path.splitext(STORE)[0] + ".lm_eval"
+        model_args = set()
+        with h5py.File(STORE, "r") as f:
+            for name, config in f["configs"].items():
+                models = lm_eval_reader.read_output_dir(os.path.join(out, name))
+                self.assertEqual(len(models), 1, name)
+                results, samples = next(iter(models.values()))
+                self.assertEqual(results["results"]["coqa"]["f1,none"],
+                                 config["metrics"].attrs["f1"], name)
+                self.assertEqual(len(samples["coqa"]), len(config["samples"]["id"]), name)
+                self.assertTrue(lm_eval_reader.make_table(results), name)
+                model_args.add(results["config"]["model_args"])
+            self.assertEqual(len(model_args), len(f["configs"]), "model_args tell configs apart")
+
+    def test_the_reader_fails_on_a_missing_key(self):
+        out = os.path.splitext(STORE)[0] + ".lm_eval"
+        with h5py.File(STORE, "r") as f:
+            name = next(iter(f["configs"]))
+        copy = os.path.join(TEMP, "lm_eval_missing_key")
+        shutil.copytree(os.path.join(out, name), copy)
+        results = glob.glob(os.path.join(copy, "*", "results_*.json"))[0]
+        with open(results, encoding="utf-8") as f:
+            data = json.load(f)
+        del data["n-samples"]
+        with open(results, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        with self.assertRaisesRegex(lm_eval_reader.FormatError, "'n-samples'"):
+            lm_eval_reader.read_output_dir(copy)
+
+    def test_qsweep_eval_writes_lm_eval_files(self):
+        if MODEL is None:
+            self.skipTest("QSWEEP_TEST_STORE given: no model made to evaluate")
+        out = os.path.join(TEMP, "eval-lm_eval")
+        coqa = os.path.join(REPO, "data", "coqa", "coqa_dev_format_sample_10stories.json")
+        run = subprocess.run([os.path.join(os.environ["QSWEEP_BUILD_DIR"], "qsweep"), "eval",
+                              "--model", MODEL, "--coqa", coqa, "--limit", "2",
+                              "--max-new-tokens", "8", "--out", out, "--log-samples"],
+                             capture_output=True, text=True)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        models = lm_eval_reader.read_output_dir(out)
+        results, samples = models[lm_eval_reader.sanitize_model_name(MODEL)]
+        self.assertEqual(results["n-samples"]["coqa"], {"original": 10, "effective": 2})
+        self.assertEqual(results["config"]["limit"], 2)
+        self.assertEqual(len(samples["coqa"]), 2)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 #include "qsweep/eval/stats.h"
 #include "qsweep/util/text.h"
 #include "qsweep/tokenizer/tokenizer.h"
+#include "qsweep_version.h"
 
 #include <chrono>
 #include <fstream>
@@ -29,8 +30,8 @@ struct EvalArgs {
   std::string mode = "lm_eval";
   DType dtype = DType::fp32;
   std::string device = "auto";
-  std::string log_samples;
-  std::string output;
+  bool log_samples = false;
+  std::string output_path;
   EvalOptions options;
   BootstrapOptions bootstrap;
 };
@@ -50,6 +51,27 @@ void print_metrics(const ConfigMetrics& m) {
   line("f1", m.f1);
 }
 
+LmEvalRun lm_eval_run(const EvalArgs& a, const std::string& device, double started_at,
+                      double seconds, SampleCounts counts) {
+  LmEvalRun run;
+  run.model_name = a.model;
+  run.model_args = fmt::format("pretrained={},dtype={}", a.model, dtype_name(a.dtype));
+  run.mode = parse_coqa_mode(a.mode);
+  run.coqa_file = a.coqa;
+  run.batch_size = a.options.generation.batch_size;
+  run.device = device;
+  if (a.limit) run.limit = static_cast<int>(*a.limit);
+  run.max_gen_toks = a.options.generation.max_new_tokens;
+  run.until = a.options.generation.stop;
+  run.bootstrap = a.bootstrap;
+  run.git_hash = QSWEEP_GIT_HASH;
+  run.start_time = started_at;
+  run.end_time = started_at + seconds;
+  run.counts = counts;
+  run.log_samples = a.log_samples;
+  return run;
+}
+
 void run(const EvalArgs& a) {
   const CoqaData data = load_coqa(a.coqa);
   if (data.info.is_official_dev) log_info("{}: the official CoQA dev set (sha256 verified)", a.coqa);
@@ -67,6 +89,8 @@ void run(const EvalArgs& a) {
                       device, fmt::format("--max-new-tokens {} with --batch-size {}",
                                           g.max_new_tokens, g.batch_size));
   const Model m = load_model(a.model, {a.dtype, device});
+  const double started_at = std::chrono::duration<double>(
+      std::chrono::system_clock::now().time_since_epoch()).count();
   const auto start = std::chrono::steady_clock::now();
   const std::vector<SampleRecord> records = evaluate_samples(m, tok, samples, a.options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -78,18 +102,13 @@ void run(const EvalArgs& a) {
     for (const DomainScore& d : official_domain_scores(records))
       std::cout << fmt::format("  {:<18} turns {:>5}  em {:5.1f}  f1 {:5.1f}\n", d.name, d.turns,
                                official_percent(d.em), official_percent(d.f1));
-  if (!a.log_samples.empty()) {
-    std::string lines;
-    for (const auto& r : records) lines += sample_json_line(r) + "\n";
-    write_file_atomic(a.log_samples, lines);
-  }
-  if (!a.output.empty()) {
-    const nlohmann::json config = {{"model", a.model}, {"dtype", dtype_name(a.dtype)}, {"device", device_description(m.device)},
-                                   {"batch_size", a.options.generation.batch_size}, {"add_bos", a.options.add_bos},
-                                   {"coqa_file", a.coqa}, {"coqa_sha256", data.info.sha256}};
-    const SampleCounts counts{all.size(), records.size()};
-    write_file_atomic(a.output, lm_eval_results_json(metrics, counts, config, a.bootstrap).dump(2) + "\n");
-  }
+  if (a.output_path.empty()) return;
+  const LmEvalRun run = lm_eval_run(a, device_description(m.device), started_at, seconds,
+                                    {all.size(), records.size()});
+  const std::string path = write_lm_eval_output(a.output_path, run, metrics,
+                                                lm_eval_coqa_docs(read_file(a.coqa), a.coqa),
+                                                all, records);
+  log_info("lm-eval results: {}", path);
 }
 
 }  // namespace
@@ -110,11 +129,17 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--max-new-tokens", a->options.generation.max_new_tokens,
                   "Tokens generated per answer at most (lm-eval's max_gen_toks)")
       ->check(at_least(1))->capture_default_str();
-  cmd->add_flag("--add-bos", a->options.add_bos, "Encode prompts with BOS (lm-eval's HF default is without)");
-  cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples)->capture_default_str();
+  cmd->add_flag("--add-bos,!--no-bos", a->options.add_bos,
+                "--add-bos: encode prompts with BOS; --no-bos, the default, without (as lm-eval's "
+                "Hugging Face backend)");
+  cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples,
+                  "Bootstrap resamples of the BCa intervals")->capture_default_str();
   cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();
-  cmd->add_option("--log-samples", a->log_samples, "Write per-sample records as JSON lines");
-  cmd->add_option("--output", a->output, "Write lm-eval-style results JSON");
+  CLI::Option* out = cmd->add_option("--out,--output-path,--output_path", a->output_path,
+                  "Write lm-eval's files: DIR/<model_name_sanitized>/results_<date>.json");
+  cmd->add_flag("--log-samples,--log_samples", a->log_samples,
+                "With --out, also samples_<task>_<date>.jsonl (lm-eval's per-sample records)")
+      ->needs(out);
   cmd->callback([a] {
     init_command_logging(false);
     run(*a);

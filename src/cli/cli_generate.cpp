@@ -120,7 +120,9 @@ void add_generate(CLI::App& app) {
       ->check(at_least(1))->capture_default_str();
   add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--no-special", a->no_special, "Do not add BOS (tokenizer post-processor)");
+  cmd->add_flag("--no-bos,--no-special,!--add-bos", a->no_special,
+                "--no-bos: encode prompts without BOS (the tokenizer post-processor's special "
+                "tokens); --add-bos, the default, with it");
   cmd->add_flag("--json", a->json, "One JSON object per prompt: ids, tokens, text, stop reason");
   cmd->add_option("--logits-out", a->logits_out,
                   "Write last-prompt-token logits [prompts, vocab] (float32) to this safetensors file");

@@ -8,8 +8,12 @@
 #include "qsweep/sweep/stop_signal.h"
 
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 #include <optional>
+
+#include <fmt/format.h>
+#include <unistd.h>
 
 namespace qsweep::cli {
 namespace {
@@ -20,7 +24,19 @@ struct RunArgs {
   bool verbose = false;
 };
 
-SweepSpec load_spec(const RunArgs& a, const MpiContext& mpi) {
+// What tells this job's log files from another's: Slurm's job id (a requeued job keeps it and
+// appends), else rank 0's start time and process id.
+std::string job_id() {
+  if (const char* slurm = std::getenv("SLURM_JOB_ID"); slurm != nullptr && *slurm != '\0') return slurm;
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return fmt::format("local{}-{}", stamp, ::getpid());
+}
+
+SweepSpec load_spec(const RunArgs& a, const MpiContext& mpi, const std::string& job) {
   SweepSpec spec = load_sweep_spec(a.job);
   // --store moves the default cache with the store; every rank parses the same arguments.
   spec.cache_dir = cache_dir_of(spec, a.options.store);
@@ -28,6 +44,7 @@ SweepSpec load_spec(const RunArgs& a, const MpiContext& mpi) {
   log.rank = mpi.rank;
   log.host = mpi.host;
   log.dir = spec.log_dir;
+  log.file_stem = spec.name + "-" + job;
   log.console = mpi.rank == 0;
   log.level = a.verbose ? LogLevel::debug : LogLevel::info;
   init_logging(log);
@@ -42,8 +59,10 @@ int run(const RunArgs& a) {
   install_stop_signals();
   int code = 0;
   try {
+    // Before anything that may fail on one rank only: a collective must be reached by all.
+    const std::string job = broadcast_from_root(job_id(), mpi);
     std::optional<SweepSpec> spec;
-    agree_across_ranks([&] { spec.emplace(load_spec(a, mpi)); });
+    agree_across_ranks([&] { spec.emplace(load_spec(a, mpi, job)); });
     if (mpi.rank == 0) log_info("qsweep run {} on {} rank(s)", a.job, mpi.size);
     const SweepOutcome outcome = run_sweep(*spec, a.options, mpi);
     code = outcome.code;

@@ -79,8 +79,9 @@ void add_tokenize(CLI::App& app) {
   auto* file = cmd->add_option("--tokenizer", options->tokenizer_file,
                                "A tokenizer.json alone, as tokenizers.Tokenizer.from_file loads it");
   model->excludes(file);
-  cmd->add_flag("--no-special", options->no_special,
-                "Encode without the post-processor's special tokens (add_special_tokens=False)");
+  cmd->add_flag("--no-bos,--no-special,!--add-bos", options->no_special,
+                "--no-bos: encode without the post-processor's special tokens "
+                "(add_special_tokens=False); --add-bos, the default, with them");
   cmd->add_flag("--keep-special", options->keep_special,
                 "Decode special tokens too (skip_special_tokens=False)");
   cmd->add_flag("--jsonl", options->jsonl,

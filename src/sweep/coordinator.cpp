@@ -96,7 +96,7 @@ void record(Coordination& c, const UnitResult& r) {
   }
   refresh_metrics(c.store, c.spec);
   if (c.stop_code == 0) save(c);
-  c.progress.log(r);
+  c.progress.log(r, c.plan.at(r.key).kind, find_config(c.store.results, r.config));
 }
 
 // A unit that failed because its rank's device broke is not the unit's fault: it goes to
@@ -281,7 +281,8 @@ SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const M
   Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
                  Clock::now(), {}, {}, 0, mpi.host};
   for (const auto& u : planned) c.plan[u.key] = u;
-  c.progress.total = pending.size();
+  for (const auto& u : pending) c.progress.add_pending(u.kind);
+  c.progress.workers = mpi.size;
 
   // Shared with rank 0's own worker, which may outlive this function when the sweep is stopped.
   auto local = std::make_shared<Mailbox>();

@@ -1,6 +1,6 @@
 #pragma once
-// lm-eval-style results of a sweep, one JSON file per evaluated config, beside the store:
-// STORE_DIR/<store name>.lm_eval/<config>.json.
+// lm-eval's output files for every evaluated config of a sweep, beside the store: the config's
+// `lm_eval --output_path STORE_DIR/<store name>.lm_eval/<config> --log_samples` layout.
 #include "qsweep/store/store.h"
 #include "qsweep/sweep/sweep_spec.h"
 

@@ -90,4 +90,13 @@ std::optional<std::pair<int, std::string>> poll_message(MessageTag tag) {
   return std::make_pair(status.MPI_SOURCE, receive_probed(status));
 }
 
+std::string broadcast_from_root(const std::string& value, const MpiContext& mpi) {
+  if (mpi.size == 1) return value;
+  int length = static_cast<int>(value.size());
+  QSWEEP_MPI_CHECK(MPI_Bcast(&length, 1, MPI_INT, 0, MPI_COMM_WORLD));
+  std::string received = mpi.rank == 0 ? value : std::string(static_cast<size_t>(length), '\0');
+  QSWEEP_MPI_CHECK(MPI_Bcast(received.data(), length, MPI_CHAR, 0, MPI_COMM_WORLD));
+  return received;
+}
+
 }  // namespace qsweep

@@ -66,7 +66,7 @@ void init_logging(const LogOptions& options) {
     std::filesystem::create_directories(options.dir);
     logging::add_file_log(
         logging::keywords::file_name =
-            options.dir + "/qsweep-rank" + std::to_string(options.rank) + ".log",
+            options.dir + "/" + options.file_stem + "-rank" + std::to_string(options.rank) + ".log",
         logging::keywords::open_mode = std::ios_base::app,
         logging::keywords::auto_flush = true,
         logging::keywords::filter = severity >= LogLevel::debug,

@@ -132,9 +132,17 @@ case_three_ranks_match_one() {
   store spread "$TMP/three.h5" 2 || fail "the 3-rank sweep did not share its units out"
   # The KL of every config against the baseline's logits, computed once for both sweeps (they
   # share the cache beside their stores).
-  [ "$(cat "$TMP"/jobs/logs/qsweep-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
+  [ "$(cat "$TMP"/jobs/logs/*-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
     fail "the baseline's logits were not computed exactly once (see $TMP/jobs/logs)"
   store same-results "$TMP/three.h5" "$TMP/one.h5" || fail "results depend on the number of ranks"
+  # Rank 0's progress: ETA as h/m/s and, after CoQA units, the config's running mean.
+  grep -Eq '\| elapsed [0-9hms]+, ETA ([0-9]+h)?([0-9]+m)?[0-9]+s$' "$TMP/three.out" ||
+    fail "no progress line with an h/m/s ETA in $TMP/three.out"
+  grep -Eq 'fp32: running mean EM [0-9.]+ F1 [0-9.]+ over [0-9]+ samples' "$TMP/three.out" ||
+    fail "no running mean EM/F1 of fp32 in $TMP/three.out"
+  # One log file per rank, named after the sweep and this (non-Slurm) job.
+  [ "$(ls "$TMP"/jobs/logs/demo-local*-rank*.log | wc -l)" -ge 4 ] ||
+    fail "expected per-rank logs demo-local<time>-<pid>-rank<N>.log of both sweeps in $TMP/jobs/logs"
 }
 
 # A sweep that runs long enough (about 15 s on 3 ranks of 2 cores) to be caught half-way: one
@@ -332,8 +340,8 @@ EOF
   kill_sweep "$mpirun"
   counts=$(store prepared "$TMP/calibrated.h5" gptq 1) || fail "before the kill: $counts"
   say "before the kill, gptq was quantized once and loaded from the cache ${counts#* } time(s)"
-  # Each rank logs to logs/qsweep-rank<N>.log (rank 0 to the console too).
-  cached() { cat "$TMP"/logs/qsweep-rank*.log | grep -c 'quantized checkpoint cached in' || true; }
+  # Each rank logs to logs/<sweep>-<job id>-rank<N>.log (rank 0 to the console too).
+  cached() { cat "$TMP"/logs/*-rank*.log | grep -c 'quantized checkpoint cached in' || true; }
   [ "$(cached)" -eq 1 ] || fail "the ranks' logs do not say once that the checkpoint was cached"
 
   sweep "$TMP/resumed.out" 3 "$job" "$TMP/calibrated.h5"

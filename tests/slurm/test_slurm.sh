@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # test_slurm.sh BUILD_DIR: slurm/sweep.sh on a real (local, single-node) Slurm cluster.
-#   a) the demo sweep on 3 CPU ranks through `sbatch --wait`: exit code 0, every unit done
+#   a) the demo sweep on 3 CPU ranks through `sbatch --wait` from outside the repository, the rank
+#      count set by --ntasks-per-node alone: exit code 0, every unit done, one log per rank
+#      named after the sweep and the job
+#   a') sweep.sh outside Slurm (no SLURM_JOB_ID) takes a USR1 without dying on the unset variable
 #   b) cancel and resume: the same sweep to a fresh store is cancelled (scancel) once some but not
 #      all units are done; the store it leaves is readable and partial, the job is not requeued;
 #      resubmitted, it finishes: every unit done exactly once, units done before the cancel were
@@ -25,10 +28,12 @@ left() { echo $((DEADLINE - SECONDS > 1 ? DEADLINE - SECONDS : 1)); }
 # sweep WHAT STORE: submit the demo sweep, wait for it, and fail unless it exits 0.
 sweep() {
   local rc=0 id
-  id=$(timeout "$(left)" "${SBATCH[@]}" --wait slurm/sweep.sh jobs/demo.yaml --store "$2") || rc=$?
+  id=$(timeout "$(left)" "${SBATCH[@]}" --wait "$REPO/slurm/sweep.sh" "$REPO/jobs/demo.yaml" \
+    --store "$2") || rc=$?
   [ $rc -ne 124 ] || fail "$1 did not finish within the test's time budget"
   [ $rc -eq 0 ] || fail "$1 exited $rc (sbatch --wait slurm/sweep.sh), expected 0"
   say "$1: job $id exited 0"
+  LAST_JOB=$id
 }
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -71,14 +76,35 @@ fi
 
 store() { /usr/bin/python3 "$REPO/tests/store_checks.py" "$@"; }
 # Fits the local cluster on a 2-core machine: 3 ranks of one CPU each (it advertises 4), no GPUs.
-SBATCH=(sbatch --parsable --ntasks=3 --gpus-per-task=0 --cpus-per-task=1 --time=15
+# --ntasks-per-node without --ntasks: the script asks for nodes x tasks per node, so this (like
+# -N on a real cluster) sets the rank count.
+SBATCH=(sbatch --parsable --ntasks-per-node=3 --gpus-per-task=0 --cpus-per-task=1 --time=15
   --output="$TMP/job-%j.out")
-cd "$REPO"   # sweep.sh finds slurm/env.sh and logs/ from the submit directory
+mkdir "$TMP/elsewhere"
+cd "$TMP/elsewhere"   # sweep.sh finds its installation from where it was submitted, not the cwd
 
-say "a) sweep to a new store"
+say "a) sweep to a new store, submitted from outside the repository"
 sweep "a) the sweep" "$TMP/a.h5"
 [ -s "$TMP/a.h5" ] || fail "a) no store at $TMP/a.h5"
 store complete "$TMP/a.h5" || fail "a) store incomplete"
+a_job=$LAST_JOB
+grep -q "3 ranks" "$TMP/job-$a_job.out" || fail "a) --ntasks-per-node=3 did not give 3 ranks"
+for r in 0 1 2; do
+  [ -s "$REPO/jobs/logs/demo-$a_job-rank$r.log" ] || fail "a) no log jobs/logs/demo-$a_job-rank$r.log"
+done
+
+say "a') outside Slurm: USR1 without a job to requeue"
+env -u SLURM_JOB_ID QSWEEP_LAUNCHER=mpirun bash "$REPO/slurm/sweep.sh" "$REPO/jobs/demo.yaml" \
+  --store "$TMP/outside.h5" >"$TMP/outside.out" 2>&1 &
+outside=$!
+for _ in $(seq 100); do grep -q "qsweep run" "$TMP/outside.out" 2>/dev/null && break; sleep 0.2; done
+kill -USR1 "$outside"
+for _ in $(seq 50); do grep -q "nothing to requeue" "$TMP/outside.out" && break; sleep 0.2; done
+kill -TERM "$outside" 2>/dev/null || true   # the sweep itself is not what this case tests
+wait "$outside" || true
+grep -q "not a Slurm job: nothing to requeue" "$TMP/outside.out" ||
+  fail "a') sweep.sh outside Slurm did not handle USR1: $(tail -n 5 "$TMP/outside.out")"
+if grep -q "unbound variable" "$TMP/outside.out"; then fail "a') sweep.sh used an unset variable"; fi
 
 # wait_partial WHAT JOB STORE: wait until STORE shows a unit done, while JOB runs.
 wait_partial() {
@@ -97,7 +123,8 @@ wait_partial() {
 ONE_RANK=(--ntasks=1)
 
 say "b) cancel once some units are done, then resume"
-job=$(timeout 30 "${SBATCH[@]}" "${ONE_RANK[@]}" slurm/sweep.sh jobs/demo.yaml --store "$TMP/b.h5")
+job=$(timeout 30 "${SBATCH[@]}" "${ONE_RANK[@]}" "$REPO/slurm/sweep.sh" "$REPO/jobs/demo.yaml" \
+  --store "$TMP/b.h5")
 wait_partial "b) before the cancel" "$job" "$TMP/b.h5"
 scancel "$job"
 for _ in $(seq 60); do
@@ -114,7 +141,7 @@ store complete "$TMP/b.h5" "$TMP/b-partial.json" || fail "b) store after the res
 # c) What --signal=B:USR1@120 does near the time limit, sent at once: sweep.sh passes USR1 to the
 # ranks and requeues the job, which resumes from the store; sbatch --wait follows it to the end.
 say "c) USR1 (time limit near) once some units are done: requeue and resume"
-timeout "$(left)" "${SBATCH[@]}" "${ONE_RANK[@]}" --wait slurm/sweep.sh jobs/demo.yaml \
+timeout "$(left)" "${SBATCH[@]}" "${ONE_RANK[@]}" --wait "$REPO/slurm/sweep.sh" "$REPO/jobs/demo.yaml" \
   --store "$TMP/c.h5" >"$TMP/c.id" &
 waiter=$!
 for _ in $(seq 100); do [ -s "$TMP/c.id" ] && break; sleep 0.2; done

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qsweep {
@@ -181,8 +182,15 @@ struct SummaryRow {
   size_t units_done = 0, units_failed = 0, units_todo = 0;
 };
 std::vector<SummaryRow> summarize(const Results& results);
+// The summary table as `qsweep show --format` prints it: text fits 120 columns (config names cut
+// to 14 characters) unless `wide`; md is the wide table in Markdown; csv and json hold the raw
+// values (one object or line per config, null or empty where a value is missing).
+enum class TableFormat { text, markdown, csv, json };
+std::optional<TableFormat> parse_table_format(std::string_view name);  // text, md, csv, json
+std::string format_summary_table(const Results& results, TableFormat format, bool wide);
 // The report `show` prints: header, summary table, errors, units not done.
-std::string format_store_report(const std::string& path, const Results& results);
+std::string format_store_report(const std::string& path, const Results& results,
+                                bool wide = false);
 
 
 }  // namespace qsweep

@@ -34,6 +34,9 @@ struct AgreedError : Error {
 // rank 0 can print that one message and every rank exit alike, without MPI_Abort.
 void agree_across_ranks(const std::function<void()>& step);
 
+// Rank 0's value on every rank (a collective: every rank calls it).
+std::string broadcast_from_root(const std::string& value, const MpiContext& mpi);
+
 // report: worker -> rank 0, a unit's result and a request for the next; assignment: the answer;
 // heartbeat: worker -> rank 0 while a unit runs; stop: rank 0 -> worker, abandon the unit.
 enum class MessageTag : int { report = 1, assignment = 2, heartbeat = 3, stop = 4 };

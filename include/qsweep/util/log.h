@@ -15,6 +15,7 @@ struct LogOptions {
   int rank = 0;
   std::string host;
   std::string dir;             // empty: no log file
+  std::string file_stem = "qsweep";  // the file is DIR/<file_stem>-rank<N>.log
   bool console = true;         // usually rank 0 only
   LogLevel level = LogLevel::info;
 };
