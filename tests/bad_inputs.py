@@ -385,14 +385,15 @@ def command(qsweep, c, what):
 
 
 def files_of(directory):
-    """Every file under `directory` with its bytes' hash; logs (written before the job is read)
-    and lock files (kept by design, store_lock.cpp) aside."""
+    """Every file under `directory` with its bytes' hash; logs (written before the job is read),
+    lock files (kept by design, store_lock.cpp) and the weight-hash cache (facts about the
+    inputs, filled while they are checked, not results: file_hashes.cpp) aside."""
     out = {}
     for root, dirs, files in os.walk(directory):
         dirs[:] = [d for d in dirs if d != "logs"]
         for f in files:
             p = os.path.join(root, f)
-            if not f.endswith(".lock"):
+            if not f.endswith(".lock") and f != "file_hashes.json":
                 out[os.path.relpath(p, directory)] = hashlib.sha256(read(p)).hexdigest()
     return out
 
