@@ -13,13 +13,7 @@ echo "build $((SECONDS - start)) s"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
 (cd build-gpu && ctest -L gpu --output-on-failure) > "$OUT/gpu-tests.log" 2>&1
 grep -E "tests passed|Failed|FAILED|\*\*\*" "$OUT/gpu-tests.log" | head -20
-WORK=$PWD/build-gpu/study
-mkdir -p $WORK
-TOK=.cache/tokenizers/llama3/tokenizer.json
-[ -s $WORK/m1b/model.safetensors ] || build-gpu/qsweep make-model --preset llama-3.2-1b \
-  --tokenizer $TOK --seed 1 --dtype bf16 --outliers 4 --out $WORK/m1b > "$OUT/make-model.log" 2>&1
-[ -s $WORK/coqa500.json ] || python3 tests/parity/replicate_coqa.py \
-  data/coqa/coqa_dev_format_sample_10stories.json 500 $WORK/coqa500.json
+source tests/parity/study_inputs.sh
 QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
 for q in $QUANTS; do
   [ -d $WORK/q_$q ] && continue

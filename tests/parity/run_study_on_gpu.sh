@@ -11,13 +11,7 @@ mkdir -p "$OUT"
 start=$SECONDS
 source scripts/device-build.sh > "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 echo "build $((SECONDS - start)) s"
-WORK=$PWD/build-gpu/study     # absolute: the job resolves relative paths against its own dir
-mkdir -p $WORK
-TOK=.cache/tokenizers/llama3/tokenizer.json
-[ -s $WORK/m1b/model.safetensors ] || build-gpu/qsweep make-model --preset llama-3.2-1b \
-  --tokenizer $TOK --seed 1 --dtype bf16 --outliers 4 --out $WORK/m1b > "$OUT/make-model.log" 2>&1
-[ -s $WORK/coqa500.json ] || python3 tests/parity/replicate_coqa.py \
-  data/coqa/coqa_dev_format_sample_10stories.json 500 $WORK/coqa500.json
+source tests/parity/study_inputs.sh
 LLAMA32_1B=$WORK/m1b COQA_DEV=$WORK/coqa500.json timeout -s TERM "$BUDGET" mpirun --allow-run-as-root \
   -np 1 build-gpu/qsweep run jobs/llama32_1b_coqa.yaml --store $WORK/study.h5 >> "$OUT/sweep.log" 2>&1
 echo "sweep exit $? after $((SECONDS - start)) s"
