@@ -14,13 +14,9 @@ namespace {
 
 using namespace detail;
 
-__device__ __forceinline__ float to_float_any(float v) { return v; }
-template <typename T> __device__ __forceinline__ float to_float_any(T v) { return to_float(v); }
-template <typename T> __device__ __forceinline__ T round_to(float v) { return from_float<T>(v); }
-template <> __device__ __forceinline__ float round_to<float>(float v) { return v; }
 // The value a libtorch operation in dtype T leaves: computed in float32, rounded once.
 template <typename T> __device__ __forceinline__ float rounded(float v) {
-  return to_float_any(round_to<T>(v));
+  return to_float(from_float<T>(v));
 }
 
 constexpr int kNormThreads = 256;
@@ -46,10 +42,10 @@ __global__ void __launch_bounds__(kNormThreads)
   const T* d = delta ? delta + static_cast<int64_t>(blockIdx.x) * hidden : nullptr;
   float squares = 0.f;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    float h = to_float_any(row[i]);
+    float h = to_float(row[i]);
     if (d) {
-      h = rounded<T>(h + to_float_any(d[i]));
-      row[i] = round_to<T>(h);
+      h = rounded<T>(h + to_float(d[i]));
+      row[i] = from_float<T>(h);
     }
     squares += h * h;
   }
@@ -57,8 +53,8 @@ __global__ void __launch_bounds__(kNormThreads)
   const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
   T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float normed = rounded<T>(to_float_any(row[i]) * inv);
-    o[i] = round_to<T>(to_float_any(weight[i]) * normed);
+    const float normed = rounded<T>(to_float(row[i]) * inv);
+    o[i] = from_float<T>(to_float(weight[i]) * normed);
   }
 }
 
@@ -75,10 +71,10 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
   const int h = is_query ? head : head - heads;
   const T* x = (is_query ? q + static_cast<int64_t>(b) * heads * dim
                          : k + static_cast<int64_t>(b) * kv_heads * dim) + h * dim;
-  const float c = to_float_any(cos[b * dim + i]), s = to_float_any(sin[b * dim + i]);
+  const float c = to_float(cos[b * dim + i]), s = to_float(sin[b * dim + i]);
   // rotate_half: (-x2, x1); each product and the sum rounded as libtorch rounds them.
-  const float rotated = i < half ? -to_float_any(x[i + half]) : to_float_any(x[i - half]);
-  const T value = round_to<T>(rounded<T>(to_float_any(x[i]) * c) + rounded<T>(rotated * s));
+  const float rotated = i < half ? -to_float(x[i + half]) : to_float(x[i - half]);
+  const T value = from_float<T>(rounded<T>(to_float(x[i]) * c) + rounded<T>(rotated * s));
   if (is_query) {
     q_out[(static_cast<int64_t>(b) * heads + h) * dim + i] = value;
     return;
@@ -113,7 +109,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
   __shared__ float row_max[kGroup], row_sum[kGroup];
 
   const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
-  for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float_any(qb[i]);
+  for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float(qb[i]);
   __syncthreads();
   const int64_t base = (static_cast<int64_t>(b) * kv_heads + kvh) * capacity;
   const bool* mask = key_mask + static_cast<int64_t>(b) * capacity;
@@ -184,14 +180,14 @@ __global__ void __launch_bounds__(kAttentionThreads)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float_any(values[(j + u * kWarps) * kDim + e]);
+      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float(values[(j + u * kWarps) * kDim + e]);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) add(j + u * kWarps, v[u]);
   }
   for (; j < n; j += kWarps) {
     float v[kPerLane];
 #pragma unroll
-    for (int e = 0; e < kPerLane; ++e) v[e] = to_float_any(values[j * kDim + e]);
+    for (int e = 0; e < kPerLane; ++e) v[e] = to_float(values[j * kDim + e]);
     add(j, v);
   }
 #pragma unroll
@@ -205,7 +201,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) sum += partial[w * kGroup * kDim + pair];
     out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] =
-        round_to<T>(sum / row_sum[pair / kDim]);
+        from_float<T>(sum / row_sum[pair / kDim]);
   }
 }
 
@@ -214,9 +210,9 @@ __global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict_
                                 T* __restrict__ out, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float g = to_float_any(gate[i]);
+    const float g = to_float(gate[i]);
     const float silu = rounded<T>(g / (1.0f + expf(-g)));
-    out[i] = round_to<T>(silu * to_float_any(up[i]));
+    out[i] = from_float<T>(silu * to_float(up[i]));
   }
 }
 

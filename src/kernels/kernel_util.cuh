@@ -19,6 +19,7 @@ template <> __device__ __forceinline__ __half from_float<__half>(float v) { retu
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 
 // Eight consecutive 16-bit values held in one 16-byte load.
 template <typename T>
