@@ -3,6 +3,7 @@
 // reference, the definition in src/model/format_*.cpp. Labelled "gpu"; skipped, visibly, where
 // libtorch sees no GPU.
 #include "qsweep/model/linear.h"
+#include "qsweep/model/stacked_projections.h"
 #include "qsweep/quant/quantize_model.h"
 
 #include <ATen/ATen.h>
@@ -140,4 +141,46 @@ TEST_F(GpuLinear, QuantizingOnTheGpuStoresWhatTheCpuStores) {
     expect_same_storage(c);
   }
   expect_same_storage(config_of(QuantMethod::llm_int8));
+}
+
+// A stacked q|k|v on the GPU (the parts' tensors concatenated, the parts then strided views)
+// gives the CPU reference's stacked product (test_stacked_projections: the parts side by side), through the fused kernels and the prefill paths,
+// and each part as a view still gives its own.
+TEST_F(GpuLinear, StackedProjectionsMatchTheCpuReferenceInEveryFormat) {
+  c10::InferenceMode guard;
+  std::vector<QuantConfig> configs;
+  for (int bits : {3, 4}) {
+    QuantConfig c = config_of(QuantMethod::rtn);
+    c.bits = bits;
+    configs.push_back(c);
+  }
+  for (bool dq : {false, true}) {
+    QuantConfig c = config_of(QuantMethod::bnb_nf4);
+    c.double_quant = dq;
+    configs.push_back(c);
+  }
+  configs.push_back(config_of(QuantMethod::llm_int8));
+  for (const QuantConfig& config : configs) {
+    at::manual_seed(3);
+    std::vector<Linear> cpu, gpu;
+    // 512 x 512 / 64 = 4096 and 128 x 512 / 64 = 1024 absmax blocks: whole nested blocks.
+    for (int64_t out : {512, 128, 128}) {
+      cpu.push_back(quantize_linear(at::randn({out, 512}) * 0.05, config, at::kHalf));
+      gpu.push_back(linear_to(cpu.back(), at::kCUDA));
+    }
+    std::string why;
+    const std::optional<Linear> cpu_stacked = stack_linears({&cpu[0], &cpu[1], &cpu[2]}, why);
+    const std::optional<Linear> stacked = stack_linears({&gpu[0], &gpu[1], &gpu[2]}, why);
+    ASSERT_TRUE(stacked && cpu_stacked) << why;
+    const double tolerance =
+        config.method == QuantMethod::llm_int8 ? kInt8Tolerance : kHalfProductTolerance;
+    for (int64_t rows : {1, 5, 16, 20, 64}) {
+      const at::Tensor x = at::randn({rows, 512});
+      const at::Tensor xg = x.to(at::kHalf).to(at::kCUDA);
+      EXPECT_LT(relative_error(linear_forward(*stacked, xg), linear_forward(*cpu_stacked, x)), tolerance)
+          << quant_method_name(config.method) << " " << config.bits << " bits, " << rows << " rows";
+      EXPECT_LT(relative_error(linear_forward(gpu[1], xg), linear_forward(cpu[1], x)), tolerance)
+          << quant_method_name(config.method) << ": the k part as a view, " << rows << " rows";
+    }
+  }
 }

@@ -3,6 +3,7 @@
 #include "qsweep/model/engine.h"
 #include "qsweep/model/make_model.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/stacked_projections.h"
 
 #include <ATen/ATen.h>
 #include <ATen/detail/CUDAHooksInterface.h>
@@ -166,4 +167,18 @@ TEST_F(GpuEngine, FusedDecodeAgreesWithUnfusedInBf16) {
   const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
   const DecodeOutcome fused = decode_with(m, true, true), unfused = decode_with(m, false, true);
   EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kBf16CacheTolerance);
+}
+
+// With q|k|v and gate|up stacked, the fused kernels read q, k, v and gate, up as strided column
+// slices of one product: in float32 the greedy tokens of the unstacked libtorch operations.
+TEST_F(GpuEngine, FusedDecodeOverStackedProjectionsGivesTheUnfusedGreedyTokensInFp32) {
+  c10::InferenceMode guard;
+  const Model separate = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
+  Model stacked = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
+  stack_projections(stacked);
+  ASSERT_TRUE(stacked.layers.front().qkv && stacked.layers.front().gate_up);
+  const DecodeOutcome fused = decode_with(stacked, true, false);
+  const DecodeOutcome unfused = decode_with(separate, false, false);
+  EXPECT_TRUE(at::equal(fused.tokens, unfused.tokens));
+  EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kFp32RelativeTolerance);
 }

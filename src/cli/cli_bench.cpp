@@ -6,6 +6,7 @@
 #include "qsweep/bench/device.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/stacked_projections.h"
 #include "qsweep/util/results_json.h"
 #include "qsweep/eval/stats.h"
 #include "qsweep/util/text.h"
@@ -30,7 +31,8 @@ nlohmann::json stats_json(const std::vector<double>& samples) {
 }
 
 void run(const BenchArgs& a) {
-  const Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
+  Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
+  stack_projections(m);
   const BenchRecord r = run_benchmark(m, dtype_name(a.dtype), a.options);
   nlohmann::json j = r;
   j["model"] = a.model;

@@ -8,6 +8,7 @@
 #include "qsweep/eval/lm_eval_json.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/stacked_projections.h"
 #include "qsweep/model/kv_cache_size.h"
 #include "qsweep/eval/scoring.h"
 #include "qsweep/eval/stats.h"
@@ -88,7 +89,8 @@ void run(const EvalArgs& a) {
                                      static_cast<int>(c10::elementSize(scalar_type(a.dtype)))),
                       device, fmt::format("--max-new-tokens {} with --batch-size {}",
                                           g.max_new_tokens, g.batch_size));
-  const Model m = load_model(a.model, {a.dtype, device});
+  Model m = load_model(a.model, {a.dtype, device});
+  stack_projections(m);
   const double started_at = std::chrono::duration<double>(
       std::chrono::system_clock::now().time_since_epoch()).count();
   const auto start = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 #include "qsweep/model/generate.h"
 #include "qsweep/util/log.h"
 #include "qsweep/model/model.h"
+#include "qsweep/model/stacked_projections.h"
 #include "qsweep/model/kv_cache_size.h"
 #include "qsweep/model/safetensors.h"
 #include "qsweep/util/text.h"
@@ -80,7 +81,8 @@ void run(GenerateArgs& a) {
                                      static_cast<int>(c10::elementSize(scalar_type(a.dtype)))),
                       device, fmt::format("--max-new-tokens {} with --batch-size {}",
                                           a.options.max_new_tokens, a.options.batch_size));
-  const Model m = load_model(a.model, {a.dtype, device});
+  Model m = load_model(a.model, {a.dtype, device});
+  stack_projections(m);
 
   const auto start = std::chrono::steady_clock::now();
   const std::vector<Generation> out = generate(m, tok, ids, a.options);

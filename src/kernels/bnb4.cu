@@ -5,6 +5,8 @@
 
 #include "kernel_util.cuh"
 
+#include <type_traits>
+
 namespace qsweep::cuda {
 namespace {
 
@@ -14,37 +16,60 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 // Rows per warp: the activations a lane loads for its 32 columns serve this many weight rows.
 constexpr int kRows = 2;
+// Pieces (16 bytes, 32 codes) a lane loads before it uses the first: a decode GEMV at these
+// sizes is a few DRAM round trips, not a stream, so what counts is how many are in flight.
+constexpr int kUnroll = 2;
 constexpr int kMaxBatchTile = 16;
+constexpr int kNestedBlocks = 256;  // absmax blocks per second-level scale (bitsandbytes)
 
-// The absmax of one block of `blocksize` elements, plain or double-quantized.
+// The absmax of one block of `blocksize` elements, plain or double-quantized. With double
+// quantization the 256-value code2 table is read from shared memory (the kernel stages it),
+// so a block's absmax costs one byte from DRAM and no dependent DRAM read.
 struct Absmax {
   const float* plain;     // [blocks], or null with double quantization
   const uint8_t* codes;   // [blocks]
   const float* scale2;    // [ceil(blocks / 256)]
   const float* code2;     // [256]
+  const float* offsets;   // [ceil(blocks / 256)], or null: `offset` for every block
   float offset;
 
-  __device__ __forceinline__ float operator()(int64_t block) const {
+  __device__ __forceinline__ float operator()(int64_t block, const float* code2_shared) const {
     if (plain) return __ldg(plain + block);
-    return __ldg(code2 + __ldg(codes + block)) * __ldg(scale2 + (block >> 8)) + offset;
+    const int64_t nested = block / kNestedBlocks;
+    const float shift = offsets ? __ldg(offsets + nested) : offset;
+    return code2_shared[__ldg(codes + block)] * __ldg(scale2 + nested) + shift;
   }
 };
 
+// The NF4/FP4 table and, with double quantization, code2, in shared memory.
+struct Tables {
+  float lut[16];
+  float code2[256];
+};
+
+__device__ __forceinline__ void stage_tables(Tables& t, const float* code, const Absmax& absmax) {
+  if (threadIdx.x < 16) t.lut[threadIdx.x] = code[threadIdx.x];
+  if (!absmax.plain)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) t.code2[i] = absmax.code2[i];
+  __syncthreads();
+}
+
 // Rows whose length is a multiple of 32 start on a 16-byte boundary, and 16 bytes hold 32 codes
-// of one absmax block (blocksize is a multiple of 32), so each lane reads whole 16-byte pieces:
-// lane l takes pieces l, l + 32, ... of kRows rows, the warp reading 512 contiguous bytes of
-// each row per step.
-template <typename T, int kTile>
+// of one absmax block (blocksize is a multiple of 32), so each lane reads whole 16-byte pieces.
+// kSplit warps share kRows rows and split the row's pieces between them (long rows, as in
+// down_proj, would otherwise leave few warps with long serial loops); lane l of slice s takes
+// pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time.
+template <typename T, int kTile, int kSplit>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_kernel(const uint4* __restrict__ packed, const float* __restrict__ code, Absmax absmax,
                      int64_t blocksize, const T* __restrict__ x, T* __restrict__ y, int m_rows,
                      int in, int out) {
-  __shared__ float lut[16];
-  if (threadIdx.x < 16) lut[threadIdx.x] = code[threadIdx.x];
-  __syncthreads();
+  constexpr int kGroups = kWarps / kSplit;  // row groups per block
+  __shared__ Tables tables;
+  __shared__ float partial[kWarps][kRows][kTile];
+  stage_tables(tables, code, absmax);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n0 = (blockIdx.x * kWarps + warp) * kRows;
-  if (n0 >= out) return;
+  const int n0 = (blockIdx.x * kGroups + warp / kSplit) * kRows;
   const int pieces = in / 32;
 
   float acc[kRows][kTile];
@@ -53,44 +78,51 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int m = 0; m < kTile; ++m) acc[r][m] = 0.f;
 
-  for (int p = lane; p < pieces; p += 32) {
-    uint4 wq[kRows];
-    float am[kRows];
+  for (int p0 = (warp % kSplit) * 32 + lane; p0 < pieces; p0 += 32 * kSplit * kUnroll) {
+    uint4 wq[kUnroll][kRows];
+    float am[kUnroll][kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      const int n = n0 + r;
-      if (n < out) {
-        wq[r] = __ldg(packed + static_cast<int64_t>(n) * pieces + p);
-        am[r] = absmax((static_cast<int64_t>(n) * in + p * 32) / blocksize);
-      } else {
-        wq[r] = make_uint4(0, 0, 0, 0);
-        am[r] = 0.f;
+    for (int u = 0; u < kUnroll; ++u) {
+      const int p = p0 + u * 32 * kSplit;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const int n = n0 + r;
+        const bool live = n < out && p < pieces;
+        wq[u][r] = live ? __ldg(packed + static_cast<int64_t>(n) * pieces + p) : make_uint4(0, 0, 0, 0);
+        am[u][r] = live ? absmax((static_cast<int64_t>(n) * in + p * 32) / blocksize, tables.code2)
+                        : 0.f;
       }
     }
 #pragma unroll
-    for (int s = 0; s < 4; ++s) {
-      float wv[kRows][8];
+    for (int u = 0; u < kUnroll; ++u) {
+      const int p = p0 + u * 32 * kSplit;
+      if (p >= pieces) break;
 #pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        const uint32_t word = s == 0 ? wq[r].x : s == 1 ? wq[r].y : s == 2 ? wq[r].z : wq[r].w;
+      for (int s = 0; s < 4; ++s) {
+        float wv[kRows][8];
 #pragma unroll
-        for (int b = 0; b < 4; ++b) {
-          const uint32_t byte = (word >> (8 * b)) & 0xffu;
-          wv[r][2 * b] = lut[byte >> 4] * am[r];
-          wv[r][2 * b + 1] = lut[byte & 0xfu] * am[r];
+        for (int r = 0; r < kRows; ++r) {
+          const uint4& q = wq[u][r];
+          const uint32_t word = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
+#pragma unroll
+          for (int b = 0; b < 4; ++b) {
+            const uint32_t byte = (word >> (8 * b)) & 0xffu;
+            wv[r][2 * b] = tables.lut[byte >> 4] * am[u][r];
+            wv[r][2 * b + 1] = tables.lut[byte & 0xfu] * am[u][r];
+          }
         }
-      }
 #pragma unroll
-      for (int m = 0; m < kTile; ++m) {
-        if (m >= m_rows) break;
-        float xf[8];
-        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in + p * 32 +
-                                                         s * 8)),
-                   xf);
+        for (int m = 0; m < kTile; ++m) {
+          if (m >= m_rows) break;
+          float xf[8];
+          unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in +
+                                                           p * 32 + s * 8)),
+                     xf);
 #pragma unroll
-        for (int r = 0; r < kRows; ++r)
+          for (int r = 0; r < kRows; ++r)
 #pragma unroll
-          for (int i = 0; i < 8; ++i) acc[r][m] = fmaf(xf[i], wv[r][i], acc[r][m]);
+            for (int i = 0; i < 8; ++i) acc[r][m] = fmaf(xf[i], wv[r][i], acc[r][m]);
+        }
       }
     }
   }
@@ -99,9 +131,19 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
       const float v = warp_sum(acc[r][m]);
-      if (lane == 0 && m < m_rows && n0 + r < out)
-        y[static_cast<int64_t>(m) * out + n0 + r] = from_float<T>(v);
+      if (lane == 0) partial[warp][r][m] = v;
     }
+  __syncthreads();
+  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
+  const int t = threadIdx.x;
+  if (t >= kGroups * kRows * kTile) return;
+  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
+  const int n = (blockIdx.x * kGroups + g) * kRows + r;
+  if (m >= m_rows || n >= out) return;
+  float v = 0.f;
+#pragma unroll
+  for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
+  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
 }
 
 // Any shape: one warp per row, one element per lane and step, rows starting mid-byte included.
@@ -110,9 +152,8 @@ __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_any_kernel(const uint8_t* __restrict__ packed, const float* __restrict__ code,
                          Absmax absmax, int64_t blocksize, const T* __restrict__ x,
                          T* __restrict__ y, int m_rows, int in, int out) {
-  __shared__ float lut[16];
-  if (threadIdx.x < 16) lut[threadIdx.x] = code[threadIdx.x];
-  __syncthreads();
+  __shared__ Tables tables;
+  stage_tables(tables, code, absmax);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n = blockIdx.x * kWarps + warp;
   if (n >= out) return;
@@ -122,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = lane; k < in; k += 32) {
     const int64_t e = static_cast<int64_t>(n) * in + k;
     const uint32_t byte = __ldg(packed + (e >> 1));
-    const float w = lut[(e & 1) ? byte & 0xfu : byte >> 4] * absmax(e / blocksize);
+    const float w = tables.lut[(e & 1) ? byte & 0xfu : byte >> 4] * absmax(e / blocksize, tables.code2);
 #pragma unroll
     for (int m = 0; m < kTile; ++m)
       if (m < m_rows) acc[m] = fmaf(to_float(x[static_cast<int64_t>(m) * in + k]), w, acc[m]);
@@ -139,13 +180,16 @@ template <typename T>
 __global__ void bnb4_dequant_kernel(const uint8_t* __restrict__ packed,
                                     const float* __restrict__ code, Absmax absmax,
                                     int64_t blocksize, T* __restrict__ w, int64_t numel) {
+  __shared__ Tables tables;
+  stage_tables(tables, code, absmax);
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t e = 2 * i;
   if (e >= numel) return;
   const uint32_t byte = __ldg(packed + i);
-  const float am = absmax(e / blocksize);  // e and e + 1 share a block: blocksize is even
-  w[e] = from_float<T>(__ldg(code + (byte >> 4)) * am);
-  if (e + 1 < numel) w[e + 1] = from_float<T>(__ldg(code + (byte & 0xfu)) * am);
+  // e and e + 1 share a block: blocksize is even
+  const float am = absmax(e / blocksize, tables.code2);
+  w[e] = from_float<T>(tables.lut[byte >> 4] * am);
+  if (e + 1 < numel) w[e + 1] = from_float<T>(tables.lut[byte & 0xfu] * am);
 }
 
 Absmax check_bnb4(const Bnb4Tensors& w) {
@@ -170,16 +214,20 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
   if (!double_quant) {
     check_float(w.absmax, blocks, "absmax");
     TORCH_CHECK(!w.qabsmax.defined(), "bnb4: give either absmax or qabsmax, not both");
-    return {w.absmax.data_ptr<float>(), nullptr, nullptr, nullptr, 0.f};
+    TORCH_CHECK(!w.offsets.defined(), "bnb4: offsets belong to double quantization");
+    return {w.absmax.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, 0.f};
   }
   TORCH_CHECK(w.qabsmax.defined() && w.qabsmax.is_cuda() && w.qabsmax.scalar_type() == at::kByte &&
                   w.qabsmax.numel() == blocks && w.qabsmax.is_contiguous(),
               "bnb4: qabsmax must be a contiguous uint8 CUDA tensor of ", blocks,
               " values (one per block) when absmax is undefined");
-  check_float(w.absmax2, (blocks + 255) / 256, "absmax2");
+  const int64_t nested = (blocks + kNestedBlocks - 1) / kNestedBlocks;
+  check_float(w.absmax2, nested, "absmax2");
   check_float(w.code2, 256, "code2");
+  if (w.offsets.defined()) check_float(w.offsets, nested, "offsets");
   return {nullptr, w.qabsmax.data_ptr<uint8_t>(), w.absmax2.data_ptr<float>(),
-          w.code2.data_ptr<float>(), static_cast<float>(w.offset)};
+          w.code2.data_ptr<float>(), w.offsets.defined() ? w.offsets.data_ptr<float>() : nullptr,
+          static_cast<float>(w.offset)};
 }
 
 }  // namespace
@@ -199,7 +247,10 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w) {
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       reinterpret_cast<uintptr_t>(w.packed.data_ptr()) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
-  const int64_t rows_per_block = pieces ? kWarps * kRows : kWarps;
+  // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
+  const int64_t row_pieces = w.in / 32;
+  const int split = row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
+  const int64_t rows_per_block = pieces ? kWarps / split * kRows : kWarps;
   const dim3 grid(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
@@ -208,10 +259,17 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w) {
       const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in;
       auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out;
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-        if (pieces)
-          bnb4_gemv_kernel<scalar_t, kTile><<<grid, kThreads, 0, stream>>>(
+        const auto launch = [&](auto split_c) {
+          bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value><<<grid, kThreads, 0, stream>>>(
               reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
               absmax, w.blocksize, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
+        };
+        if (pieces && split == 4)
+          launch(std::integral_constant<int, 4>{});
+        else if (pieces && split == 2)
+          launch(std::integral_constant<int, 2>{});
+        else if (pieces)
+          launch(std::integral_constant<int, 1>{});
         else
           bnb4_gemv_any_kernel<scalar_t, kTile><<<grid, kThreads, 0, stream>>>(
               w.packed.data_ptr<uint8_t>(), w.code.data_ptr<float>(), absmax, w.blocksize, xp, yp,

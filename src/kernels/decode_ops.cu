@@ -58,10 +58,16 @@ __global__ void __launch_bounds__(kNormThreads)
   }
 }
 
+// Row strides, in elements, of q, k and v: views of one stacked q|k|v product have the whole
+// product's row length.
+struct QkvStrides {
+  int64_t q, k, v;
+};
+
 // One block per (row, head): heads [0, H) are queries, [H, H + KV) keys (and their values).
 template <typename T>
 __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__ k,
-                                  const T* __restrict__ v, const T* __restrict__ cos,
+                                  const T* __restrict__ v, QkvStrides ld, const T* __restrict__ cos,
                                   const T* __restrict__ sin, T* __restrict__ q_out,
                                   T* __restrict__ k_cache, T* __restrict__ v_cache,
                                   bool* __restrict__ key_mask, const int64_t* __restrict__ slot,
@@ -69,8 +75,7 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
   const int b = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = dim / 2;
   const bool is_query = head < heads;
   const int h = is_query ? head : head - heads;
-  const T* x = (is_query ? q + static_cast<int64_t>(b) * heads * dim
-                         : k + static_cast<int64_t>(b) * kv_heads * dim) + h * dim;
+  const T* x = (is_query ? q + b * ld.q : k + b * ld.k) + h * dim;
   const float c = to_float(cos[b * dim + i]), s = to_float(sin[b * dim + i]);
   // rotate_half: (-x2, x1); each product and the sum rounded as libtorch rounds them.
   const float rotated = i < half ? -to_float(x[i + half]) : to_float(x[i - half]);
@@ -81,7 +86,7 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
   }
   const int64_t at = ((static_cast<int64_t>(b) * kv_heads + h) * capacity + slot[b]) * dim + i;
   k_cache[at] = value;
-  v_cache[at] = v[(static_cast<int64_t>(b) * kv_heads + h) * dim + i];
+  v_cache[at] = v[b * ld.v + h * dim + i];
   if (h == 0 && i == 0) key_mask[b * capacity + slot[b]] = true;
 }
 
@@ -206,19 +211,28 @@ __global__ void __launch_bounds__(kAttentionThreads)
 }
 
 template <typename T>
-__global__ void silu_mul_kernel(const T* __restrict__ gate, const T* __restrict__ up,
-                                T* __restrict__ out, int64_t n) {
+__global__ void silu_mul_kernel(const T* __restrict__ gate, int64_t gate_ld,
+                                const T* __restrict__ up, int64_t up_ld, T* __restrict__ out,
+                                int64_t cols, int64_t n) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const float g = to_float(gate[i]);
+    const int64_t r = i / cols, c = i % cols;
+    const float g = to_float(gate[r * gate_ld + c]);
     const float silu = rounded<T>(g / (1.0f + expf(-g)));
-    out[i] = from_float<T>(silu * to_float(up[i]));
+    out[i] = from_float<T>(silu * to_float(up[r * up_ld + c]));
   }
 }
 
 void check_input(const at::Tensor& t, const char* what, const char* fn) {
   TORCH_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), fn, ": ", what,
               " must be a contiguous CUDA tensor");
+}
+
+// A [rows, cols] operand that may be a column slice of a wider one: rows strided, each row
+// contiguous.
+void check_rows(const at::Tensor& t, const char* what, const char* fn) {
+  TORCH_CHECK(t.defined() && t.is_cuda() && t.dim() == 2 && t.stride(1) == 1, fn, ": ", what,
+              " must be a 2-D CUDA tensor with contiguous rows");
 }
 
 // Runs body with an std::integral_constant of the query heads per kv head (1 to kMaxGroup).
@@ -289,21 +303,26 @@ at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at:
 at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                                 at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot) {
-  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}, {&cos, "cos"},
-                                {&sin, "sin"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"},
-                                {&key_mask, "key_mask"}, {&slot, "slot"}})
+  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}})
+    check_rows(*t, what, "rope_and_cache_write");
+  for (const auto& [t, what] : {std::pair{&cos, "cos"}, {&sin, "sin"}, {&k_cache, "k_cache"},
+                                {&v_cache, "v_cache"}, {&key_mask, "key_mask"}, {&slot, "slot"}})
     check_input(*t, what, "rope_and_cache_write");
   const int64_t b = k_cache.size(0), kv_heads = k_cache.size(1), capacity = k_cache.size(2),
-                dim = k_cache.size(3), heads = q.numel() / (b * dim);
+                dim = k_cache.size(3), heads = q.size(1) / dim;
   TORCH_CHECK(dim % 2 == 0 && dim <= 1024 && slot.numel() == b && slot.scalar_type() == at::kLong,
               "rope_and_cache_write: head_dim must be even and slot int64 [batch]");
+  TORCH_CHECK(q.size(0) == b && q.size(1) == heads * dim && k.sizes() == v.sizes() &&
+                  k.size(0) == b && k.size(1) == kv_heads * dim,
+              "rope_and_cache_write: q must be [batch, heads * head_dim] and k, v [batch, "
+              "kv_heads * head_dim]");
   at::Tensor q_out = at::empty({b, heads, dim}, q.options());
   QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "rope_and_cache_write", [&] {
     const dim3 grid(static_cast<unsigned>(b), static_cast<unsigned>(heads + kv_heads));
     rope_cache_kernel<scalar_t><<<grid, dim, 0, at::cuda::getCurrentCUDAStream()>>>(
         reinterpret_cast<const scalar_t*>(q.data_ptr()),
         reinterpret_cast<const scalar_t*>(k.data_ptr()),
-        reinterpret_cast<const scalar_t*>(v.data_ptr()),
+        reinterpret_cast<const scalar_t*>(v.data_ptr()), QkvStrides{q.stride(0), k.stride(0), v.stride(0)},
         reinterpret_cast<const scalar_t*>(cos.data_ptr()),
         reinterpret_cast<const scalar_t*>(sin.data_ptr()),
         reinterpret_cast<scalar_t*>(q_out.data_ptr()),
@@ -360,20 +379,20 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
 }
 
 at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
-  check_input(gate, "gate", "silu_mul");
-  check_input(up, "up", "silu_mul");
+  check_rows(gate, "gate", "silu_mul");
+  check_rows(up, "up", "silu_mul");
   TORCH_CHECK(gate.sizes() == up.sizes() && gate.scalar_type() == up.scalar_type(),
               "silu_mul: gate and up must have one shape and dtype");
-  at::Tensor out = at::empty_like(gate);
+  at::Tensor out = at::empty(gate.sizes(), gate.options());
   const int64_t n = gate.numel();
   if (n == 0) return out;
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 4096));
   QSWEEP_DISPATCH_FLOAT_TYPES(gate.scalar_type(), "silu_mul", [&] {
     silu_mul_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        reinterpret_cast<const scalar_t*>(gate.data_ptr()),
-        reinterpret_cast<const scalar_t*>(up.data_ptr()),
-        reinterpret_cast<scalar_t*>(out.data_ptr()), n);
+        reinterpret_cast<const scalar_t*>(gate.data_ptr()), gate.stride(0),
+        reinterpret_cast<const scalar_t*>(up.data_ptr()), up.stride(0),
+        reinterpret_cast<scalar_t*>(out.data_ptr()), gate.size(1), n);
     QSWEEP_CUDA_CHECK(cudaGetLastError());
   });
   return out;

@@ -28,6 +28,13 @@ constexpr int kPackGroups = kThreads / kThreadsPerPack;
 constexpr int kMaxSplit = 8;
 constexpr int kMaxBatchTile = 16;
 
+// Row strides, in elements, of qweight, scales and zeros. They exceed the weight's own columns
+// when it is a view into a stacked projection (qsweep/model/stacked_projections.h), whose
+// parts sit side by side along the output dimension.
+struct Strides {
+  int q, s, z;
+};
+
 // Two packs per thread keep twice the bytes in flight; at batch tiles of 8 and 16 the staged
 // activations would outgrow static shared memory, and the arithmetic hides the latency anyway.
 template <int kTile>
@@ -60,8 +67,8 @@ __device__ __forceinline__ void load_columns(const uint32_t* row, int col0, int 
 // checkpoints keep it (linear.h), so 1 is added back, modulo 2^bits.
 template <int kBits>
 __device__ __forceinline__ uint32_t zero_point(const uint32_t* __restrict__ zeros, int g, int n,
-                                               int zero_words) {
-  const uint32_t stored = stream_bits(zeros + static_cast<int64_t>(g) * zero_words,
+                                               int zero_stride, int zero_words) {
+  const uint32_t stored = stream_bits(zeros + static_cast<int64_t>(g) * zero_stride,
                                       static_cast<int64_t>(n) * kBits, kBits, zero_words);
   return (stored + 1u) & ((1u << kBits) - 1u);
 }
@@ -71,15 +78,15 @@ __device__ __forceinline__ uint32_t zero_point(const uint32_t* __restrict__ zero
 template <typename T, int kBits, int kTile>
 __device__ __forceinline__ void accumulate_pack(
     const uint32_t (&w)[kBits][kVec], const float* xs, int x_stride, int g,
-    const T* __restrict__ scales, const uint32_t* __restrict__ zeros, int zero_words, int col0,
-    int out, float (&acc)[kTile][kVec]) {
+    const T* __restrict__ scales, const uint32_t* __restrict__ zeros, int zero_words, Strides ld,
+    int col0, int out, float (&acc)[kTile][kVec]) {
   float s[kVec], zm[kVec];
 #pragma unroll
   for (int c = 0; c < kVec; ++c) {
     const int n = col0 + c;
     const bool in_range = n < out;
-    s[c] = in_range ? to_float(scales[static_cast<int64_t>(g) * out + n]) : 0.f;
-    zm[c] = kMagic + (in_range ? static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words))
+    s[c] = in_range ? to_float(scales[static_cast<int64_t>(g) * ld.s + n]) : 0.f;
+    zm[c] = kMagic + (in_range ? static_cast<float>(zero_point<kBits>(zeros, g, n, ld.z, zero_words))
                                : 0.f);
   }
 #pragma unroll
@@ -109,12 +116,12 @@ template <typename T, int kBits, int kTile>
 __device__ __forceinline__ void accumulate_pack_per_channel(
     const uint32_t* __restrict__ qweight, int pack, const float* xs, int x_stride,
     const int* chan_group, const T* __restrict__ scales, const uint32_t* __restrict__ zeros,
-    int zero_words, int col0, int out, float (&acc)[kTile][kVec]) {
+    int zero_words, Strides ld, int col0, int out, float (&acc)[kTile][kVec]) {
 #pragma unroll 1
   for (int j = 0; j < 32; ++j) {
     const int g = chan_group[j];
     const int bit = j * kBits, word = bit >> 5, off = bit & 31;
-    const uint32_t* row = qweight + (static_cast<int64_t>(pack) * kBits + word) * out;
+    const uint32_t* row = qweight + (static_cast<int64_t>(pack) * kBits + word) * ld.q;
     float xv[kTile];
 #pragma unroll
     for (int m = 0; m < kTile; ++m) xv[m] = xs[m * x_stride + j];
@@ -123,10 +130,10 @@ __device__ __forceinline__ void accumulate_pack_per_channel(
       const int n = col0 + c;
       if (n >= out) continue;
       uint32_t q = __ldg(row + n) >> off;
-      if (off + kBits > 32) q |= __ldg(row + out + n) << (32 - off);
+      if (off + kBits > 32) q |= __ldg(row + ld.q + n) << (32 - off);
       q &= (1u << kBits) - 1u;
-      const float s = to_float(scales[static_cast<int64_t>(g) * out + n]);
-      const float z = static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words));
+      const float s = to_float(scales[static_cast<int64_t>(g) * ld.s + n]);
+      const float z = static_cast<float>(zero_point<kBits>(zeros, g, n, ld.z, zero_words));
       const float wv = (static_cast<float>(q) - z) * s;
 #pragma unroll
       for (int m = 0; m < kTile; ++m) acc[m][c] = fmaf(xv[m], wv, acc[m][c]);
@@ -139,7 +146,7 @@ __global__ void __launch_bounds__(kThreads)
     int_group_gemv_kernel(const T* __restrict__ x, const uint32_t* __restrict__ qweight,
                           const uint32_t* __restrict__ zeros, const T* __restrict__ scales,
                           const int* __restrict__ g_idx, T* __restrict__ y, int m_rows, int in,
-                          int out, int zero_words, int split_channels) {
+                          int out, int zero_words, Strides ld, int split_channels) {
   constexpr int kPacks = packs_per_thread<kTile>();
   constexpr int kChunkPacks = kPackGroups * kPacks;
   constexpr int kChunk = kChunkPacks * 32;
@@ -153,7 +160,7 @@ __global__ void __launch_bounds__(kThreads)
   const int group = tid / kThreadsPerPack;
   const int lane_col = (tid % kThreadsPerPack) * kVec;
   const int col0 = blockIdx.y * kTileCols + lane_col;
-  const bool vector = out % kVec == 0;
+  const bool vector = out % kVec == 0 && ld.q % kVec == 0;
   const int k_begin = blockIdx.x * split_channels;
   const int k_end = min(in, k_begin + split_channels);
 
@@ -172,7 +179,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int b = 0; b < kBits; ++b) {
         if (k < k_end && col0 < out)
-          load_columns(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * out, col0, out,
+          load_columns(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * ld.q, col0, out,
                        vector, w[p][b]);
         else
 #pragma unroll
@@ -202,11 +209,11 @@ __global__ void __launch_bounds__(kThreads)
       const int g = pack_group[local];
       if (g >= 0)
         accumulate_pack<T, kBits, kTile>(w[p], xs + local * 32, kChunk, g, scales, zeros,
-                                         zero_words, col0, out, acc);
+                                         zero_words, ld, col0, out, acc);
       else
         accumulate_pack_per_channel<T, kBits, kTile>(qweight, c0 / 32 + local, xs + local * 32,
                                                      kChunk, chan_group + local * 32, scales,
-                                                     zeros, zero_words, col0, out, acc);
+                                                     zeros, zero_words, ld, col0, out, acc);
     }
   }
 
@@ -254,14 +261,14 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
                                          const uint32_t* __restrict__ zeros,
                                          const T* __restrict__ scales,
                                          const int* __restrict__ g_idx, T* __restrict__ w,
-                                         int in, int out, int zero_words) {
+                                         int in, int out, int zero_words, Strides ld) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   const int pack = blockIdx.y;
   if (n >= out) return;
   uint32_t words[kBits][kVec];
 #pragma unroll
   for (int b = 0; b < kBits; ++b)
-    words[b][0] = __ldg(qweight + (static_cast<int64_t>(pack) * kBits + b) * out + n);
+    words[b][0] = __ldg(qweight + (static_cast<int64_t>(pack) * kBits + b) * ld.q + n);
   __align__(16) T vals[32];
   int last_group = -1;
   float s = 0.f, zm = kMagic;
@@ -270,8 +277,8 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
     const int g = __ldg(g_idx + pack * 32 + j);
     if (g != last_group) {
       last_group = g;
-      s = to_float(scales[static_cast<int64_t>(g) * out + n]);
-      zm = kMagic + static_cast<float>(zero_point<kBits>(zeros, g, n, zero_words));
+      s = to_float(scales[static_cast<int64_t>(g) * ld.s + n]);
+      zm = kMagic + static_cast<float>(zero_point<kBits>(zeros, g, n, ld.z, zero_words));
     }
     vals[j] = from_float<T>((magic_code(pack_code<kBits>(words, j, 0)) - zm) * s);
   }
@@ -283,7 +290,11 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
 
 struct IntGroupShape {
   int64_t in, out, groups, zero_words;
+  Strides ld;
 };
+
+// Rows may be strided (views of a stacked projection); elements within a row are not.
+bool rows_dense(const at::Tensor& t) { return t.dim() == 1 ? t.is_contiguous() : t.stride(1) == 1; }
 
 IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros,
                               const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
@@ -294,15 +305,15 @@ IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros
               "channels into `bits` words), got ", in);
   for (const auto* t : {&qweight, &zeros, &g_idx})
     TORCH_CHECK(t->defined() && t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
-                    t->is_contiguous(),
-                "int-group: qweight, zeros and g_idx must be contiguous int32 CUDA tensors");
+                    rows_dense(*t),
+                "int-group: qweight, zeros and g_idx must be int32 CUDA tensors with contiguous rows");
   TORCH_CHECK(qweight.dim() == 2 && qweight.size(0) == in * bits / 32,
               "int-group: qweight must be [in * bits / 32 = ", in * bits / 32, ", out], got ",
               qweight.sizes());
   const int64_t out = qweight.size(1);
   TORCH_CHECK(scales.defined() && scales.is_cuda() && scales.dim() == 2 &&
-                  scales.size(1) == out && scales.is_contiguous(),
-              "int-group: scales must be a contiguous CUDA tensor [groups, out = ", out, "], got ",
+                  scales.size(1) == out && rows_dense(scales),
+              "int-group: scales must be a CUDA tensor with contiguous rows [groups, out = ", out, "], got ",
               scales.sizes());
   const int64_t groups = scales.size(0);
   const int64_t zero_words = (out * bits + 31) / 32;
@@ -317,7 +328,8 @@ IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros
               "int-group: qweight, zeros, scales and g_idx must be on one device");
   TORCH_CHECK(in < (1ll << 31) / 32 && out < (1ll << 31) / 32,
               "int-group: in and out must stay below 2^26");
-  return {in, out, groups, zero_words};
+  const auto stride = [](const at::Tensor& t) { return static_cast<int>(t.stride(0)); };
+  return {in, out, groups, zero_words, {stride(qweight), stride(scales), stride(zeros)}};
 }
 
 template <typename F>
@@ -385,7 +397,7 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
               reinterpret_cast<const scalar_t*>(scales.data_ptr()),
               g_idx.data_ptr<int>(), reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * shape.out,
               rows, static_cast<int>(shape.in), static_cast<int>(shape.out),
-              static_cast<int>(shape.zero_words), static_cast<int>(split_channels)));
+              static_cast<int>(shape.zero_words), shape.ld, static_cast<int>(split_channels)));
         });
       }
     });
@@ -412,7 +424,7 @@ at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zer
           reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
           reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
           reinterpret_cast<scalar_t*>(w.data_ptr()), static_cast<int>(shape.in),
-          static_cast<int>(shape.out), static_cast<int>(shape.zero_words));
+          static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld);
       QSWEEP_CUDA_CHECK(cudaGetLastError());
     });
   });

@@ -83,10 +83,11 @@ KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
 
 namespace {
 
-// The decoder stack and the final norm and projection, for tokens already embedded.
+// The decoder stack and the final norm and projection, for tokens already embedded: logits of
+// every position, or of one position per row, column `last[b]` ([batch, 1, vocab]).
 at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
                      const at::Tensor& bias, KVCache& cache, const CacheWrite& write,
-                     bool last_only) {
+                     const at::Tensor& last) {
   const auto rope = ops::rope_tables(m, positions);
   const double eps = m.config.rms_norm_eps;
   for (size_t i = 0; i < m.layers.size(); ++i) {
@@ -95,7 +96,7 @@ at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
                             cache, write);
     x = x + ops::mlp(l, rms_norm(x, l.post_attention_norm, eps));
   }
-  if (last_only) x = x.narrow(1, x.size(1) - 1, 1);
+  if (last.defined()) x = x.gather(1, last.view({-1, 1, 1}).expand({x.size(0), 1, x.size(2)}));
   return linear_forward(m.lm_head, rms_norm(x, m.final_norm, eps));
 }
 
@@ -108,10 +109,26 @@ at::Tensor forward(const Model& m, const at::Tensor& tokens, const at::Tensor& r
                cache.length, t, cache.capacity);
   cache.key_mask.narrow(1, cache.length, t).copy_(real);
   const at::Tensor bias = attention_bias(cache, t, m.dtype);
+  const at::Tensor last =
+      last_only ? at::full({tokens.size(0)}, t - 1, tokens.options().dtype(at::kLong)) : at::Tensor();
   const at::Tensor logits = run_model(m, at::embedding(m.embed, tokens), positions, bias, cache,
-                                      CacheWrite{cache.length, {}}, last_only);
+                                      CacheWrite{cache.length, {}}, last);
   cache.length += t;
   return logits;
+}
+
+at::Tensor forward_right_padded(const Model& m, const at::Tensor& tokens, const at::Tensor& lengths,
+                                KVCache& cache) {
+  const int64_t t = tokens.size(1);
+  QSWEEP_CHECK(cache.length == 0 && t <= cache.capacity,
+               "forward_right_padded needs a fresh cache of at least {} slots", t);
+  const at::Tensor slots = at::arange(t, lengths.options()).unsqueeze(0);  // [1, T]
+  cache.key_mask.narrow(1, 0, t).copy_(slots < lengths.unsqueeze(1));
+  const at::Tensor logits =
+      run_model(m, at::embedding(m.embed, tokens), slots.expand({tokens.size(0), t}), {}, cache,
+                CacheWrite{0, {}}, (lengths - 1).clamp_min(0));
+  cache.length = t;
+  return logits.squeeze(1);
 }
 
 at::Tensor forward_sequence(const Model& m, const std::vector<int32_t>& ids, bool last_only) {
@@ -134,7 +151,7 @@ at::Tensor unfused_decode_logits(const Model& m, KVCache& cache, const DecodeSta
                               .masked_fill_(cache.key_mask.logical_not(), lowest_value(m.dtype))
                               .view({b, 1, 1, cache.capacity});
   return run_model(m, at::embedding(m.embed, s.tokens), s.positions, bias, cache,
-                   CacheWrite{0, s.slot, rows}, true)
+                   CacheWrite{0, s.slot, rows}, {})
       .squeeze(1);
 }
 
@@ -161,13 +178,14 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
   at::Tensor h = cuda::add_rms_norm(x, {}, m.layers.front().input_norm, eps);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
-    const at::Tensor q = cuda::rope_and_cache_write(
-        linear_forward(l.q, h), linear_forward(l.k, h), linear_forward(l.v, h), cos, sin,
-        cache.k[i], cache.v[i], cache.key_mask, s.slot);
+    const std::vector<at::Tensor> qkv = ops::project_together(l.qkv, {&l.q, &l.k, &l.v}, h);
+    const at::Tensor q = cuda::rope_and_cache_write(qkv[0], qkv[1], qkv[2], cos, sin, cache.k[i],
+                                                    cache.v[i], cache.key_mask, s.slot);
     const at::Tensor attended =
         cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale);
     h = cuda::add_rms_norm(x, linear_forward(l.o, attended), l.post_attention_norm, eps);
-    const at::Tensor product = cuda::silu_mul(linear_forward(l.gate, h), linear_forward(l.up, h));
+    const std::vector<at::Tensor> gate_up = ops::project_together(l.gate_up, {&l.gate, &l.up}, h);
+    const at::Tensor product = cuda::silu_mul(gate_up[0], gate_up[1]);
     const at::Tensor& next_norm = i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
     h = cuda::add_rms_norm(x, linear_forward(l.down, product), next_norm, eps);
   }

@@ -88,6 +88,7 @@ at::Tensor bnb4_block_absmax(const Bnb4Weight& w) {
   // Two float32 operations, as bitsandbytes dequantizes the nested state and then adds offset.
   const at::Tensor nested = w.code2.cpu().index_select(0, w.qabsmax.cpu().to(at::kLong)) *
                             w.absmax2.cpu().index_select(0, block2);
+  if (w.offsets.defined()) return nested + w.offsets.cpu().index_select(0, block2);
   return nested + w.offset;
 }
 

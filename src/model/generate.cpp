@@ -75,7 +75,8 @@ std::string cut_at_stop(std::string text, const std::vector<std::string>& stop) 
 // Continuous batching: `batch` rows decode together; a row whose prompt finished takes the next
 // waiting prompt at once, so a batch never runs as long as its longest member for every row.
 // Each row has its own cache slot and RoPE position; newly admitted prompts are prefilled
-// together, left-padded, in a cache of their own and copied into their rows.
+// together, right-padded, in a cache of their own and copied into their rows, each row then
+// decoding on from its own prompt length.
 class Batcher {
  public:
   Batcher(const Model& m, const Tokenizer& tok, std::vector<Row>& queue, int64_t batch,
@@ -144,22 +145,17 @@ class Batcher {
     const int64_t g = static_cast<int64_t>(rows.size());
     int64_t p = 0;
     for (int64_t i = 0; i < g; ++i) p = std::max<int64_t>(p, queue_[next_ + i].prompt->size());
-    at::Tensor ids = at::zeros({g, p}, at::kLong), real = at::zeros({g, p}, at::kBool),
-               pos = at::zeros({g, p}, at::kLong), next_pos = at::zeros({g, 1}, at::kLong);
+    std::vector<int64_t> ids(g * p, 0), lengths(g);
     for (int64_t i = 0; i < g; ++i) {
       const auto& prompt = *queue_[next_ + i].prompt;
-      const int64_t offset = p - static_cast<int64_t>(prompt.size());
-      for (size_t j = 0; j < prompt.size(); ++j) {
-        ids[i][offset + j] = prompt[j];
-        real[i][offset + j] = true;
-        pos[i][offset + j] = static_cast<int64_t>(j);
-      }
-      next_pos[i][0] = static_cast<int64_t>(prompt.size());
+      std::copy(prompt.begin(), prompt.end(), ids.begin() + i * p);
+      lengths[i] = static_cast<int64_t>(prompt.size());
     }
+    const at::Tensor length = at::tensor(lengths, at::kLong).to(m_.device);
     KVCache fresh = make_kv_cache(m_, g, p);
     const at::Tensor first =
-        forward(m_, ids.to(m_.device), real.to(m_.device), pos.to(m_.device), fresh, true)
-            .argmax(-1);
+        forward_right_padded(m_, at::tensor(ids, at::kLong).view({g, p}).to(m_.device), length, fresh)
+            .argmax(-1, /*keepdim=*/true);
     const at::Tensor index = at::tensor(rows, at::kLong).to(m_.device);
     for (size_t l = 0; l < cache_.k.size(); ++l) {
       cache_.k[l].narrow(2, 0, p).index_copy_(0, index, fresh.k[l]);
@@ -168,8 +164,8 @@ class Batcher {
     cache_.key_mask.index_fill_(0, index, false);
     cache_.key_mask.narrow(1, 0, p).index_copy_(0, index, fresh.key_mask);
     state_.tokens.index_copy_(0, index, first);
-    state_.positions.index_copy_(0, index, next_pos.to(m_.device));
-    state_.slot.index_fill_(0, index, p);
+    state_.positions.index_copy_(0, index, length.view({g, 1}));
+    state_.slot.index_copy_(0, index, length);
     const at::Tensor host = first.to(at::kCPU);
     stats_.prefill_s += seconds_since(t0);
     ++stats_.prefills;

@@ -50,14 +50,33 @@ double lowest_value(at::ScalarType dtype) {
                               : -3.3895313892515355e38;
 }
 
+std::vector<at::Tensor> project_together(const std::optional<Linear>& stacked,
+                                         const std::vector<const Linear*>& parts,
+                                         const at::Tensor& x) {
+  std::vector<at::Tensor> out;
+  if (!stacked) {
+    for (const Linear* p : parts) out.push_back(linear_forward(*p, x));
+    return out;
+  }
+  const at::Tensor y = linear_forward(*stacked, x);
+  int64_t first = 0;
+  for (const Linear* p : parts) {
+    const int64_t cols = linear_out_features(*p);
+    out.push_back(y.narrow(-1, first, cols));
+    first += cols;
+  }
+  return out;
+}
+
 QKV project_qkv(const Model& m, const LayerWeights& l, const at::Tensor& x,
                 const std::pair<at::Tensor, at::Tensor>& rope) {
   const ModelConfig& c = m.config;
   const int64_t b = x.size(0), t = x.size(1);
-  auto heads = [&](const Linear& proj, int n) {
-    return linear_forward(proj, x).view({b, t, n, c.head_dim}).transpose(1, 2);
+  const std::vector<at::Tensor> y = project_together(l.qkv, {&l.q, &l.k, &l.v}, x);
+  auto heads = [&](const at::Tensor& p, int n) {
+    return p.view({b, t, n, c.head_dim}).transpose(1, 2);
   };
-  QKV out{heads(l.q, c.num_heads), heads(l.k, c.num_kv_heads), heads(l.v, c.num_kv_heads)};
+  QKV out{heads(y[0], c.num_heads), heads(y[1], c.num_kv_heads), heads(y[2], c.num_kv_heads)};
   out.q = out.q * rope.first + rotate_half(out.q) * rope.second;
   out.k = out.k * rope.first + rotate_half(out.k) * rope.second;
   return out;
@@ -97,7 +116,8 @@ at::Tensor merge_heads(const at::Tensor& heads) {
 }
 
 at::Tensor mlp_product(const LayerWeights& l, const at::Tensor& x) {
-  return at::silu(linear_forward(l.gate, x)) * linear_forward(l.up, x);
+  const std::vector<at::Tensor> y = project_together(l.gate_up, {&l.gate, &l.up}, x);
+  return at::silu(y[0]) * y[1];
 }
 
 at::Tensor mlp(const LayerWeights& l, const at::Tensor& x) {

@@ -6,7 +6,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <utility>
+#include <vector>
 
 namespace qsweep::ops {
 
@@ -16,6 +18,12 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 std::pair<at::Tensor, at::Tensor> rope_tables(const Model& m, const at::Tensor& positions);
 // Masked scores get the dtype's lowest value rather than -inf, which keeps them finite in sums.
 double lowest_value(at::ScalarType dtype);
+
+// The products of projections that share the input x: column slices of their stacked product
+// where the layer has one (stacked_projections.h), else one product each.
+std::vector<at::Tensor> project_together(const std::optional<Linear>& stacked,
+                                         const std::vector<const Linear*>& parts,
+                                         const at::Tensor& x);
 
 // Queries [B, heads, T, D] and keys, values [B, kv_heads, T, D] of x [B, T, hidden] (x already
 // normalised), RoPE applied to queries and keys.

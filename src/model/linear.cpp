@@ -57,8 +57,10 @@ at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x) {
 }
 
 at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
-  const cuda::Bnb4Tensors t{w.packed, w.code, w.double_quant ? at::Tensor() : w.absmax,
-                            w.qabsmax, w.absmax2, w.code2, w.offset, w.blocksize, w.out, w.in};
+  const cuda::Bnb4Tensors t{w.packed,  w.code,    w.double_quant ? at::Tensor() : w.absmax,
+                            w.qabsmax, w.absmax2, w.code2,
+                            w.offsets, w.offset,  w.blocksize,
+                            w.out,     w.in};
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
   const at::Tensor y = x2.size(0) <= kFusedMaxRows
                            ? cuda::bnb4_matmul(x2, t)
@@ -157,7 +159,7 @@ int64_t linear_bytes(const Linear& layer) {
       // The nested offset is a float32 scalar tensor in bitsandbytes' saved state.
       const int64_t offset = w.double_quant ? int64_t(sizeof(float)) : 0;
       return bytes_of(w.packed) + bytes_of(w.code) + bytes_of(w.absmax) + bytes_of(w.qabsmax) +
-             bytes_of(w.absmax2) + bytes_of(w.code2) + offset;
+             bytes_of(w.absmax2) + bytes_of(w.code2) + bytes_of(w.offsets) + offset;
     }
     int64_t operator()(const Int8RowWeight& w) const {
       return bytes_of(w.weight) + bytes_of(w.row_absmax);
@@ -211,7 +213,8 @@ Linear linear_to(Linear layer, const at::Device& device) {
         if constexpr (std::is_same_v<W, IntGroupWeight>)
           for (at::Tensor* t : {&w.qweight, &w.zeros, &w.scales, &w.g_idx}) move(*t);
         if constexpr (std::is_same_v<W, Bnb4Weight>)
-          for (at::Tensor* t : {&w.packed, &w.code, &w.absmax, &w.qabsmax, &w.absmax2, &w.code2})
+          for (at::Tensor* t :
+               {&w.packed, &w.code, &w.absmax, &w.qabsmax, &w.absmax2, &w.code2, &w.offsets})
             move(*t);
         if constexpr (std::is_same_v<W, Int8RowWeight>)
           for (at::Tensor* t : {&w.weight, &w.row_absmax}) move(*t);

@@ -11,6 +11,7 @@
 #include "qsweep/model/perplexity.h"
 #include "qsweep/model/quantized_checkpoint.h"
 #include "qsweep/model/safetensors.h"
+#include "qsweep/model/stacked_projections.h"
 #include "qsweep/quant/calibration.h"
 #include "qsweep/quant/quantize_model.h"
 #include "quant_cache.h"
@@ -99,9 +100,12 @@ Model load_calibrated(const UnitRunner::State& s, const PrepConfig& c, PrepareRe
   return m;
 }
 
+// Ready to run: quantized, and its projections that share an input stacked.
 Model load_config_model(const UnitRunner::State& s, const PrepConfig& c, PrepareRecord& record) {
-  return needs_calibration(c.quant.method) ? load_calibrated(s, c, record)
-                                           : load_and_quantize(s, c, record);
+  Model m = needs_calibration(c.quant.method) ? load_calibrated(s, c, record)
+                                              : load_and_quantize(s, c, record);
+  stack_projections(m);
+  return m;
 }
 
 // Prepares the model for a config once per rank, and keeps it while that config's units come.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The decode-speed figures of docs/performance.md in one device call: build, the GPU tests, then
-# `qsweep bench` on a made Llama-3.2-1B-shaped model in bf16 and in each data-free quantized
-# format, with the fused decode kernels and with QSWEEP_FUSED_DECODE=0 (the libtorch operations),
-# and `qsweep eval` on 500 CoQA-format samples with each.
+# The decode-speed figures of docs/performance.md in one device call: build, the GPU tests, the
+# kernel benchmark, then `qsweep bench` on a made Llama-3.2-1B-shaped model in bf16 and in each
+# data-free quantized format, with q|k|v and gate|up stacked and with QSWEEP_STACK_PROJECTIONS=0
+# (separate projections), and `qsweep eval` on 500 CoQA-format samples.
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
@@ -13,6 +13,8 @@ echo "build $((SECONDS - start)) s"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
 (cd build-gpu && ctest -L gpu --output-on-failure) > "$OUT/gpu-tests.log" 2>&1
 grep -E "tests passed|Failed|FAILED|\*\*\*" "$OUT/gpu-tests.log" | head -20
+build-gpu/src/kernels/qsweep_bench_kernels "$OUT/bench-kernels.json" > "$OUT/bench-kernels.log" 2>&1
+echo "kernel bench: exit $?"
 source tests/parity/study_inputs.sh
 QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
 for q in $QUANTS; do
@@ -23,16 +25,23 @@ for q in $QUANTS; do
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
 for dir in m1b $(printf 'q_%s ' $QUANTS); do
-  for fused in 1 0; do
-    QSWEEP_FUSED_DECODE=$fused build-gpu/qsweep bench --model $WORK/$dir --device cuda \
-      --batch-sizes 1 4 8 16 --out "$OUT/bench-$dir-fused$fused.json" > "$OUT/bench-$dir-fused$fused.log" 2>&1
-    echo "bench $dir fused=$fused: $(tail -1 "$OUT/bench-$dir-fused$fused.log" | cut -c1-200)"
+  for stack in 1 0; do
+    QSWEEP_STACK_PROJECTIONS=$stack build-gpu/qsweep bench --model $WORK/$dir --device cuda \
+      --batch-sizes 1 4 8 16 --out "$OUT/bench-$dir-stack$stack.json" > "$OUT/bench-$dir-stack$stack.log" 2>&1
+    echo "bench $dir stack=$stack: exit $?"
   done
 done
-for fused in 1 0; do
-  s=$SECONDS
-  QSWEEP_FUSED_DECODE=$fused build-gpu/qsweep eval --model $WORK/m1b --coqa $WORK/coqa500.json \
-    --device cuda --batch-size 64 > "$OUT/eval-fused$fused.log" 2>&1
-  echo "eval 500 bf16 fused=$fused: exit $? in $((SECONDS - s)) s; $(grep -iE 'samples|tokens/s|em ' "$OUT/eval-fused$fused.log" | tail -2 | cut -c1-200)"
-done
+python3 - "$OUT" <<'PY'
+import glob, json, os, sys
+print("model stack | decode ms/token | % copy bw | tok/s b1 b4 b8 b16 | J/token | prefill ms (% matmul)")
+for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*-stack*.json"))):
+    j = json.load(open(f)); s = j["stats"]; med = lambda k: s[k]["median"] if k in s else float("nan")
+    print(os.path.basename(f)[6:-5], "| %.3f | %.1f%% |" % (med("decode_ms_per_token"), 100 * j.get("decode_fraction_of_copy_bandwidth", float("nan"))),
+          " ".join("%.0f" % med("throughput_b%d" % b) for b in (1, 4, 8, 16)), "| %.3f | %.2f (%.0f%%)" % (
+          med("energy_j_per_token"), med("prefill_ms"), 100 * j.get("prefill_fraction_of_matmul_rate", float("nan"))))
+PY
+s=$SECONDS
+build-gpu/qsweep eval --model $WORK/m1b --coqa $WORK/coqa500.json --device cuda --batch-size 64 \
+  > "$OUT/eval.log" 2>&1
+echo "eval 500 bf16: exit $? in $((SECONDS - s)) s; $(grep -E 'generate:' "$OUT/eval.log" | tail -1 | cut -c1-200)"
 echo "total $((SECONDS - start)) s"

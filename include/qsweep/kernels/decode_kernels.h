@@ -19,7 +19,7 @@ at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at:
 // RoPE on q [B, heads * D] and k [B, kv_heads * D] (one token per row) with cos, sin [B, D]; the
 // rotated k and v [B, kv_heads * D] written into k_cache, v_cache [B, kv_heads, capacity, D] at
 // slot[b] (int64 [B]) and key_mask [B, capacity] (bool) set there. Returns the rotated q
-// [B, heads, D].
+// [B, heads, D]. q, k and v may be column slices of one stacked q|k|v product (rows strided).
 at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                 const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                                 at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot);
@@ -35,7 +35,9 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
 bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
                                 int64_t capacity);
 
-// dtype(dtype(silu(gate)) * up), elementwise, as at::silu(gate) * up rounds.
+// dtype(dtype(silu(gate)) * up), elementwise, as at::silu(gate) * up rounds. gate and up are
+// [rows, cols], possibly the two halves of one stacked gate|up product; the result is
+// contiguous.
 at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up);
 
 }  // namespace qsweep::cuda

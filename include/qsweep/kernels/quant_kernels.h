@@ -23,7 +23,8 @@ namespace qsweep::cuda {
 // [groups, ceil(out * bits / 32)] packs one zero code per output column the same way; scales
 // [groups, out] in x's dtype; g_idx int32 [in] names each input channel's group. The weight is
 // scale * (q - zero) where the stored zero field holds zero - 1 modulo 2^bits, as GPTQ
-// checkpoints keep it (linear.h). in must be a multiple of 32. Any g_idx works: where 32 consecutive channels share a group the kernel reads
+// checkpoints keep it (linear.h). in must be a multiple of 32. qweight, scales and zeros may be views
+// with strided rows (a stacked projection's parts), elements within a row contiguous. Any g_idx works: where 32 consecutive channels share a group the kernel reads
 // one scale and zero for them, otherwise (act-order) it looks both up per channel, slower.
 at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
                             const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits);
@@ -35,10 +36,12 @@ at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zer
 // the row-major [out, in] weight, the first in the high nibble; code float32 [16]; one absmax
 // per `blocksize` consecutive elements. Without double quantization `absmax` is float32 [blocks]
 // and qabsmax, absmax2, code2 are undefined tensors; with it `absmax` is undefined and the
-// block's absmax is code2[qabsmax[b]] * absmax2[b / 256] + offset.
+// block's absmax is code2[qabsmax[b]] * absmax2[b / 256] + offset, or + offsets[b / 256] where
+// `offsets` (float32 [ceil(blocks / 256)]) is defined: a stacked projection's parts each keep
+// their own offset.
 struct Bnb4Tensors {
   at::Tensor packed, code, absmax;
-  at::Tensor qabsmax, absmax2, code2;
+  at::Tensor qabsmax, absmax2, code2, offsets;
   double offset = 0;
   int64_t blocksize = 64;
   int64_t out = 0, in = 0;

@@ -14,7 +14,7 @@ namespace qsweep {
 struct KVCache {
   std::vector<at::Tensor> k, v;   // per layer [batch, kv_heads, capacity, head_dim]
   at::Tensor key_mask;            // [batch, capacity] bool: slot holds a real (non-pad) token
-  int64_t length = 0;             // slots filled so far (same for every row: left padding)
+  int64_t length = 0;             // slots a forward pass has filled (pads included)
   int64_t capacity = 0;
 };
 
@@ -26,6 +26,14 @@ KVCache make_kv_cache(const Model& model, int64_t batch, int64_t capacity);
 // spares prefill the vocab-sized projection of every prompt token.
 at::Tensor forward(const Model& model, const at::Tensor& tokens, const at::Tensor& real,
                    const at::Tensor& positions, KVCache& cache, bool last_only);
+
+// Prompts right-padded into a fresh cache: row b's tokens fill slots [0, lengths[b]) (int64
+// [batch]), its pads the slots after them, masked in key_mask. Causal attention alone keeps
+// every real token from seeing a pad, so no mask is built and fused (flash) attention serves
+// the prefill; each row then decodes on from its own slot lengths[b] (DecodeState::slot),
+// overwriting its pads. Returns the logits [batch, vocab] of each row's last token.
+at::Tensor forward_right_padded(const Model& model, const at::Tensor& tokens,
+                                const at::Tensor& lengths, KVCache& cache);
 
 // Logits [T, vocab] of one unpadded sequence run in a fresh cache ([1, vocab]: the last token
 // only, with last_only), in the model dtype.

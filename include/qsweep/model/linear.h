@@ -50,6 +50,9 @@ struct Bnb4Weight {
   at::Tensor absmax2;         // float32 [ceil(blocks / 256)]: nested_absmax
   at::Tensor code2;           // float32 [256]: nested_quant_map
   float offset = 0;           // mean of the absmax values
+  at::Tensor offsets;         // float32 [ceil(blocks / 256)] or undefined: per nested block,
+                              // in place of `offset`, where stacked parts keep their own
+                              // (stacked_projections.h)
   at::ScalarType compute_dtype = at::kHalf;
 };
 

@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,9 @@ struct LayerWeights {
   at::Tensor post_attention_norm; // [hidden]
   Linear q, k, v, o;
   Linear gate, up, down;
+  // q|k|v and gate|up stacked along the output dimension, once a model is ready to run
+  // (stacked_projections.h); the separate projections are then views into them.
+  std::optional<Linear> qkv, gate_up;
 };
 
 struct Model {
