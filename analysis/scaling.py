@@ -8,7 +8,9 @@ writes, and per rank its busy time by unit kind and its idle time.
 Prints both tables as Markdown; with --out, also writes DIR/scaling.md, DIR/scaling.csv (one row
 per segment) and DIR/scaling_ranks.csv (one row per rank of each segment). The speed-up of a
 segment is the wall time of a finished 1-rank run among the stores with the same sweep settings
-(results fingerprint) and as many units, divided by its own. Exit code 1 when a store cannot be read or
+(results fingerprint) and as many units, divided by its own. A store whose sweep ran in several
+segments on one number of ranks (stopped and resumed) gets a row "all" adding them up, which
+counts as a run for the speed-up. Exit code 1 when a store cannot be read or
 no store holds a segment.
 """
 import argparse
@@ -69,6 +71,30 @@ def read_segments(path):
     return segments, ranks
 
 
+def with_totals(segments):
+    """The segments, and for each store run in several segments on one number of ranks (a run
+    stopped and resumed) a row "all" that adds them up: its wall time is what the whole sweep
+    took, less the time between the segments."""
+    out = list(segments)
+    by_store = {}
+    for seg in segments:
+        by_store.setdefault(seg["store"], []).append(seg)
+    for store, segs in by_store.items():
+        if len(segs) < 2 or len({s["ranks"] for s in segs}) != 1:
+            continue
+        total = {"store": store, "segment": "all", "ended": segs[-1]["ended"],
+                 "ranks": segs[0]["ranks"], "fingerprint": segs[0]["fingerprint"],
+                 "reloads": sum(s["reloads"] for s in segs),
+                 "quantized_twice": ", ".join(sorted({c for s in segs
+                                                      for c in s["quantized_twice"].split(", ") if c}))}
+        for key in ("units", "wall_s", "busy_s", "store_writes", "store_write_s", "record_s"):
+            total[key] = sum(s[key] for s in segs)
+        total["efficiency"] = (total["busy_s"] / (total["ranks"] * total["wall_s"])
+                               if total["wall_s"] else 0)
+        out.append(total)
+    return out
+
+
 def with_speedup(segments):
     """Each segment's speed-up over a finished 1-rank run of the same settings that ran as many
     units (a resumed run that found little left to do is no yardstick), if there is one."""
@@ -119,7 +145,7 @@ def main(argv=None):
     if not segments:
         print("scaling.py: no timing segment in the stores given", file=sys.stderr)
         return 1
-    seg = with_speedup(segments)
+    seg = with_speedup(with_totals(segments))
     per_rank = pd.DataFrame(ranks)[RANK_COLUMNS]
     text = ("## Runs\n\n" + markdown(seg, SEGMENT_FORMATS) + "\n\n## Ranks\n\n"
             + markdown(per_rank, RANK_FORMATS) + "\n")

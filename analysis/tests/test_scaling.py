@@ -85,8 +85,11 @@ class ScalingTable(unittest.TestCase):
         done = self.run_scaling(self.path("r1.h5"), self.path("r2.h5"), out=out)
         self.assertEqual(done.returncode, 0, done.stderr)
         runs = pd.read_csv(os.path.join(out, "scaling.csv"))
-        self.assertEqual(list(runs["ranks"]), [1, 2, 2])
-        self.assertEqual(list(runs["segment"]), [0, 0, 1])
+        self.assertEqual(list(runs["ranks"]), [1, 2, 2, 2])
+        self.assertEqual(list(runs["segment"]), ["000", "000", "001", "all"])
+        self.assertEqual(runs["units"][3], 46)
+        self.assertAlmostEqual(runs["efficiency"][3], 108 / 140)
+        self.assertEqual(runs["quantized_twice"][3], "gptq")
         self.assertAlmostEqual(runs["efficiency"][1], 98 / 120)
         self.assertAlmostEqual(runs["speedup"][0], 1.0)
         self.assertAlmostEqual(runs["speedup"][1], 100 / 60)
@@ -94,6 +97,7 @@ class ScalingTable(unittest.TestCase):
         self.assertEqual(runs["quantized_twice"][1], "gptq")
         self.assertTrue(pd.isna(runs["quantized_twice"][2]))
         self.assertTrue(pd.isna(runs["speedup"][2]))  # fewer units than the 1-rank run
+        self.assertTrue(pd.isna(runs["speedup"][3]))
         ranks = pd.read_csv(os.path.join(out, "scaling_ranks.csv"))
         self.assertEqual(len(ranks), 5)
         first = ranks[ranks["store"].str.endswith("r2.h5") & (ranks["segment"] == 0)]
@@ -104,6 +108,22 @@ class ScalingTable(unittest.TestCase):
         self.assertIn("| 81.7% |", done.stdout)
         with open(os.path.join(out, "scaling.md")) as f:
             self.assertEqual(f.read(), done.stdout)
+
+    def test_a_run_stopped_and_resumed_is_added_up_and_is_the_yardstick(self):
+        make_store(self.path("r1.h5"), [
+            dict(ranks=1, wall=70, busy_per_rank=69, ended="stopped by SIGTERM", units=30),
+            dict(ranks=1, wall=30, busy_per_rank=29, units=10)])
+        make_store(self.path("r2.h5"), [dict(ranks=2, wall=50, busy_per_rank=49)])
+        out = self.path("report")
+        done = self.run_scaling(self.path("r1.h5"), self.path("r2.h5"), out=out)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        runs = pd.read_csv(os.path.join(out, "scaling.csv"))
+        self.assertEqual(list(runs["segment"]), ["000", "001", "all", "000"])
+        total = runs.iloc[2]
+        self.assertEqual(total["units"], 40)
+        self.assertAlmostEqual(total["wall_s"], 100)
+        self.assertAlmostEqual(total["efficiency"], 0.98)
+        self.assertAlmostEqual(runs["speedup"][3], 2.0)
 
     def test_no_speedup_without_a_one_rank_run_of_the_same_settings(self):
         make_store(self.path("r1.h5"), [dict(ranks=1, wall=100, busy_per_rank=98)],

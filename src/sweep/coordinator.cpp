@@ -69,10 +69,15 @@ void save(Coordination& c) {
 }
 
 // A config whose prepare or sanity unit failed (a model that does not load, a quantization that
-// throws) would fail each of its other units the same way: they are recorded as skipped, naming
-// the unit that failed and why, instead of each repeating the failure.
-void skip_rest_of_config(Coordination& c, const UnitResult& r) {
-  const std::vector<WorkUnit> dropped = c.scheduler.drop_config(r.config);
+// throws) would fail each of its other units the same way: they are taken off the queue before
+// the next hand-out, and recorded as skipped, naming the unit that failed and why, instead of
+// each repeating the failure.
+bool fails_its_config(const Coordination& c, const UnitResult& r) {
+  const UnitKind kind = c.plan.at(r.key).kind;
+  return r.error && (kind == UnitKind::prepare || kind == UnitKind::sanity);
+}
+
+void skip_rest_of_config(Coordination& c, const UnitResult& r, const std::vector<WorkUnit>& dropped) {
   if (dropped.empty()) return;
   for (const WorkUnit& u : dropped)
     add_unit_error(c.store, {u.key, 0, c.host, 0},
@@ -82,14 +87,14 @@ void skip_rest_of_config(Coordination& c, const UnitResult& r) {
   log_warning("config {}: {} failed, its {} other unit(s) skipped", r.config, r.key, dropped.size());
 }
 
-void record(Coordination& c, const UnitResult& r) {
+void record(Coordination& c, const UnitResult& r, const std::vector<WorkUnit>& dropped) {
   const Clock::time_point start = Clock::now();
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
   if (r.prepare) add_preparation(c.store, r.config, *r.prepare);
   const UnitKind kind = c.plan.at(r.key).kind;
   if (r.error) {
     add_unit_error(c.store, run, r.error->message);
-    if (kind == UnitKind::prepare || kind == UnitKind::sanity) skip_rest_of_config(c, r);
+    skip_rest_of_config(c, r, dropped);
   } else {
     switch (kind) {
       case UnitKind::prepare: add_prepared(c.store, run); break;
@@ -107,17 +112,18 @@ void record(Coordination& c, const UnitResult& r) {
 }
 
 // A unit that failed because its rank's device broke is not the unit's fault: it goes to
-// another rank (once) instead of into the store as a failure.
-void take_result(Coordination& c, int rank, const WorkerReport& report) {
+// another rank (once) instead of into the store as a failure. Returns whether the result is to
+// be recorded.
+bool settle(Coordination& c, int rank, const WorkerReport& report) {
   const UnitResult& r = *report.result;
   note_report(c.timing, rank, report, c.plan.at(r.key).kind);
   c.watch.finished(rank, r.seconds);
   const bool device_fault = r.error && report.leaving;
   if (c.scheduler.finish(rank, device_fault)) {
     log_warning("{} failed on rank {} as its device broke; requeued for another rank", r.key, rank);
-    return;
+    return false;
   }
-  record(c, r);
+  return true;
 }
 
 void leave(Coordination& c, int rank, double at) {
@@ -142,7 +148,7 @@ void give_up_on(Coordination& c, int rank, const std::string& why) {
   c.lost.insert(rank);
 }
 
-// One report from `rank`: its result recorded, its next unit (or stop) sent back.
+// One report from `rank`: its next unit (or stop) sent back, then its result recorded.
 void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& local) {
   Assignment reply;
   if (c.lost.count(rank)) {
@@ -154,10 +160,11 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
   const double heard_at = seconds_since(c.start);
   c.watch.heard(rank, heard_at);
   if (!report.device.empty()) set_provenance(c.store, fmt::format("rank{}", rank), report.device);
-  if (report.result)
-    take_result(c, rank, report);
-  else
-    note_first_report(c.timing, rank, report);
+  const bool to_record = report.result && settle(c, rank, report);
+  if (!report.result) note_first_report(c.timing, rank, report);
+  const std::vector<WorkUnit> dropped = to_record && fails_its_config(c, *report.result)
+                                            ? c.scheduler.drop_config(report.result->config)
+                                            : std::vector<WorkUnit>{};
   if (report.leaving)
     log_error("rank {} leaves the sweep{}", rank,
               report.failure.empty() ? " after a device error; its next units go to others"
@@ -169,6 +176,9 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
   else
     leave(c, rank, heard_at);
   send_reply(rank, local, encode_assignment(reply));
+  // After the reply, so the rank computes its next unit while rank 0 writes the store (a store
+  // the disk refuses then stops the sweep at the rank's next report, not this one).
+  if (to_record) record(c, *report.result, dropped);
 }
 
 // This run's timing into the store (saved by the caller) and rank 0's log.
