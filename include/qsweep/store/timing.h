@@ -43,9 +43,9 @@ struct PreparationCount {
 };
 
 struct TimingSegment {
-  std::string started_at;             // ISO 8601 UTC, when the first unit could be handed out
-  std::string finished_at;
-  std::string ended;                  // "finished", "stopped by SIGTERM", "store write failed"
+  std::string started_at;             // ISO 8601 UTC: the run's provenance started_at
+  std::string finished_at;            // when the segment was added, at the run's end
+  std::string ended;                  // "finished", or "stopped by SIGTERM" / "stopped by SIGUSR1"
   int64_t ranks = 0;
   int64_t units = 0;                  // units finished in the segment, failed ones included
   double wall_seconds = 0;            // rank 0, from the first hand-out to the last rank leaving
