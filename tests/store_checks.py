@@ -31,6 +31,16 @@ the metrics as attributes, /errors one row per failed unit run.
                                                every config's metrics derived with BASELINE and
                                                RESAMPLES, deltas against BASELINE, KL measured
                                                against it (none for the baseline itself)
+  store_checks.py timing STORE SEGMENTS RANKS [SNAPSHOT.json]
+                                               /timing holds SEGMENTS runs, the last on RANKS
+                                               ranks; in each finished one, per rank startup +
+                                               busy + wait + end idle = wall within 0.25 s + 1 %,
+                                               busy and units sum to the run's, efficiency =
+                                               busy / (ranks x wall); the first run's units and
+                                               preparations per rank match /units and the
+                                               prepare tables; no calibrated config quantized
+                                               twice; with a snapshot, the runs in it are
+                                               unchanged (then it is rewritten)
   store_checks.py skipped STORE UNIT         UNIT (e.g. cfg/sanity) failed once on its own and
                                                other units of its config were skipped naming it
 Exit code 0 when the check holds; the reason otherwise.
@@ -351,12 +361,95 @@ def skipped(path, first_unit):
     print(f"{path}: {first_unit} failed once, {len(skips)} unit(s) of {config_name} skipped naming it")
 
 
+# A rank's parts are measured apart (by the rank, its units and rank 0): they add up to the wall
+# time up to message transit (measured: under 0.05 s on 2 loaded cores) and scheduling noise.
+TIMING_TOLERANCE_S = 0.25
+TIMING_TOLERANCE_FRACTION = 0.01
+
+
+def timing_segments(f):
+    out = []
+    for name in sorted(f["timing"], key=lambda n: (len(n), n)):
+        g = f["timing"][name]
+        seg = {k: (v.item() if hasattr(v, "item") else v) for k, v in g.attrs.items()}
+        for table in ("rank_times", "preparations"):
+            seg[table] = [dict(zip(g[table].keys(), row))
+                          for row in zip(*(column(g[table], k) for k in g[table].keys()))]
+        out.append(seg)
+    return out
+
+
+def check_segment(path, i, seg):
+    where = f"{path}: /timing/{i:03d}"
+    ranks = seg["rank_times"]
+    if len(ranks) != seg["ranks"] or [r["rank"] for r in ranks] != list(range(seg["ranks"])):
+        sys.exit(f"{where}: rank rows {[r['rank'] for r in ranks]} for {seg['ranks']} ranks")
+    wall = seg["wall_seconds"]
+    if not math.isclose(sum(r["busy_seconds"] for r in ranks), seg["busy_seconds"], abs_tol=1e-6):
+        sys.exit(f"{where}: the ranks' busy time does not sum to busy_seconds")
+    if sum(r["units"] for r in ranks) != seg["units"]:
+        sys.exit(f"{where}: the ranks' units do not sum to units")
+    if wall > 0 and not math.isclose(seg["efficiency"], seg["busy_seconds"] / (seg["ranks"] * wall)):
+        sys.exit(f"{where}: efficiency {seg['efficiency']} is not busy / (ranks x wall)")
+    for r in ranks:
+        kinds = sum(r[f"busy_{k}_seconds"] for k in ("prepare", "sanity", "coqa", "bench"))
+        if not math.isclose(kinds, r["busy_seconds"], abs_tol=1e-6):
+            sys.exit(f"{where}: rank {r['rank']}: busy by kind sums to {kinds}, not busy_seconds")
+        parts = r["startup_seconds"] + r["busy_seconds"] + r["wait_seconds"] + r["end_idle_seconds"]
+        if seg["ended"] == "finished" and \
+                abs(parts - wall) > TIMING_TOLERANCE_S + TIMING_TOLERANCE_FRACTION * wall:
+            sys.exit(f"{where}: rank {r['rank']}: startup + busy + wait + end idle = {parts:.2f} s, "
+                     f"wall {wall:.2f} s")
+    quantized = Counter()
+    for p in seg["preparations"]:
+        quantized[p["config"]] += p["quantized"]
+    twice = [c for c, n in quantized.items() if n > 1]
+    if twice:
+        sys.exit(f"{where}: quantized on more than one rank: {twice}")
+
+
+def timing(path, segments, ranks, snapshot_path=None):
+    with h5py.File(path, "r") as f:
+        if "timing" not in f:
+            sys.exit(f"{path}: no /timing")
+        segs = timing_segments(f)
+        table = units(f)
+        prepare_rows = Counter()
+        for name in f["configs"]:
+            if "prepare" in f["configs"][name]:
+                for rank in column(f["configs"][name]["prepare"], "rank"):
+                    prepare_rows[(name, int(rank))] += 1
+    if len(segs) != int(segments) or segs[-1]["ranks"] != int(ranks):
+        sys.exit(f"{path}: {len(segs)} timing segments, the last on {segs[-1]['ranks']} ranks; "
+                 f"expected {segments} and {ranks}")
+    for i, seg in enumerate(segs):
+        check_segment(path, i, seg)
+    first = segs[0]
+    ran = Counter(row[1] for row in table.values() if row[0] != "todo")
+    if len(segs) == 1 and {r["rank"]: r["units"] for r in first["rank_times"] if r["units"]} != dict(ran):
+        sys.exit(f"{path}: units per rank {first['rank_times']} disagree with /units {dict(ran)}")
+    counted = Counter({(p["config"], p["rank"]): p["count"] for p in first["preparations"]})
+    if len(segs) == 1 and counted != prepare_rows:
+        sys.exit(f"{path}: preparations {dict(counted)} disagree with the prepare tables "
+                 f"{dict(prepare_rows)}")
+    if snapshot_path:
+        if os.path.exists(snapshot_path):
+            with open(snapshot_path) as f:
+                before = json.load(f)
+            if json.loads(json.dumps(segs[:len(before)])) != before:
+                sys.exit(f"{path}: an earlier run's timing changed")
+        with open(snapshot_path, "w") as f:
+            json.dump(segs, f)
+    print(f"{path}: {len(segs)} timing segment(s), efficiency "
+          + ", ".join(f"{s['efficiency']:.1%} on {s['ranks']}" for s in segs))
+
+
 if __name__ == "__main__":
     commands = {"prepared": prepared, "progress": progress, "wait-partial": wait_partial, "partial": partial,
                 "snapshot": snapshot, "complete": complete, "unchanged": unchanged,
                 "same-results": same_results, "spread": spread, "failed": failed,
                 "derived": derived,
-                "skipped": skipped}
+                "skipped": skipped, "timing": timing}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])

@@ -23,12 +23,13 @@ TEST(Protocol, ReportWithEveryKindOfResultRoundTrips) {
   r.sanity.push_back({"Hello", "world"});
   r.perplexity = 12.25;
   r.kl_vs_baseline = 0.125;
-  const WorkerReport sent{r, "fp16", false, "node7 cpu (cpu)", ""};
+  const WorkerReport sent{r, "fp16", false, "node7 cpu (cpu)", "", 0, 1.25};
   const WorkerReport got = decode_report(encode_report(sent));
   ASSERT_TRUE(got.result.has_value());
   EXPECT_EQ(got.held, "fp16");
   EXPECT_EQ(got.device, "node7 cpu (cpu)");
   EXPECT_FALSE(got.leaving);
+  EXPECT_DOUBLE_EQ(got.waited_seconds, 1.25);
   EXPECT_EQ(got.result->key, r.key);
   EXPECT_EQ(got.result->rank, 2);
   EXPECT_DOUBLE_EQ(got.result->seconds, 12.5);
@@ -42,8 +43,10 @@ TEST(Protocol, ReportWithEveryKindOfResultRoundTrips) {
 }
 
 TEST(Protocol, FirstRequestAndFailedStartRoundTrip) {
-  const WorkerReport got = decode_report(encode_report({std::nullopt, "", true, "", "no GPU"}));
+  const WorkerReport got =
+      decode_report(encode_report({std::nullopt, "", true, "", "no GPU", 3.5, 0}));
   EXPECT_FALSE(got.result.has_value());
+  EXPECT_DOUBLE_EQ(got.startup_seconds, 3.5);
   EXPECT_TRUE(got.leaving);
   EXPECT_EQ(got.failure, "no GPU");
 }

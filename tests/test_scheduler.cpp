@@ -100,6 +100,23 @@ TEST(Scheduler, UnitsOfAConfigWhoseSanityUnitIsInFlightComeLast) {
 
 // After a config's sanity unit failed, its units not handed out leave the queue (the coordinator
 // records them as skipped); units of other configs and one already in flight stay as they are.
+TEST(Scheduler, ABenchmarkIsHandedOutBeforeItsConfigsShards) {
+  std::vector<WorkUnit> planned;
+  for (const std::string c : {"a", "b"}) {
+    planned.push_back({c + "/sanity", c, UnitKind::sanity, -1, 0, 0});
+    for (const WorkUnit& u : units({c}, 2)) planned.push_back(u);
+    planned.push_back({c + "/bench", c, UnitKind::bench, -1, 0, 0});
+  }
+  Scheduler s(planned);
+  std::vector<std::string> order;
+  for (std::optional<WorkUnit> u = s.next(0, ""); u; u = s.next(0, u->config)) {
+    order.push_back(u->key);
+    s.finish(0);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"a/sanity", "a/bench", "a/coqa/0", "a/coqa/1",
+                                             "b/sanity", "b/bench", "b/coqa/0", "b/coqa/1"}));
+}
+
 TEST(Scheduler, DropConfigTakesOnlyThatConfigsQueuedUnits) {
   Scheduler s(units({"a", "b"}, 3));
   EXPECT_EQ(s.next(0, "")->key, "a/coqa/0");

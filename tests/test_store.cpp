@@ -156,6 +156,43 @@ TEST_F(StoreTest, RoundTripPreservesEveryRecord) {
   }
 }
 
+TimingSegment timing_segment(int64_t ranks) {
+  TimingSegment s;
+  s.ended = "finished";
+  s.ranks = ranks;
+  s.units = 3;
+  s.wall_seconds = 10.5;
+  s.busy_seconds = 18;
+  s.efficiency = 18 / (ranks * 10.5);
+  s.store_writes = 4;
+  s.store_write_seconds = 0.125;
+  s.record_seconds = 0.25;
+  for (int rank = 0; rank < ranks; ++rank)
+    s.rank_times.push_back({rank, "node7", 1, 0.5, 0, 1, 7, 1, 9, 0.25, 0.75, 1, 0.5, 0});
+  s.preparations.push_back({"bf16", 1, 2, 0, 1.5, 0});
+  return s;
+}
+
+// A resumed sweep reads the earlier runs' segments back and appends its own.
+TEST_F(StoreTest, TimingSegmentsRoundTripAndAResumeAppends) {
+  const SweepSpec spec = load(valid_job());
+  {
+    Store store = open(spec);
+    add_timing_segment(store, timing_segment(2));
+    save_store(store);
+  }
+  Store resumed = open(spec);
+  ASSERT_EQ(resumed.results.timing.size(), 1u);
+  add_timing_segment(resumed, timing_segment(3));
+  save_store(resumed);
+  const Results r = read_store(store_path());
+  ASSERT_EQ(r.timing.size(), 2u);
+  EXPECT_EQ(record_diff(r.timing, resumed.results.timing), "");
+  EXPECT_EQ(r.timing[0].ranks, 2);
+  EXPECT_EQ(r.timing[1].rank_times.size(), 3u);
+  EXPECT_EQ(r.timing[1].finished_at.size(), 20u);  // stamped when added
+}
+
 TEST_F(StoreTest, EveryRewriteLeavesAReadableFileAndNoTemporary) {
   Store store = open(load(valid_job()));
   for (const char* key : {"fp32/coqa/0000", "fp32/coqa/0001", "fp32/coqa/0002"}) {

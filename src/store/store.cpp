@@ -298,6 +298,12 @@ void set_provenance(Store& store, const std::string& key, const std::string& val
   store.results.provenance[key] = value;
 }
 
+void add_timing_segment(Store& store, TimingSegment segment) {
+  segment.started_at = store.results.provenance["started_at"];
+  segment.finished_at = utc_now();
+  store.results.timing.push_back(std::move(segment));
+}
+
 void save_store(Store& store) {
   store.results.provenance["updated_at"] = utc_now();
   write_store(store.path, store.results);

@@ -4,6 +4,7 @@
 #include "qsweep/store/store.h"
 #include "store_fields.h"
 #include "store_layout.h"
+#include "store_timing.h"
 
 #include <algorithm>
 #include <map>
@@ -176,6 +177,7 @@ Results read_store(const std::string& path) {
     r.units = read_table<UnitRecord>(h5::open_group(root, "units"));
     check_units_unique(path, r.units);
     r.errors = read_table<UnitError>(h5::open_group(root, "errors"));
+    r.timing = read_timing(root);
     return r;
   } catch (const H5::Exception& e) {
     fail("store '{}': cannot read: {} ({})", path, e.getDetailMsg(), e.getFuncName());

@@ -8,6 +8,7 @@
 #include "qsweep/store/store.h"
 #include "store_fields.h"
 #include "store_layout.h"
+#include "store_timing.h"
 
 #include <cmath>
 #include <limits>
@@ -208,6 +209,7 @@ void write_store(const std::string& path, const Results& results) {
     write_units(root, results);
     write_errors(root, results);
     write_summary(root, results);
+    write_timing(root, results.timing);
     file.flush(H5F_SCOPE_GLOBAL);
     const ssize_t size = H5Fget_file_image(file.getId(), nullptr, 0);
     QSWEEP_CHECK(size > 0, "store '{}': H5Fget_file_image failed", path);

@@ -5,6 +5,7 @@
 #include "metrics_refresh.h"
 #include "progress.h"
 #include "provenance.h"
+#include "sweep_timing.h"
 #include "qsweep/sweep/stop_signal.h"
 #include "worker_loop.h"
 #include "qsweep/eval/coqa.h"
@@ -48,13 +49,17 @@ struct Coordination {
   std::set<int> lost;        // of those, the ones given up on
   int stop_code = 0;         // set once the sweep must stop: no more units are handed out
   std::string host;          // rank 0's, which records the units it skips
+  SweepTiming timing;
 };
 
 // A store the disk refuses is not retried: the file on disk keeps every unit saved so far, and
 // units run on would be lost anyway.
 void save(Coordination& c) {
+  const Clock::time_point start = Clock::now();
   try {
     save_store(c.store);
+    ++c.timing.store_writes;
+    c.timing.store_write_seconds += seconds_since(start);
   } catch (const WriteError& e) {
     log_error("{}; the store keeps the units saved before; stopping the sweep: free space, then "
               "resubmit to resume",
@@ -64,10 +69,15 @@ void save(Coordination& c) {
 }
 
 // A config whose prepare or sanity unit failed (a model that does not load, a quantization that
-// throws) would fail each of its other units the same way: they are recorded as skipped, naming
-// the unit that failed and why, instead of each repeating the failure.
-void skip_rest_of_config(Coordination& c, const UnitResult& r) {
-  const std::vector<WorkUnit> dropped = c.scheduler.drop_config(r.config);
+// throws) would fail each of its other units the same way: they are taken off the queue before
+// the next hand-out, and recorded as skipped, naming the unit that failed and why, instead of
+// each repeating the failure.
+bool fails_its_config(const Coordination& c, const UnitResult& r) {
+  const UnitKind kind = c.plan.at(r.key).kind;
+  return r.error && (kind == UnitKind::prepare || kind == UnitKind::sanity);
+}
+
+void skip_rest_of_config(Coordination& c, const UnitResult& r, const std::vector<WorkUnit>& dropped) {
   if (dropped.empty()) return;
   for (const WorkUnit& u : dropped)
     add_unit_error(c.store, {u.key, 0, c.host, 0},
@@ -77,13 +87,14 @@ void skip_rest_of_config(Coordination& c, const UnitResult& r) {
   log_warning("config {}: {} failed, its {} other unit(s) skipped", r.config, r.key, dropped.size());
 }
 
-void record(Coordination& c, const UnitResult& r) {
+void record(Coordination& c, const UnitResult& r, const std::vector<WorkUnit>& dropped) {
+  const Clock::time_point start = Clock::now();
   const UnitRun run{r.key, r.rank, r.host, r.seconds};
   if (r.prepare) add_preparation(c.store, r.config, *r.prepare);
   const UnitKind kind = c.plan.at(r.key).kind;
   if (r.error) {
     add_unit_error(c.store, run, r.error->message);
-    if (kind == UnitKind::prepare || kind == UnitKind::sanity) skip_rest_of_config(c, r);
+    skip_rest_of_config(c, r, dropped);
   } else {
     switch (kind) {
       case UnitKind::prepare: add_prepared(c.store, run); break;
@@ -97,22 +108,26 @@ void record(Coordination& c, const UnitResult& r) {
   refresh_metrics(c.store, c.spec);
   if (c.stop_code == 0) save(c);
   c.progress.log(r, c.plan.at(r.key).kind, find_config(c.store.results, r.config));
+  c.timing.record_seconds += seconds_since(start);
 }
 
 // A unit that failed because its rank's device broke is not the unit's fault: it goes to
-// another rank (once) instead of into the store as a failure.
-void take_result(Coordination& c, int rank, const WorkerReport& report) {
+// another rank (once) instead of into the store as a failure. Returns whether the result is to
+// be recorded.
+bool settle(Coordination& c, int rank, const WorkerReport& report) {
   const UnitResult& r = *report.result;
+  note_report(c.timing, rank, report, c.plan.at(r.key).kind);
   c.watch.finished(rank, r.seconds);
   const bool device_fault = r.error && report.leaving;
   if (c.scheduler.finish(rank, device_fault)) {
     log_warning("{} failed on rank {} as its device broke; requeued for another rank", r.key, rank);
-    return;
+    return false;
   }
-  record(c, r);
+  return true;
 }
 
-void leave(Coordination& c, int rank) {
+void leave(Coordination& c, int rank, double at) {
+  note_left(c.timing, rank, at);
   c.scheduler.leave(rank);
   c.watch.forget(rank);
   c.gone.insert(rank);
@@ -129,11 +144,11 @@ void give_up_on(Coordination& c, int rank, const std::string& why) {
     c.store.results.errors.push_back(
         {w.config, w.key, rank, "", fmt::format("rank {} lost: {}; the unit was run again", rank, why)});
   }
-  leave(c, rank);
+  leave(c, rank, seconds_since(c.start));
   c.lost.insert(rank);
 }
 
-// One report from `rank`: its result recorded, its next unit (or stop) sent back.
+// One report from `rank`: its next unit (or stop) sent back, then its result recorded.
 void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& local) {
   Assignment reply;
   if (c.lost.count(rank)) {
@@ -142,9 +157,14 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
     send_reply(rank, local, encode_assignment(reply));
     return;
   }
-  c.watch.heard(rank, seconds_since(c.start));
+  const double heard_at = seconds_since(c.start);
+  c.watch.heard(rank, heard_at);
   if (!report.device.empty()) set_provenance(c.store, fmt::format("rank{}", rank), report.device);
-  if (report.result) take_result(c, rank, report);
+  const bool to_record = report.result && settle(c, rank, report);
+  if (!report.result) note_first_report(c.timing, rank, report);
+  const std::vector<WorkUnit> dropped = to_record && fails_its_config(c, *report.result)
+                                            ? c.scheduler.drop_config(report.result->config)
+                                            : std::vector<WorkUnit>{};
   if (report.leaving)
     log_error("rank {} leaves the sweep{}", rank,
               report.failure.empty() ? " after a device error; its next units go to others"
@@ -154,8 +174,18 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
   if (reply.unit)
     c.watch.started(rank, *reply.unit, seconds_since(c.start));
   else
-    leave(c, rank);
+    leave(c, rank, heard_at);
   send_reply(rank, local, encode_assignment(reply));
+  // After the reply, so the rank computes its next unit while rank 0 writes the store (a store
+  // the disk refuses then stops the sweep at the rank's next report, not this one).
+  if (to_record) record(c, *report.result, dropped);
+}
+
+// This run's timing into the store (saved by the caller) and rank 0's log.
+void close_timing(Coordination& c, const std::string& ended) {
+  TimingSegment segment = close_segment(c.timing, seconds_since(c.start), ended);
+  log_info("where the time went, per rank:\n{}", format_timing_table(segment));
+  add_timing_segment(c.store, std::move(segment));
 }
 
 // SIGTERM or SIGUSR1: the units in flight are abandoned (they run again on resume; a unit may
@@ -169,6 +199,7 @@ void stop_on_signal(Coordination& c, int signal, int ranks) {
   for (int rank = 1; rank < ranks; ++rank)
     if (!c.gone.count(rank)) send_stop(rank);
   set_provenance(c.store, "stopped_by", stop_signal_name(signal));
+  close_timing(c, fmt::format("stopped by {}", stop_signal_name(signal)));
   save(c);
 }
 
@@ -196,6 +227,7 @@ void coordinate(Coordination& c, int ranks, Mailbox& local) {
 // The end of a sweep that ran to its end (or that the disk stopped).
 int finish(Coordination& c, std::future<std::string>& hashes) {
   if (c.stop_code != 0) return c.stop_code;
+  close_timing(c, "finished");
   set_provenance(c.store, "model_sha256", hashes.get());
   set_provenance(c.store, "finished_at", c.store.results.provenance["updated_at"]);
   save(c);
@@ -279,7 +311,8 @@ SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const M
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
   Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
-                 Clock::now(), {}, {}, 0, mpi.host};
+                 Clock::now(), {}, {}, 0, mpi.host, {}};
+  c.timing.ranks = mpi.size;
   for (const auto& u : planned) c.plan[u.key] = u;
   for (const auto& u : pending) c.progress.add_pending(u.kind);
   c.progress.workers = mpi.size;

@@ -35,7 +35,8 @@ WorkUnit unit_from_json(const json& j) {
 
 std::string encode_report(const WorkerReport& r) {
   json j = {{"result", nullptr}, {"held", r.held}, {"leaving", r.leaving},
-            {"device", r.device}, {"failure", r.failure}};
+            {"device", r.device}, {"failure", r.failure},
+            {"startup_seconds", r.startup_seconds}, {"waited_seconds", r.waited_seconds}};
   if (r.result) j["result"] = *r.result;
   return wire(j);
 }
@@ -48,6 +49,8 @@ WorkerReport decode_report(const std::string& text) {
   r.leaving = j.at("leaving");
   r.device = j.at("device");
   r.failure = j.at("failure");
+  r.startup_seconds = j.at("startup_seconds");
+  r.waited_seconds = j.at("waited_seconds");
   return r;
 }
 

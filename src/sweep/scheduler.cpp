@@ -1,9 +1,40 @@
 #include "qsweep/sweep/scheduler.h"
 
+#include <algorithm>
+#include <map>
+#include <tuple>
+
 namespace qsweep {
+namespace {
+
+int hand_out_rank(UnitKind kind) {
+  switch (kind) {
+    case UnitKind::prepare: return 0;
+    case UnitKind::sanity: return 1;
+    case UnitKind::bench: return 2;
+    case UnitKind::coqa: return 3;
+  }
+  return 3;
+}
+
+// Each config's units in the order prepare, sanity, bench, CoQA shards, configs as planned. The
+// benchmark is one unit that cannot be split, as long as a few shards: handed out before the
+// shards, it never is the last unit of a sweep, which then ends on short shards spread over the
+// ranks instead of on one rank benchmarking while the others idle.
+std::deque<WorkUnit> in_hand_out_order(std::vector<WorkUnit> units) {
+  std::map<std::string, size_t> config_order;
+  for (const WorkUnit& u : units) config_order.emplace(u.config, config_order.size());
+  std::stable_sort(units.begin(), units.end(), [&](const WorkUnit& a, const WorkUnit& b) {
+    return std::tuple(config_order.at(a.config), hand_out_rank(a.kind)) <
+           std::tuple(config_order.at(b.config), hand_out_rank(b.kind));
+  });
+  return {units.begin(), units.end()};
+}
+
+}  // namespace
 
 Scheduler::Scheduler(std::vector<WorkUnit> pending, int max_attempts)
-    : pending_(pending.begin(), pending.end()), max_attempts_(max_attempts) {}
+    : pending_(in_hand_out_order(std::move(pending))), max_attempts_(max_attempts) {}
 
 std::optional<WorkUnit> Scheduler::next(int rank, const std::string& held) {
   held_[rank] = held;

@@ -3,7 +3,9 @@
 # the tiny demo model (QSWEEP_DEMO_MODEL, else BUILD_DIR/demo-model, made there if missing).
 #   three_ranks_match_one   the demo sweep on 3 ranks and on 1 rank: every unit done once in both
 #                           stores, and per config the same samples and exactly the same metrics
-#                           (same samples, same seeded bootstrap), however units were shared out.
+#                           (same samples, same seeded bootstrap), however units were shared out;
+#                           each store's timing segment consistent (store_checks.py timing), a
+#                           resume on 2 ranks appending one, analysis/scaling.py over both.
 #   kill_and_resume         a longer sweep is killed with SIGKILL (mpirun and every rank) once some
 #                           units are done; meanwhile a second writer on its store is refused (exit
 #                           2, naming the lock file). The store left is readable and partial; the
@@ -135,6 +137,25 @@ case_three_ranks_match_one() {
   [ "$(cat "$TMP"/jobs/logs/*-rank*.log | grep -c "logits on the perplexity text cached in")" -eq 1 ] ||
     fail "the baseline's logits were not computed exactly once (see $TMP/jobs/logs)"
   store same-results "$TMP/three.h5" "$TMP/one.h5" || fail "results depend on the number of ranks"
+  # Where the time went: one timing segment per run, each rank's parts adding up to the wall time,
+  # preparations counted as the prepare tables list them; a resume appends a segment and leaves
+  # the first as it was; analysis/scaling.py tabulates both stores, the 1-rank run the yardstick.
+  store timing "$TMP/three.h5" 1 3 "$TMP/timing.json" || fail "3-rank timing (see $TMP/three.out)"
+  store timing "$TMP/one.h5" 1 1 || fail "1-rank timing (see $TMP/one.out)"
+  grep -q "parallel efficiency [0-9.]*% (busy / ranks x wall)" "$TMP/three.out" ||
+    fail "rank 0 logged no per-rank timing table in $TMP/three.out"
+  sweep "$TMP/resume.out" 2 "$job" "$TMP/three.h5"
+  expect_rc "the finished 3-rank sweep resumed on 2 ranks" 0 "$TMP/resume.out"
+  store timing "$TMP/three.h5" 2 2 "$TMP/timing.json" || fail "the resume's timing segment"
+  /usr/bin/python3 "$REPO/analysis/scaling.py" "$TMP/one.h5" "$TMP/three.h5" --out "$TMP/scaling" \
+    >"$TMP/scaling.out" 2>&1 || fail "analysis/scaling.py failed (see $TMP/scaling.out)"
+  /usr/bin/python3 - "$TMP/scaling/scaling.csv" <<'PY' || fail "scaling table (see $TMP/scaling.out)"
+import sys, pandas as pd
+runs = pd.read_csv(sys.argv[1])
+assert list(runs["ranks"]) == [1, 2, 3], runs
+assert runs["speedup"][0] == 1 and runs["speedup"][2] > 0, runs  # the full runs compare
+assert pd.isna(runs["speedup"][1]), runs  # the resume ran nothing: no yardstick for it
+PY
   # Rank 0's progress: ETA as h/m/s and, after CoQA units, the config's running mean.
   grep -Eq '\| elapsed [0-9hms]+, ETA ([0-9]+h)?([0-9]+m)?[0-9]+s$' "$TMP/three.out" ||
     fail "no progress line with an h/m/s ETA in $TMP/three.out"

@@ -4,6 +4,7 @@
 // into FILE.tmp and renames it over FILE. A job killed at any moment leaves the last complete
 // file, losing at most the units in flight, and a rerun resumes from it. An flock() on FILE.lock,
 // held for the writer's lifetime, refuses a second writer.
+#include "qsweep/store/timing.h"
 #include "qsweep/util/results.h"
 #include "qsweep/util/results_fields.h"
 #include "qsweep/sweep/sweep_spec.h"
@@ -53,6 +54,7 @@ struct Results {
   std::vector<ConfigResults> configs;      // in spec order
   std::vector<UnitRecord> units;           // in plan order
   std::vector<UnitError> errors;           // every failure, also of units later redone
+  std::vector<TimingSegment> timing;       // one per run of the sweep, oldest first
 };
 
 // The field lists of the store's own records (see qsweep/util/results_fields.h). /units is
@@ -96,6 +98,7 @@ struct Fields<Results> {
       Field{"configs", &Results::configs},
       Field{"units", &Results::units},
       Field{"errors", &Results::errors},
+      Field{"timing", &Results::timing},
   };
 };
 
@@ -167,6 +170,9 @@ void add_unit_error(Store& store, const UnitRun& run, const std::string& message
 // `from` says which settings they were derived with (kept as /configs/<name>/metrics@derived_from).
 void set_metrics(Store& store, ConfigMetrics metrics, const std::string& from);
 void set_provenance(Store& store, const std::string& key, const std::string& value);
+// The timing of this run, stamped with its provenance started_at and the time now: appended,
+// never replacing an earlier run's.
+void add_timing_segment(Store& store, TimingSegment segment);
 void save_store(Store& store);
 
 // One line of the configs x metrics table that `show` prints and /summary holds.

@@ -15,6 +15,10 @@ struct WorkerReport {
   bool leaving = false;              // it takes no more units (a device fault, a failed start)
   std::string device;                // first request: where it computes, for provenance
   std::string failure;               // why it could not start, when it could not
+  // Where the worker's time went, measured by the worker (sweep_timing.h): its start, on the
+  // first request; the wait for the unit whose result this report carries, on the others.
+  double startup_seconds = 0;
+  double waited_seconds = 0;
 };
 
 struct Assignment {

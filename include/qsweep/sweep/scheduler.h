@@ -6,7 +6,8 @@
 // configs spread over ranks and each is loaded about once; else any unit. A unit whose config's
 // prepare unit (a GPTQ/AWQ computation) or sanity unit is in flight elsewhere comes last: its
 // rank would only wait for the cached checkpoint, or run a unit of a config that may be about
-// to fail its sanity check (drop_config). A unit whose rank
+// to fail its sanity check (drop_config). Within a config the benchmark is handed out before
+// the CoQA shards, so that a sweep ends on short shards rather than one long unit. A unit whose rank
 // failed under it (a device fault: the unit is not to blame) goes back for another rank, up to
 // a number of attempts, and so does a unit still in flight when its rank leaves.
 #include "qsweep/sweep/sweep_spec.h"
