@@ -5,8 +5,32 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 namespace qsweep::cli {
+
+// A bad input: a job file, store or model refused, or a command line qsweep cannot parse
+// (docs/reliability.md).
+inline constexpr int kExitBadInput = 2;
+
+// Prints a CLI11 parse error as "qsweep: usage error: <what>" with the fix (the option meant,
+// where a typo away, and the --help to read) and returns kExitBadInput.
+int usage_error(const CLI::App& app, const CLI::ParseError& e);
+
+// The deprecated spellings a command line used. They are parsed before the command sets up its
+// logging, so the command calls warn() once it has.
+struct Deprecations {
+  std::vector<std::string> used;  // "--logits-out is deprecated; use --out"
+  void warn() const;
+};
+// `old_name` as an old spelling of the string option `current` (bound to `value`), listed apart
+// in --help: it still works, and is noted in `deprecations`. Both refer to the command's arguments, which live as
+// long as the app.
+void add_deprecated_option(CLI::App* cmd, const std::string& old_name, CLI::Option* current,
+                           std::string& value, Deprecations& deprecations);
+// The same for a flag: `old_name` sets `value` as `current` does.
+void add_deprecated_flag(CLI::App* cmd, const std::string& old_name, CLI::Option* current,
+                         bool& value, Deprecations& deprecations);
 
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
