@@ -9,7 +9,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <sstream>
 #include <stdexcept>
 #include <unistd.h>
 
@@ -288,31 +287,4 @@ TEST_F(CliStoreTest, DeprecatedSpellingsStillWorkAndWarn) {
       << before;
   expect_contains(before, "--output-path is deprecated; use --out");
   EXPECT_TRUE(std::filesystem::is_directory(path("lm"))) << before;
-}
-
-// Every option of every command says what it is for in --help.
-TEST_F(CliStoreTest, EveryOptionHasADescription) {
-  for (const char* command : {"run", "plan", "show", "eval", "bench", "generate", "tokenize",
-                              "make-model", "quantize"}) {
-    std::string out;
-    ASSERT_EQ(qsweep(std::string(command) + " --help", out), 0) << out;
-    const std::vector<std::string> lines = split_lines(out);
-    bool in_options = false;
-    for (size_t i = 0; i < lines.size(); ++i) {
-      const std::string& line = lines[i];
-      if (line.rfind("Options:", 0) == 0 || line.rfind("Positionals:", 0) == 0) in_options = true;
-      if (!in_options || line.size() < 3 || line.rfind("  ", 0) != 0 || line[2] == ' ') continue;
-      // "  --name TYPE[=default] [REQUIRED] Description...", or the description alone on the
-      // next, indented line: without one, a line has at most name, type and REQUIRED.
-      std::istringstream words(line);
-      size_t count = 0;
-      for (std::string w; words >> w;) ++count;
-      const size_t gap = line.find("   ", 2);
-      const bool beside = count >= 4 || (gap != std::string::npos &&
-                                         line.find_first_not_of(' ', gap) != std::string::npos);
-      const bool below = i + 1 < lines.size() && lines[i + 1].rfind("          ", 0) == 0 &&
-                         lines[i + 1].find_first_not_of(' ') != std::string::npos;
-      EXPECT_TRUE(beside || below) << command << ": " << line;
-    }
-  }
 }

@@ -41,6 +41,9 @@ CLI::Validator at_least(long long min);
 // --dtype, parsed into `dtype` and checked against util/dtype.h's names.
 CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help);
 
+// Every command below, --version, and one command required: the whole app, for main and tests.
+void add_commands(CLI::App& app);
+
 // `qsweep run JOB.yaml`: the sweep, under mpirun/srun.
 void add_run(CLI::App& app);
 // `qsweep plan JOB.yaml`: the configs and units a sweep would run and what its store holds.
