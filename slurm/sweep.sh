@@ -130,7 +130,8 @@ fi
 ranks() {
   if [ -n "${SLURM_NTASKS:-}" ]; then echo "$SLURM_NTASKS"; return; fi
   local total=0 part count times
-  for part in ${SLURM_TASKS_PER_NODE//,/ }; do
+  local per_node=${SLURM_TASKS_PER_NODE:-}
+  for part in ${per_node//,/ }; do
     count=${part%%(*}
     times=1
     if [[ $part == *"(x"* ]]; then times=${part#*(x}; times=${times%)}; fi

@@ -52,6 +52,12 @@ sweep SLURM_NTASKS=8 PLUGINS="cray_shasta pmix pmix_v4"
 expect "srun --mpi=pmix $BUILD/qsweep run" "$WORK/record"
 expect "launcher srun" "$WORK/err"
 
+# Outside Slurm (no SLURM_* at all, `set -u` in the script): one rank.
+env -u SLURM_NTASKS -u SLURM_TASKS_PER_NODE -u SLURM_JOB_ID PATH="$WORK/bin:$PATH" \
+  RECORD="$WORK/record" QSWEEP_HOME="$REPO" QSWEEP_BIN="$BUILD/qsweep" QSWEEP_LAUNCHER=mpirun \
+  bash "$REPO/slurm/sweep.sh" "$REPO/jobs/demo.yaml" 2> "$WORK/err" || fail "outside Slurm: $(cat "$WORK/err")"
+expect "mpirun -q -np 1 " "$WORK/record"
+
 # qsweep's exit code is the job's (3: units left undone).
 rc=0
 sweep SLURM_NTASKS=8 QSWEEP_LAUNCHER=mpirun LAUNCH_RC=3 || rc=$?
