@@ -125,6 +125,22 @@ fi
 # srun with PMIx where Slurm has it (QSWEEP_LAUNCHER=srun|mpirun forces one). Otherwise Open MPI's
 # mpirun, which reads the allocation from Slurm; its default binding (one core per rank for up to
 # two ranks) would squeeze a rank's threads onto one core, hence --bind-to none.
+# Ranks: SLURM_NTASKS, which sbatch sets to nodes x --ntasks-per-node when no --ntasks is given;
+# else the allocation's tasks per node ("4(x2),3" is 4 on two nodes and 3 on one).
+ranks() {
+  if [ -n "${SLURM_NTASKS:-}" ]; then echo "$SLURM_NTASKS"; return; fi
+  local total=0 part count times
+  local per_node=${SLURM_TASKS_PER_NODE:-}
+  for part in ${per_node//,/ }; do
+    count=${part%%(*}
+    times=1
+    if [[ $part == *"(x"* ]]; then times=${part#*(x}; times=${times%)}; fi
+    total=$((total + count * times))
+  done
+  echo $((total > 0 ? total : 1))
+}
+RANKS=$(ranks)
+
 LAUNCHER=${QSWEEP_LAUNCHER:-auto}
 if [ "$LAUNCHER" = auto ]; then
   LAUNCHER=mpirun
@@ -135,7 +151,7 @@ case $LAUNCHER in
   mpirun)
     # -q: no "Primary job terminated normally, but 1 process returned a non-zero exit code"
     # banner after qsweep's own message; the exit code is kept.
-    launch=(mpirun -q -np "${SLURM_NTASKS:-1}" --bind-to none)
+    launch=(mpirun -q -np "$RANKS" --bind-to none)
     if [ "$(id -u)" -eq 0 ]; then launch+=(--allow-run-as-root); fi ;;
   *) say "QSWEEP_LAUNCHER must be auto, srun or mpirun, not '$LAUNCHER'"; exit 2 ;;
 esac
@@ -171,7 +187,7 @@ trap 'on_signal USR1' USR1
 trap 'on_signal TERM' TERM
 
 say "job ${SLURM_JOB_ID:-none} (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-$(hostname)}:" \
-  "${SLURM_NTASKS:-1} ranks, ${SLURM_CPUS_PER_TASK:-1} CPUs each, launcher $LAUNCHER"
+  "$RANKS ranks, ${SLURM_CPUS_PER_TASK:-1} CPUs each, launcher $LAUNCHER"
 say "${launch[*]} $QSWEEP run $*"
 
 # In the background so that the traps run at once: bash defers traps until a foreground command

@@ -27,6 +27,7 @@ def main(path):
         assert list(samples["unit"].unique()) == ["fp32/coqa/0000"]
         assert samples["em"].sum() == 2.0, samples["em"]
         assert samples["prediction"][1] == "caf\u00e9 \u2603", samples["prediction"][1]
+        assert samples["generation"][1] == " caf\u00e9 \u2603\n\nQ", samples["generation"][1]
         golds = samples["golds"][0].split("\x1f")
         assert golds == ["white", "a white kitten"], golds
 

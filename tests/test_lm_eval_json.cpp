@@ -147,6 +147,39 @@ TEST(LmEvalJson, DocsInTheDatasetsLayoutHashAsLmEval) {
   EXPECT_EQ(line["em"], 1.0);
 }
 
+TEST(LmEvalJson, RespsAreTheGenerationAndTheScoredAnswerIsKeptBeside) {
+  const std::vector<ordered_json> docs = lm_eval_coqa_docs(kStoryFile, "story.json");
+  const auto samples = build_samples(parse_coqa(kStoryFile, "story.json"), CoqaMode::lm_eval);
+  SampleRecord r = record(samples[0], "X");
+  r.generation = " X\nA: more";
+  const ordered_json line = lm_eval_sample_json(docs[0], 0, samples[0], r, run());
+  EXPECT_EQ(line["resps"], ordered_json::array({ordered_json::array({" X\nA: more"})}));
+  // lm-eval's "none" filter is take_first: the response itself, not the stripped answer.
+  EXPECT_EQ(line["filtered_resps"], ordered_json::array({" X\nA: more"}));
+  EXPECT_EQ(line["qsweep"]["answer"], "X");
+  EXPECT_EQ(line["qsweep"]["resps_from"], "generation");
+  const ordered_json j = lm_eval_results_json(metrics(), run(), {line});
+  EXPECT_EQ(j["qsweep"]["resps"].get<std::string>().find("scored answer"), std::string::npos);
+}
+
+TEST(LmEvalJson, WithoutTheGenerationRespsFallBackToTheAnswerAndSaySo) {
+  const std::vector<ordered_json> docs = lm_eval_coqa_docs(kStoryFile, "story.json");
+  const auto samples = build_samples(parse_coqa(kStoryFile, "story.json"), CoqaMode::lm_eval);
+  SampleRecord kept = record(samples[0], "X");
+  kept.generation = " X";
+  const ordered_json with = lm_eval_sample_json(docs[0], 0, samples[0], kept, run());
+  const ordered_json without =
+      lm_eval_sample_json(docs[0], 0, samples[0], record(samples[0], "X"), run());
+  EXPECT_EQ(without["resps"], ordered_json::array({ordered_json::array({"X"})}));
+  EXPECT_EQ(without["filtered_resps"], ordered_json::array({"X"}));
+  EXPECT_EQ(without["qsweep"]["resps_from"], "answer");
+  const ordered_json j = lm_eval_results_json(metrics(), run(), {with, without});
+  EXPECT_NE(j["qsweep"]["resps"].get<std::string>().find("scored answer (stripped, first line) "
+                                                         "for 1 of 2 samples"),
+            std::string::npos)
+      << j["qsweep"]["resps"];
+}
+
 class LmEvalOutput : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -13,7 +13,7 @@ TEST(Protocol, ReportWithEveryKindOfResultRoundTrips) {
   r.rank = 2;
   r.host = "node7";
   r.seconds = 12.5;
-  r.samples.push_back({"id1", 3, "cnn", "ab12", "the cat", {"a cat", "cat"}, 0, 0.8, 400, 3, "stop_string"});
+  r.samples.push_back({"id1", 3, "cnn", "ab12", "the cat", " the cat\n", {"a cat", "cat"}, 0, 0.8, 400, 3, "stop_string"});
   BenchRecord b;
   b.config = "fp16";
   b.device = "cpu";
@@ -34,6 +34,7 @@ TEST(Protocol, ReportWithEveryKindOfResultRoundTrips) {
   EXPECT_EQ(got.result->rank, 2);
   EXPECT_DOUBLE_EQ(got.result->seconds, 12.5);
   ASSERT_EQ(got.result->samples.size(), 1u);
+  EXPECT_EQ(got.result->samples[0].generation, r.samples[0].generation);
   EXPECT_EQ(got.result->samples[0].golds, r.samples[0].golds);
   EXPECT_DOUBLE_EQ(got.result->samples[0].f1, 0.8);
   ASSERT_TRUE(got.result->bench.has_value());

@@ -34,6 +34,8 @@ SampleRecord sample(int i) {
   s.source = "mctest";
   s.prompt_sha256 = std::string(64, static_cast<char>('a' + i));
   s.prediction = i == 1 ? "caf\xC3\xA9 \xE2\x98\x83" : "white";
+  // An empty generation (EOS first) is a value, not an absent one.
+  s.generation = i == 2 ? "" : " " + s.prediction + "\n\nQ";
   s.golds = {"white", "a white kitten"};
   s.em = i % 2 == 0 ? 1 : 0;
   s.f1 = s.em ? 1 : 0.4;
@@ -191,6 +193,33 @@ TEST_F(StoreTest, TimingSegmentsRoundTripAndAResumeAppends) {
   EXPECT_EQ(r.timing[0].ranks, 2);
   EXPECT_EQ(r.timing[1].rank_times.size(), 3u);
   EXPECT_EQ(r.timing[1].finished_at.size(), 20u);  // stamped when added
+}
+
+TEST_F(StoreTest, GenerationsAbsentFromSomeRowsReadBackAbsentThereOnly) {
+  std::vector<SampleRecord> samples;
+  for (int i = 0; i < 4; ++i) samples.push_back(sample(i));
+  samples[1].generation.reset();  // as read from a store written before generations were kept
+  {
+    Store store = open(load(valid_job()));
+    add_samples(store, run("fp32/coqa/0000"), samples);
+    save_store(store);
+  }
+  const std::vector<SampleRecord> got = all_samples(*find_config(read_store(store_path()), "fp32"));
+  ASSERT_EQ(got.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(record_diff(got[i], samples[i]), "") << i;
+  const H5::H5File file(store_path(), H5F_ACC_RDONLY);
+  EXPECT_TRUE(h5::has(file.openGroup("/configs/fp32/samples"), "generation_present"));
+}
+
+TEST_F(StoreTest, GenerationsOfEveryRowNeedNoPresenceColumn) {
+  {
+    Store store = open(load(valid_job()));
+    fill(store);
+  }
+  const H5::H5File file(store_path(), H5F_ACC_RDONLY);
+  const H5::Group g = file.openGroup("/configs/fp32/samples");
+  EXPECT_TRUE(h5::has(g, "generation"));
+  EXPECT_FALSE(h5::has(g, "generation_present"));
 }
 
 TEST_F(StoreTest, EveryRewriteLeavesAReadableFileAndNoTemporary) {
@@ -398,6 +427,7 @@ TEST(StoreV0, DemoStoreOfTheOldLayoutReads) {
       EXPECT_EQ(s.prompt_sha256.size(), 64u);
       EXPECT_FALSE(s.golds.empty());
       EXPECT_GT(s.prompt_tokens, 0);
+      EXPECT_FALSE(s.generation.has_value());  // written before generations were kept
       EXPECT_TRUE(s.stop_reason == "eos" || s.stop_reason == "stop_string" ||
                   s.stop_reason == "length") << s.stop_reason;
     }

@@ -108,8 +108,9 @@ def make(src, dst, seed=0):
             replace(s, "id", [f"story{i:04d}" for i in range(SAMPLES)], string=True)
             replace(s, "source", sources, string=True)
             replace(s, "unit", [f"{name}/coqa/{i // 50:04d}" for i in range(SAMPLES)], string=True)
-            for column in ("prediction", "prompt_sha256", "stop_reason", "golds"):
-                replace(s, column, [s[column].asstr()[0]] * SAMPLES, string=True)
+            for column in ("prediction", "generation", "prompt_sha256", "stop_reason", "golds"):
+                if column in s:  # generation: not in stores written before qsweep kept it
+                    replace(s, column, [s[column].asstr()[0]] * SAMPLES, string=True)
             for column, value in (("turn", 1), ("prompt_tokens", 300), ("generated_tokens", 5)):
                 replace(s, column, np.full(SAMPLES, value, dtype=s[column].dtype))
             replace(s, "f1", f1)

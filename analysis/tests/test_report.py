@@ -39,11 +39,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STORE = None
 TEMP = None
 MODEL = None
+JOB = None
 
 
 def make_store(build, workdir):
     """A store from a real run of the demo job with the qsweep in `build`."""
-    global MODEL
+    global MODEL, JOB
     qsweep = os.path.join(build, "qsweep")
     model = os.path.join(build, "demo-model")
     if not os.path.exists(os.path.join(model, "model.safetensors")):
@@ -65,6 +66,7 @@ def make_store(build, workdir):
             (["--allow-run-as-root"] if os.getuid() == 0 else []) + command
     subprocess.run(command, check=True, env={**os.environ, "QSWEEP_DEMO_MODEL": model})
     MODEL = model
+    JOB = os.path.join(workdir, "jobs", "demo.yaml")
     return store
 
 
@@ -452,6 +454,54 @@ class LmEvalOutputTest(unittest.TestCase):
                 self.assertTrue(lm_eval_reader.make_table(results), name)
                 model_args.add(results["config"]["model_args"])
             self.assertEqual(len(model_args), len(f["configs"]), "model_args tell configs apart")
+
+    def test_resps_are_the_generation_cut_at_until_and_score_by_their_first_line(self):
+        out = os.path.splitext(STORE)[0] + ".lm_eval"
+        differ = 0
+        with h5py.File(STORE, "r") as f:
+            for name, config in f["configs"].items():
+                rows = config["samples"]
+                stored = {(p, i): (g, a) for p, i, g, a in zip(
+                    rows["prompt_sha256"].asstr()[:], rows["id"].asstr()[:],
+                    rows["generation"].asstr()[:], rows["prediction"].asstr()[:])}
+                results, samples = next(iter(lm_eval_reader.read_output_dir(
+                    os.path.join(out, name)).values()))
+                self.assertNotIn("scored answer", results["qsweep"]["resps"], name)
+                for s in samples["coqa"]:
+                    generation, answer = stored[(s["prompt_hash"], s["doc"]["id"])]
+                    self.assertEqual(s["resps"], [[generation]], name)
+                    self.assertEqual(s["filtered_resps"], [generation], name)  # take_first
+                    self.assertNotIn("\nQ:", generation, name)
+                    # lm-eval's coqa process_results: results[0].strip().split("\n")[0]
+                    self.assertEqual(s["filtered_resps"][0].strip().split("\n")[0], answer, name)
+                    self.assertEqual(s["qsweep"], {"answer": answer, "resps_from": "generation"})
+                    differ += generation != answer
+        self.assertGreater(differ, 0, "no generation differs from its answer: nothing was tested")
+
+    def test_a_store_from_before_generations_falls_back_to_the_answer_and_says_so(self):
+        if JOB is None:
+            self.skipTest("QSWEEP_TEST_STORE given: no job to resume the store with")
+        old = os.path.join(TEMP, "before_generations.h5")
+        shutil.copy(STORE, old)
+        with h5py.File(old, "a") as f:
+            for config in f["configs"].values():
+                del config["samples"]["generation"]
+        run = subprocess.run([os.path.join(os.environ["QSWEEP_BUILD_DIR"], "qsweep"), "run",
+                              JOB, "--store", old], capture_output=True, text=True,
+                             env={**os.environ, "QSWEEP_DEMO_MODEL": MODEL})
+        self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+        self.assertIn("resps hold the scored answer", run.stdout + run.stderr)
+        with h5py.File(old, "r") as f:
+            names = list(f["configs"])
+            self.assertFalse(any("generation" in f["configs"][n]["samples"] for n in names))
+        for name in names:
+            results, samples = next(iter(lm_eval_reader.read_output_dir(
+                os.path.join(os.path.splitext(old)[0] + ".lm_eval", name)).values()))
+            n = len(samples["coqa"])
+            self.assertIn(f"for {n} of {n} samples", results["qsweep"]["resps"], name)
+            for s in samples["coqa"]:
+                self.assertEqual(s["resps"], [[s["qsweep"]["answer"]]], name)
+                self.assertEqual(s["qsweep"]["resps_from"], "answer", name)
 
     def test_the_reader_fails_on_a_missing_key(self):
         out = os.path.splitext(STORE)[0] + ".lm_eval"

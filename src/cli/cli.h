@@ -5,8 +5,32 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 namespace qsweep::cli {
+
+// A bad input: a job file, store or model refused, or a command line qsweep cannot parse
+// (docs/reliability.md).
+inline constexpr int kExitBadInput = 2;
+
+// Prints a CLI11 parse error as "qsweep: usage error: <what>" with the fix (the option meant,
+// where a typo away, and the --help to read) and returns kExitBadInput.
+int usage_error(const CLI::App& app, const CLI::ParseError& e);
+
+// The deprecated spellings a command line used. They are parsed before the command sets up its
+// logging, so the command calls warn() once it has.
+struct Deprecations {
+  std::vector<std::string> used;  // "--logits-out is deprecated; use --out"
+  void warn() const;
+};
+// `old_name` as an old spelling of the string option `current` (bound to `value`), listed apart
+// in --help: it still works, and is noted in `deprecations`. Both refer to the command's arguments, which live as
+// long as the app.
+void add_deprecated_option(CLI::App* cmd, const std::string& old_name, CLI::Option* current,
+                           std::string& value, Deprecations& deprecations);
+// The same for a flag: `old_name` sets `value` as `current` does.
+void add_deprecated_flag(CLI::App* cmd, const std::string& old_name, CLI::Option* current,
+                         bool& value, Deprecations& deprecations);
 
 // Logging for single-process commands: console only, at the level the user asked for.
 void init_command_logging(bool verbose);
@@ -16,6 +40,9 @@ CLI::Validator at_least(long long min);
 
 // --dtype, parsed into `dtype` and checked against util/dtype.h's names.
 CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help);
+
+// Every command below, --version, and one command required: the whole app, for main and tests.
+void add_commands(CLI::App& app);
 
 // `qsweep run JOB.yaml`: the sweep, under mpirun/srun.
 void add_run(CLI::App& app);

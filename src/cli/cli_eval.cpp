@@ -33,6 +33,7 @@ struct EvalArgs {
   std::string device = "auto";
   bool log_samples = false;
   std::string output_path;
+  Deprecations deprecations;
   EvalOptions options;
   BootstrapOptions bootstrap;
 };
@@ -137,13 +138,16 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--bootstrap-resamples", a->bootstrap.resamples,
                   "Bootstrap resamples of the BCa intervals")->capture_default_str();
   cmd->add_option("--seed", a->bootstrap.seed, "Bootstrap seed")->capture_default_str();
-  CLI::Option* out = cmd->add_option("--out,--output-path,--output_path", a->output_path,
+  // --output_path and --log_samples are lm-eval's own spellings, kept for its users' scripts.
+  CLI::Option* out = cmd->add_option("--out,--output_path", a->output_path,
                   "Write lm-eval's files: DIR/<model_name_sanitized>/results_<date>.json");
+  add_deprecated_option(cmd, "--output-path", out, a->output_path, a->deprecations);
   cmd->add_flag("--log-samples,--log_samples", a->log_samples,
                 "With --out, also samples_<task>_<date>.jsonl (lm-eval's per-sample records)")
       ->needs(out);
   cmd->callback([a] {
     init_command_logging(false);
+    a->deprecations.warn();
     run(*a);
   });
 }

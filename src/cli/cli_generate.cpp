@@ -1,5 +1,5 @@
 // qsweep generate: greedy continuation of prompts, for a quick look at a model and for the
-// parity checks against transformers (tests/parity/), which read --json and --logits-out.
+// parity checks against transformers (tests/parity/), which read --json and --out.
 #include "cli.h"
 #include "qsweep/bench/device.h"
 #include "qsweep/model/engine.h"
@@ -35,6 +35,7 @@ struct GenerateArgs {
   bool json = false;
   std::string logits_out;
   GenerateOptions options;
+  Deprecations deprecations;
 };
 
 std::vector<std::string> read_prompts_file(const std::string& path) {
@@ -122,14 +123,20 @@ void add_generate(CLI::App& app) {
       ->check(at_least(1))->capture_default_str();
   add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
-  cmd->add_flag("--no-bos,--no-special,!--add-bos", a->no_special,
-                "--no-bos: encode prompts without BOS (the tokenizer post-processor's special "
-                "tokens); --add-bos, the default, with it");
+  CLI::Option* no_bos = cmd->add_flag(
+      "--no-bos,!--add-bos", a->no_special,
+      "--no-bos: encode prompts without BOS (the tokenizer post-processor's special tokens); "
+      "--add-bos, the default, with it");
+  add_deprecated_flag(cmd, "--no-special", no_bos, a->no_special, a->deprecations);
   cmd->add_flag("--json", a->json, "One JSON object per prompt: ids, tokens, text, stop reason");
-  cmd->add_option("--logits-out", a->logits_out,
-                  "Write last-prompt-token logits [prompts, vocab] (float32) to this safetensors file");
+  CLI::Option* out = cmd->add_option(
+      "--out", a->logits_out,
+      "Safetensors file for the logits at each prompt's last token, [prompts, vocab] float32 "
+      "(the text goes to stdout)");
+  add_deprecated_option(cmd, "--logits-out", out, a->logits_out, a->deprecations);
   cmd->callback([a] {
     init_command_logging(false);
+    a->deprecations.warn();
     run(*a);
   });
 }

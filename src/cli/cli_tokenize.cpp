@@ -22,6 +22,7 @@ struct TokenizeOptions {
   bool keep_special = false;
   bool jsonl = false;
   bool decode = false;
+  Deprecations deprecations;
 };
 
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& where) {
@@ -79,9 +80,11 @@ void add_tokenize(CLI::App& app) {
   auto* file = cmd->add_option("--tokenizer", options->tokenizer_file,
                                "A tokenizer.json alone, as tokenizers.Tokenizer.from_file loads it");
   model->excludes(file);
-  cmd->add_flag("--no-bos,--no-special,!--add-bos", options->no_special,
-                "--no-bos: encode without the post-processor's special tokens "
-                "(add_special_tokens=False); --add-bos, the default, with them");
+  CLI::Option* no_bos = cmd->add_flag("--no-bos,!--add-bos", options->no_special,
+                                      "--no-bos: encode without the post-processor's special "
+                                      "tokens (add_special_tokens=False); --add-bos, the default, "
+                                      "with them");
+  add_deprecated_flag(cmd, "--no-special", no_bos, options->no_special, options->deprecations);
   cmd->add_flag("--keep-special", options->keep_special,
                 "Decode special tokens too (skip_special_tokens=False)");
   cmd->add_flag("--jsonl", options->jsonl,
@@ -89,6 +92,7 @@ void add_tokenize(CLI::App& app) {
   cmd->add_flag("--decode", options->decode, "stdin holds ids; print the text");
   cmd->callback([options, model, file] {
     if (model->empty() && file->empty()) fail("tokenize: pass --model DIR or --tokenizer FILE");
+    options->deprecations.warn();
     run(*options);
   });
 }

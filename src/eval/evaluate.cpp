@@ -23,6 +23,7 @@ std::vector<SampleRecord> evaluate_samples(const Model& model, const Tokenizer& 
     r.turn = s.turn;
     r.source = s.source;
     r.prompt_sha256 = sha256_hex(s.prompt);
+    r.generation = outputs[i].text;
     r.prediction = lm_eval_postprocess(outputs[i].text);
     r.golds = s.golds;
     const AnswerScore score = score_answer(s.golds, r.prediction);

@@ -2,10 +2,12 @@
 
 #include "python_str.h"
 #include "qsweep/util/error.h"
+#include "qsweep/util/log.h"
 #include "qsweep/util/text.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -207,20 +209,41 @@ ordered_json lm_eval_sample_json(const ordered_json& doc, size_t doc_id, const C
                                  const SampleRecord& record, const LmEvalRun& run) {
   const std::string target = python_repr(sample.golds);
   ordered_json arguments = {{"gen_args_0", {{"arg_0", sample.prompt}, {"arg_1", generation_kwargs(run)}}}};
+  // coqa has no filter_list, so lm-eval's "none" filter (take_first) makes filtered_resps the
+  // response itself; the strip and first line happen inside process_results, unlogged.
+  const std::string& response = record.generation ? *record.generation : record.prediction;
   return {{"doc_id", doc_id},
           {"doc", doc},
           {"target", target},
           {"arguments", arguments},
-          {"resps", ordered_json::array({ordered_json::array({record.prediction})})},
-          {"filtered_resps", ordered_json::array({record.prediction})},
+          {"resps", ordered_json::array({ordered_json::array({response})})},
+          {"filtered_resps", ordered_json::array({response})},
           {"filter", "none"},
           {"metrics", {"em", "f1"}},
           {"doc_hash", sha256_hex(python_dumps_indent2(doc))},
           {"prompt_hash", sha256_hex(sample.prompt)},
           {"target_hash", sha256_hex(target)},
           {"em", record.em},
-          {"f1", record.f1}};
+          {"f1", record.f1},
+          {"qsweep",
+           {{"answer", record.prediction},
+            {"resps_from", record.generation ? "generation" : "answer"}}}};
 }
+
+namespace {
+
+// What the samples' resps hold, in words, for the results file and the log.
+std::string resps_note(const std::vector<ordered_json>& samples) {
+  const auto answers = std::count_if(samples.begin(), samples.end(), [](const ordered_json& s) {
+    return s["qsweep"]["resps_from"] == "answer";
+  });
+  if (answers == 0) return "the generation cut at the first of `until`, as lm-eval logs it";
+  return fmt::format("the scored answer (stripped, first line) for {} of {} samples: their store "
+                     "predates qsweep keeping the generation; the rest hold the generation",
+                     answers, samples.size());
+}
+
+}  // namespace
 
 ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun& run,
                                   const std::vector<ordered_json>& samples) {
@@ -237,6 +260,7 @@ ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun&
       {"em", summary_json(metrics.em)},
       {"f1", summary_json(metrics.f1)},
       {"bootstrap", {{"resamples", run.bootstrap.resamples}, {"seed", run.bootstrap.seed}}},
+      {"resps", resps_note(samples)},
       {"methods",
        {{"stderr", "sample standard deviation (ddof=1) / sqrt(n), as lm-eval"},
         {"t95", "mean +- t(0.975, n-1) * stderr"},
@@ -313,6 +337,8 @@ std::string write_lm_eval_output(const std::string& output_path, const LmEvalRun
     lines.push_back(lm_eval_sample_json(docs.at(s.story_index), doc_id, s, *record, run));
     jsonl += lines.back().dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   }
+  if (std::any_of(records.begin(), records.end(), [](const SampleRecord& r) { return !r.generation; }))
+    log_warning("{}: resps hold {}", output_path, resps_note(lines));
   const std::filesystem::path dir =
       std::filesystem::path(output_path) / lm_eval_sanitize_model_name(run.model_name);
   std::filesystem::create_directories(dir);

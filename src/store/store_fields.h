@@ -9,6 +9,9 @@
 #include "qsweep/util/error.h"
 #include "qsweep/util/results_fields.h"
 
+#include <algorithm>
+#include <optional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -69,32 +72,82 @@ inline void read_column(const H5::Group& g, const std::string& name,
 // Every column of a table must have as many rows as its first one.
 void check_rows(const H5::Group& g, const std::string& name, size_t rows, size_t expected);
 
+template <typename Record, typename T>
+void write_field(const H5::Group& g, const std::vector<Record>& records,
+                 const Field<Record, T>& field) {
+  std::vector<column_t<T>> column;
+  for (const Record& r : records) column.push_back(to_column(r.*field.member));
+  write_column(g, field.name, column);
+}
+
+// The name of the column that says which rows of an optional text field hold a value.
+inline std::string present_column(const char* field) { return std::string(field) + "_present"; }
+
+// A text field that stores written before it lack: no column when no row has a value, and only
+// when some rows lack one (a store resumed from an older one) "<name>_present" (1/0) beside it,
+// those rows holding "". An empty text is a value, so it cannot mark an absent one.
+template <typename Record>
+void write_field(const H5::Group& g, const std::vector<Record>& records,
+                 const Field<Record, std::optional<std::string>>& field) {
+  std::vector<std::string> values;
+  std::vector<int64_t> present;
+  for (const Record& r : records) {
+    const std::optional<std::string>& value = r.*field.member;
+    values.push_back(value.value_or(""));
+    present.push_back(value ? 1 : 0);
+  }
+  const auto with_value = std::count(present.begin(), present.end(), 1);
+  if (with_value == 0) return;
+  write_column(g, field.name, values);
+  if (with_value < static_cast<std::ptrdiff_t>(present.size()))
+    write_column(g, present_column(field.name), present);
+}
+
 template <typename Record>
 void write_table(const H5::Group& g, const std::vector<Record>& records) {
-  for_each_field<Record>([&](const auto& field) {
-    std::vector<column_t<typename std::decay_t<decltype(field)>::type>> column;
-    for (const Record& r : records) column.push_back(to_column(r.*field.member));
-    write_column(g, field.name, column);
-  });
+  for_each_field<Record>([&](const auto& field) { write_field(g, records, field); });
+}
+
+// The first field read sets the number of rows (`sized` until then false).
+template <typename Record, typename T>
+void read_field(const H5::Group& g, std::vector<Record>& records, const Field<Record, T>& field,
+                bool& sized) {
+  std::vector<column_t<T>> column;
+  read_column(g, field.name, column);
+  if (!sized) records.resize(column.size());
+  sized = true;
+  check_rows(g, field.name, column.size(), records.size());
+  try {
+    for (size_t i = 0; i < column.size(); ++i) from_column(column[i], records[i].*field.member);
+  } catch (const Error& e) {
+    fail("store '{}': '{}/{}': {}", g.getFileName(), g.getObjName(), field.name, e.what());
+  }
+}
+
+// The mirror of write_field for an optional text field: a missing column is every row absent.
+// Never a table's first field, so it never sets the number of rows.
+template <typename Record>
+void read_field(const H5::Group& g, std::vector<Record>& records,
+                const Field<Record, std::optional<std::string>>& field, bool&) {
+  if (!h5::has(g, field.name)) return;
+  std::vector<std::string> values;
+  read_column(g, field.name, values);
+  check_rows(g, field.name, values.size(), records.size());
+  std::vector<int64_t> present(values.size(), 1);
+  if (h5::has(g, present_column(field.name))) {
+    read_column(g, present_column(field.name), present);
+    check_rows(g, present_column(field.name), present.size(), records.size());
+  }
+  for (size_t i = 0; i < values.size(); ++i)
+    if (present[i] != 0) records[i].*field.member = std::move(values[i]);
 }
 
 // The records of a table written by write_table; its first column sets the number of rows.
 template <typename Record>
 std::vector<Record> read_table(const H5::Group& g) {
   std::vector<Record> records;
-  bool first = true;
-  for_each_field<Record>([&](const auto& field) {
-    std::vector<column_t<typename std::decay_t<decltype(field)>::type>> column;
-    read_column(g, field.name, column);
-    if (first) records.resize(column.size());
-    first = false;
-    check_rows(g, field.name, column.size(), records.size());
-    try {
-      for (size_t i = 0; i < column.size(); ++i) from_column(column[i], records[i].*field.member);
-    } catch (const Error& e) {
-      fail("store '{}': '{}/{}': {}", g.getFileName(), g.getObjName(), field.name, e.what());
-    }
-  });
+  bool sized = false;
+  for_each_field<Record>([&](const auto& field) { read_field(g, records, field, sized); });
   return records;
 }
 

@@ -50,7 +50,7 @@ def qsweep_generate(args, model_dir, dtype, prompts_file, work, batch_size):
     logits_file = work / f"logits-{model_dir.name}-{dtype}-b{batch_size}.safetensors"
     out = run([args.qsweep, "generate", "--model", model_dir, "--prompts-file", prompts_file,
                "--max-new-tokens", args.steps, "--dtype", dtype, "--device", "cuda",
-               "--batch-size", batch_size, "--json", "--logits-out", logits_file])
+               "--batch-size", batch_size, "--json", "--out", logits_file])
     rows = [json.loads(line) for line in out.splitlines() if line.strip()]
     return rows, load_file(str(logits_file))["logits"]
 

@@ -76,7 +76,7 @@ def run_qsweep(qsweep, tokenizer, flags, lines):
 
 def qsweep_results(args, strings):
     ids_special = run_qsweep(args.qsweep, args.tokenizer, [], strings)
-    ids_plain = run_qsweep(args.qsweep, args.tokenizer, ["--no-special"], strings)
+    ids_plain = run_qsweep(args.qsweep, args.tokenizer, ["--no-bos"], strings)
     return {
         "ids_special": ids_special,
         "ids_plain": ids_plain,

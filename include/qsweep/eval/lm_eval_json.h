@@ -59,9 +59,11 @@ std::vector<nlohmann::ordered_json> lm_eval_coqa_docs(std::string_view coqa_json
                                                       const std::string& path);
 
 // One line of samples_<task>_<date>.jsonl: doc_id, doc, target, arguments, resps,
-// filtered_resps, filter, metrics, doc_hash, prompt_hash, target_hash, em, f1. lm-eval logs the
-// generation cut at the stop string; qsweep keeps the answer after lm-eval's post-processing
-// (strip, first line), which scores the same.
+// filtered_resps, filter, metrics, doc_hash, prompt_hash, target_hash, em, f1, and "qsweep"
+// (answer: the scored text; resps_from). resps is lm-eval's: the generation cut before the first
+// stop string, and filtered_resps the same text (coqa's "none" filter takes the first response;
+// process_results strips it and keeps the first line). A record without its generation (a store
+// from before qsweep kept it) has its answer there instead, resps_from "answer".
 nlohmann::ordered_json lm_eval_sample_json(const nlohmann::ordered_json& doc, size_t doc_id,
                                            const CoqaSample& sample, const SampleRecord& record,
                                            const LmEvalRun& run);

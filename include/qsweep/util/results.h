@@ -16,7 +16,10 @@ struct SampleRecord {
   int turn = 0;                    // 1-based turn the prediction answers
   std::string source;              // CoQA domain (mctest, cnn, wikipedia, ...)
   std::string prompt_sha256;       // of the exact prompt bytes
-  std::string prediction;          // post-processed as lm-eval does
+  std::string prediction;          // post-processed as lm-eval does: what is scored
+  // The decoded continuation cut before the first stop string, before post-processing: what
+  // lm-eval logs as the sample's response. Absent in stores written before qsweep kept it.
+  std::optional<std::string> generation;
   std::vector<std::string> golds;
   double em = 0;
   double f1 = 0;

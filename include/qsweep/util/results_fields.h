@@ -44,6 +44,7 @@ struct Fields<SampleRecord> {
       Field{"source", &SampleRecord::source},
       Field{"prompt_sha256", &SampleRecord::prompt_sha256},
       Field{"prediction", &SampleRecord::prediction},
+      Field{"generation", &SampleRecord::generation},
       Field{"golds", &SampleRecord::golds},
       Field{"em", &SampleRecord::em},
       Field{"f1", &SampleRecord::f1},
