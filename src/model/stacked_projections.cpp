@@ -1,5 +1,6 @@
 #include "qsweep/model/stacked_projections.h"
 
+#include "qsweep/model/format_bnb4.h"
 #include "qsweep/util/log.h"
 
 #include <ATen/ATen.h>
@@ -13,8 +14,6 @@
 
 namespace qsweep {
 namespace {
-
-constexpr int64_t kNestedBlocks = 256;  // absmax blocks per second-level scale (bitsandbytes)
 
 // Why parts cannot be stacked, or empty when they can.
 using Refusal = std::string;
@@ -109,7 +108,7 @@ Refusal refusal(const std::vector<Bnb4Weight*>& ws) {
     if (w->out * w->in % w->blocksize != 0) return "a part ends inside an absmax block";
     if (!at::equal(w->code, ws.front()->code)) return "their code tables differ";
     if (!w->double_quant) continue;
-    if (bnb4_blocks(*w) % kNestedBlocks != 0) return "a part ends inside a nested block";
+    if (bnb4_blocks(*w) % kBnbNestedBlocksize != 0) return "a part ends inside a nested block";
     if (!at::equal(w->code2, ws.front()->code2)) return "their nested code tables differ";
   }
   return {};
@@ -121,7 +120,7 @@ at::Tensor nested_offsets(const std::vector<Bnb4Weight*>& ws) {
   for (const Bnb4Weight* w : ws)
     parts.push_back(w->offsets.defined()
                         ? w->offsets
-                        : at::full({bnb4_blocks(*w) / kNestedBlocks}, w->offset,
+                        : at::full({bnb4_blocks(*w) / kBnbNestedBlocksize}, w->offset,
                                    w->absmax2.options()));
   return at::cat(parts, 0);
 }

@@ -41,7 +41,7 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*-stack*.json"))):
           med("energy_j_per_token"), med("prefill_ms"), 100 * j.get("prefill_fraction_of_matmul_rate", float("nan"))))
 PY
 s=$SECONDS
-build-gpu/qsweep eval --model $WORK/m1b --coqa $WORK/coqa500.json --device cuda --batch-size 64 \
+build-gpu/qsweep eval --model $WORK/m1b --coqa $WORK/coqa500.json --device cuda --dtype bf16 --batch-size 64 \
   > "$OUT/eval.log" 2>&1
 echo "eval 500 bf16: exit $? in $((SECONDS - s)) s; $(grep -E 'generate:' "$OUT/eval.log" | tail -1 | cut -c1-200)"
 echo "total $((SECONDS - start)) s"

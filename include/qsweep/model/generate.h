@@ -28,7 +28,8 @@ struct Generation {
 
 // Greedy continuation of each prompt (token ids, BOS already applied as the caller wants).
 // Stops a row at an EOS id of the model or tokenizer, at a stop string, or at max_new_tokens.
-// Prompts are batched by length, left-padded, and the results returned in input order.
+// Prompts are batched by length (continuous batching, prefilled right-padded), and the results
+// returned in input order.
 std::vector<Generation> generate(const Model& model, const Tokenizer& tokenizer,
                                  const std::vector<std::vector<int32_t>>& prompts,
                                  const GenerateOptions& options);
