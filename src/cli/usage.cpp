@@ -2,6 +2,7 @@
 // errors turned into one message that names the flag and what to do, with exit code 2.
 #include "cli.h"
 #include "qsweep/util/log.h"
+#include "qsweep/util/text.h"
 
 #include <fmt/format.h>
 
@@ -18,21 +19,6 @@ constexpr const char* kDeprecatedGroup = "Deprecated spellings (still work, with
 
 std::string deprecation_note(const std::string& old_name, const CLI::Option* current) {
   return fmt::format("{} is deprecated; use {}", old_name, current->get_name());
-}
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 // The closest of `names` to `typed`, if a typo away (a third of its length at most).
