@@ -403,9 +403,16 @@ def check_segment(path, i, seg):
     quantized = Counter()
     for p in seg["preparations"]:
         quantized[p["config"]] += p["quantized"]
-    twice = [c for c, n in quantized.items() if n > 1]
+    # Only calibrated configs (those with a prepare unit) must be computed once per sweep; a
+    # data-free config is quantized by every rank that runs some of its units.
+    with h5py.File(path, "r") as f:
+        units = f["units"]
+        calibrated = {c.decode() if isinstance(c, bytes) else c
+                      for c, k in zip(units["config"][()], units["kind"][()])
+                      if (k.decode() if isinstance(k, bytes) else k) == "prepare"}
+    twice = [c for c, n in quantized.items() if n > 1 and c in calibrated]
     if twice:
-        sys.exit(f"{where}: quantized on more than one rank: {twice}")
+        sys.exit(f"{where}: calibrated configs quantized on more than one rank: {twice}")
 
 
 def timing(path, segments, ranks, snapshot_path=None):
