@@ -3,6 +3,10 @@
 // copy, the copies rotating so the weights come from HBM, not L2), the bytes the call must read
 // (stored weight bytes + activations), the achieved GB/s and its fraction of the device-to-device
 // copy bandwidth measured in the same run; bf16 at::matmul (cuBLAS) alongside for comparison.
+// The 4-bit formats run through each kernel behind their *_matmul (the GEMV and the tensor-core
+// tile kernel, MatmulPath) and as the prefill path does it (dequantize, then cuBLAS), at batches
+// 1 to 256, so the crossovers qsweep uses (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read
+// off one run.
 // Usage: qsweep_bench_kernels [out.json]
 #include "qsweep/kernels/quant_kernels.h"
 
@@ -86,6 +90,10 @@ struct Variant {
   std::function<void(int, const at::Tensor&)> run;  // (copy, x)
 };
 
+// The kernels behind one *_matmul, each its own row of the results.
+const std::vector<std::pair<MatmulPath, std::string>> kPaths = {{MatmulPath::gemv, "_gemv"},
+                                                                {MatmulPath::tensor_core, "_tc"}};
+
 int copies_for(int64_t bytes, int64_t l2) {
   return static_cast<int>(std::clamp<int64_t>((4 * l2 + bytes - 1) / bytes, 2, 64));
 }
@@ -109,11 +117,17 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
                      (at::rand({groups, out}, on) * 0.01).to(at::kBFloat16),
                      at::floor_divide(order, 128).to(at::kInt)});
     }
-    v.push_back({"int" + std::to_string(bits) + "_g128" + (act_order ? "_actorder" : ""), stored,
-                 copies, [ws, bits](int c, const at::Tensor& x) {
-                   const W& w = (*ws)[c];
-                   int_group_matmul(x, w.q, w.z, w.s, w.g, bits);
-                 }});
+    const std::string name = "int" + std::to_string(bits) + "_g128" + (act_order ? "_actorder" : "");
+    for (const auto& [path, suffix] : kPaths)
+      v.push_back({name + suffix, stored, copies, [ws, bits, path = path](int c, const at::Tensor& x) {
+                     const W& w = (*ws)[c];
+                     int_group_matmul(x, w.q, w.z, w.s, w.g, bits, path);
+                   }});
+    if (bits == 4 && !act_order)
+      v.push_back({name + "_dequant_matmul", stored, copies, [ws, bits, in](int c, const at::Tensor& x) {
+                     const W& w = (*ws)[c];
+                     at::matmul(x, int_group_dequantize(w.q, w.z, w.s, w.g, bits, in).t());
+                   }});
   };
   for (int bits : {4, 3, 2, 8}) add_int_group(bits, false);
   add_int_group(4, true);
@@ -138,8 +152,13 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
       }
       ws.push_back(w);
     }
-    v.push_back({name, stored, copies,
-                 [ws](int c, const at::Tensor& x) { bnb4_matmul(x, ws[c]); }});
+    for (const auto& [path, suffix] : kPaths)
+      v.push_back({name + suffix, stored, copies,
+                   [ws, path = path](int c, const at::Tensor& x) { bnb4_matmul(x, ws[c], path); }});
+    if (dq)
+      v.push_back({name + "_dequant_matmul", stored, copies, [ws](int c, const at::Tensor& x) {
+                     at::matmul(x, bnb4_dequantize(ws[c], x.scalar_type()).t());
+                   }});
   };
   add_bnb("nf4", false);
   add_bnb("nf4_double_quant", true);
@@ -150,10 +169,12 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
     std::vector<std::pair<at::Tensor, at::Tensor>> ws;
     for (int c = 0; c < copies; ++c)
       ws.emplace_back(at::randint(-127, 128, {out, in}, on.dtype(at::kChar)), at::rand({out}, on));
-    auto scratch = std::make_shared<at::Tensor>(at::empty({int8_workspace_bytes(16, in)}, on.dtype(at::kByte)));
-    v.push_back({"llm_int8_t6", stored, copies, [ws, scratch](int c, const at::Tensor& x) {
-                   int8_matmul(x, ws[c].first, ws[c].second, 6.0, *scratch);
-                 }});
+    auto scratch = std::make_shared<at::Tensor>(at::empty({int8_workspace_bytes(256, in)}, on.dtype(at::kByte)));
+    for (const auto& [path, suffix] : kPaths)
+      v.push_back({"llm_int8_t6" + suffix, stored, copies,
+                   [ws, scratch, path = path](int c, const at::Tensor& x) {
+                     int8_matmul(x, ws[c].first, ws[c].second, 6.0, *scratch, path);
+                   }});
   }
   {
     const int64_t stored = out * in * 2;
@@ -192,7 +213,7 @@ int main(int argc, char** argv) {
   struct Shape { int64_t out, in; };
   for (const Shape shape : {Shape{8192, 2048}, Shape{2048, 8192}}) {
     std::vector<Variant> vs = variants(shape.out, shape.in, l2);
-    for (int64_t m : {1, 4, 8, 16}) {
+    for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256}) {
       const at::Tensor x = at::randn({m, shape.in}, at::TensorOptions().device(kGpu).dtype(at::kBFloat16));
       for (const Variant& v : vs) {
         const std::vector<double> samples = time_calls([&](int c) { v.run(c, x); }, v.copies);

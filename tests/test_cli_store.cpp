@@ -288,3 +288,17 @@ TEST_F(CliStoreTest, DeprecatedSpellingsStillWorkAndWarn) {
   expect_contains(before, "--output-path is deprecated; use --out");
   EXPECT_TRUE(std::filesystem::is_directory(path("lm"))) << before;
 }
+
+// --dtype defaults to auto: on the CPU that is float32 whatever the checkpoint holds; an explicit
+// dtype, in qsweep's or Hugging Face's spelling, is what runs and what the results record.
+TEST_F(CliStoreTest, EvalDtypeDefaultsToAutoAndAcceptsHuggingFaceNames) {
+  const std::string eval = "eval --model " + path("model") + " --coqa " + path("coqa.json") +
+                           " --limit 1 --max-new-tokens 1 --device cpu";
+  std::string out;
+  ASSERT_EQ(qsweep(eval, out), 0) << out;
+  expect_contains(out, "(fp32)");
+  ASSERT_EQ(qsweep(eval + " --dtype bfloat16", out), 0) << out;
+  expect_contains(out, "(bf16)");
+  EXPECT_EQ(qsweep(eval + " --dtype int4", out), 2) << out;
+  expect_contains(out, "--dtype: int4 not in");
+}

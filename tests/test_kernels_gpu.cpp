@@ -117,9 +117,10 @@ at::Tensor dequantize_int_group(const IntGroupCase& w) {
   return (s * (q - z.index_select(0, g)).to(at::kFloat)).t().contiguous();
 }
 
-at::Tensor gpu_int_group_matmul(const at::Tensor& x, const IntGroupCase& w) {
+at::Tensor gpu_int_group_matmul(const at::Tensor& x, const IntGroupCase& w,
+                                MatmulPath path = MatmulPath::automatic) {
   return int_group_matmul(x.to(kGpu), w.qweight.to(kGpu), w.zeros.to(kGpu), w.scales.to(kGpu),
-                          w.g_idx.to(kGpu), w.bits);
+                          w.g_idx.to(kGpu), w.bits, path);
 }
 
 // --- bitsandbytes 4-bit ----------------------------------------------------------------------
@@ -232,7 +233,13 @@ class Kernels : public ::testing::Test {
   c10::InferenceMode inference_;
 };
 
-const std::vector<int64_t> kBatches = {1, 3, 8, 16, 20};
+const std::vector<int64_t> kBatches = {1, 3, 8, 16, 20, 64, 130};
+// Both kernels behind a *_matmul at every batch, whichever one `automatic` would pick. The
+// tensor-core path rounds the dequantized weight to x's dtype before multiplying (as the
+// dequantize + cuBLAS path does), about 2^-9 relative per element for bfloat16: within the
+// output tolerances, whose bound is the output's own rounding.
+const std::vector<MatmulPath> kPaths = {MatmulPath::gemv, MatmulPath::tensor_core};
+const char* path_name(MatmulPath p) { return p == MatmulPath::gemv ? " gemv" : " tensor_core"; }
 const std::vector<at::ScalarType> kDtypes = {at::kHalf, at::kBFloat16};
 
 }  // namespace
@@ -269,14 +276,16 @@ TEST_F(Kernels, IntGroupMatmulMatchesReferenceEveryBitWidthGroupAndOrder) {
           for (at::ScalarType dtype : kDtypes) {
             const IntGroupCase w = make_int_group(shape.in, shape.out, bits, group, act_order, dtype);
             const at::Tensor wf = dequantize_int_group(w);
-            for (int64_t m : kBatches) {
-              const at::Tensor x = activations(m, shape.in, dtype, false);
-              const at::Tensor y = gpu_int_group_matmul(x, w);
-              ASSERT_EQ(y.scalar_type(), dtype);
-              EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
-                  << "in " << shape.in << " out " << shape.out << " bits " << bits << " group "
-                  << group << " act_order " << act_order << " M " << m << " " << dtype;
-            }
+            for (int64_t m : kBatches)
+              for (MatmulPath path : kPaths) {
+                const at::Tensor x = activations(m, shape.in, dtype, false);
+                const at::Tensor y = gpu_int_group_matmul(x, w, path);
+                ASSERT_EQ(y.scalar_type(), dtype);
+                EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
+                    << "in " << shape.in << " out " << shape.out << " bits " << bits << " group "
+                    << group << " act_order " << act_order << " M " << m << " " << dtype
+                    << path_name(path);
+              }
           }
 }
 
@@ -304,13 +313,15 @@ TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
             const Bnb4Case c = make_bnb4(shape.in, shape.out, nf4, dq, blocksize);
             const at::Tensor wf = dequantize_bnb4(c);
             const Bnb4Tensors g = to_gpu(c.w);
-            for (int64_t m : kBatches) {
-              const at::Tensor x = activations(m, shape.in, dtype, false);
-              const at::Tensor y = bnb4_matmul(x.to(kGpu), g);
-              EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
-                  << "in " << shape.in << " out " << shape.out << (nf4 ? " nf4" : " fp4")
-                  << " dq " << dq << " blocksize " << blocksize << " M " << m << " " << dtype;
-            }
+            for (int64_t m : kBatches)
+              for (MatmulPath path : kPaths) {
+                const at::Tensor x = activations(m, shape.in, dtype, false);
+                const at::Tensor y = bnb4_matmul(x.to(kGpu), g, path);
+                EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
+                    << "in " << shape.in << " out " << shape.out << (nf4 ? " nf4" : " fp4")
+                    << " dq " << dq << " blocksize " << blocksize << " M " << m << " " << dtype
+                    << path_name(path);
+              }
           }
 }
 
@@ -332,15 +343,17 @@ TEST_F(Kernels, Int8MatmulFollowsLlmInt8WithAndWithoutOutliers) {
         const Int8Case c = make_int8(shape.in, shape.out);
         const at::Tensor wf = dequantize_int8(c);
         const at::Tensor w = c.weight.to(kGpu), scb = c.scb.to(kGpu);
-        for (int64_t m : kBatches) {
-          const at::Tensor x = activations(m, shape.in, dtype, threshold > 0);
-          const at::Tensor y = int8_matmul(x.to(kGpu), w, scb, threshold);
-          const std::string where = "in " + std::to_string(shape.in) + " out " +
-                                    std::to_string(shape.out) + " threshold " +
-                                    std::to_string(threshold) + " M " + std::to_string(m);
-          EXPECT_LT(rel_err(y, emulate_llm_int8(x, c, threshold)), output_tolerance(dtype)) << where;
-          EXPECT_LT(rel_err(y, reference_matmul(x, wf)), kInt8ActivationTolerance) << where;
-        }
+        for (int64_t m : kBatches)
+          for (MatmulPath path : kPaths) {
+            const at::Tensor x = activations(m, shape.in, dtype, threshold > 0);
+            const at::Tensor y = int8_matmul(x.to(kGpu), w, scb, threshold, {}, path);
+            const std::string where = "in " + std::to_string(shape.in) + " out " +
+                                      std::to_string(shape.out) + " threshold " +
+                                      std::to_string(threshold) + " M " + std::to_string(m) +
+                                      path_name(path);
+            EXPECT_LT(rel_err(y, emulate_llm_int8(x, c, threshold)), output_tolerance(dtype)) << where;
+            EXPECT_LT(rel_err(y, reference_matmul(x, wf)), kInt8ActivationTolerance) << where;
+          }
       }
 }
 
@@ -349,8 +362,13 @@ TEST_F(Kernels, Int8OutlierColumnsKeepFullPrecision) {
   const Int8Case c = make_int8(512, 64);
   at::Tensor x = at::randn({1, 512});
   x.index_put_({0, 5}, 500.0);
-  const at::Tensor y = int8_matmul(x.to(at::kHalf).to(kGpu), c.weight.to(kGpu), c.scb.to(kGpu), 6.0);
-  EXPECT_LT(rel_err(y, reference_matmul(x.to(at::kHalf), dequantize_int8(c))), kInt8ActivationTolerance);
+  for (MatmulPath path : kPaths) {
+    const at::Tensor y = int8_matmul(x.to(at::kHalf).to(kGpu), c.weight.to(kGpu), c.scb.to(kGpu),
+                                     6.0, {}, path);
+    EXPECT_LT(rel_err(y, reference_matmul(x.to(at::kHalf), dequantize_int8(c))),
+              kInt8ActivationTolerance)
+        << path_name(path);
+  }
 }
 
 TEST_F(Kernels, Int8DequantizeMatchesReference) {
@@ -386,8 +404,12 @@ TEST_F(Kernels, DecodeCallsReplayAsOneCudaGraph) {
   const at::Tensor w8 = i8.weight.to(kGpu), scb = i8.scb.to(kGpu);
   const at::Tensor ws = at::empty({int8_workspace_bytes(m, in)}, x.options().dtype(at::kByte));
   auto step = [&] {
-    return std::vector<at::Tensor>{int_group_matmul(x, qw, qz, qs, gi, 4), bnb4_matmul(x, nf4),
-                                   int8_matmul(x, w8, scb, 6.0, ws)};
+    return std::vector<at::Tensor>{
+        int_group_matmul(x, qw, qz, qs, gi, 4, MatmulPath::gemv),
+        int_group_matmul(x, qw, qz, qs, gi, 4, MatmulPath::tensor_core),
+        bnb4_matmul(x, nf4, MatmulPath::gemv), bnb4_matmul(x, nf4, MatmulPath::tensor_core),
+        int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::gemv),
+        int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::tensor_core)};
   };
   const std::vector<at::Tensor> eager = step();
   std::vector<at::Tensor> captured;

@@ -29,7 +29,7 @@ struct EvalArgs {
   std::string coqa;
   std::optional<size_t> limit;
   std::string mode = "lm_eval";
-  DType dtype = DType::fp32;
+  std::string dtype = "auto";
   std::string device = "auto";
   bool log_samples = false;
   std::string output_path;
@@ -53,11 +53,21 @@ void print_metrics(const ConfigMetrics& m) {
   line("f1", m.f1);
 }
 
-LmEvalRun lm_eval_run(const EvalArgs& a, const std::string& device, double started_at,
+// --dtype auto, as lm-eval's Hugging Face backend defaults it: the dtype the checkpoint was saved
+// in (config.json's torch_dtype; for a quantized checkpoint that of its unquantized tensors) on
+// a GPU. On the CPU auto means float32: half-precision matrix products there are slow, and
+// float32 is what the CPU results elsewhere in qsweep are checked in.
+DType eval_dtype(const std::string& name, const ModelConfig& config, const at::Device& device) {
+  if (name != "auto") return *parse_dtype(name);
+  if (!device.is_cuda()) return DType::fp32;
+  return parse_dtype(config.torch_dtype).value_or(DType::fp32);
+}
+
+LmEvalRun lm_eval_run(const EvalArgs& a, DType dtype, const std::string& device, double started_at,
                       double seconds, SampleCounts counts) {
   LmEvalRun run;
   run.model_name = a.model;
-  run.model_args = fmt::format("pretrained={},dtype={}", a.model, dtype_name(a.dtype));
+  run.model_args = fmt::format("pretrained={},dtype={}", a.model, dtype_name(dtype));
   run.mode = parse_coqa_mode(a.mode);
   run.coqa_file = a.coqa;
   run.batch_size = a.options.generation.batch_size;
@@ -84,29 +94,31 @@ void run(const EvalArgs& a) {
   const std::vector<CoqaSample> samples = select_samples(all, a);
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
   const at::Device device = choose_device(a.device, 0);
+  const ModelConfig config = load_model_config(a.model);
+  const DType dtype = eval_dtype(a.dtype, config, device);
   // The prompts come on top of this; what the answers alone need must fit already.
   const GenerateOptions& g = a.options.generation;
-  check_kv_cache_fits(kv_cache_bytes(load_model_config(a.model), g.batch_size, g.max_new_tokens,
-                                     static_cast<int>(c10::elementSize(scalar_type(a.dtype)))),
+  check_kv_cache_fits(kv_cache_bytes(config, g.batch_size, g.max_new_tokens,
+                                     static_cast<int>(c10::elementSize(scalar_type(dtype)))),
                       device, fmt::format("--max-new-tokens {} with --batch-size {}",
                                           g.max_new_tokens, g.batch_size));
-  Model m = load_model(a.model, {a.dtype, device});
+  Model m = load_model(a.model, {dtype, device});
   stack_projections(m);
   const double started_at = std::chrono::duration<double>(
       std::chrono::system_clock::now().time_since_epoch()).count();
   const auto start = std::chrono::steady_clock::now();
   const std::vector<SampleRecord> records = evaluate_samples(m, tok, samples, a.options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  log_info("{} samples in {:.1f} s on {} ({})", records.size(), seconds, device_description(m.device), dtype_name(a.dtype));
+  log_info("{} samples in {:.1f} s on {} ({})", records.size(), seconds, device_description(m.device), dtype_name(dtype));
 
-  const ConfigMetrics metrics = compute_config_metrics(dtype_name(a.dtype), records, nullptr, a.bootstrap);
+  const ConfigMetrics metrics = compute_config_metrics(dtype_name(dtype), records, nullptr, a.bootstrap);
   print_metrics(metrics);
   if (a.mode == "official")
     for (const DomainScore& d : official_domain_scores(records))
       std::cout << fmt::format("  {:<18} turns {:>5}  em {:5.1f}  f1 {:5.1f}\n", d.name, d.turns,
                                official_percent(d.em), official_percent(d.f1));
   if (a.output_path.empty()) return;
-  const LmEvalRun run = lm_eval_run(a, device_description(m.device), started_at, seconds,
+  const LmEvalRun run = lm_eval_run(a, dtype, device_description(m.device), started_at, seconds,
                                     {all.size(), records.size()});
   const std::string path = write_lm_eval_output(a.output_path, run, metrics,
                                                 lm_eval_coqa_docs(read_file(a.coqa), a.coqa),
@@ -125,7 +137,11 @@ void add_eval(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
       ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
-  add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
+  cmd->add_option("--dtype", a->dtype,
+                  "Compute dtype: auto (the checkpoint's torch_dtype on a GPU, fp32 on the CPU), "
+                  "fp32, fp16 or bf16")
+      ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"}))
+      ->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")
       ->check(at_least(1))->capture_default_str();

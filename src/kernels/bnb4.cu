@@ -4,6 +4,7 @@
 #include "qsweep/kernels/quant_kernels.h"
 
 #include "kernel_util.cuh"
+#include "tile_mma.cuh"
 
 #include <type_traits>
 
@@ -192,6 +193,59 @@ __global__ void bnb4_dequant_kernel(const uint8_t* __restrict__ packed,
   if (e + 1 < numel) w[e + 1] = from_float<T>(tables.lut[byte & 0xfu] * am);
 }
 
+// The tensor-core path's view of the format (tile_mma.cuh). A tile row of 128 channels is four
+// 16-byte pieces; thread i of the block takes pieces i and i + 128 of the tile's 256, so a warp
+// reads 64 contiguous bytes of each of 8 rows.
+template <typename T>
+struct Bnb4TileLoader {
+  const uint4* packed;
+  const float* code;
+  Absmax absmax;
+  int64_t blocksize;
+  int in, out;
+
+  static constexpr int kPieces = 2;
+  using Shared = Tables;
+  struct Raw {
+    uint4 q[kPieces];
+    float scale[kPieces];
+  };
+
+  __device__ void stage(Shared& t) const { stage_tables(t, code, absmax); }
+
+  __device__ void load(const Shared& t, int n0, int k0, int k_end, Raw& raw) const {
+#pragma unroll
+    for (int u = 0; u < kPieces; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      const int n = n0 + i / 4, k = k0 + (i % 4) * 32;
+      const bool live = n < out && k < k_end;
+      const int64_t e = static_cast<int64_t>(n) * in + k;
+      raw.q[u] = live ? __ldg(packed + e / 32) : make_uint4(0, 0, 0, 0);
+      raw.scale[u] = live ? absmax(e / blocksize, t.code2) : 0.f;
+    }
+  }
+
+  __device__ void store(const Shared& t, const Raw& raw, int, int, int, T* ws) const {
+#pragma unroll
+    for (int u = 0; u < kPieces; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      uint4* dst = reinterpret_cast<uint4*>(ws + (i / 4) * kMmaLd + (i % 4) * 32);
+      const uint32_t words[4] = {raw.q[u].x, raw.q[u].y, raw.q[u].z, raw.q[u].w};
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        __align__(16) T v[8];
+#pragma unroll
+        for (int b = 0; b < 4; ++b) {
+          const uint32_t byte = (words[s] >> (8 * b)) & 0xffu;
+          v[2 * b] = from_float<T>(t.lut[byte >> 4] * raw.scale[u]);
+          v[2 * b + 1] = from_float<T>(t.lut[byte & 0xfu] * raw.scale[u]);
+        }
+        dst[s] = *reinterpret_cast<const uint4*>(v);
+      }
+    }
+  }
+};
+
 Absmax check_bnb4(const Bnb4Tensors& w) {
   TORCH_CHECK(w.out >= 0 && w.in >= 0, "bnb4: out and in must be non-negative");
   TORCH_CHECK(w.blocksize > 0 && w.blocksize % 2 == 0, "bnb4: blocksize must be positive and even, got ",
@@ -232,7 +286,7 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
 
 }  // namespace
 
-at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w) {
+at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path) {
   const Absmax absmax = check_bnb4(w);
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() &&
                   x.size(1) == w.in,
@@ -247,12 +301,22 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w) {
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       reinterpret_cast<uintptr_t>(w.packed.data_ptr()) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  if (pieces && use_tensor_cores(path, m)) {
+    QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
+      const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
+                                            w.code.data_ptr<float>(), absmax, w.blocksize,
+                                            static_cast<int>(w.in), static_cast<int>(w.out)};
+      launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
+                      reinterpret_cast<scalar_t*>(y.data_ptr()), m, w.in, w.out, loader, stream);
+    });
+    return y;
+  }
   // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
   const int64_t row_pieces = w.in / 32;
   const int split = row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
   const int64_t rows_per_block = pieces ? kWarps / split * kRows : kWarps;
   const dim3 grid(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block));
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));

@@ -5,6 +5,7 @@
 #include "qsweep/kernels/quant_kernels.h"
 
 #include "kernel_util.cuh"
+#include "tile_mma.cuh"
 
 #include <cmath>
 #include <limits>
@@ -29,6 +30,7 @@ struct Int8Scratch {
   float* rowmax;   // [M]: absmax of each activation row over its non-outlier elements
   uint8_t* mask;   // [in]: 1 for an outlier column
   int8_t* xq;      // [M, in]: activations quantized per row; outlier elements are 0
+  void* xhat;      // [M, in] in x's dtype, the tensor-core path's activations (below)
 };
 
 Int8Scratch carve(uint8_t* base, int64_t m, int64_t in) {
@@ -36,6 +38,7 @@ Int8Scratch carve(uint8_t* base, int64_t m, int64_t in) {
   s.rowmax = reinterpret_cast<float*>(base);
   s.mask = base + align16(4 * m);
   s.xq = reinterpret_cast<int8_t*>(s.mask + align16(in));
+  s.xhat = s.xq + align16(m * in);
   return s;
 }
 
@@ -186,6 +189,63 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The tensor-core path computes the same sum in one product: with x^ = xq * rowmax / 127 outside
+// the outlier columns and x inside them, y = x^ . (CB * SCB / 127), which is the GEMV's int32 part
+// plus its float part, here accumulated in fp32 from 16-bit operands.
+template <typename T>
+__global__ void int8_activations_kernel(const T* __restrict__ x, Int8Scratch s, int64_t in,
+                                        int64_t numel) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= numel) return;
+  const int64_t m = i / in, k = i % in;
+  const float v = s.mask[k] ? to_float(x[i]) : s.xq[i] * (s.rowmax[m] * kInv127);
+  static_cast<T*>(s.xhat)[i] = from_float<T>(v);
+}
+
+// The weight's view for tile_mma.cuh: a tile row of 128 channels is eight 16-byte pieces; thread
+// i takes pieces i + 128 u (u < 4), so a warp reads 128 contiguous bytes of each of 4 rows.
+template <typename T>
+struct Int8TileLoader {
+  const int8_t* weight;
+  const float* scb;
+  int in, out;
+
+  static constexpr int kPieces = 4;
+  struct Shared {};
+  struct Raw {
+    int4 q[kPieces];
+    float scale[kPieces];
+  };
+
+  __device__ void stage(Shared&) const {}
+
+  __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {
+#pragma unroll
+    for (int u = 0; u < kPieces; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      const int n = n0 + i / 8, k = k0 + (i % 8) * 16;
+      const bool live = n < out && k < k_end;
+      raw.q[u] = live ? __ldg(reinterpret_cast<const int4*>(weight + static_cast<int64_t>(n) * in + k))
+                      : make_int4(0, 0, 0, 0);
+      raw.scale[u] = live ? __ldg(scb + n) * kInv127 : 0.f;
+    }
+  }
+
+  __device__ void store(const Shared&, const Raw& raw, int, int, int, T* ws) const {
+#pragma unroll
+    for (int u = 0; u < kPieces; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      const int8_t* codes = reinterpret_cast<const int8_t*>(&raw.q[u]);
+      __align__(16) T v[16];
+#pragma unroll
+      for (int j = 0; j < 16; ++j) v[j] = from_float<T>(codes[j] * raw.scale[u]);
+      uint4* dst = reinterpret_cast<uint4*>(ws + (i / 8) * kMmaLd + (i % 8) * 16);
+      dst[0] = reinterpret_cast<const uint4*>(v)[0];
+      dst[1] = reinterpret_cast<const uint4*>(v)[1];
+    }
+  }
+};
+
 template <typename T>
 __global__ void int8_dequant_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb,
                                     T* __restrict__ out, int64_t in, int64_t numel) {
@@ -211,10 +271,12 @@ void check_int8(const at::Tensor& weight, const at::Tensor& row_absmax) {
 
 }  // namespace
 
-int64_t int8_workspace_bytes(int64_t m, int64_t in) { return align16(4 * m) + align16(in) + m * in; }
+int64_t int8_workspace_bytes(int64_t m, int64_t in) {
+  return align16(4 * m) + align16(in) + align16(m * in) + 2 * m * in;
+}
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
-                       double threshold, const at::Tensor& workspace) {
+                       double threshold, const at::Tensor& workspace, MatmulPath path) {
   check_int8(weight, row_absmax);
   const int64_t in = weight.size(1), out = weight.size(0);
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() && x.size(1) == in,
@@ -248,6 +310,18 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
     int8_prepare_kernel<scalar_t><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
         xp, s, static_cast<int>(m), static_cast<int>(in), t);
     QSWEEP_CUDA_CHECK(cudaGetLastError());
+    if (in % 32 == 0 && pieces && use_tensor_cores(path, m)) {
+      constexpr int kBlock = 256;
+      const int64_t numel = m * in;
+      int8_activations_kernel<scalar_t><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock),
+                                          kBlock, 0, stream>>>(xp, s, in, numel);
+      QSWEEP_CUDA_CHECK(cudaGetLastError());
+      const Int8TileLoader<scalar_t> loader{weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(),
+                                            static_cast<int>(in), static_cast<int>(out)};
+      launch_tile_mma(static_cast<const scalar_t*>(s.xhat), reinterpret_cast<scalar_t*>(y.data_ptr()),
+                      m, in, out, loader, stream);
+      return;
+    }
     const dim3 grid(static_cast<unsigned>((out + kWarps * kRows - 1) / (kWarps * kRows)));
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));

@@ -4,6 +4,7 @@
 #include "qsweep/kernels/quant_kernels.h"
 
 #include "kernel_util.cuh"
+#include "tile_mma.cuh"
 
 #include <cooperative_groups.h>
 
@@ -43,8 +44,8 @@ __host__ __device__ constexpr int packs_per_thread() { return kTile >= 8 ? 1 : 2
 // Code j (0..31) of one column of a pack: bits [j * bits, j * bits + bits) of its `bits` words.
 // j is a compile-time constant once the caller's loop is unrolled, so this folds to a shift, an
 // AND and, for the two 3-bit fields that cross words, an OR.
-template <int kBits>
-__device__ __forceinline__ uint32_t pack_code(const uint32_t (&w)[kBits][kVec], int j, int c) {
+template <int kBits, int kCols>
+__device__ __forceinline__ uint32_t pack_code(const uint32_t (&w)[kBits][kCols], int j, int c) {
   const int bit = j * kBits;
   const int word = bit >> 5, off = bit & 31;
   uint32_t v = w[word][c] >> off;
@@ -288,6 +289,84 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
   for (int i = 0; i < 4; ++i) dst[i] = src[i];
 }
 
+// The tensor-core path's view of the format (tile_mma.cuh). A tile of 64 columns x 128 channels
+// is 64 x 4 packs; thread i of the block takes packs (i % 64, i / 64) and (i % 64, i / 64 + 2),
+// so a warp reads 32 consecutive columns of one pack: 128 contiguous bytes per word row. Every
+// lane of a warp holds the same pack, so a vote says whether its 32 channels share a group
+// (then one scale and zero serve the pack) or not (act-order: per channel, through shuffles).
+template <typename T, int kBits>
+struct IntGroupTileLoader {
+  const uint32_t* qweight;
+  const uint32_t* zeros;
+  const T* scales;
+  const int* g_idx;
+  int out, zero_words;
+  Strides ld;
+
+  static constexpr int kPacks = 2;
+  struct Shared {};
+  struct Raw {
+    uint32_t w[kPacks][kBits][1];
+    int lane_group[kPacks];  // the group of channel `lane` of the pack
+    int group[kPacks];       // the pack's one group, or -1
+    float scale[kPacks], zero[kPacks];
+  };
+
+  __device__ void stage(Shared&) const {}
+
+  __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {
+#pragma unroll
+    for (int u = 0; u < kPacks; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      const int n = n0 + i % kMmaTileN, k = k0 + (i / kMmaTileN) * 32;
+      const bool live = n < out && k < k_end;
+#pragma unroll
+      for (int b = 0; b < kBits; ++b)
+        raw.w[u][b][0] = live ? __ldg(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * ld.q + n) : 0u;
+      const int g = k < k_end ? __ldg(g_idx + k + threadIdx.x % 32) : 0;
+      const int g0 = __shfl_sync(0xffffffffu, g, 0);
+      raw.lane_group[u] = g;
+      raw.group[u] = __all_sync(0xffffffffu, g == g0) ? g0 : -1;
+      const bool shared_group = live && raw.group[u] >= 0;
+      raw.scale[u] = shared_group ? to_float(scales[static_cast<int64_t>(g0) * ld.s + n]) : 0.f;
+      raw.zero[u] = kMagic + (shared_group ? static_cast<float>(zero_point<kBits>(
+                                                 zeros, g0, n, ld.z, zero_words))
+                                           : 0.f);
+    }
+  }
+
+  __device__ void store(const Shared&, const Raw& raw, int n0, int, int k_end, T* ws) const {
+#pragma unroll
+    for (int u = 0; u < kPacks; ++u) {
+      const int i = threadIdx.x + u * kMmaThreads;
+      const int col = i % kMmaTileN, n = n0 + col;
+      __align__(16) T v[32];
+      if (raw.group[u] >= 0) {
+#pragma unroll
+        for (int j = 0; j < 32; ++j)
+          v[j] = from_float<T>((magic_code(pack_code<kBits>(raw.w[u], j, 0)) - raw.zero[u]) *
+                               raw.scale[u]);
+      } else {
+        // Unrolled like the fast path, so that the codes and v stay in registers.
+#pragma unroll
+        for (int j = 0; j < 32; ++j) {
+          const int g = __shfl_sync(0xffffffffu, raw.lane_group[u], j);
+          float wv = 0.f;
+          if (n < out) {
+            const float z = static_cast<float>(zero_point<kBits>(zeros, g, n, ld.z, zero_words));
+            wv = (static_cast<float>(pack_code<kBits>(raw.w[u], j, 0)) - z) *
+                 to_float(scales[static_cast<int64_t>(g) * ld.s + n]);
+          }
+          v[j] = from_float<T>(wv);
+        }
+      }
+      uint4* dst = reinterpret_cast<uint4*>(ws + col * kMmaLd + (i / kMmaTileN) * 32);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) dst[q] = reinterpret_cast<const uint4*>(v)[q];
+    }
+  }
+};
+
 struct IntGroupShape {
   int64_t in, out, groups, zero_words;
   Strides ld;
@@ -345,7 +424,8 @@ void with_bits(int64_t bits, F&& f) {
 }  // namespace
 
 at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
-                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits) {
+                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
+                            MatmulPath path) {
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
               "int_group_matmul: x must be a contiguous 2-D CUDA tensor [M, in]");
   const IntGroupShape shape = check_int_group(qweight, zeros, scales, g_idx, bits, x.size(1));
@@ -360,6 +440,23 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
   if (m == 0 || shape.out == 0) return y;
   if (shape.in == 0) return y.zero_();
 
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  if (use_tensor_cores(path, m)) {
+    QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
+      with_bits(bits, [&](auto bits_c) {
+        constexpr int kBits = decltype(bits_c)::value;
+        const IntGroupTileLoader<scalar_t, kBits> loader{
+            reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
+            reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
+            reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
+            static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld};
+        launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
+                        reinterpret_cast<scalar_t*>(y.data_ptr()), m, shape.in, shape.out, loader,
+                        stream);
+      });
+    });
+    return y;
+  }
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
   const int64_t tiles = (shape.out + kTileCols - 1) / kTileCols;
   TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
@@ -370,7 +467,6 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
   const int64_t split_channels = ((shape.in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
   split = (shape.in + split_channels - 1) / split_channels;
 
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
     with_bits(bits, [&](auto bits_c) {
       constexpr int kBits = decltype(bits_c)::value;

@@ -30,9 +30,13 @@ at::Tensor reference_forward(const at::Tensor& weight, const at::Tensor& x) {
 }
 
 #ifdef QSWEEP_CUDA
-// Up to this many rows (decode of a batch), the fused dequantize-GEMV reads each stored weight
-// byte once and wins; beyond it (prefill), dequantizing into the compute dtype for cuBLAS does.
-constexpr int64_t kFusedMaxRows = 16;
+// Up to this many rows (decode of a batch) the kernels that dequantize on the fly win: a GEMV
+// for the smallest batches, a tensor-core tile kernel from cuda::kTensorCoreRows. Beyond it
+// (large decode batches, prefill) dequantizing into the compute dtype for cuBLAS does: its
+// matrix rate then outweighs writing and rereading the weight. Both crossovers are read off the
+// kernel benchmark (bench/bench_kernels.cpp; H200 figures in docs/performance.md): at 64 rows the
+// tile kernel and dequantize + cuBLAS are even on the 8192 x 2048 shape, at 128 cuBLAS is ahead.
+constexpr int64_t kFusedMaxRows = 64;
 
 bool half_type(at::ScalarType t) { return t == at::kHalf || t == at::kBFloat16; }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The decode-speed figures of docs/performance.md in one device call: build, the GPU tests, the
 # kernel benchmark, then `qsweep bench` on a made Llama-3.2-1B-shaped model in bf16 and in each
-# data-free quantized format, with q|k|v and gate|up stacked and with QSWEEP_STACK_PROJECTIONS=0
-# (separate projections), and `qsweep eval` on 500 CoQA-format samples.
+# data-free quantized format (STACKS="1 0" adds separate projections, QSWEEP_STACK_PROJECTIONS=0,
+# for an A/B), and `qsweep eval` on 500 CoQA-format samples for each EVALS entry model:batch.
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
@@ -25,7 +25,7 @@ for q in $QUANTS; do
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
 for dir in m1b $(printf 'q_%s ' $QUANTS); do
-  for stack in 1 0; do
+  for stack in ${STACKS:-1}; do
     QSWEEP_STACK_PROJECTIONS=$stack build-gpu/qsweep bench --model $WORK/$dir --device cuda \
       --batch-sizes 1 4 8 16 --out "$OUT/bench-$dir-stack$stack.json" > "$OUT/bench-$dir-stack$stack.log" 2>&1
     echo "bench $dir stack=$stack: exit $?"
@@ -40,8 +40,12 @@ for f in sorted(glob.glob(os.path.join(sys.argv[1], "bench-*-stack*.json"))):
           " ".join("%.0f" % med("throughput_b%d" % b) for b in (1, 4, 8, 16)), "| %.3f | %.2f (%.0f%%)" % (
           med("energy_j_per_token"), med("prefill_ms"), 100 * j.get("prefill_fraction_of_matmul_rate", float("nan"))))
 PY
-s=$SECONDS
-build-gpu/qsweep eval --model $WORK/m1b --coqa $WORK/coqa500.json --device cuda --dtype bf16 --batch-size 64 \
-  > "$OUT/eval.log" 2>&1
-echo "eval 500 bf16: exit $? in $((SECONDS - s)) s; $(grep -E 'generate:' "$OUT/eval.log" | tail -1 | cut -c1-200)"
+# --dtype auto: each checkpoint's own (bf16 for the made model, the config's for a quantized one).
+for run in ${EVALS:-m1b:64 m1b:256 q_nf4_dq_bf16:256 q_rtn4_g128:256 q_int8_fp16:256}; do
+  dir=${run%%:*} batch=${run##*:}
+  s=$SECONDS
+  build-gpu/qsweep eval --model $WORK/$dir --coqa $WORK/coqa500.json --device cuda \
+    --batch-size $batch > "$OUT/eval-$dir-b$batch.log" 2>&1
+  echo "eval 500 $dir batch $batch: exit $? in $((SECONDS - s)) s; $(grep -E 'generate:' "$OUT/eval-$dir-b$batch.log" | tail -1 | cut -c1-200)"
+done
 echo "total $((SECONDS - start)) s"

@@ -6,8 +6,9 @@
 //
 // Two kinds of function per format:
 //   *_matmul      y [M, out] = x [M, in] W^T with the weight dequantized on the fly; meant for
-//                 decode (M <= 16), where reading the stored weight once is the whole cost. Any
-//                 M is accepted; the work grows with M, so for prefill use the next one.
+//                 decode (M up to a few hundred), where reading the stored weight once is the
+//                 whole cost. A GEMV (fp32 FMAs) serves the smallest batches and a tensor-core
+//                 tile kernel the larger ones (MatmulPath); for prefill use the next one.
 //   *_dequantize  W [out, in] in the compute dtype, for prefill and large batches: follow it with
 //                 at::matmul (cuBLAS) in the caller.
 // x is 2-D, contiguous, float16 or bfloat16; y has x's dtype.
@@ -16,6 +17,17 @@
 #include <cstdint>
 
 namespace qsweep::cuda {
+
+// Which kernel a *_matmul runs. `automatic` takes the GEMV below kTensorCoreRows rows and the
+// tensor-core tile kernel from there; the other two force one (tests and the kernel benchmark).
+enum class MatmulPath { automatic, gemv, tensor_core };
+// Measured on an H200 (docs/performance.md, 1B MLP shapes): from 8 rows the tile kernel is ahead
+// of the GEMV in the 4-bit formats (NF4 20 us against 31-34 us); at 16 rows in every format.
+constexpr int64_t kTensorCoreRows = 8;
+inline bool use_tensor_cores(MatmulPath path, int64_t rows) {
+  return path == MatmulPath::tensor_core ||
+         (path == MatmulPath::automatic && rows >= kTensorCoreRows);
+}
 
 // GPTQ layout (IntGroupWeight): qweight int32 [ceil(in * bits / 32), out] holds, for each output
 // column, the codes of input channels 0, 1, 2, ... as one little-endian bit stream of `bits`-bit
@@ -27,7 +39,8 @@ namespace qsweep::cuda {
 // with strided rows (a stacked projection's parts), elements within a row contiguous. Any g_idx works: where 32 consecutive channels share a group the kernel reads
 // one scale and zero for them, otherwise (act-order) it looks both up per channel, slower.
 at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
-                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits);
+                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
+                            MatmulPath path = MatmulPath::automatic);
 at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zeros,
                                 const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
                                 int64_t in_features);
@@ -46,7 +59,8 @@ struct Bnb4Tensors {
   int64_t blocksize = 64;
   int64_t out = 0, in = 0;
 };
-at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w);
+at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w,
+                       MatmulPath path = MatmulPath::automatic);
 at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);
 
 // LLM.int8() (Int8RowWeight): weight int8 [out, in] and row_absmax float32 [out] (bitsandbytes'
@@ -59,7 +73,8 @@ at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);
 // its scratch itself (from the caching allocator, still without a host sync).
 int64_t int8_workspace_bytes(int64_t m, int64_t in);
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
-                       double threshold, const at::Tensor& workspace = {});
+                       double threshold, const at::Tensor& workspace = {},
+                       MatmulPath path = MatmulPath::automatic);
 at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
                            at::ScalarType dtype);
 
