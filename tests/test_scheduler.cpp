@@ -18,6 +18,16 @@ std::vector<WorkUnit> units(const std::vector<std::string>& configs, int per_con
   return out;
 }
 
+// `gated`'s unit of kind `gate` (its GPTQ prepare or its sanity check), then its two CoQA units,
+// then one CoQA unit of `other`.
+std::vector<WorkUnit> gated_plan(const std::string& gated, UnitKind gate, const std::string& other) {
+  std::vector<WorkUnit> planned = units({gated}, 2);
+  const std::string key = gated + (gate == UnitKind::prepare ? "/prepare" : "/sanity");
+  planned.insert(planned.begin(), {key, gated, gate, -1, 0, 0});
+  for (const WorkUnit& u : units({other}, 1)) planned.push_back(u);
+  return planned;
+}
+
 }  // namespace
 
 TEST(Scheduler, RankKeepsTheConfigItHoldsPrepared) {
@@ -72,10 +82,7 @@ TEST(Scheduler, FinishedUnitIsNotHandedOutAgain) {
 // A rank given a unit of a config whose GPTQ/AWQ checkpoint another rank is computing would only
 // wait for it: it gets other work first, and that config's units once the computation is done.
 TEST(Scheduler, UnitsWaitingForAPrepareUnitInFlightComeLast) {
-  std::vector<WorkUnit> planned = units({"gptq"}, 2);
-  planned.insert(planned.begin(), {"gptq/prepare", "gptq", UnitKind::prepare, -1, 0, 0});
-  for (const WorkUnit& u : units({"fp16"}, 1)) planned.push_back(u);
-  Scheduler s(planned);
+  Scheduler s(gated_plan("gptq", UnitKind::prepare, "fp16"));
   EXPECT_EQ(s.next(0, "")->key, "gptq/prepare");
   EXPECT_EQ(s.next(1, "")->key, "fp16/coqa/0");
   s.finish(1);
@@ -88,10 +95,7 @@ TEST(Scheduler, UnitsWaitingForAPrepareUnitInFlightComeLast) {
 // While a config's sanity unit runs, its other units wait behind other configs' work, so a
 // config that fails its sanity check has not yet spread over the ranks.
 TEST(Scheduler, UnitsOfAConfigWhoseSanityUnitIsInFlightComeLast) {
-  std::vector<WorkUnit> planned = units({"a"}, 2);
-  planned.insert(planned.begin(), {"a/sanity", "a", UnitKind::sanity, -1, 0, 0});
-  for (const WorkUnit& u : units({"b"}, 1)) planned.push_back(u);
-  Scheduler s(planned);
+  Scheduler s(gated_plan("a", UnitKind::sanity, "b"));
   EXPECT_EQ(s.next(0, "")->key, "a/sanity");
   EXPECT_EQ(s.next(1, "")->key, "b/coqa/0");
   s.finish(1);

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 using namespace qsweep;
 using qsweep::testing::with_line;
@@ -45,6 +46,19 @@ class StoreIdentityTest : public qsweep::testing::TempSweep {
     }
     return "";
   }
+  // A job whose bf16 config has a checkpoint of its own (a copy of the model in other/), and a
+  // store of it in which `record` has put that config's first unit.
+  std::string job_with_own_model(const std::function<void(Store&)>& record) const {
+    fs::copy(path("model"), path("other"));
+    write_weights("other");
+    const std::string job =
+        with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: other}");
+    const SweepSpec spec = load(job);
+    Store store = open_store_for_writing(path("results.h5"), spec, expand_units(spec, 10));
+    record(store);
+    save_store(store);
+    return job;
+  }
 };
 
 TEST_F(StoreIdentityTest, ModelChangedOnlyAfterTheFirstMiBIsRefusedOnResume) {
@@ -58,16 +72,9 @@ TEST_F(StoreIdentityTest, ModelChangedOnlyAfterTheFirstMiBIsRefusedOnResume) {
 }
 
 TEST_F(StoreIdentityTest, ConfigsOwnModelChangedIsRefusedOnResumeOnceItHasResults) {
-  fs::copy(path("model"), path("other"));
-  write_weights("other");
-  const std::string job =
-      with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: other}");
-  {
-    const SweepSpec spec = load(job);
-    Store store = open_store_for_writing(path("results.h5"), spec, expand_units(spec, 10));
+  const std::string job = job_with_own_model([](Store& store) {
     add_samples(store, {"bf16/coqa/0000", 0, "here", 1}, {});
-    save_store(store);
-  }
+  });
   flip_byte(path("other/model.safetensors"), (3 << 20) - 1);
   const std::string message = error_opening(job, path("results.h5"));
   EXPECT_NE(message.find("model[" + path("other") + "].weights was"), std::string::npos) << message;
@@ -75,16 +82,9 @@ TEST_F(StoreIdentityTest, ConfigsOwnModelChangedIsRefusedOnResumeOnceItHasResult
 
 // Nothing to mix: a config whose units all failed (or never ran) gets its checkpoint fixed.
 TEST_F(StoreIdentityTest, ConfigsOwnModelWithoutResultsMayBeReplaced) {
-  fs::copy(path("model"), path("other"));
-  write_weights("other");
-  const std::string job =
-      with_line(valid_job(), 6, "  - {name: bf16, dtype: bf16, model: other}");
-  {
-    const SweepSpec spec = load(job);
-    Store store = open_store_for_writing(path("results.h5"), spec, expand_units(spec, 10));
+  const std::string job = job_with_own_model([](Store& store) {
     add_unit_error(store, {"bf16/coqa/0000", 0, "here", 1}, "truncated");
-    save_store(store);
-  }
+  });
   flip_byte(path("other/model.safetensors"), 7);
   EXPECT_EQ(error_opening(job, path("results.h5")), "");
 }

@@ -328,12 +328,8 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
               reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
               absmax, w.blocksize, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
         };
-        if (pieces && split == 4)
-          launch(std::integral_constant<int, 4>{});
-        else if (pieces && split == 2)
-          launch(std::integral_constant<int, 2>{});
-        else if (pieces)
-          launch(std::integral_constant<int, 1>{});
+        if (pieces)
+          with_constant<1, 2, 4>(split, launch);
         else
           bnb4_gemv_any_kernel<scalar_t, kTile><<<grid, kThreads, 0, stream>>>(
               w.packed.data_ptr<uint8_t>(), w.code.data_ptr<float>(), absmax, w.blocksize, xp, yp,

@@ -231,24 +231,17 @@ void check_input(const at::Tensor& t, const char* what, const char* fn) {
 // A [rows, cols] operand that may be a column slice of a wider one: rows strided, each row
 // contiguous.
 void check_rows(const at::Tensor& t, const char* what, const char* fn) {
-  TORCH_CHECK(t.defined() && t.is_cuda() && t.dim() == 2 && t.stride(1) == 1, fn, ": ", what,
+  TORCH_CHECK(t.defined() && t.is_cuda() && t.dim() == 2 && rows_contiguous(t), fn, ": ", what,
               " must be a 2-D CUDA tensor with contiguous rows");
 }
 
 // Runs body with an std::integral_constant of the query heads per kv head (1 to kMaxGroup).
 template <typename Body>
 void with_group(int64_t group, Body&& body) {
-  switch (group) {
-    case 1: return body(std::integral_constant<int, 1>{});
-    case 2: return body(std::integral_constant<int, 2>{});
-    case 3: return body(std::integral_constant<int, 3>{});
-    case 4: return body(std::integral_constant<int, 4>{});
-    case 5: return body(std::integral_constant<int, 5>{});
-    case 6: return body(std::integral_constant<int, 6>{});
-    case 7: return body(std::integral_constant<int, 7>{});
-    case 8: return body(std::integral_constant<int, 8>{});
-  }
-  TORCH_CHECK(false, "decode_attention: ", group, " query heads per kv head (at most ", kMaxGroup, ")");
+  static_assert(kMaxGroup == 8, "the list below covers 1 to kMaxGroup");
+  const bool known = with_constant<1, 2, 3, 4, 5, 6, 7, 8>(group, body);
+  TORCH_CHECK(known, "decode_attention: ", group, " query heads per kv head (at most ", kMaxGroup,
+              ")");
 }
 
 size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t capacity) {
@@ -260,12 +253,8 @@ size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t capacity) {
 // made test models').
 template <typename Body>
 void with_head_dim(int64_t dim, Body&& body) {
-  switch (dim) {
-    case 32: return body(std::integral_constant<int, 32>{});
-    case 64: return body(std::integral_constant<int, 64>{});
-    case 128: return body(std::integral_constant<int, 128>{});
-  }
-  TORCH_CHECK(false, "decode_attention: head_dim ", dim, " (32, 64 or 128 supported)");
+  const bool known = with_constant<32, 64, 128>(dim, body);
+  TORCH_CHECK(known, "decode_attention: head_dim ", dim, " (32, 64 or 128 supported)");
 }
 
 }  // namespace

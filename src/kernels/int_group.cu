@@ -372,9 +372,6 @@ struct IntGroupShape {
   Strides ld;
 };
 
-// Rows may be strided (views of a stacked projection); elements within a row are not.
-bool rows_dense(const at::Tensor& t) { return t.dim() == 1 ? t.is_contiguous() : t.stride(1) == 1; }
-
 IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros,
                               const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
                               int64_t in) {
@@ -384,14 +381,14 @@ IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros
               "channels into `bits` words), got ", in);
   for (const auto* t : {&qweight, &zeros, &g_idx})
     TORCH_CHECK(t->defined() && t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
-                    rows_dense(*t),
+                    rows_contiguous(*t),
                 "int-group: qweight, zeros and g_idx must be int32 CUDA tensors with contiguous rows");
   TORCH_CHECK(qweight.dim() == 2 && qweight.size(0) == in * bits / 32,
               "int-group: qweight must be [in * bits / 32 = ", in * bits / 32, ", out], got ",
               qweight.sizes());
   const int64_t out = qweight.size(1);
   TORCH_CHECK(scales.defined() && scales.is_cuda() && scales.dim() == 2 &&
-                  scales.size(1) == out && rows_dense(scales),
+                  scales.size(1) == out && rows_contiguous(scales),
               "int-group: scales must be a CUDA tensor with contiguous rows [groups, out = ", out, "], got ",
               scales.sizes());
   const int64_t groups = scales.size(0);
@@ -411,14 +408,10 @@ IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros
   return {in, out, groups, zero_words, {stride(qweight), stride(scales), stride(zeros)}};
 }
 
+// bits is checked to be 2, 3, 4 or 8 before this.
 template <typename F>
 void with_bits(int64_t bits, F&& f) {
-  switch (bits) {
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    default: return f(std::integral_constant<int, 8>{});
-  }
+  with_constant<2, 3, 4, 8>(bits, f);
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 #pragma once
-// Device helpers shared by the quantized-weight kernels: 16-bit float conversion, the dtype and
-// batch-tile dispatch, and the checks every host function makes on its inputs.
+// Helpers shared by the kernels: 16-bit float conversion, bit fields, warp sums, and the dtype
+// and compile-time-constant dispatch and layout checks of their host functions.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace qsweep::cuda::detail {
 
@@ -50,6 +51,20 @@ __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// Calls f(std::integral_constant<int, V>{}) for the V among kValues equal to v and returns true;
+// returns false, calling nothing, when none is. How a host function picks the compile-time
+// variant (bits, tile, group size) of the kernel it launches.
+template <int... kValues, typename F>
+bool with_constant(int64_t v, F&& f) {
+  return ((v == kValues ? (f(std::integral_constant<int, kValues>{}), true) : false) || ...);
+}
+
+// A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider
+// tensor, such as a stacked projection's part, has strided rows and contiguous elements).
+inline bool rows_contiguous(const at::Tensor& t) {
+  return t.dim() == 1 ? t.is_contiguous() : t.dim() == 2 && t.stride(1) == 1;
 }
 
 }  // namespace qsweep::cuda::detail

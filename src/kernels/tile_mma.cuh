@@ -261,12 +261,8 @@ void launch_tile_mma(const T* x, T* y, int64_t m, int64_t in, int64_t out, const
                                          static_cast<int>(in), static_cast<int>(out),
                                          static_cast<int>(split_channels), loader));
   };
-  switch (row_tiles) {
-    case 1: return run(std::integral_constant<int, 1>{});
-    case 2: return run(std::integral_constant<int, 2>{});
-    case 4: return run(std::integral_constant<int, 4>{});
-    default: return run(std::integral_constant<int, kMmaMaxRowTiles>{});
-  }
+  static_assert(kMmaMaxRowTiles == 8, "row_tiles is 1, 2, 4 or kMmaMaxRowTiles");
+  with_constant<1, 2, 4, 8>(row_tiles, run);
 }
 
 }  // namespace qsweep::cuda::detail
