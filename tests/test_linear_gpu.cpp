@@ -2,6 +2,7 @@
 // for decode rows and dequantize + cuBLAS or int8 GEMM beyond) against the same layer's CPU
 // reference, the definition in src/model/format_*.cpp. Labelled "gpu"; skipped, visibly, where
 // libtorch sees no GPU.
+#include "qsweep/model/dequantized_weights.h"
 #include "qsweep/model/linear.h"
 #include "qsweep/model/stacked_projections.h"
 #include "qsweep/quant/quantize_model.h"
@@ -28,7 +29,8 @@ double relative_error(const at::Tensor& got, const at::Tensor& want) {
   return ((got.to(at::kFloat).cpu() - want).norm() / want.norm()).item<double>();
 }
 
-// Rows of decode (1, 5, 16) take the fused kernels; 20 and 64 the prefill paths.
+// 1 and 5 rows take the GEMVs, 16 to 64 the tensor-core tile kernel, 100 dequantize + cuBLAS (or
+// the int8 GEMM): the paths of decode at small and large batches and of prefill.
 void expect_gpu_matches_cpu(const QuantConfig& config, double tolerance, double outlier = 0) {
   c10::InferenceMode guard;
   at::manual_seed(7);
@@ -36,7 +38,7 @@ void expect_gpu_matches_cpu(const QuantConfig& config, double tolerance, double 
   const at::Tensor w = at::randn({out, in}) * 0.05;
   const Linear cpu = quantize_linear(w, config, at::kHalf);
   const Linear gpu = quantize_linear(w.to(at::kCUDA), config, at::kHalf);
-  for (int64_t rows : {1, 5, 16, 20, 64}) {
+  for (int64_t rows : {1, 5, 16, 20, 64, 100}) {
     at::Tensor x = at::randn({rows, in});
     if (outlier > 0) x.select(1, 3).mul_(outlier), x.select(1, 100).mul_(outlier);
     const at::Tensor want = linear_forward(cpu, x);
@@ -174,7 +176,7 @@ TEST_F(GpuLinear, StackedProjectionsMatchTheCpuReferenceInEveryFormat) {
     ASSERT_TRUE(stacked && cpu_stacked) << why;
     const double tolerance =
         config.method == QuantMethod::llm_int8 ? kInt8Tolerance : kHalfProductTolerance;
-    for (int64_t rows : {1, 5, 16, 20, 64}) {
+    for (int64_t rows : {1, 5, 16, 20, 64, 100}) {
       const at::Tensor x = at::randn({rows, 512});
       const at::Tensor xg = x.to(at::kHalf).to(at::kCUDA);
       EXPECT_LT(relative_error(linear_forward(*stacked, xg), linear_forward(*cpu_stacked, x)), tolerance)
@@ -182,5 +184,22 @@ TEST_F(GpuLinear, StackedProjectionsMatchTheCpuReferenceInEveryFormat) {
       EXPECT_LT(relative_error(linear_forward(gpu[1], xg), linear_forward(cpu[1], x)), tolerance)
           << quant_method_name(config.method) << ": the k part as a view, " << rows << " rows";
     }
+  }
+}
+
+// Past the fused kernels' rows an open DequantizedWeights scope keeps the dequantized weight:
+// the same product bit for bit, the weight made once.
+TEST_F(GpuLinear, DequantizedWeightsKeptForAScopeGiveTheSameProducts) {
+  c10::InferenceMode guard;
+  at::manual_seed(3);
+  for (QuantMethod method : {QuantMethod::rtn, QuantMethod::bnb_nf4}) {
+    const Linear gpu =
+        quantize_linear((at::randn({384, 512}) * 0.05).to(at::kCUDA), config_of(method), at::kHalf);
+    const at::Tensor x = at::randn({100, 512}).to(at::kHalf).to(at::kCUDA);
+    const at::Tensor want = linear_forward(gpu, x);
+    const DequantizedWeights scope;
+    EXPECT_TRUE(at::equal(linear_forward(gpu, x), want)) << quant_method_name(method);
+    EXPECT_TRUE(at::equal(linear_forward(gpu, x), want)) << quant_method_name(method);
+    EXPECT_EQ(scope.size(), 1u) << quant_method_name(method);
   }
 }

@@ -8,8 +8,6 @@
 #include <torch/version.h>
 
 #include <chrono>
-#include <fstream>
-#include <limits>
 #include <sys/resource.h>
 
 #ifdef QSWEEP_CUDA
@@ -54,26 +52,6 @@ std::string runtime_versions() {
                       CUDART_VERSION % 1000 / 10, driver / 1000, driver % 1000 / 10);
 #endif
   return text;
-}
-
-int64_t available_memory_bytes(const at::Device& device) {
-#ifdef QSWEEP_CUDA
-  if (device.is_cuda()) {
-    size_t free = 0, total = 0;
-    const c10::cuda::CUDAGuard guard(device.index());
-    if (cudaMemGetInfo(&free, &total) != cudaSuccess) fail("{}: cudaMemGetInfo failed", device.str());
-    return static_cast<int64_t>(free);
-  }
-#else
-  (void)device;
-#endif
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  std::string unit;
-  while (meminfo >> key >> kib >> unit)
-    if (key == "MemAvailable:") return kib * 1024;
-  return std::numeric_limits<int64_t>::max();  // not Linux: nothing to check against
 }
 
 void check_kv_cache_fits(int64_t bytes, const at::Device& device, const std::string& asked) {

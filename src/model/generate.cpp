@@ -1,6 +1,10 @@
 #include "qsweep/model/generate.h"
 
+#include "qsweep/model/dequantized_weights.h"
+#include "qsweep/model/device_memory.h"
 #include "qsweep/model/engine.h"
+#include "qsweep/model/linear.h"
+#include "qsweep/model/model.h"
 #include "qsweep/tokenizer/tokenizer.h"
 #include "qsweep/util/log.h"
 
@@ -11,6 +15,7 @@
 #include <chrono>
 #include <numeric>
 #include <optional>
+#include <variant>
 
 namespace qsweep {
 
@@ -188,6 +193,19 @@ class Batcher {
   Stats stats_;
 };
 
+// Whether dense copies of the model's quantized projections fit in a quarter of the memory the
+// device has free: then a call keeps them (DequantizedWeights) rather than dequantizing each
+// weight for every prefill and every decode step past the fused kernels' batch.
+bool dequantized_weights_fit(const Model& m) {
+  int64_t elements = 0;
+  for (const NamedProjection& p : projections(m))
+    if (!std::holds_alternative<DenseWeight>(p.linear->weight))
+      elements += linear_in_features(*p.linear) * linear_out_features(*p.linear);
+  if (elements == 0) return false;
+  const int64_t bytes = elements * (m.device.is_cuda() ? 2 : 4);  // compute dtype / float32
+  return bytes <= available_memory_bytes(m.device) / 4;
+}
+
 }  // namespace
 
 std::vector<Generation> generate(const Model& m, const Tokenizer& tok,
@@ -207,9 +225,12 @@ std::vector<Generation> generate(const Model& m, const Tokenizer& tok,
   const std::vector<int32_t> eos = eos_ids(m, tok);
   const int64_t batch = std::min<int64_t>(std::max(1, o.batch_size), queue.size());
   const int64_t capacity = static_cast<int64_t>(prompts[order.front()].size()) + o.max_new_tokens;
+  std::optional<DequantizedWeights> dense;
+  if (dequantized_weights_fit(m)) dense.emplace();
   const auto stats = Batcher(m, tok, queue, batch, capacity, eos, o).run();
-  log_info("generate: {} prompts, {} rows: {} prefills in {:.2f} s, {} decode steps in {:.2f} s",
-            prompts.size(), batch, stats.prefills, stats.prefill_s, stats.steps, stats.decode_s);
+  log_info("generate: {} prompts, {} rows: {} prefills in {:.2f} s, {} decode steps in {:.2f} s{}",
+           prompts.size(), batch, stats.prefills, stats.prefill_s, stats.steps, stats.decode_s,
+           dense ? fmt::format(" ({} dequantized weights kept)", dense->size()) : "");
   for (auto& g : out) g.text = cut_at_stop(tok.decode(g.tokens, true), o.stop);
   return out;
 }

@@ -1,10 +1,16 @@
 #include "qsweep/model/linear.h"
 
+#include "qsweep/model/dequantized_weights.h"
 #include "qsweep/model/format_bnb4.h"
 #include "qsweep/model/format_int8.h"
 #include "qsweep/model/format_int_group.h"
 
+#include "qsweep/util/error.h"
+
 #include <ATen/ATen.h>
+
+#include <map>
+#include <tuple>
 
 #ifdef QSWEEP_CUDA
 #include "qsweep/kernels/quant_kernels.h"
@@ -19,7 +25,33 @@
 #endif
 
 namespace qsweep {
+
+// The open scope's dense weights, by the stored tensor they were made from, its rows (a stacked
+// projection and its first part start at the same address) and the dtype they were made in.
+struct DequantizedWeights::Weights {
+  std::map<std::tuple<const void*, int64_t, int>, at::Tensor> by_source;
+};
+
 namespace {
+
+thread_local DequantizedWeights::Weights* open_weights = nullptr;
+
+// The weight `dequantize` makes from `stored`, made once per open DequantizedWeights scope.
+template <typename Dequantize>
+at::Tensor dequantized(const at::Tensor& stored, int64_t out, at::ScalarType dtype,
+                       Dequantize&& dequantize) {
+  if (!open_weights) return dequantize();
+  const auto key = std::make_tuple(stored.data_ptr(), out, static_cast<int>(dtype));
+  if (const auto it = open_weights->by_source.find(key); it != open_weights->by_source.end())
+    return it->second;
+#ifdef QSWEEP_CUDA
+  // What a capture allocates belongs to its graph's pool: it is not the scope's to keep.
+  if (stored.is_cuda() &&
+      c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None)
+    return dequantize();
+#endif
+  return open_weights->by_source.emplace(key, dequantize()).first->second;
+}
 
 int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
@@ -52,12 +84,12 @@ at::Tensor shaped_like(const at::Tensor& y, const at::Tensor& x) {
 
 at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x) {
   const at::Tensor x2 = rows_of(x, w.scales.scalar_type());
-  const at::Tensor y =
-      x2.size(0) <= kFusedMaxRows
-          ? cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits)
-          : at::matmul(x2, cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx,
-                                                      w.bits, w.in).t());
-  return shaped_like(y, x);
+  if (x2.size(0) <= kFusedMaxRows)
+    return shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits), x);
+  const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(), [&] {
+    return cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx, w.bits, w.in);
+  });
+  return shaped_like(at::matmul(x2, weight.t()), x);
 }
 
 at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
@@ -66,10 +98,10 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
                             w.offsets, w.offset,  w.blocksize,
                             w.out,     w.in};
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
-  const at::Tensor y = x2.size(0) <= kFusedMaxRows
-                           ? cuda::bnb4_matmul(x2, t)
-                           : at::matmul(x2, cuda::bnb4_dequantize(t, w.compute_dtype).t());
-  return shaped_like(y, x);
+  if (x2.size(0) <= kFusedMaxRows) return shaped_like(cuda::bnb4_matmul(x2, t), x);
+  const at::Tensor weight = dequantized(w.packed, w.out, w.compute_dtype,
+                                        [&] { return cuda::bnb4_dequantize(t, w.compute_dtype); });
+  return shaped_like(at::matmul(x2, weight.t()), x);
 }
 
 // LLM.int8 for more rows than the fused kernel serves, as bitsandbytes computes it: the rows of
@@ -135,13 +167,15 @@ at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
 #ifdef QSWEEP_CUDA
       if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x);
 #endif
-      return reference_forward(int_group_dequantize(w), x);
+      return reference_forward(
+          dequantized(w.qweight, w.out, at::kFloat, [&] { return int_group_dequantize(w); }), x);
     }
     at::Tensor operator()(const Bnb4Weight& w) const {
 #ifdef QSWEEP_CUDA
       if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x);
 #endif
-      return reference_forward(bnb4_dequantize(w), x);
+      return reference_forward(
+          dequantized(w.packed, w.out, at::kFloat, [&] { return bnb4_dequantize(w); }), x);
     }
     at::Tensor operator()(const Int8RowWeight& w) const {
 #ifdef QSWEEP_CUDA
@@ -226,5 +260,14 @@ Linear linear_to(Linear layer, const at::Device& device) {
       layer.weight);
   return layer;
 }
+
+DequantizedWeights::DequantizedWeights() : weights_(std::make_unique<Weights>()) {
+  if (open_weights) fail("internal error: a DequantizedWeights scope is already open on this thread");
+  open_weights = weights_.get();
+}
+
+DequantizedWeights::~DequantizedWeights() { open_weights = nullptr; }
+
+size_t DequantizedWeights::size() const { return weights_->by_source.size(); }
 
 }  // namespace qsweep

@@ -1,5 +1,7 @@
 #pragma once
 // Which device a rank computes on, and the few device facts the sweep records.
+#include "qsweep/model/device_memory.h"  // available_memory_bytes
+
 #include <ATen/core/Tensor.h>
 
 #include <functional>
@@ -19,9 +21,6 @@ std::string device_description(const at::Device& device);
 
 // "libtorch 2.11.0, CUDA 13.0, driver 580.159.04" (CUDA parts only where built with CUDA).
 std::string runtime_versions();
-
-// Bytes the device can still hand out: free GPU memory, or the host's MemAvailable on the CPU.
-int64_t available_memory_bytes(const at::Device& device);
 
 // A KV cache of `bytes` must fit in what the device has available; else fails naming what was
 // asked for (`asked`, e.g. "--batch-size 8 with --max-new-tokens 1000000") and the sizes, up
