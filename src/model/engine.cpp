@@ -112,7 +112,7 @@ at::Tensor forward(const Model& m, const at::Tensor& tokens, const at::Tensor& r
   const at::Tensor last =
       last_only ? at::full({tokens.size(0)}, t - 1, tokens.options().dtype(at::kLong)) : at::Tensor();
   const at::Tensor logits = run_model(m, at::embedding(m.embed, tokens), positions, bias, cache,
-                                      CacheWrite{cache.length, {}}, last);
+                                      CacheWrite{cache.length, {}, {}}, last);
   cache.length += t;
   return logits;
 }
@@ -126,7 +126,7 @@ at::Tensor forward_right_padded(const Model& m, const at::Tensor& tokens, const 
   cache.key_mask.narrow(1, 0, t).copy_(slots < lengths.unsqueeze(1));
   const at::Tensor logits =
       run_model(m, at::embedding(m.embed, tokens), slots.expand({tokens.size(0), t}), {}, cache,
-                CacheWrite{0, {}}, (lengths - 1).clamp_min(0));
+                CacheWrite{0, {}, {}}, (lengths - 1).clamp_min(0));
   cache.length = t;
   return logits.squeeze(1);
 }
