@@ -1,5 +1,7 @@
 #pragma once
-// Inputs and comparisons shared by the storage-format tests.
+// Inputs, configs and comparisons shared by the storage-format tests.
+#include "qsweep/quant/quant_config.h"
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -40,4 +42,15 @@ inline std::vector<uint8_t> bytes_of(const at::Tensor& t) {
 inline at::Tensor seeded_normal(uint64_t seed, std::vector<int64_t> shape) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   return at::normal(0.0, 1.0, shape, gen);
+}
+
+// A config of `method` with these bits, group size and double quantization, the rest default.
+inline qsweep::QuantConfig config_of(qsweep::QuantMethod method, int bits, int group,
+                                     bool double_quant) {
+  qsweep::QuantConfig c;
+  c.method = method;
+  c.bits = bits;
+  c.group_size = group;
+  c.double_quant = double_quant;
+  return c;
 }

@@ -18,15 +18,6 @@
 namespace qsweep {
 namespace {
 
-QuantConfig config_of(QuantMethod method, int bits, int group, bool double_quant) {
-  QuantConfig c;
-  c.method = method;
-  c.bits = bits;
-  c.group_size = group;
-  c.double_quant = double_quant;
-  return c;
-}
-
 Linear quantized(const QuantConfig& c, int64_t out, uint64_t seed) {
   return quantize_linear(seeded_normal(seed, {out, 256}) * 0.05, c, at::kFloat);
 }

@@ -24,15 +24,6 @@ namespace {
 // products differ only by the matrix multiply's blocking.
 constexpr double kProductTolerance = 1e-5;
 
-QuantConfig config_of(QuantMethod method, int bits, int group, bool double_quant) {
-  QuantConfig c;
-  c.method = method;
-  c.bits = bits;
-  c.group_size = group;
-  c.double_quant = double_quant;
-  return c;
-}
-
 struct FormatCase {
   std::string name;
   QuantConfig config;
