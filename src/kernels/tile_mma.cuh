@@ -1,6 +1,6 @@
 #pragma once
-// The tensor-core matmul of a quantized weight for batches the GEMVs serve badly (8 to a few
-// hundred rows: decode of a large batch). The GEMVs spend one fp32 FMA per weight element per
+// The tensor-core matmul of a quantized weight for batches the GEMVs serve badly (8 to 64 rows:
+// decode of a batch; past 64 rows dequantize + cuBLAS is faster, linear.cpp). The GEMVs spend one fp32 FMA per weight element per
 // row, so at 8 to 16 rows they are bound by arithmetic; dequantizing the whole weight for cuBLAS
 // instead writes and rereads it in 16 bits every step. Here a block dequantizes a 64 x 128 tile
 // of the weight into shared memory once, stages the matching rows of x beside it, and multiplies
@@ -14,7 +14,8 @@
 //   load(Shared&, n0, k0, k_end, Raw&)        issues the loads of tile (n0, k0)
 //   store(Shared&, Raw&, n0, k0, k_end, T* w) dequantizes them into w [kMmaTileN][kMmaLd]
 // While a tile is multiplied, the next tile's x (cp.async, two shared buffers) and the weight bytes
-// of the tile after it (two register stages) are in flight; and there are enough blocks for
+// of the tile after it (two register stages) are meant to be in flight (where a loader uses a
+// value it has just loaded, the warp waits for it there: docs/performance.md); and there are enough blocks for
 // several per multiprocessor. `in` is split across the blocks of a cluster (compute capability 9.0),
 // whose partial tiles meet in distributed shared memory, as in the GEMVs: no workspace, no
 // atomics, the same summation order every call.
