@@ -3,10 +3,10 @@
 // copy, the copies rotating so the weights come from HBM, not L2), the bytes the call must read
 // (stored weight bytes + activations), the achieved GB/s and its fraction of the device-to-device
 // copy bandwidth measured in the same run; bf16 at::matmul (cuBLAS) alongside for comparison.
-// The 4-bit formats run through each kernel behind their *_matmul (the GEMV and the tensor-core
-// tile kernel, MatmulPath) and as the prefill path does it (dequantize, then cuBLAS), at batches
-// 1 to 256, so the crossovers qsweep uses (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read
-// off one run.
+// The quantized formats run through each kernel behind their *_matmul (the GEMV and the tensor-core
+// tile kernel, MatmulPath), and int4 and NF4 + double quant also as the prefill path does it
+// (dequantize, then cuBLAS), at batches 1 to 256, so the crossovers qsweep uses
+// (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run.
 // Usage: qsweep_bench_kernels [out.json]
 #include "qsweep/kernels/quant_kernels.h"
 

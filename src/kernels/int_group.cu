@@ -6,15 +6,12 @@
 #include "kernel_util.cuh"
 #include "tile_mma.cuh"
 
-#include <cooperative_groups.h>
-
 #include <algorithm>
 
 namespace qsweep::cuda {
 namespace {
 
 using namespace detail;
-namespace cg = cooperative_groups;
 
 // qweight is [packed rows, out] with out contiguous, so a 16-byte load covers 4 output columns of
 // one word row. A block owns 32 columns (8 threads x 4 columns = 128 contiguous bytes per row, a
@@ -237,24 +234,8 @@ __global__ void __launch_bounds__(kThreads)
     const int m = o / kTileCols, n = blockIdx.y * kTileCols + o % kTileCols;
     if (m < m_rows && n < out) y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
   };
-  if (gridDim.x == 1) {
-    for (int o = tid; o < kOutputs; o += kThreads) store(o, part[o]);
-    return;
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  cg::cluster_group cluster = cg::this_cluster();
-  cluster.sync();  // every block's partial sums are in its shared memory
-  const int ranks = gridDim.x, rank = blockIdx.x;
-  const int per = (kOutputs + ranks - 1) / ranks;
-  for (int o = rank * per + tid; o < min(kOutputs, (rank + 1) * per); o += kThreads) {
-    float s = 0.f;
-    for (int q = 0; q < ranks; ++q) s += cluster.map_shared_rank(part, q)[o];
-    store(o, s);
-  }
-  cluster.sync();  // no block leaves while another still reads its shared memory
-#else
-  __trap();  // the host splits `in` across a cluster only on compute capability 9.0 and later
-#endif
+  store_cluster_sums(part, gridDim.x, blockIdx.x, kOutputs,
+                     [](const float* p, int o) { return p[o]; }, store);
 }
 
 template <typename T, int kBits>
@@ -471,12 +452,8 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
           config.gridDim = dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles));
           config.blockDim = dim3(kThreads);
           config.stream = stream;
-          cudaLaunchAttribute cluster[1];
-          cluster[0].id = cudaLaunchAttributeClusterDimension;
-          cluster[0].val.clusterDim.x = static_cast<unsigned>(split);
-          cluster[0].val.clusterDim.y = 1;
-          cluster[0].val.clusterDim.z = 1;
-          config.attrs = cluster;
+          cudaLaunchAttribute cluster = cluster_dims(static_cast<unsigned>(split), 1);
+          config.attrs = &cluster;
           config.numAttrs = split > 1 ? 1 : 0;
           QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(
               &config, kernel,

@@ -5,6 +5,7 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cooperative_groups.h>
 
 #include <cstdint>
 #include <type_traits>
@@ -51,6 +52,44 @@ __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
+}
+
+// Writes `outputs` sums through store(o, sum), each over one partial per block of a cluster of
+// `ranks` blocks split along `in` (this block is `rank`); at(p, o) reads output o from a block's
+// partial buffer p in shared memory. With ranks 1 the block's own partials are the sums. With
+// more, rank r adds up its share of the outputs across the cluster's shared memory in rank order,
+// the same order every call; every block of the cluster must call this.
+template <typename At, typename Store>
+__device__ __forceinline__ void store_cluster_sums(float* part, int ranks, int rank, int outputs,
+                                                   At at, Store store) {
+  if (ranks == 1) {
+    for (int o = threadIdx.x; o < outputs; o += blockDim.x) store(o, at(part, o));
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's partials are in its shared memory
+  const int per = (outputs + ranks - 1) / ranks;
+  for (int o = rank * per + threadIdx.x; o < min(outputs, (rank + 1) * per); o += blockDim.x) {
+    float s = 0.f;
+    for (int q = 0; q < ranks; ++q) s += at(cluster.map_shared_rank(part, q), o);
+    store(o, s);
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+#else
+  __trap();  // the hosts split `in` across a cluster only on compute capability 9.0 and later
+#endif
+}
+
+// The launch attribute grouping blocks into clusters of x by y (cudaLaunchKernelEx).
+inline cudaLaunchAttribute cluster_dims(unsigned x, unsigned y) {
+  cudaLaunchAttribute a = {};
+  a.id = cudaLaunchAttributeClusterDimension;
+  a.val.clusterDim.x = x;
+  a.val.clusterDim.y = y;
+  a.val.clusterDim.z = 1;
+  return a;
 }
 
 // Calls f(std::integral_constant<int, V>{}) for the V among kValues equal to v and returns true;

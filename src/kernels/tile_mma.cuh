@@ -22,7 +22,6 @@
 #include "kernel_util.cuh"
 #include "qsweep/kernels/cuda_check.h"
 
-#include <cooperative_groups.h>
 #include <mma.h>
 
 #include <algorithm>
@@ -77,36 +76,17 @@ __device__ __forceinline__ void stage_x_tile(const T* __restrict__ x, T* xs, int
 }
 
 // Writes the block's fp32 tile `part` [16 * kRowTiles][kMmaOutLd] to y, summed over the blocks of
-// the cluster when `in` was split.
+// the cluster when `in` was split. Rows past m_rows are neither summed nor written.
 template <typename T, int kRowTiles>
 __device__ __forceinline__ void store_tile(float* part, T* __restrict__ y, int n0, int m0,
                                            int m_rows, int out) {
-  constexpr int kOutputs = 16 * kRowTiles * kMmaTileN;
-  auto store = [&](int o, float v) {
-    const int m = m0 + o / kMmaTileN, n = n0 + o % kMmaTileN;
-    if (m < m_rows && n < out) y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
-  };
+  const int rows = min(16 * kRowTiles, m_rows - m0);
   auto at = [](const float* p, int o) { return p[(o / kMmaTileN) * kMmaOutLd + o % kMmaTileN]; };
-  if (gridDim.y == 1) {
-    for (int o = threadIdx.x; o < kOutputs; o += kMmaThreads) store(o, at(part, o));
-    return;
-  }
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  cluster.sync();  // every block's partial tile is in its shared memory
-  const int ranks = gridDim.y, rank = blockIdx.y;
-  const int per = (kOutputs + ranks - 1) / ranks;
-  for (int o = rank * per + threadIdx.x; o < min(kOutputs, (rank + 1) * per); o += kMmaThreads) {
-    if (m0 + o / kMmaTileN >= m_rows) continue;
-    float s = 0.f;
-    for (int q = 0; q < ranks; ++q) s += at(cluster.map_shared_rank(part, q), o);
-    store(o, s);
-  }
-  cluster.sync();  // no block leaves while another still reads its shared memory
-#else
-  __trap();  // the host splits `in` across a cluster only on compute capability 9.0 and later
-#endif
+  auto store = [&](int o, float v) {
+    const int n = n0 + o % kMmaTileN;
+    if (n < out) y[static_cast<int64_t>(m0 + o / kMmaTileN) * out + n] = from_float<T>(v);
+  };
+  store_cluster_sums(part, gridDim.y, blockIdx.y, rows * kMmaTileN, at, store);
 }
 
 // Block (x, y, z) computes y[m0 .. m0 + 16 * kRowTiles, n0 .. n0 + 64] over channels
@@ -192,12 +172,8 @@ int max_cluster_blocks(Kernel kernel, size_t shared_bytes) {
   probe.gridDim = dim3(1, kMmaMaxSplit, 1);
   probe.blockDim = dim3(kMmaThreads);
   probe.dynamicSmemBytes = shared_bytes;
-  cudaLaunchAttribute cluster[1];
-  cluster[0].id = cudaLaunchAttributeClusterDimension;
-  cluster[0].val.clusterDim.x = 1;
-  cluster[0].val.clusterDim.y = kMmaMaxSplit;
-  cluster[0].val.clusterDim.z = 1;
-  probe.attrs = cluster;
+  cudaLaunchAttribute cluster = cluster_dims(1, kMmaMaxSplit);
+  probe.attrs = &cluster;
   probe.numAttrs = 1;
   int clusters = 0;
   if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &probe) != cudaSuccess || clusters == 0) {
@@ -251,12 +227,8 @@ void launch_tile_mma(const T* x, T* y, int64_t m, int64_t in, int64_t out, const
     config.blockDim = dim3(kMmaThreads);
     config.dynamicSmemBytes = kShared;
     config.stream = stream;
-    cudaLaunchAttribute cluster[1];
-    cluster[0].id = cudaLaunchAttributeClusterDimension;
-    cluster[0].val.clusterDim.x = 1;
-    cluster[0].val.clusterDim.y = static_cast<unsigned>(split);
-    cluster[0].val.clusterDim.z = 1;
-    config.attrs = cluster;
+    cudaLaunchAttribute cluster = cluster_dims(1, static_cast<unsigned>(split));
+    config.attrs = &cluster;
     config.numAttrs = split > 1 ? 1 : 0;
     QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, y, static_cast<int>(m),
                                          static_cast<int>(in), static_cast<int>(out),

@@ -19,7 +19,9 @@
 namespace qsweep::cuda {
 
 // Which kernel a *_matmul runs. `automatic` takes the GEMV below kTensorCoreRows rows and the
-// tensor-core tile kernel from there; the other two force one (tests and the kernel benchmark).
+// tensor-core tile kernel from there; the other two force one (tests and the kernel benchmark)
+// where the shape allows it: the tile kernel needs in % 32 == 0 and 16-byte aligned rows (bnb4
+// also blocksize % 32 == 0), and without them the GEMV runs.
 enum class MatmulPath { automatic, gemv, tensor_core };
 // Measured on an H200 (docs/performance.md, 1B MLP shapes): from 8 rows the tile kernel is ahead
 // of the GEMV in the 4-bit formats (NF4 20 us against 31-34 us); at 16 rows in every format.
