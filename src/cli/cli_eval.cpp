@@ -137,10 +137,12 @@ void add_eval(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
       ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
+  std::vector<std::string> dtypes = {"auto"};
+  for (DType d : kAllDTypes) dtypes.insert(dtypes.end(), {dtype_name(d), hf_dtype_name(d)});
   cmd->add_option("--dtype", a->dtype,
                   "Compute dtype: auto (the checkpoint's torch_dtype on a GPU, fp32 on the CPU), "
                   "fp32, fp16 or bf16")
-      ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16", "float32", "float16", "bfloat16"}))
+      ->check(CLI::IsMember(dtypes))
       ->capture_default_str();
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")
