@@ -206,29 +206,42 @@ struct Bnb4TileLoader {
 
   static constexpr int kPieces = 2;
   using Shared = Tables;
+  // A piece's codes and its block's absmax as stored: the plain float, or the nested code, its
+  // second-level scale and offset, combined in store() (combining here would wait for them).
   struct Raw {
     uint4 q[kPieces];
-    float scale[kPieces];
+    float plain[kPieces], scale2[kPieces], shift[kPieces];
+    uint32_t nested_code[kPieces];
   };
 
   __device__ void stage(Shared& t) const { stage_tables(t, code, absmax); }
 
-  __device__ void load(const Shared& t, int n0, int k0, int k_end, Raw& raw) const {
+  __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {
 #pragma unroll
     for (int u = 0; u < kPieces; ++u) {
       const int i = threadIdx.x + u * kMmaThreads;
       const int n = n0 + i / 4, k = k0 + (i % 4) * 32;
       const bool live = n < out && k < k_end;
       const int64_t e = static_cast<int64_t>(n) * in + k;
+      const int64_t block = e / blocksize, nested = block / kNestedBlocks;
       raw.q[u] = live ? __ldg(packed + e / 32) : make_uint4(0, 0, 0, 0);
-      raw.scale[u] = live ? absmax(e / blocksize, t.code2) : 0.f;
+      raw.plain[u] = live && absmax.plain ? __ldg(absmax.plain + block) : 0.f;
+      raw.nested_code[u] = live && !absmax.plain ? __ldg(absmax.codes + block) : 0u;
+      raw.scale2[u] = live && !absmax.plain ? __ldg(absmax.scale2 + nested) : 0.f;
+      raw.shift[u] = live && !absmax.plain
+                         ? (absmax.offsets ? __ldg(absmax.offsets + nested) : absmax.offset)
+                         : 0.f;
     }
   }
+
+  __device__ void resolve(const Shared&, int, Raw&) const {}
 
   __device__ void store(const Shared& t, const Raw& raw, int, int, int, T* ws) const {
 #pragma unroll
     for (int u = 0; u < kPieces; ++u) {
       const int i = threadIdx.x + u * kMmaThreads;
+      const float scale = absmax.plain ? raw.plain[u]
+                                       : t.code2[raw.nested_code[u]] * raw.scale2[u] + raw.shift[u];
       uint4* dst = reinterpret_cast<uint4*>(ws + (i / 4) * kMmaLd + (i % 4) * 32);
       const uint32_t words[4] = {raw.q[u].x, raw.q[u].y, raw.q[u].z, raw.q[u].w};
 #pragma unroll
@@ -237,8 +250,8 @@ struct Bnb4TileLoader {
 #pragma unroll
         for (int b = 0; b < 4; ++b) {
           const uint32_t byte = (words[s] >> (8 * b)) & 0xffu;
-          v[2 * b] = from_float<T>(t.lut[byte >> 4] * raw.scale[u]);
-          v[2 * b + 1] = from_float<T>(t.lut[byte & 0xfu] * raw.scale[u]);
+          v[2 * b] = from_float<T>(t.lut[byte >> 4] * scale);
+          v[2 * b + 1] = from_float<T>(t.lut[byte & 0xfu] * scale);
         }
         dst[s] = *reinterpret_cast<const uint4*>(v);
       }

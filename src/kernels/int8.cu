@@ -214,7 +214,7 @@ struct Int8TileLoader {
   struct Shared {};
   struct Raw {
     int4 q[kPieces];
-    float scale[kPieces];
+    float scb[kPieces];
   };
 
   __device__ void stage(Shared&) const {}
@@ -227,18 +227,21 @@ struct Int8TileLoader {
       const bool live = n < out && k < k_end;
       raw.q[u] = live ? __ldg(reinterpret_cast<const int4*>(weight + static_cast<int64_t>(n) * in + k))
                       : make_int4(0, 0, 0, 0);
-      raw.scale[u] = live ? __ldg(scb + n) * kInv127 : 0.f;
+      raw.scb[u] = live ? __ldg(scb + n) : 0.f;  // scaled in store(): a use here would wait
     }
   }
+
+  __device__ void resolve(const Shared&, int, Raw&) const {}
 
   __device__ void store(const Shared&, const Raw& raw, int, int, int, T* ws) const {
 #pragma unroll
     for (int u = 0; u < kPieces; ++u) {
       const int i = threadIdx.x + u * kMmaThreads;
       const int8_t* codes = reinterpret_cast<const int8_t*>(&raw.q[u]);
+      const float scale = raw.scb[u] * kInv127;
       __align__(16) T v[16];
 #pragma unroll
-      for (int j = 0; j < 16; ++j) v[j] = from_float<T>(codes[j] * raw.scale[u]);
+      for (int j = 0; j < 16; ++j) v[j] = from_float<T>(codes[j] * scale);
       uint4* dst = reinterpret_cast<uint4*>(ws + (i / 8) * kMmaLd + (i % 8) * 16);
       dst[0] = reinterpret_cast<const uint4*>(v)[0];
       dst[1] = reinterpret_cast<const uint4*>(v)[1];

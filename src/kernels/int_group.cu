@@ -286,11 +286,16 @@ struct IntGroupTileLoader {
 
   static constexpr int kPacks = 2;
   struct Shared {};
+  // What load() and resolve() fetch, used only by store(): the pack's code words, the group
+  // of channel `lane` (g_idx), and, once that has arrived, the pack's scale and the words that
+  // hold its zero field.
   struct Raw {
     uint32_t w[kPacks][kBits][1];
-    int lane_group[kPacks];  // the group of channel `lane` of the pack
-    int group[kPacks];       // the pack's one group, or -1
-    float scale[kPacks], zero[kPacks];
+    int lane_group[kPacks];
+    bool live[kPacks];
+    int group[kPacks];        // the pack's one group, or -1 (act-order)
+    T scale[kPacks];
+    uint32_t zero_lo[kPacks], zero_hi[kPacks];
   };
 
   __device__ void stage(Shared&) const {}
@@ -300,19 +305,30 @@ struct IntGroupTileLoader {
     for (int u = 0; u < kPacks; ++u) {
       const int i = threadIdx.x + u * kMmaThreads;
       const int n = n0 + i % kMmaTileN, k = k0 + (i / kMmaTileN) * 32;
-      const bool live = n < out && k < k_end;
+      raw.live[u] = n < out && k < k_end;
 #pragma unroll
       for (int b = 0; b < kBits; ++b)
-        raw.w[u][b][0] = live ? __ldg(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * ld.q + n) : 0u;
-      const int g = k < k_end ? __ldg(g_idx + k + threadIdx.x % 32) : 0;
-      const int g0 = __shfl_sync(0xffffffffu, g, 0);
-      raw.lane_group[u] = g;
-      raw.group[u] = __all_sync(0xffffffffu, g == g0) ? g0 : -1;
-      const bool shared_group = live && raw.group[u] >= 0;
-      raw.scale[u] = shared_group ? to_float(scales[static_cast<int64_t>(g0) * ld.s + n]) : 0.f;
-      raw.zero[u] = kMagic + (shared_group ? static_cast<float>(zero_point<kBits>(
-                                                 zeros, g0, n, ld.z, zero_words))
-                                           : 0.f);
+        raw.w[u][b][0] = raw.live[u]
+                             ? __ldg(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * ld.q + n)
+                             : 0u;
+      raw.lane_group[u] = k < k_end ? __ldg(g_idx + k + threadIdx.x % 32) : 0;
+    }
+  }
+
+  // A step after load(), so the g_idx values have arrived: the vote, then the scale and zero loads.
+  __device__ void resolve(const Shared&, int n0, Raw& raw) const {
+#pragma unroll
+    for (int u = 0; u < kPacks; ++u) {
+      const int n = n0 + (threadIdx.x + u * kMmaThreads) % kMmaTileN;
+      const int g0 = __shfl_sync(0xffffffffu, raw.lane_group[u], 0);
+      raw.group[u] = __all_sync(0xffffffffu, raw.lane_group[u] == g0) ? g0 : -1;
+      const bool fetch = raw.live[u] && raw.group[u] >= 0;
+      const int64_t bit = static_cast<int64_t>(n) * kBits;
+      const uint32_t* row = zeros + static_cast<int64_t>(g0) * ld.z + (bit >> 5);
+      const bool crosses = (bit & 31) + kBits > 32 && (bit >> 5) + 1 < zero_words;
+      raw.scale[u] = fetch ? scales[static_cast<int64_t>(g0) * ld.s + n] : from_float<T>(0.f);
+      raw.zero_lo[u] = fetch ? __ldg(row) : 0u;
+      raw.zero_hi[u] = fetch && crosses ? __ldg(row + 1) : 0u;
     }
   }
 
@@ -323,10 +339,16 @@ struct IntGroupTileLoader {
       const int col = i % kMmaTileN, n = n0 + col;
       __align__(16) T v[32];
       if (raw.group[u] >= 0) {
+        // The zero field of column n, stored as zero - 1 (see zero_point).
+        const int off = static_cast<int>((static_cast<int64_t>(n) * kBits) & 31);
+        uint32_t stored = raw.zero_lo[u] >> off;
+        if (off + kBits > 32) stored |= raw.zero_hi[u] << (32 - off);
+        constexpr uint32_t kMask = (1u << kBits) - 1u;
+        const float zm = kMagic + static_cast<float>(raw.live[u] ? ((stored & kMask) + 1u) & kMask : 0u);
+        const float scale = to_float(raw.scale[u]);
 #pragma unroll
         for (int j = 0; j < 32; ++j)
-          v[j] = from_float<T>((magic_code(pack_code<kBits>(raw.w[u], j, 0)) - raw.zero[u]) *
-                               raw.scale[u]);
+          v[j] = from_float<T>((magic_code(pack_code<kBits>(raw.w[u], j, 0)) - zm) * scale);
       } else {
         // Unrolled like the fast path, so that the codes and v stay in registers.
 #pragma unroll

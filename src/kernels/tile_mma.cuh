@@ -12,10 +12,13 @@
 //   Raw                        this thread's share of a tile's stored bytes, in registers
 //   stage(Shared&)             fills Shared and synchronizes the block
 //   load(Shared&, n0, k0, k_end, Raw&)        issues the loads of tile (n0, k0)
+//   resolve(Shared&, n0, Raw&)                issues the loads that depend on load's values
+//                                             (a scale found through g_idx), a step later
 //   store(Shared&, Raw&, n0, k0, k_end, T* w) dequantizes them into w [kMmaTileN][kMmaLd]
+// load and resolve only issue loads and never use what they load: a use would stall the warp
+// there, before the multiply the loads are meant to overlap, until the bytes arrive.
 // While a tile is multiplied, the next tile's x (cp.async, two shared buffers) and the weight bytes
-// of the tile after it (two register stages) are meant to be in flight (where a loader uses a
-// value it has just loaded, the warp waits for it there: docs/performance.md); and there are enough blocks for
+// of the tile after it (two register stages) are in flight; and there are enough blocks for
 // several per multiprocessor. `in` is split across the blocks of a cluster (compute capability 9.0),
 // whose partial tiles meet in distributed shared memory, as in the GEMVs: no workspace, no
 // atomics, the same summation order every call.
@@ -117,7 +120,9 @@ __global__ void __launch_bounds__(kMmaThreads)
   stage_x_tile<T, kRowTiles>(x, xs, m0, m_rows, in, k_begin, k_end);
   if (k_begin < k_end) loader.load(shared, n0, k_begin, k_end, raw0);
   if (k_begin + kMmaTileK < k_end) loader.load(shared, n0, k_begin + kMmaTileK, k_end, raw1);
-  const auto step = [&](typename Loader::Raw& raw, int k0, int buf) {
+  loader.resolve(shared, n0, raw0);
+  // `raw` holds tile k0, `next` tile k0 + kMmaTileK.
+  const auto step = [&](typename Loader::Raw& raw, typename Loader::Raw& next, int k0, int buf) {
     T* x_now = xs + buf * 16 * kRowTiles * kMmaLd;
     T* x_next = xs + (buf ^ 1) * 16 * kRowTiles * kMmaLd;
     if (k0 + kMmaTileK < k_end)
@@ -128,6 +133,7 @@ __global__ void __launch_bounds__(kMmaThreads)
     copy_async_wait<1>();  // this tile's x has landed
     __syncthreads();
     if (k0 + 2 * kMmaTileK < k_end) loader.load(shared, n0, k0 + 2 * kMmaTileK, k_end, raw);
+    if (k0 + kMmaTileK < k_end) loader.resolve(shared, n0, next);
 #pragma unroll
     for (int kk = 0; kk < kMmaTileK; kk += 16) {
       // W^T [k, n] is column-major in ws: element (k, n) at ws[n * kMmaLd + k].
@@ -145,8 +151,8 @@ __global__ void __launch_bounds__(kMmaThreads)
   // Unrolled by two so that each register stage is a named variable, not an indexed array
   // (which would live in local memory).
   for (int k0 = k_begin; k0 < k_end; k0 += 2 * kMmaTileK) {
-    step(raw0, k0, 0);
-    if (k0 + kMmaTileK < k_end) step(raw1, k0 + kMmaTileK, 1);
+    step(raw0, raw1, k0, 0);
+    if (k0 + kMmaTileK < k_end) step(raw1, raw0, k0 + kMmaTileK, 1);
   }
   copy_async_wait<0>();
   float* part = reinterpret_cast<float*>(smem);
