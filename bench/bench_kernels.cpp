@@ -7,7 +7,8 @@
 // tile kernel, MatmulPath), and int4 and NF4 + double quant also as the prefill path does it
 // (dequantize, then cuBLAS), at batches 1 to 256, so the crossovers qsweep uses
 // (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run.
-// Usage: qsweep_bench_kernels [out.json]
+// Usage: qsweep_bench_kernels [out.json [kernel-substring [M]]]
+//   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16)
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <ATen/ATen.h>
@@ -198,6 +199,8 @@ std::string today() {
 
 int main(int argc, char** argv) {
   const std::string path = argc > 1 ? argv[1] : "bench_kernels.json";
+  const std::string only_kernel = argc > 2 ? argv[2] : "";
+  const int64_t only_m = argc > 3 ? std::stoll(argv[3]) : 0;
   c10::InferenceMode inference;
   at::manual_seed(0);
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
@@ -214,8 +217,10 @@ int main(int argc, char** argv) {
   for (const Shape shape : {Shape{8192, 2048}, Shape{2048, 8192}}) {
     std::vector<Variant> vs = variants(shape.out, shape.in, l2);
     for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256}) {
+      if (only_m && m != only_m) continue;
       const at::Tensor x = at::randn({m, shape.in}, at::TensorOptions().device(kGpu).dtype(at::kBFloat16));
       for (const Variant& v : vs) {
+        if (v.kernel.find(only_kernel) == std::string::npos) continue;
         const std::vector<double> samples = time_calls([&](int c) { v.run(c, x); }, v.copies);
         const double med = percentile(samples, 0.5);
         const int64_t bytes = v.stored_bytes + m * shape.in * 2;
@@ -233,7 +238,7 @@ int main(int argc, char** argv) {
       }
     }
     // Dequantize-to-buffer (the prefill path's first half): bytes read + bytes written.
-    {
+    if (only_kernel.empty()) {
       const auto on = at::TensorOptions().device(kGpu);
       const int64_t groups = shape.in / 128;
       const at::Tensor q = at::randint(-(int64_t{1} << 31), (int64_t{1} << 31) - 1, {shape.in / 8, shape.out}, on.dtype(at::kInt));

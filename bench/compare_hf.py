@@ -175,6 +175,8 @@ def markdown(report):
         if entry.get("transformers_error"):
             lines += ["", f"transformers failed: {entry['transformers_error']}"]
         lines.append("")
+    for name, error in report.get("failed", {}).items():
+        lines += [f"### {name}", "", f"qsweep failed, not compared: {error.splitlines()[0]}", ""]
     return "\n".join(lines)
 
 
@@ -234,17 +236,26 @@ def qsweep_side(args, checkpoint, dtype, work, name):
          "--throughput-prompt-tokens", args.prompt_tokens, "--batch-sizes", *args.batch_sizes,
          "--warmup", args.warmup, "--repeats", args.repeats, "--out", out])
     bench = json.loads(out.read_text())
-    samples = work / f"qsweep-eval-{name}.jsonl"
-    log = run([args.qsweep, "eval", "--model", checkpoint, "--coqa", args.coqa,
-               "--limit", args.coqa_stories, "--dtype", dtype, "--device", "cuda",
-               "--batch-size", args.coqa_batch_size, "--max-new-tokens", args.max_new_tokens,
-               "--log-samples", samples])
-    n, seconds = parse_eval_seconds(log)
-    records = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
-    coqa = {"samples": n, "seconds": seconds,
-            "generated_tokens": sum(r["generated_tokens"] for r in records),
-            "prompt_sha256": {r["id"]: r["prompt_sha256"] for r in records}}
+    coqa = qsweep_coqa(args.qsweep, checkpoint, args.coqa, args.coqa_stories, dtype, "cuda",
+                       args.coqa_batch_size, args.max_new_tokens, work / f"qsweep-eval-{name}")
     return bench, coqa
+
+
+def qsweep_coqa(qsweep, checkpoint, coqa, stories, dtype, device, batch_size, max_new_tokens, out):
+    """`qsweep eval` on the first `stories` stories: samples, seconds (loading excluded),
+    generated tokens and each story's prompt hash, read from the lm-eval per-sample records it
+    writes under `out`."""
+    log = run([qsweep, "eval", "--model", checkpoint, "--coqa", coqa, "--limit", stories,
+               "--dtype", dtype, "--device", device, "--batch-size", batch_size,
+               "--max-new-tokens", max_new_tokens, "--out", out, "--log-samples"])
+    n, seconds = parse_eval_seconds(log)
+    files = sorted(Path(out).glob("*/samples_coqa_*.jsonl"))
+    if not files:
+        raise RuntimeError(f"qsweep eval wrote no samples_coqa_*.jsonl under {out}")
+    records = [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+    return {"samples": n, "seconds": seconds,
+            "generated_tokens": sum(r["qsweep"]["generated_tokens"] for r in records),
+            "prompt_sha256": {r["doc"]["id"]: r["prompt_hash"] for r in records}}
 
 
 def generate_kwargs(model, new_tokens, exact):
@@ -430,10 +441,13 @@ def main():
         report["configs"].append(entry)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
         print(markdown({**report, "configs": [entry]}), flush=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
     print(text)
+    if report.get("failed"):  # a comparison with a side missing is no result: the caller must see it
+        sys.exit(f"compare_hf.py: qsweep failed on {', '.join(report['failed'])}")
 
 
 if __name__ == "__main__":

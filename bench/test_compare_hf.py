@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""The table and ratio logic of bench/compare_hf.py with made-up numbers (no torch needed):
-    /usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'
+"""The table and ratio logic of bench/compare_hf.py with made-up numbers (no torch needed), and
+its reading of a real `qsweep eval` run on the CPU where QSWEEP_BUILD_DIR names a build:
+    QSWEEP_BUILD_DIR=build /usr/bin/python3 -m unittest discover -s bench -p 'test_*.py'
 """
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -13,6 +16,9 @@ import compare_hf  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COQA = os.path.join(ROOT, "data", "coqa", "coqa_dev_format_sample_10stories.json")
+BUILD = os.environ.get("QSWEEP_BUILD_DIR")
+TOKENIZER = os.environ.get("QSWEEP_TOKENIZER",
+                           os.path.join(ROOT, ".cache", "tokenizers", "llama3", "tokenizer.json"))
 
 # 2 GB read per step, 1 TFLOP per prefill; yardsticks 4000 GB/s and 800 TFLOP/s (bf16).
 YARDSTICKS = {"copy_bandwidth_gb_s": [3900, 4000, 4100],
@@ -80,6 +86,11 @@ class Table(unittest.TestCase):
         self.assertIn("bf16 800.0 TFLOP/s", text)
         self.assertIn("transformers failed: ImportError: no bitsandbytes", text)
 
+    def test_a_config_qsweep_failed_on_is_named_in_the_table(self):
+        text = compare_hf.markdown({"gpu": "test GPU", "yardsticks": YARDSTICKS, "configs": [],
+                                    "failed": {"fp16": "qsweep exited 2:\nusage error"}})
+        self.assertIn("### fp16\n\nqsweep failed, not compared: qsweep exited 2:", text)
+
 
 class Inputs(unittest.TestCase):
 
@@ -104,6 +115,27 @@ class Inputs(unittest.TestCase):
         self.assertEqual(compare_hf.parse_eval_seconds(log), (10, 3.4))
         with self.assertRaises(ValueError):
             compare_hf.parse_eval_seconds("nothing here")
+
+
+@unittest.skipUnless(BUILD, "QSWEEP_BUILD_DIR names no qsweep build")
+class QsweepEval(unittest.TestCase):
+    """The command line and files compare_hf.py relies on, from the qsweep that is built: a
+    change to either side breaks this test, not the device run."""
+
+    def test_coqa_figures_come_from_the_samples_qsweep_eval_writes(self):
+        qsweep = os.path.join(BUILD, "qsweep")
+        with tempfile.TemporaryDirectory() as tmp:
+            model = os.path.join(tmp, "model")
+            subprocess.run([qsweep, "make-model", "--preset", "tiny", "--tokenizer", TOKENIZER,
+                            "--out", model], check=True, capture_output=True)
+            coqa = compare_hf.qsweep_coqa(qsweep, model, COQA, 3, "fp32", "cpu", 2, 5,
+                                          os.path.join(tmp, "eval"))
+        with open(COQA, encoding="utf-8") as f:
+            prompts = compare_hf.coqa_prompts(json.load(f), 3)
+        self.assertEqual(coqa["samples"], 3)
+        self.assertEqual(coqa["prompt_sha256"], {i: compare_hf.sha256(p) for i, p in prompts})
+        self.assertLessEqual(coqa["generated_tokens"], 3 * 5)
+        self.assertGreater(coqa["seconds"], 0)
 
 
 if __name__ == "__main__":

@@ -227,7 +227,8 @@ ordered_json lm_eval_sample_json(const ordered_json& doc, size_t doc_id, const C
           {"f1", record.f1},
           {"qsweep",
            {{"answer", record.prediction},
-            {"resps_from", record.generation ? "generation" : "answer"}}}};
+            {"resps_from", record.generation ? "generation" : "answer"},
+            {"generated_tokens", record.generated_tokens}}}};
 }
 
 namespace {
