@@ -357,6 +357,20 @@ TEST_F(Kernels, Int8MatmulFollowsLlmInt8WithAndWithoutOutliers) {
       }
 }
 
+// linear.cpp's LLM.int8 past the fused kernels' rows: x^ times the dense weight on cuBLAS.
+TEST_F(Kernels, Int8ActivationsTimesDequantizedWeightFollowLlmInt8) {
+  for (double threshold : {0.0, 6.0})
+    for (at::ScalarType dtype : kDtypes)
+      for (int64_t m : {1, 65, 300}) {
+        const Int8Case c = make_int8(2048, 256);
+        const at::Tensor x = activations(m, 2048, dtype, threshold > 0);
+        const at::Tensor w = int8_dequantize(c.weight.to(kGpu), c.scb.to(kGpu), dtype);
+        const at::Tensor y = at::matmul(int8_activations(x.to(kGpu), threshold), w.t());
+        EXPECT_LT(rel_err(y, emulate_llm_int8(x, c, threshold)), output_tolerance(dtype))
+            << "threshold " << threshold << " M " << m;
+      }
+}
+
 TEST_F(Kernels, Int8OutlierColumnsKeepFullPrecision) {
   // One huge activation: without the outlier path it would flatten the rest of its row to zero.
   const Int8Case c = make_int8(512, 64);
@@ -409,7 +423,7 @@ TEST_F(Kernels, DecodeCallsReplayAsOneCudaGraph) {
         int_group_matmul(x, qw, qz, qs, gi, 4, MatmulPath::tensor_core),
         bnb4_matmul(x, nf4, MatmulPath::gemv), bnb4_matmul(x, nf4, MatmulPath::tensor_core),
         int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::gemv),
-        int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::tensor_core)};
+        int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::tensor_core), int8_activations(x, 6.0)};
   };
   const std::vector<at::Tensor> eager = step();
   std::vector<at::Tensor> captured;

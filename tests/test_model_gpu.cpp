@@ -65,6 +65,20 @@ TEST_F(GpuEngine, Fp32MatchesCpuReference) {
   EXPECT_LT((gpu - cpu).abs().max().item<double>() / scale, kFp32RelativeTolerance);
 }
 
+// Prefill with q|k|v and gate|up stacked: the fused SiLU * up reads gate and up as strided
+// halves of one [batch, T, 2 x intermediate] product.
+TEST_F(GpuEngine, Fp32PrefillOverStackedProjectionsMatchesCpuReference) {
+  c10::InferenceMode guard;
+  const at::Tensor ids = at::randint(4096, {3, 40}, at::kLong);
+  const at::Tensor cpu = all_logits(load_model(model_dir(), {DType::fp32, at::kCPU}), ids);
+  Model stacked = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
+  stack_projections(stacked);
+  ASSERT_TRUE(stacked.layers.front().gate_up);
+  const at::Tensor gpu = all_logits(stacked, ids);
+  const double scale = cpu.abs().max().item<double>();
+  EXPECT_LT((gpu - cpu).abs().max().item<double>() / scale, kFp32RelativeTolerance);
+}
+
 TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
   c10::InferenceMode guard;
   const at::Tensor ids = at::randint(4096, {6, 64}, at::kLong);

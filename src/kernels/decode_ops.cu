@@ -5,7 +5,9 @@
 
 #include "kernel_util.cuh"
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <utility>
 
@@ -56,6 +58,124 @@ __global__ void __launch_bounds__(kNormThreads)
     const float normed = rounded<T>(to_float(row[i]) * inv);
     o[i] = from_float<T>(to_float(weight[i]) * normed);
   }
+}
+
+// The same for rows of up to 4 x kNormThreads x 16 bytes (8192 bf16 elements; add_rms_norm picks
+// kChunks): each thread keeps its pieces of the row in registers, so the row, delta and weight
+// are read once, with 16-byte loads issued together, instead of element by element in two passes
+// whose loads wait on each other (a batch-1 step runs this on one multiprocessor: latency is
+// its cost).
+
+template <typename T, int kChunks>
+__global__ void __launch_bounds__(kNormThreads)
+    add_rms_norm_vec_kernel(T* __restrict__ residual, const T* __restrict__ delta,
+                            const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
+  constexpr int kVec = 16 / sizeof(T);
+  __shared__ float scratch[32];
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
+  uint4 r[kChunks], d[kChunks], w[kChunks];
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = (c * kNormThreads + threadIdx.x) * kVec;
+    const bool live = i < hidden;
+    r[c] = live ? *reinterpret_cast<const uint4*>(residual + base + i) : make_uint4(0, 0, 0, 0);
+    d[c] = live && delta ? *reinterpret_cast<const uint4*>(delta + base + i) : make_uint4(0, 0, 0, 0);
+    w[c] = live ? *reinterpret_cast<const uint4*>(weight + i) : make_uint4(0, 0, 0, 0);
+  }
+  float squares = 0.f;
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    T* h = reinterpret_cast<T*>(&r[c]);
+    const T* dv = reinterpret_cast<const T*>(&d[c]);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      float v = to_float(h[j]);
+      if (delta) {
+        v = rounded<T>(v + to_float(dv[j]));
+        h[j] = from_float<T>(v);
+      }
+      squares += v * v;  // elements past `hidden` are 0
+    }
+    const int i = (c * kNormThreads + threadIdx.x) * kVec;
+    if (delta && i < hidden) *reinterpret_cast<uint4*>(residual + base + i) = r[c];
+  }
+  const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
+#pragma unroll
+  for (int c = 0; c < kChunks; ++c) {
+    const int i = (c * kNormThreads + threadIdx.x) * kVec;
+    if (i >= hidden) continue;
+    const T* h = reinterpret_cast<const T*>(&r[c]);
+    const T* wv = reinterpret_cast<const T*>(&w[c]);
+    uint4 o;
+    T* ov = reinterpret_cast<T*>(&o);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) ov[j] = from_float<T>(to_float(wv[j]) * rounded<T>(to_float(h[j]) * inv));
+    *reinterpret_cast<uint4*>(out + base + i) = o;
+  }
+}
+
+// Greedy choice over the last dimension, as at::argmax picks: the first index of the largest
+// value, a NaN counting as larger than any number. Many blocks per row each reduce a chunk,
+// then one warp per row reduces the chunks' winners: a vocabulary of 128k read by one block, as
+// at::argmax does for a single row, takes some 40 us, longer than the lm_head product before it.
+constexpr int kArgmaxThreads = 256;
+constexpr int kArgmaxChunk = 2048;
+
+__device__ __forceinline__ bool beats(float v, int i, float best, int best_i) {
+  if (isnan(v)) return !isnan(best) || i < best_i;
+  if (isnan(best)) return false;
+  return v > best || (v == best && i < best_i);
+}
+
+__device__ __forceinline__ void warp_best(float& v, int& i) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+    if (beats(ov, oi, v, i)) v = ov, i = oi;
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kArgmaxThreads)
+    argmax_chunk_kernel(const T* __restrict__ x, int64_t cols, float* __restrict__ best_value,
+                        int* __restrict__ best_index) {
+  __shared__ float values[kArgmaxThreads / 32];
+  __shared__ int indices[kArgmaxThreads / 32];
+  const int64_t row = blockIdx.y;
+  const int begin = blockIdx.x * kArgmaxChunk;
+  const int end = static_cast<int>(cols < begin + kArgmaxChunk ? cols : begin + kArgmaxChunk);
+  float v = -INFINITY;
+  int i = INT_MAX;
+  for (int k = begin + threadIdx.x; k < end; k += kArgmaxThreads) {
+    const float e = to_float(x[row * cols + k]);
+    if (beats(e, k, v, i)) v = e, i = k;
+  }
+  warp_best(v, i);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) values[warp] = v, indices[warp] = i;
+  __syncthreads();
+  if (warp != 0) return;
+  v = lane < kArgmaxThreads / 32 ? values[lane] : -INFINITY;
+  i = lane < kArgmaxThreads / 32 ? indices[lane] : INT_MAX;
+  warp_best(v, i);
+  if (lane == 0) {
+    best_value[row * gridDim.x + blockIdx.x] = v;
+    best_index[row * gridDim.x + blockIdx.x] = i;
+  }
+}
+
+__global__ void argmax_rows_kernel(const float* __restrict__ best_value,
+                                   const int* __restrict__ best_index, int chunks,
+                                   int64_t* __restrict__ out) {
+  const int64_t row = blockIdx.x;
+  float v = -INFINITY;
+  int i = INT_MAX;
+  for (int c = threadIdx.x; c < chunks; c += 32)
+    if (beats(best_value[row * chunks + c], best_index[row * chunks + c], v, i))
+      v = best_value[row * chunks + c], i = best_index[row * chunks + c];
+  warp_best(v, i);
+  if (threadIdx.x == 0) out[row] = i;
 }
 
 // Row strides, in elements, of q, k and v: views of one stacked q|k|v product have the whole
@@ -223,6 +343,8 @@ __global__ void silu_mul_kernel(const T* __restrict__ gate, int64_t gate_ld,
   }
 }
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
 void check_input(const at::Tensor& t, const char* what, const char* fn) {
   TORCH_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), fn, ": ", what,
               " must be a contiguous CUDA tensor");
@@ -277,16 +399,52 @@ at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at:
   const int64_t hidden = residual.size(-1), rows = residual.numel() / hidden;
   at::Tensor out = at::empty_like(residual);
   if (rows == 0) return out;
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_FLOAT_TYPES(residual.scalar_type(), "add_rms_norm", [&] {
-    add_rms_norm_kernel<scalar_t><<<rows, kNormThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        reinterpret_cast<scalar_t*>(residual.data_ptr()),
-        delta.defined() ? reinterpret_cast<const scalar_t*>(delta.data_ptr()) : nullptr,
-        reinterpret_cast<const scalar_t*>(weight.data_ptr()),
-        reinterpret_cast<scalar_t*>(out.data_ptr()), static_cast<int>(hidden),
-        static_cast<float>(eps));
+    auto* r = reinterpret_cast<scalar_t*>(residual.data_ptr());
+    const auto* d = delta.defined() ? reinterpret_cast<const scalar_t*>(delta.data_ptr()) : nullptr;
+    const auto* w = reinterpret_cast<const scalar_t*>(weight.data_ptr());
+    auto* o = reinterpret_cast<scalar_t*>(out.data_ptr());
+    constexpr int64_t kVec = 16 / sizeof(scalar_t);
+    const int64_t chunks = (hidden + kNormThreads * kVec - 1) / (kNormThreads * kVec);
+    const bool aligned = hidden % kVec == 0 && aligned16(r) && aligned16(d) && aligned16(w) && aligned16(o);
+    const bool vectorized = aligned && with_constant<1, 2, 3, 4>(chunks, [&](auto chunks_c) {
+      add_rms_norm_vec_kernel<scalar_t, decltype(chunks_c)::value><<<rows, kNormThreads, 0, stream>>>(
+          r, d, w, o, static_cast<int>(hidden), static_cast<float>(eps));
+    });
+    if (!vectorized)
+      add_rms_norm_kernel<scalar_t><<<rows, kNormThreads, 0, stream>>>(
+          r, d, w, o, static_cast<int>(hidden), static_cast<float>(eps));
     QSWEEP_CUDA_CHECK(cudaGetLastError());
   });
   return out;
+}
+
+void argmax_last_dim(const at::Tensor& logits, at::Tensor& out) {
+  check_input(logits, "logits", "argmax_last_dim");
+  check_input(out, "out", "argmax_last_dim");
+  const int64_t cols = logits.size(-1), rows = cols ? logits.numel() / cols : 0;
+  TORCH_CHECK(cols > 0 && cols < (1ll << 31) - kArgmaxChunk && rows <= 65535,
+              "argmax_last_dim: logits must be [rows <= 65535, 0 < cols < 2^31]");
+  TORCH_CHECK(out.scalar_type() == at::kLong && out.numel() == rows &&
+                  out.get_device() == logits.get_device(),
+              "argmax_last_dim: out must be int64 with one element per row of logits");
+  if (rows == 0) return;
+  const int64_t chunks = (cols + kArgmaxChunk - 1) / kArgmaxChunk;
+  const at::Tensor values = at::empty({rows, chunks}, logits.options().dtype(at::kFloat));
+  const at::Tensor indices = at::empty({rows, chunks}, logits.options().dtype(at::kInt));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "argmax_last_dim", [&] {
+    argmax_chunk_kernel<scalar_t><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(rows)),
+                                    kArgmaxThreads, 0, stream>>>(
+        reinterpret_cast<const scalar_t*>(logits.data_ptr()), cols, values.data_ptr<float>(),
+        indices.data_ptr<int>());
+    QSWEEP_CUDA_CHECK(cudaGetLastError());
+  });
+  argmax_rows_kernel<<<static_cast<unsigned>(rows), 32, 0, stream>>>(
+      values.data_ptr<float>(), indices.data_ptr<int>(), static_cast<int>(chunks),
+      out.data_ptr<int64_t>());
+  QSWEEP_CUDA_CHECK(cudaGetLastError());
 }
 
 at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

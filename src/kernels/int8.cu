@@ -272,22 +272,67 @@ void check_int8(const at::Tensor& weight, const at::Tensor& row_absmax) {
               "int8: out and in must fit int32");
 }
 
+// rowmax, mask and xq; x^ comes after them where a call needs it.
+int64_t scratch_bytes(int64_t m, int64_t in) { return align16(4 * m) + align16(in) + align16(m * in); }
+
+float outlier_threshold(double threshold) {
+  return threshold > 0 ? static_cast<float>(threshold) : std::numeric_limits<float>::infinity();
+}
+
+template <typename T>
+void prepare_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in, float threshold,
+                         cudaStream_t stream) {
+  const int64_t column_blocks = (in + kPrepThreads - 1) / kPrepThreads;
+  int8_prepare_kernel<T><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
+      x, s, static_cast<int>(m), static_cast<int>(in), threshold);
+  QSWEEP_CUDA_CHECK(cudaGetLastError());
+}
+
+template <typename T>
+void write_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in, cudaStream_t stream) {
+  constexpr int kBlock = 256;
+  const int64_t numel = m * in;
+  int8_activations_kernel<T><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
+      x, s, in, numel);
+  QSWEEP_CUDA_CHECK(cudaGetLastError());
+}
+
+void check_activations(const at::Tensor& x, double threshold, const char* what) {
+  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous(), what,
+              ": x must be a contiguous 2-D CUDA tensor [M, in]");
+  TORCH_CHECK(threshold >= 0, what, ": threshold must be >= 0 (0: no outliers), got ", threshold);
+  TORCH_CHECK(x.size(0) < (1ll << 31) - 65536 && x.size(1) < (1ll << 31), what, ": x too large");
+}
+
 }  // namespace
 
-int64_t int8_workspace_bytes(int64_t m, int64_t in) {
-  return align16(4 * m) + align16(in) + align16(m * in) + 2 * m * in;
+int64_t int8_workspace_bytes(int64_t m, int64_t in) { return scratch_bytes(m, in) + 2 * m * in; }
+
+at::Tensor int8_activations(const at::Tensor& x, double threshold) {
+  check_activations(x, threshold, "int8_activations");
+  const int64_t m = x.size(0), in = x.size(1);
+  at::Tensor xhat = at::empty_like(x);
+  if (xhat.numel() == 0) return xhat;
+  const at::Tensor scratch = at::empty({scratch_bytes(m, in)}, x.options().dtype(at::kByte));
+  Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
+  s.xhat = xhat.data_ptr();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int8_activations", [&] {
+    const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
+    prepare_activations(xp, s, m, in, outlier_threshold(threshold), stream);
+    write_activations(xp, s, m, in, stream);
+  });
+  return xhat;
 }
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
                        double threshold, const at::Tensor& workspace, MatmulPath path) {
   check_int8(weight, row_absmax);
   const int64_t in = weight.size(1), out = weight.size(0);
-  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() && x.size(1) == in,
-              "int8_matmul: x must be a contiguous 2-D CUDA tensor [M, in = ", in, "]");
+  check_activations(x, threshold, "int8_matmul");
+  TORCH_CHECK(x.size(1) == in, "int8_matmul: x must be [M, in = ", in, "], got ", x.sizes());
   TORCH_CHECK(x.get_device() == weight.get_device(), "int8_matmul: x and weight must be on one device");
-  TORCH_CHECK(threshold >= 0, "int8_matmul: threshold must be >= 0 (0: no outliers), got ", threshold);
   const int64_t m = x.size(0);
-  TORCH_CHECK(m < (1ll << 31) - 65536, "int8_matmul: too many rows");
   at::Tensor y = at::empty({m, out}, x.options());
   if (m == 0 || out == 0) return y;
   if (in == 0) return y.zero_();
@@ -304,21 +349,14 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
     scratch = at::empty({need}, x.options().dtype(at::kByte));
   }
   const Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
-  const float t = threshold > 0 ? static_cast<float>(threshold) : std::numeric_limits<float>::infinity();
+  const float t = outlier_threshold(threshold);
   const bool pieces = in % 16 == 0 && reinterpret_cast<uintptr_t>(weight.data_ptr()) % 16 == 0;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int8_matmul", [&] {
     const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
-    const int64_t column_blocks = (in + kPrepThreads - 1) / kPrepThreads;
-    int8_prepare_kernel<scalar_t><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
-        xp, s, static_cast<int>(m), static_cast<int>(in), t);
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
+    prepare_activations(xp, s, m, in, t, stream);
     if (in % 32 == 0 && pieces && use_tensor_cores(path, m)) {
-      constexpr int kBlock = 256;
-      const int64_t numel = m * in;
-      int8_activations_kernel<scalar_t><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock),
-                                          kBlock, 0, stream>>>(xp, s, in, numel);
-      QSWEEP_CUDA_CHECK(cudaGetLastError());
+      write_activations(xp, s, m, in, stream);
       const Int8TileLoader<scalar_t> loader{weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(),
                                             static_cast<int>(in), static_cast<int>(out)};
       launch_tile_mma(static_cast<const scalar_t*>(s.xhat), reinterpret_cast<scalar_t*>(y.data_ptr()),

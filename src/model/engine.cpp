@@ -83,21 +83,63 @@ KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
 
 namespace {
 
+// Whether the decode kernels (qsweep/kernels/decode_kernels.h) take the elementwise work of a
+// pass: on a GPU unless QSWEEP_FUSED_DECODE=0 (read per call: tests switch it).
+bool fused_kernels_wanted(const Model& m) {
+#ifdef QSWEEP_CUDA
+  const char* env = std::getenv("QSWEEP_FUSED_DECODE");
+  return m.device.is_cuda() && !(env && std::strcmp(env, "0") == 0);
+#else
+  (void)m;
+  return false;
+#endif
+}
+
+// x += delta (where given), then the RMSNorm of x: one kernel where `fused`, which spares a
+// prefill of many prompts the [tokens, hidden] float32 intermediates of the libtorch version.
+at::Tensor add_then_norm(at::Tensor& x, const at::Tensor& delta, const at::Tensor& weight,
+                         double eps, [[maybe_unused]] bool fused) {
+#ifdef QSWEEP_CUDA
+  if (fused) return cuda::add_rms_norm(x, delta, weight, eps);
+#endif
+  if (delta.defined()) x = x + delta;
+  return rms_norm(x, weight, eps);
+}
+
+at::Tensor mlp(const LayerWeights& l, const at::Tensor& h, [[maybe_unused]] bool fused) {
+#ifdef QSWEEP_CUDA
+  if (fused) {
+    const std::vector<at::Tensor> gate_up = ops::project_together(l.gate_up, {&l.gate, &l.up}, h);
+    const int64_t cols = gate_up[0].size(-1);
+    const at::Tensor product = cuda::silu_mul(gate_up[0].reshape({-1, cols}), gate_up[1].reshape({-1, cols}));
+    std::vector<int64_t> shape(h.sizes().begin(), h.sizes().end());
+    shape.back() = cols;
+    return linear_forward(l.down, product.view(shape));
+  }
+#endif
+  return ops::mlp(l, h);
+}
+
 // The decoder stack and the final norm and projection, for tokens already embedded: logits of
-// every position, or of one position per row, column `last[b]` ([batch, 1, vocab]).
+// every position, or of one position per row, column `last[b]` ([batch, 1, vocab]). Each norm
+// takes the residual add before it; the norm is per position, so the rows `last` picks may be
+// gathered after the final one.
 at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
                      const at::Tensor& bias, KVCache& cache, const CacheWrite& write,
                      const at::Tensor& last) {
   const auto rope = ops::rope_tables(m, positions);
   const double eps = m.config.rms_norm_eps;
+  const bool fused = fused_kernels_wanted(m);
+  at::Tensor h = add_then_norm(x, {}, m.layers.front().input_norm, eps, fused);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
-    x = x + attention_block(m, l, static_cast<int>(i), rms_norm(x, l.input_norm, eps), rope, bias,
-                            cache, write);
-    x = x + ops::mlp(l, rms_norm(x, l.post_attention_norm, eps));
+    const at::Tensor attended = attention_block(m, l, static_cast<int>(i), h, rope, bias, cache, write);
+    h = add_then_norm(x, attended, l.post_attention_norm, eps, fused);
+    const at::Tensor& next_norm = i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
+    h = add_then_norm(x, mlp(l, h, fused), next_norm, eps, fused);
   }
-  if (last.defined()) x = x.gather(1, last.view({-1, 1, 1}).expand({x.size(0), 1, x.size(2)}));
-  return linear_forward(m.lm_head, rms_norm(x, m.final_norm, eps));
+  if (last.defined()) h = h.gather(1, last.view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)}));
+  return linear_forward(m.lm_head, h);
 }
 
 }  // namespace
@@ -157,10 +199,8 @@ at::Tensor unfused_decode_logits(const Model& m, KVCache& cache, const DecodeSta
 
 #ifdef QSWEEP_CUDA
 bool fused_decode_wanted(const Model& m, const KVCache& cache) {
-  const char* env = std::getenv("QSWEEP_FUSED_DECODE");  // read per call: tests switch it
-  const bool off = env && std::strcmp(env, "0") == 0;
   const ModelConfig& c = m.config;
-  return m.device.is_cuda() && !off &&
+  return fused_kernels_wanted(m) &&
          cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim, cache.capacity);
 }
 
@@ -197,12 +237,14 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
 
 void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
 #ifdef QSWEEP_CUDA
-  const at::Tensor logits = fused_decode_wanted(m, cache) ? fused_decode_logits(m, cache, s)
-                                                          : unfused_decode_logits(m, cache, s);
+  if (fused_decode_wanted(m, cache)) {
+    cuda::argmax_last_dim(fused_decode_logits(m, cache, s).contiguous(), s.tokens);
+  } else {
+    s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
+  }
 #else
-  const at::Tensor logits = unfused_decode_logits(m, cache, s);
+  s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
 #endif
-  s.tokens.copy_(logits.argmax(-1, /*keepdim=*/true));
   s.positions.add_(1);
   s.slot.add_(1);
 }

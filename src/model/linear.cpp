@@ -16,12 +16,6 @@
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <c10/cuda/CUDAGraphsC10Utils.h>
-#include <torch/version.h>
-
-// cuBLASLt's int8 GEMM is at::_int_mm from libtorch 2.1 on.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-#define QSWEEP_HAVE_INT_MM 1
-#endif
 #endif
 
 namespace qsweep {
@@ -104,51 +98,20 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
   return shaped_like(at::matmul(x2, weight.t()), x);
 }
 
-// LLM.int8 for more rows than the fused kernel serves, as bitsandbytes computes it: the rows of
-// x (in fp16) quantized to int8 by the absmax of their non-outlier elements, the outlier columns
-// zeroed, an int8 GEMM on cuBLASLt (at::_int_mm) rescaled by absmax_x * SCB / 127^2; plus the
-// outlier columns of x times the dequantized weight columns.
-#ifdef QSWEEP_HAVE_INT_MM
-// The outlier product. Eagerly (prefill) the few outlier columns are gathered, which needs the
-// host to know them; inside a CUDA graph capture (decode of more rows than the fused kernel
-// serves) nothing may wait for the host, so the product is taken densely with x zeroed outside
-// those columns, against the whole dequantized weight.
-at::Tensor int8_outlier_product(const Int8RowWeight& w, const at::Tensor& x2,
-                                const at::Tensor& columns) {
-  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
-    const at::Tensor weight = cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
-    return at::matmul(x2.masked_fill(columns.logical_not(), 0), weight.t()).to(at::kFloat);
-  }
-  const at::Tensor index = columns.view(-1).nonzero().view(-1);
-  if (index.numel() == 0) return at::zeros({x2.size(0), w.weight.size(0)}, x2.options().dtype(at::kFloat));
-  const at::Tensor weight = cuda::int8_dequantize(w.weight.index_select(1, index).contiguous(),
-                                                  w.row_absmax, x2.scalar_type());
-  return at::matmul(x2.index_select(1, index), weight.t()).to(at::kFloat);
-}
-
-at::Tensor int8_forward_gemm(const Int8RowWeight& w, const at::Tensor& x2) {
-  const at::Tensor xh = x2.to(at::kHalf);
-  const at::Tensor outlier = xh.abs() >= w.threshold;              // [M, in]
-  const at::Tensor columns = w.threshold > 0 ? outlier.any(0, true)  // [1, in]
-                                             : at::zeros({1, xh.size(1)}, outlier.options());
-  const at::Tensor rows = w.threshold > 0 ? xh.masked_fill(outlier, 0) : xh;
-  const at::Tensor absmax = rows.abs().amax(1, true).to(at::kFloat);  // [M, 1]
-  const at::Tensor scale = at::where(absmax > 0, 127.0f / absmax, at::zeros_like(absmax));
-  const at::Tensor codes =
-      (xh.masked_fill(columns, 0).to(at::kFloat) * scale).round().clamp(-127, 127).to(at::kChar);
-  at::Tensor y = at::_int_mm(codes, w.weight.t()).to(at::kFloat) * absmax *
-                 (w.row_absmax / (127.0f * 127.0f)).unsqueeze(0);
-  if (w.threshold > 0) y += int8_outlier_product(w, x2, columns);
-  return y.to(x2.scalar_type());
-}
-#endif
-
+// LLM.int8 for more rows than the fused kernels serve: x^ (xq * rowmax / 127 outside the outlier
+// columns, x inside them) times the dense weight CB * SCB / 127 on cuBLAS, the sum the tile
+// kernel takes from cuda::kTensorCoreRows rows in one kernel. Equal to bitsandbytes' int8 GEMM
+// plus outlier product up to 16-bit rounding of the operands, and needing no host sync (the
+// outlier columns stay on the device), so it also runs inside a decode step's CUDA graph; the
+// dense weight is kept for a generate call like the 4-bit formats' (DequantizedWeights).
 at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x) {
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
-#ifdef QSWEEP_HAVE_INT_MM
-  if (x2.size(0) > kFusedMaxRows) return shaped_like(int8_forward_gemm(w, x2), x);
-#endif
-  return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), x);
+  if (x2.size(0) <= kFusedMaxRows)
+    return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), x);
+  const at::Tensor weight = dequantized(w.weight, w.weight.size(0), x2.scalar_type(), [&] {
+    return cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
+  });
+  return shaped_like(at::matmul(cuda::int8_activations(x2, w.threshold), weight.t()), x);
 }
 
 // The kernels compute in fp16/bf16 on a GPU; everything else takes the reference path.

@@ -40,4 +40,9 @@ bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_di
 // contiguous.
 at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up);
 
+// out[r] = at::argmax(logits[r]) for each row r of logits [..., vocab]: the first index of the
+// largest value, NaN above every number. out is int64 with one element per row (a decode
+// state's tokens [B, 1]); written in place, so a captured step needs no copy after it.
+void argmax_last_dim(const at::Tensor& logits, at::Tensor& out);
+
 }  // namespace qsweep::cuda

@@ -79,5 +79,9 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
                        MatmulPath path = MatmulPath::automatic);
 at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
                            at::ScalarType dtype);
+// x^ [M, in] in x's dtype (fp16/bf16): xq * rowmax / 127 outside the outlier columns, x inside
+// them, so that x^ . int8_dequantize(weight) is the sum int8_matmul takes (its int32 part plus
+// its float part), up to 16-bit rounding of the operands: the product of a dense-weight GEMM.
+at::Tensor int8_activations(const at::Tensor& x, double threshold);
 
 }  // namespace qsweep::cuda

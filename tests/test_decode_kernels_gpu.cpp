@@ -1,0 +1,98 @@
+// The decode step's own kernels (qsweep/kernels/decode_kernels.h) against the libtorch operations
+// they replace, on shapes that take each of their code paths. The engine tests (test_model_gpu)
+// check them again inside whole decode steps. Labelled "gpu"; skipped, visibly, without a GPU.
+#include "qsweep/kernels/decode_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+using namespace qsweep;
+
+namespace {
+
+// RMSNorm rounds its normalised value and its product once each, as libtorch does; the kernels
+// sum the squares in another order, which may move a rounding by one unit: 2^-8 relative in
+// bfloat16, 2^-11 in float16, float32 far below.
+double norm_tolerance(at::ScalarType t) {
+  return t == at::kBFloat16 ? 1e-2 : t == at::kHalf ? 2e-3 : 1e-5;
+}
+
+bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
+
+const at::Device kGpu("cuda:0");
+const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kHalf, at::kBFloat16};
+
+double rel_err(const at::Tensor& got, const at::Tensor& ref) {
+  const at::Tensor g = got.to(at::kCPU, at::kDouble), r = ref.to(at::kCPU, at::kDouble);
+  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-30);
+}
+
+class DecodeKernels : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!have_gpu()) GTEST_SKIP() << "no GPU visible to libtorch: decode kernel tests skipped";
+    at::manual_seed(99);
+  }
+  c10::InferenceMode inference_;
+};
+
+}  // namespace
+
+// hidden 2048 and 4096 take the register kernel (one and two 16-byte pieces per thread in
+// 16-bit types), 1000 and 9000 the element-wise one (not a whole number of pieces; past the
+// register kernel's rows).
+TEST_F(DecodeKernels, AddRmsNormIsTheResidualAddThenTransformersRmsNorm) {
+  const double eps = 1e-5;
+  for (at::ScalarType dtype : kDtypes)
+    for (int64_t hidden : {2048, 4096, 1000, 9000})
+      for (bool with_delta : {true, false}) {
+        const auto on = at::TensorOptions().device(kGpu).dtype(dtype);
+        at::Tensor residual = at::randn({3, hidden}, on);
+        const at::Tensor delta = with_delta ? at::randn({3, hidden}, on) : at::Tensor();
+        const at::Tensor weight = at::rand({hidden}, on) + 0.5;
+        const at::Tensor h = with_delta ? residual + delta : residual.clone();
+        const at::Tensor hf = h.to(at::kFloat);
+        const at::Tensor expected =
+            weight * (hf * at::rsqrt(hf.pow(2).mean(-1, true) + eps)).to(dtype);
+        const at::Tensor out = cuda::add_rms_norm(residual, delta, weight, eps);
+        const std::string where = std::string(c10::toString(dtype)) + " hidden " +
+                                  std::to_string(hidden) + (with_delta ? " with delta" : "");
+        EXPECT_TRUE(at::equal(residual, h)) << where;
+        EXPECT_LT(rel_err(out, expected), norm_tolerance(dtype)) << where;
+      }
+}
+
+// Rows of a Llama-3 vocabulary (one chunk per block would be 63 chunks), a short row (one chunk)
+// and a decode batch; ties go to the first index and a NaN wins, as in at::argmax.
+TEST_F(DecodeKernels, ArgmaxLastDimPicksWhatAtArgmaxPicks) {
+  struct Shape { int64_t rows, cols; };
+  for (at::ScalarType dtype : kDtypes)
+    for (const Shape shape : {Shape{1, 128256}, Shape{3, 1000}, Shape{256, 5000}}) {
+      at::Tensor logits = at::randn({shape.rows, shape.cols}).to(dtype);
+      logits.index_put_({0, shape.cols - 5}, 40.0);  // a tie with a later index: the first wins
+      logits.index_put_({0, shape.cols / 3}, 40.0);
+      if (shape.rows > 1) {
+        logits.index_put_({1, 7}, 40.0);
+        logits.index_put_({1, shape.cols - 1}, NAN);
+      }
+      if (shape.rows > 2) logits[2].fill_(-INFINITY);  // every value equal: index 0
+      const at::Tensor expected = logits.to(at::kFloat).argmax(-1, /*keepdim=*/true);
+      at::Tensor out = at::full({shape.rows, 1}, -1, at::TensorOptions().device(kGpu).dtype(at::kLong));
+      cuda::argmax_last_dim(logits.to(kGpu), out);
+      EXPECT_TRUE(at::equal(out.cpu(), expected))
+          << c10::toString(dtype) << " rows " << shape.rows << " cols " << shape.cols;
+      EXPECT_EQ(out[0].item<int64_t>(), shape.cols / 3);
+    }
+}
+
+TEST_F(DecodeKernels, ArgmaxLastDimRefusesAnOutOfTheWrongShape) {
+  const at::Tensor logits = at::randn({4, 100}, at::TensorOptions().device(kGpu));
+  at::Tensor out = at::empty({3}, logits.options().dtype(at::kLong));
+  EXPECT_THROW(cuda::argmax_last_dim(logits, out), c10::Error);
+}
