@@ -81,6 +81,13 @@ def sha256(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def read_jsonl(path):
+    """One JSON value per line. Split at "\n" only: str.splitlines() also splits at U+0085 and
+    U+2028, which a generated answer may hold unescaped inside a JSON string."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
+
+
 def parse_eval_seconds(log):
     """Samples and seconds from `qsweep eval`'s "N samples in X s" line (loading excluded)."""
     m = re.search(r"(\d+) samples in ([0-9.]+) s", log)
@@ -252,7 +259,7 @@ def qsweep_coqa(qsweep, checkpoint, coqa, stories, dtype, device, batch_size, ma
     files = sorted(Path(out).glob("*/samples_coqa_*.jsonl"))
     if not files:
         raise RuntimeError(f"qsweep eval wrote no samples_coqa_*.jsonl under {out}")
-    records = [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+    records = read_jsonl(files[-1])
     return {"samples": n, "seconds": seconds,
             "generated_tokens": sum(r["qsweep"]["generated_tokens"] for r in records),
             "prompt_sha256": {r["doc"]["id"]: r["prompt_hash"] for r in records}}

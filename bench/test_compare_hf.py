@@ -110,6 +110,14 @@ class Inputs(unittest.TestCase):
         self.assertEqual(compare_hf.sha256(prompt),
                          hashlib.sha256(prompt.encode("utf-8")).hexdigest())
 
+    def test_samples_whose_answers_hold_unicode_line_breaks_read_whole(self):
+        records = [{"doc": {"id": "a"}, "resps": [["one\u2028two\u0085three"]]}, {"doc": {"id": "b"}}]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "samples.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            self.assertEqual(compare_hf.read_jsonl(path), records)
+
     def test_eval_seconds_come_from_qsweep_evals_log_line(self):
         log = "[12:00:01 r0] loading\n[12:00:09 r0] 10 samples in 3.4 s on NVIDIA H200 (bf16)\n"
         self.assertEqual(compare_hf.parse_eval_seconds(log), (10, 3.4))

@@ -58,37 +58,31 @@ __device__ __forceinline__ float block_max(float v, float* shared) {
   return shared[0];
 }
 
-// One launch for both halves of the preparation: blocks [0, M) quantize one activation row each
-// (absmax over the elements below the threshold, then round to nearest even), the remaining
-// blocks mark the outlier columns (any element of the column at or above the threshold).
+// One block per activation row: its absmax over the elements below the threshold, the row
+// rounded to nearest even by it, and the columns of the elements at or above it marked as
+// outlier columns (mask zeroed before; every block that finds one writes the same 1). Marking
+// here rather than in blocks that each scan a column over all rows keeps a prefill of 10^5 rows
+// from waiting on a few blocks walking 10^5 rows one load after another.
 template <typename T>
 __global__ void __launch_bounds__(kPrepThreads)
-    int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int m_rows, int in, float threshold) {
+    int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int in, float threshold) {
   __shared__ float shared[kPrepThreads / 32];
-  if (blockIdx.x < m_rows) {
-    const T* row = x + static_cast<int64_t>(blockIdx.x) * in;
-    float mx = 0.f;
-    for (int k = threadIdx.x; k < in; k += blockDim.x) {
-      const float a = fabsf(to_float(row[k]));
-      if (a < threshold) mx = fmaxf(mx, a);
-    }
-    mx = block_max(mx, shared);
-    const float scale = mx > 0.f ? 127.f / mx : 0.f;
-    int8_t* q = s.xq + static_cast<int64_t>(blockIdx.x) * in;
-    for (int k = threadIdx.x; k < in; k += blockDim.x) {
-      const float v = to_float(row[k]);
-      q[k] = fabsf(v) < threshold ? static_cast<int8_t>(max(-127, min(127, __float2int_rn(v * scale))))
-                                  : static_cast<int8_t>(0);
-    }
-    if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
-  } else {
-    const int k = (blockIdx.x - m_rows) * blockDim.x + threadIdx.x;
-    if (k >= in) return;
-    uint8_t outlier = 0;
-    for (int m = 0; m < m_rows && !outlier; ++m)
-      outlier = fabsf(to_float(x[static_cast<int64_t>(m) * in + k])) >= threshold;
-    s.mask[k] = outlier;
+  const T* row = x + static_cast<int64_t>(blockIdx.x) * in;
+  float mx = 0.f;
+  for (int k = threadIdx.x; k < in; k += blockDim.x) {
+    const float a = fabsf(to_float(row[k]));
+    if (a < threshold) mx = fmaxf(mx, a);
+    else if (a >= threshold) s.mask[k] = 1;  // NaN is neither
   }
+  mx = block_max(mx, shared);
+  const float scale = mx > 0.f ? 127.f / mx : 0.f;
+  int8_t* q = s.xq + static_cast<int64_t>(blockIdx.x) * in;
+  for (int k = threadIdx.x; k < in; k += blockDim.x) {
+    const float v = to_float(row[k]);
+    q[k] = fabsf(v) < threshold ? static_cast<int8_t>(max(-127, min(127, __float2int_rn(v * scale))))
+                                : static_cast<int8_t>(0);
+  }
+  if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
 }
 
 // One warp per kRows weight rows; lane l reads 16-byte pieces l, l + 32, ... of each row. Pieces
@@ -282,9 +276,9 @@ float outlier_threshold(double threshold) {
 template <typename T>
 void prepare_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in, float threshold,
                          cudaStream_t stream) {
-  const int64_t column_blocks = (in + kPrepThreads - 1) / kPrepThreads;
-  int8_prepare_kernel<T><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
-      x, s, static_cast<int>(m), static_cast<int>(in), threshold);
+  QSWEEP_CUDA_CHECK(cudaMemsetAsync(s.mask, 0, static_cast<size_t>(in), stream));
+  int8_prepare_kernel<T><<<static_cast<unsigned>(m), kPrepThreads, 0, stream>>>(
+      x, s, static_cast<int>(in), threshold);
   QSWEEP_CUDA_CHECK(cudaGetLastError());
 }
 
