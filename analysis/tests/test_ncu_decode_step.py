@@ -86,32 +86,26 @@ class DecodeStep(unittest.TestCase):
 
 
 class BadInput(unittest.TestCase):
-    def write(self, d, lines):
-        path = os.path.join(d, "bad.csv")
-        with open(path, "w") as f:
-            f.writelines(lines)
-        return path
+    def run_without(self, dropped):
+        """The script on the sample less the lines `dropped` picks: it must exit 1, say nothing on
+        stdout and name the file on stderr, which it returns."""
+        with open(SAMPLE) as f:
+            lines = [line for line in f if not dropped(line)]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "bad.csv")
+            with open(path, "w") as f:
+                f.writelines(lines)
+            result = run(path)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, "")
+        self.assertIn(path, result.stderr)
+        return result.stderr
 
     def test_no_argmax(self):
-        with open(SAMPLE) as f:
-            lines = [line for line in f if "ArgMax" not in line]
-        with tempfile.TemporaryDirectory() as d:
-            path = self.write(d, lines)
-            result = run(path)
-        self.assertEqual(result.returncode, 1)
-        self.assertIn(path, result.stderr)
-        self.assertIn("argmax kernel", result.stderr)
-        self.assertEqual(result.stdout, "")
+        self.assertIn("argmax kernel", self.run_without(lambda line: "ArgMax" in line))
 
     def test_no_header(self):
-        with open(SAMPLE) as f:
-            lines = [line for line in f if not line.startswith('"ID"')]
-        with tempfile.TemporaryDirectory() as d:
-            path = self.write(d, lines)
-            result = run(path)
-        self.assertEqual(result.returncode, 1)
-        self.assertIn(path, result.stderr)
-        self.assertIn("no header row", result.stderr)
+        self.assertIn("no header row", self.run_without(lambda line: line.startswith('"ID"')))
 
 
 if __name__ == "__main__":
