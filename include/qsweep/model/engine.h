@@ -23,7 +23,9 @@ KVCache make_kv_cache(const Model& model, int64_t batch, int64_t capacity);
 // Runs tokens [batch, T] into cache slots [length, length + T). `real` [batch, T] (bool) marks
 // non-pad tokens; positions [batch, T] are their RoPE positions. Returns logits [batch, T, vocab]
 // in the model dtype, or only for the last slot ([batch, 1, vocab]) when last_only is set, which
-// spares prefill the vocab-sized projection of every prompt token.
+// spares prefill the vocab-sized projection of every prompt token. On a GPU the residual adds
+// with the RMSNorms after them and SiLU * up run in the decode step's kernels (decode_kernels.h;
+// QSWEEP_FUSED_DECODE=0: libtorch's operations, as on the CPU).
 at::Tensor forward(const Model& model, const at::Tensor& tokens, const at::Tensor& real,
                    const at::Tensor& positions, KVCache& cache, bool last_only);
 
