@@ -461,20 +461,22 @@ class LmEvalOutputTest(unittest.TestCase):
         with h5py.File(STORE, "r") as f:
             for name, config in f["configs"].items():
                 rows = config["samples"]
-                stored = {(p, i): (g, a) for p, i, g, a in zip(
+                stored = {(p, i): (g, a, int(n)) for p, i, g, a, n in zip(
                     rows["prompt_sha256"].asstr()[:], rows["id"].asstr()[:],
-                    rows["generation"].asstr()[:], rows["prediction"].asstr()[:])}
+                    rows["generation"].asstr()[:], rows["prediction"].asstr()[:],
+                    rows["generated_tokens"][:])}
                 results, samples = next(iter(lm_eval_reader.read_output_dir(
                     os.path.join(out, name)).values()))
                 self.assertNotIn("scored answer", results["qsweep"]["resps"], name)
                 for s in samples["coqa"]:
-                    generation, answer = stored[(s["prompt_hash"], s["doc"]["id"])]
+                    generation, answer, tokens = stored[(s["prompt_hash"], s["doc"]["id"])]
                     self.assertEqual(s["resps"], [[generation]], name)
                     self.assertEqual(s["filtered_resps"], [generation], name)  # take_first
                     self.assertNotIn("\nQ:", generation, name)
                     # lm-eval's coqa process_results: results[0].strip().split("\n")[0]
                     self.assertEqual(s["filtered_resps"][0].strip().split("\n")[0], answer, name)
-                    self.assertEqual(s["qsweep"], {"answer": answer, "resps_from": "generation"})
+                    self.assertEqual(s["qsweep"], {"answer": answer, "resps_from": "generation",
+                                                   "generated_tokens": tokens})
                     differ += generation != answer
         self.assertGreater(differ, 0, "no generation differs from its answer: nothing was tested")
 
