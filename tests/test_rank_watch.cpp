@@ -31,6 +31,25 @@ TEST(RankWatch, SilentBusyRankIsLostAfterTheHeartbeatTimeout) {
   EXPECT_EQ(lost->second, "no heartbeat for 10 s while running fp32/coqa/0000");
 }
 
+// The CI run that found this: rank 2 stopped while it loaded, the others finished every unit,
+// and rank 0 waited for rank 2's first report until the test's budget ran out.
+TEST(RankWatch, RankSilentBeforeItsFirstReportIsLost) {
+  RankWatch w(options());
+  w.expect(1, 0);
+  w.expect(2, 0);
+  w.heard(1, 8);
+  w.heard(2, 8);
+  w.heard(1, 17);
+  EXPECT_FALSE(w.lost(18));
+  const auto lost = w.lost(18.5);
+  ASSERT_TRUE(lost);
+  EXPECT_EQ(lost->first, 2);
+  EXPECT_EQ(lost->second, "no heartbeat for 10 s before its first report");
+  w.started(2, coqa(0), 19);  // its first unit: watched as a busy rank from here
+  w.forget(1);
+  EXPECT_FALSE(w.lost(25));
+}
+
 TEST(RankWatch, IdleOrForgottenRanksAreNotWatched) {
   RankWatch w(options());
   w.started(1, coqa(0), 0);

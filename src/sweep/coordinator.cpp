@@ -313,6 +313,9 @@ SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const M
   Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
                  Clock::now(), {}, {}, 0, mpi.host, {}};
   c.timing.ranks = mpi.size;
+  // A rank that stops before its first report (a node frozen while it loads) would otherwise be
+  // waited for forever. Rank 0's own worker is a thread of this process: not watched.
+  for (int r = 1; r < mpi.size; ++r) c.watch.expect(r, 0.0);
   for (const auto& u : planned) c.plan[u.key] = u;
   for (const auto& u : pending) c.progress.add_pending(u.kind);
   c.progress.workers = mpi.size;

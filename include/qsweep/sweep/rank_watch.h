@@ -1,9 +1,9 @@
 #pragma once
 // Which ranks rank 0 should give up on. Pure bookkeeping with the time passed in, so it is
 // tested on its own. Two signs of a lost rank:
-// - silence: a worker sends a heartbeat every few seconds while it runs a unit (its main thread
-//   waits for the unit on another thread), so a stopped process (SIGSTOP, a node frozen in
-//   swap) or one cut off falls silent;
+// - silence: a worker sends a heartbeat every few seconds while it starts up and while it runs
+//   a unit (its main thread waits for them on another thread), so a stopped process (SIGSTOP,
+//   a node frozen in swap) or one cut off falls silent, also before its first report;
 // - a unit far past its deadline: `factor` times the longest unit of that kind measured so far
 //   in this sweep, never less than `min_deadline` (the first units of a kind, which also load
 //   a model, set no deadline but the minimum). This catches a rank whose heartbeats go on but
@@ -26,6 +26,8 @@ class RankWatch {
  public:
   explicit RankWatch(WatchOptions options = {}) : options_(options) {}
 
+  // `rank` is starting up at `now`: watched for silence until its first unit (or forget).
+  void expect(int rank, double now);
   // Any message from `rank` at time `now` (seconds on a steady clock).
   void heard(int rank, double now);
   // `rank` started `unit` at `now`.
@@ -37,8 +39,9 @@ class RankWatch {
 
   // The deadline of a unit of `kind`, in seconds.
   double deadline(UnitKind kind) const;
-  // A busy rank that is lost at `now` and why ("no heartbeat for 12 s", "fp32/coqa/0003 has run
-  // 950 s, past its deadline of 900 s"); none when every busy rank is fine.
+  // A starting or busy rank that is lost at `now` and why ("no heartbeat for 12 s before its
+  // first report", "fp32/coqa/0003 has run 950 s, past its deadline of 900 s"); none when every
+  // watched rank is fine.
   std::optional<std::pair<int, std::string>> lost(double now) const;
 
  private:
@@ -49,6 +52,7 @@ class RankWatch {
   };
   WatchOptions options_;
   std::map<int, Busy> busy_;
+  std::map<int, double> starting_;  // rank -> last heard, before its first unit
   std::map<UnitKind, double> longest_;
 };
 
