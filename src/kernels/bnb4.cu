@@ -34,11 +34,24 @@ struct Absmax {
   const float* offsets;   // [ceil(blocks / 256)], or null: `offset` for every block
   float offset;
 
-  __device__ __forceinline__ float operator()(int64_t block, const float* code2_shared) const {
-    if (plain) return __ldg(plain + block);
+  // A block's absmax as stored: the plain float, or the nested code, its second-level scale
+  // and offset. load() only issues the reads; combine() uses them (the tile kernel calls the
+  // two a pipeline stage apart, so that the use does not wait for the reads).
+  struct Parts {
+    float plain, scale2, shift;
+    uint32_t code;
+  };
+  __device__ __forceinline__ Parts load(int64_t block) const {
+    if (plain) return {__ldg(plain + block), 0.f, 0.f, 0u};
     const int64_t nested = block / kNestedBlocks;
-    const float shift = offsets ? __ldg(offsets + nested) : offset;
-    return code2_shared[__ldg(codes + block)] * __ldg(scale2 + nested) + shift;
+    return {0.f, __ldg(scale2 + nested), offsets ? __ldg(offsets + nested) : offset,
+            __ldg(codes + block)};
+  }
+  __device__ __forceinline__ float combine(const Parts& p, const float* code2_shared) const {
+    return plain ? p.plain : code2_shared[p.code] * p.scale2 + p.shift;
+  }
+  __device__ __forceinline__ float operator()(int64_t block, const float* code2_shared) const {
+    return combine(load(block), code2_shared);
   }
 };
 
@@ -206,12 +219,11 @@ struct Bnb4TileLoader {
 
   static constexpr int kPieces = 2;
   using Shared = Tables;
-  // A piece's codes and its block's absmax as stored: the plain float, or the nested code, its
-  // second-level scale and offset, combined in store() (combining here would wait for them).
+  // A piece's codes and its block's absmax as stored, combined in store() (combining here
+  // would wait for the reads).
   struct Raw {
     uint4 q[kPieces];
-    float plain[kPieces], scale2[kPieces], shift[kPieces];
-    uint32_t nested_code[kPieces];
+    Absmax::Parts absmax[kPieces];
   };
 
   __device__ void stage(Shared& t) const { stage_tables(t, code, absmax); }
@@ -223,14 +235,8 @@ struct Bnb4TileLoader {
       const int n = n0 + i / 4, k = k0 + (i % 4) * 32;
       const bool live = n < out && k < k_end;
       const int64_t e = static_cast<int64_t>(n) * in + k;
-      const int64_t block = e / blocksize, nested = block / kNestedBlocks;
       raw.q[u] = live ? __ldg(packed + e / 32) : make_uint4(0, 0, 0, 0);
-      raw.plain[u] = live && absmax.plain ? __ldg(absmax.plain + block) : 0.f;
-      raw.nested_code[u] = live && !absmax.plain ? __ldg(absmax.codes + block) : 0u;
-      raw.scale2[u] = live && !absmax.plain ? __ldg(absmax.scale2 + nested) : 0.f;
-      raw.shift[u] = live && !absmax.plain
-                         ? (absmax.offsets ? __ldg(absmax.offsets + nested) : absmax.offset)
-                         : 0.f;
+      raw.absmax[u] = live ? absmax.load(e / blocksize) : Absmax::Parts{0.f, 0.f, 0.f, 0u};
     }
   }
 
@@ -240,8 +246,7 @@ struct Bnb4TileLoader {
 #pragma unroll
     for (int u = 0; u < kPieces; ++u) {
       const int i = threadIdx.x + u * kMmaThreads;
-      const float scale = absmax.plain ? raw.plain[u]
-                                       : t.code2[raw.nested_code[u]] * raw.scale2[u] + raw.shift[u];
+      const float scale = absmax.combine(raw.absmax[u], t.code2);
       uint4* dst = reinterpret_cast<uint4*>(ws + (i / 4) * kMmaLd + (i % 4) * 32);
       const uint32_t words[4] = {raw.q[u].x, raw.q[u].y, raw.q[u].z, raw.q[u].w};
 #pragma unroll
@@ -312,8 +317,7 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   if (m == 0 || w.out == 0) return y;
   if (w.in == 0) return y.zero_();
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
-                      reinterpret_cast<uintptr_t>(w.packed.data_ptr()) % 16 == 0 &&
-                      reinterpret_cast<uintptr_t>(x.data_ptr()) % 16 == 0;
+                      aligned16(w.packed.data_ptr()) && aligned16(x.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   if (pieces && use_tensor_cores(path, m)) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {

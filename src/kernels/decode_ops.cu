@@ -65,7 +65,6 @@ __global__ void __launch_bounds__(kNormThreads)
 // are read once, with 16-byte loads issued together, instead of element by element in two passes
 // whose loads wait on each other (a batch-1 step runs this on one multiprocessor: latency is
 // its cost).
-
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kNormThreads)
     add_rms_norm_vec_kernel(T* __restrict__ residual, const T* __restrict__ delta,
@@ -73,10 +72,11 @@ __global__ void __launch_bounds__(kNormThreads)
   constexpr int kVec = 16 / sizeof(T);
   __shared__ float scratch[32];
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
+  const auto first = [](int c) { return (c * kNormThreads + static_cast<int>(threadIdx.x)) * kVec; };
   uint4 r[kChunks], d[kChunks], w[kChunks];
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int i = (c * kNormThreads + threadIdx.x) * kVec;
+    const int i = first(c);
     const bool live = i < hidden;
     r[c] = live ? *reinterpret_cast<const uint4*>(residual + base + i) : make_uint4(0, 0, 0, 0);
     d[c] = live && delta ? *reinterpret_cast<const uint4*>(delta + base + i) : make_uint4(0, 0, 0, 0);
@@ -96,13 +96,12 @@ __global__ void __launch_bounds__(kNormThreads)
       }
       squares += v * v;  // elements past `hidden` are 0
     }
-    const int i = (c * kNormThreads + threadIdx.x) * kVec;
-    if (delta && i < hidden) *reinterpret_cast<uint4*>(residual + base + i) = r[c];
+    if (delta && first(c) < hidden) *reinterpret_cast<uint4*>(residual + base + first(c)) = r[c];
   }
   const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
 #pragma unroll
   for (int c = 0; c < kChunks; ++c) {
-    const int i = (c * kNormThreads + threadIdx.x) * kVec;
+    const int i = first(c);
     if (i >= hidden) continue;
     const T* h = reinterpret_cast<const T*>(&r[c]);
     const T* wv = reinterpret_cast<const T*>(&w[c]);
@@ -171,9 +170,11 @@ __global__ void argmax_rows_kernel(const float* __restrict__ best_value,
   const int64_t row = blockIdx.x;
   float v = -INFINITY;
   int i = INT_MAX;
-  for (int c = threadIdx.x; c < chunks; c += 32)
-    if (beats(best_value[row * chunks + c], best_index[row * chunks + c], v, i))
-      v = best_value[row * chunks + c], i = best_index[row * chunks + c];
+  for (int c = threadIdx.x; c < chunks; c += 32) {
+    const float cv = best_value[row * chunks + c];
+    const int ci = best_index[row * chunks + c];
+    if (beats(cv, ci, v, i)) v = cv, i = ci;
+  }
   warp_best(v, i);
   if (threadIdx.x == 0) out[row] = i;
 }
@@ -342,8 +343,6 @@ __global__ void silu_mul_kernel(const T* __restrict__ gate, int64_t gate_ld,
     out[i] = from_float<T>(silu * to_float(up[r * up_ld + c]));
   }
 }
-
-bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 void check_input(const at::Tensor& t, const char* what, const char* fn) {
   TORCH_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), fn, ": ", what,

@@ -336,7 +336,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
   if (scratch.defined()) {
     TORCH_CHECK(scratch.is_cuda() && scratch.scalar_type() == at::kByte && scratch.is_contiguous() &&
                     scratch.numel() >= need && scratch.get_device() == x.get_device() &&
-                    reinterpret_cast<uintptr_t>(scratch.data_ptr()) % 16 == 0,
+                    aligned16(scratch.data_ptr()),
                 "int8_matmul: workspace must be a contiguous, 16-byte aligned uint8 CUDA tensor of at "
                 "least int8_workspace_bytes(M, in) = ", need, " bytes on x's device");
   } else {
@@ -344,7 +344,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
   }
   const Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
   const float t = outlier_threshold(threshold);
-  const bool pieces = in % 16 == 0 && reinterpret_cast<uintptr_t>(weight.data_ptr()) % 16 == 0;
+  const bool pieces = in % 16 == 0 && aligned16(weight.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int8_matmul", [&] {
     const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());

@@ -45,9 +45,7 @@ template <int kBits, int kCols>
 __device__ __forceinline__ uint32_t pack_code(const uint32_t (&w)[kBits][kCols], int j, int c) {
   const int bit = j * kBits;
   const int word = bit >> 5, off = bit & 31;
-  uint32_t v = w[word][c] >> off;
-  if (off + kBits > 32) v |= w[word + 1][c] << (32 - off);
-  return v & ((1u << kBits) - 1u);
+  return bit_field(w[word][c], off + kBits > 32 ? w[word + 1][c] : 0u, off, kBits);
 }
 
 __device__ __forceinline__ void load_columns(const uint32_t* row, int col0, int out, bool vector,
@@ -64,11 +62,14 @@ __device__ __forceinline__ void load_columns(const uint32_t* row, int col0, int 
 // The zero point of output column n in group g. The stored field is zero - 1, as GPTQ
 // checkpoints keep it (linear.h), so 1 is added back, modulo 2^bits.
 template <int kBits>
+__device__ __forceinline__ uint32_t zero_of_stored(uint32_t stored) {
+  return (stored + 1u) & ((1u << kBits) - 1u);
+}
+template <int kBits>
 __device__ __forceinline__ uint32_t zero_point(const uint32_t* __restrict__ zeros, int g, int n,
                                                int zero_stride, int zero_words) {
-  const uint32_t stored = stream_bits(zeros + static_cast<int64_t>(g) * zero_stride,
-                                      static_cast<int64_t>(n) * kBits, kBits, zero_words);
-  return (stored + 1u) & ((1u << kBits) - 1u);
+  return zero_of_stored<kBits>(stream_bits(zeros + static_cast<int64_t>(g) * zero_stride,
+                                           static_cast<int64_t>(n) * kBits, kBits, zero_words));
 }
 
 // acc[m][c] += sum over the pack's 32 channels of x[m][k] * scale * (q - zero), for a pack whose
@@ -339,12 +340,11 @@ struct IntGroupTileLoader {
       const int col = i % kMmaTileN, n = n0 + col;
       __align__(16) T v[32];
       if (raw.group[u] >= 0) {
-        // The zero field of column n, stored as zero - 1 (see zero_point).
+        // Column n's zero field from the words resolve() read, as zero_point takes it.
         const int off = static_cast<int>((static_cast<int64_t>(n) * kBits) & 31);
-        uint32_t stored = raw.zero_lo[u] >> off;
-        if (off + kBits > 32) stored |= raw.zero_hi[u] << (32 - off);
-        constexpr uint32_t kMask = (1u << kBits) - 1u;
-        const float zm = kMagic + static_cast<float>(raw.live[u] ? ((stored & kMask) + 1u) & kMask : 0u);
+        const uint32_t zero =
+            zero_of_stored<kBits>(bit_field(raw.zero_lo[u], raw.zero_hi[u], off, kBits));
+        const float zm = kMagic + static_cast<float>(raw.live[u] ? zero : 0u);
         const float scale = to_float(raw.scale[u]);
 #pragma unroll
         for (int j = 0; j < 32; ++j)
@@ -429,7 +429,7 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
               scales.scalar_type(), ") must have x's dtype (", x.scalar_type(), ")");
   TORCH_CHECK(x.get_device() == qweight.get_device(),
               "int_group_matmul: x and qweight must be on one device");
-  TORCH_CHECK(reinterpret_cast<uintptr_t>(qweight.data_ptr()) % 16 == 0,
+  TORCH_CHECK(aligned16(qweight.data_ptr()),
               "int_group_matmul: qweight must be 16-byte aligned");
   const int64_t m = x.size(0);
   at::Tensor y = at::empty({m, shape.out}, x.options());

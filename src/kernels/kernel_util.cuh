@@ -37,15 +37,22 @@ __device__ __forceinline__ void unpack8(const uint4& raw, float (&out)[8]) {
 constexpr float kMagic = 8388608.0f;
 __device__ __forceinline__ float magic_code(uint32_t q) { return __uint_as_float(0x4B000000u | q); }
 
+// Bits [off, off + nbits) of the little-endian word pair lo, hi (0 <= off < 32, nbits <= 8);
+// hi matters only when the field crosses into it, as 3-bit codes do.
+__device__ __forceinline__ uint32_t bit_field(uint32_t lo, uint32_t hi, int off, int nbits) {
+  uint32_t v = lo >> off;
+  if (off + nbits > 32) v |= hi << (32 - off);
+  return v & ((1u << nbits) - 1u);
+}
+
 // Bits [bit, bit + nbits) of a little-endian stream of 32-bit words, nbits <= 8, reading the next
-// word only when the field crosses into it (3-bit codes do) and it exists.
+// word only when the field crosses into it and it exists.
 __device__ __forceinline__ uint32_t stream_bits(const uint32_t* words, int64_t bit, int nbits,
                                                 int64_t nwords) {
   const int64_t w = bit >> 5;
   const int off = static_cast<int>(bit & 31);
-  uint32_t v = __ldg(words + w) >> off;
-  if (off + nbits > 32 && w + 1 < nwords) v |= __ldg(words + w + 1) << (32 - off);
-  return v & ((1u << nbits) - 1u);
+  const uint32_t hi = off + nbits > 32 && w + 1 < nwords ? __ldg(words + w + 1) : 0u;
+  return bit_field(__ldg(words + w), hi, off, nbits);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -99,6 +106,8 @@ template <int... kValues, typename F>
 bool with_constant(int64_t v, F&& f) {
   return ((v == kValues ? (f(std::integral_constant<int, kValues>{}), true) : false) || ...);
 }
+
+inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider
 // tensor, such as a stacked projection's part, has strided rows and contiguous elements).
