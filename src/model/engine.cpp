@@ -120,6 +120,11 @@ at::Tensor mlp(const LayerWeights& l, const at::Tensor& h, [[maybe_unused]] bool
   return ops::mlp(l, h);
 }
 
+// The norm that follows layer i's MLP: the next layer's input norm, or the final norm.
+const at::Tensor& norm_after(const Model& m, size_t i) {
+  return i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
+}
+
 // The decoder stack and the final norm and projection, for tokens already embedded: logits of
 // every position, or of one position per row, column `last[b]` ([batch, 1, vocab]). Each norm
 // takes the residual add before it; the norm is per position, so the rows `last` picks may be
@@ -135,8 +140,7 @@ at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
     const LayerWeights& l = m.layers[i];
     const at::Tensor attended = attention_block(m, l, static_cast<int>(i), h, rope, bias, cache, write);
     h = add_then_norm(x, attended, l.post_attention_norm, eps, fused);
-    const at::Tensor& next_norm = i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
-    h = add_then_norm(x, mlp(l, h, fused), next_norm, eps, fused);
+    h = add_then_norm(x, mlp(l, h, fused), norm_after(m, i), eps, fused);
   }
   if (last.defined()) h = h.gather(1, last.view({-1, 1, 1}).expand({h.size(0), 1, h.size(2)}));
   return linear_forward(m.lm_head, h);
@@ -224,10 +228,7 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
     const at::Tensor attended =
         cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale);
     h = cuda::add_rms_norm(x, linear_forward(l.o, attended), l.post_attention_norm, eps);
-    const std::vector<at::Tensor> gate_up = ops::project_together(l.gate_up, {&l.gate, &l.up}, h);
-    const at::Tensor product = cuda::silu_mul(gate_up[0], gate_up[1]);
-    const at::Tensor& next_norm = i + 1 < m.layers.size() ? m.layers[i + 1].input_norm : m.final_norm;
-    h = cuda::add_rms_norm(x, linear_forward(l.down, product), next_norm, eps);
+    h = cuda::add_rms_norm(x, mlp(l, h, /*fused=*/true), norm_after(m, i), eps);
   }
   return linear_forward(m.lm_head, h);
 }
