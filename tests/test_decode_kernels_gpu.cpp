@@ -4,13 +4,14 @@
 #include "qsweep/kernels/decode_kernels.h"
 
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
+
+#include "gpu_test_helpers.h"
 
 using namespace qsweep;
 
@@ -23,15 +24,7 @@ double norm_tolerance(at::ScalarType t) {
   return t == at::kBFloat16 ? 1e-2 : t == at::kHalf ? 2e-3 : 1e-5;
 }
 
-bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
-
-const at::Device kGpu("cuda:0");
 const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kHalf, at::kBFloat16};
-
-double rel_err(const at::Tensor& got, const at::Tensor& ref) {
-  const at::Tensor g = got.to(at::kCPU, at::kDouble), r = ref.to(at::kCPU, at::kDouble);
-  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-30);
-}
 
 class DecodeKernels : public ::testing::Test {
  protected:

@@ -6,13 +6,14 @@
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAGraph.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "gpu_test_helpers.h"
 
 using namespace qsweep;
 using namespace qsweep::cuda;
@@ -30,15 +31,6 @@ constexpr double kInt8ActivationTolerance = 4e-2;
 // Dequantized weights: one rounding of an exact float32 product to the compute dtype.
 constexpr double kFp16DequantTolerance = 1e-3;
 constexpr double kBf16DequantTolerance = 8e-3;
-
-bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
-
-const at::Device kGpu("cuda:0");
-
-double rel_err(const at::Tensor& got, const at::Tensor& ref) {
-  const at::Tensor g = got.to(at::kCPU, at::kDouble), r = ref.to(at::kCPU, at::kDouble);
-  return (g - r).norm().item<double>() / std::max(r.norm().item<double>(), 1e-30);
-}
 
 double output_tolerance(at::ScalarType t) {
   return t == at::kHalf ? kFp16OutputTolerance : kBf16OutputTolerance;

@@ -8,9 +8,10 @@
 #include "qsweep/quant/quantize_model.h"
 
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
+
+#include "gpu_test_helpers.h"
 
 using namespace qsweep;
 
@@ -22,8 +23,6 @@ constexpr double kHalfProductTolerance = 4e-3;
 // LLM.int8 rounds activations to int8 on both sides; the GPU's fp16 outlier product and a
 // differently ordered int32 sum may move a value across a rounding step.
 constexpr double kInt8Tolerance = 1e-2;
-
-bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
 
 double relative_error(const at::Tensor& got, const at::Tensor& want) {
   return ((got.to(at::kFloat).cpu() - want).norm() / want.norm()).item<double>();

@@ -6,10 +6,10 @@
 #include "qsweep/model/stacked_projections.h"
 
 #include <ATen/ATen.h>
-#include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include "gpu_test_helpers.h"
 #include "test_helpers.h"
 
 using namespace qsweep;
@@ -23,8 +23,6 @@ namespace {
 constexpr double kFp32RelativeTolerance = 1e-4;
 constexpr double kClearMargin = 0.1;
 constexpr double kHalfClearTop1Agreement = 0.99;
-
-bool have_gpu() { return at::detail::getCUDAHooks().getNumGPUs() > 0; }
 
 const std::string& model_dir() {
   static const std::string dir = [] {
