@@ -136,8 +136,8 @@ def group(step):
 def header(steps, index, bytes_per_step, step_ms):
     """The lines above the table: which step, its kernel-time sum, and how it compares."""
     step = steps[index]
-    step_us = sum(launch["ns"] for launch in step) / 1e3
-    median_us = statistics.median(sum(launch["ns"] for launch in s) / 1e3 for s in steps)
+    sums_us = [sum(launch["ns"] for launch in s) / 1e3 for s in steps]
+    step_us, median_us = sums_us[index], statistics.median(sums_us)
     read = sum(launch["read"] for launch in step)
     lines = [f"Decode step {index} of the {len(steps)} steps of {len(step)} launches (IDs "
              f"{step[0]['id']}-{step[-1]['id']}): kernel time {step_us:.1f} µs (median over the "

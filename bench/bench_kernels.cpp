@@ -47,17 +47,17 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
-// Milliseconds of each timed replay of `graph`, divided by `calls_per_replay`.
-std::vector<double> time_graph(at::cuda::CUDAGraph& graph, int calls_per_replay) {
-  for (int i = 0; i < kWarmupReplays; ++i) graph.replay();
+// Milliseconds of each timed run of `run` (CUDA events around it), divided by `calls_per_run`.
+std::vector<double> time_runs(const std::function<void()>& run, int calls_per_run) {
+  for (int i = 0; i < kWarmupReplays; ++i) run();
   std::vector<double> samples;
   at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
   for (int i = 0; i < kTimedReplays; ++i) {
     start.record();
-    graph.replay();
+    run();
     stop.record();
     stop.synchronize();
-    samples.push_back(start.elapsed_time(stop) / calls_per_replay);
+    samples.push_back(start.elapsed_time(stop) / calls_per_run);
   }
   return samples;
 }
@@ -73,7 +73,7 @@ std::vector<double> time_calls(const std::function<void(int)>& call, int copies)
     for (int i = 0; i < copies; ++i) call(i);
     graph.capture_end();
   }
-  return time_graph(graph, copies);
+  return time_runs([&] { graph.replay(); }, copies);
 }
 
 // Timed eagerly, as `qsweep bench` and compare_hf.py time theirs. Captured into a graph the copy
@@ -84,15 +84,7 @@ double copy_bandwidth_gbps(std::vector<double>& samples_out) {
   const int64_t bytes = int64_t{1} << 30;
   const auto opts = at::TensorOptions().dtype(at::kByte).device(kGpu);
   at::Tensor a = at::randint(255, {bytes}, opts), b = at::empty({bytes}, opts);
-  at::cuda::CUDAEvent start(cudaEventDefault), stop(cudaEventDefault);
-  samples_out.clear();
-  for (int i = 0; i < kWarmupReplays + kTimedReplays; ++i) {
-    start.record();
-    b.copy_(a);
-    stop.record();
-    stop.synchronize();
-    if (i >= kWarmupReplays) samples_out.push_back(start.elapsed_time(stop));
-  }
+  samples_out = time_runs([&] { b.copy_(a); }, 1);
   return 2.0 * bytes / (percentile(samples_out, 0.5) * 1e-3) / 1e9;  // read + written
 }
 

@@ -1,5 +1,5 @@
 // Every quantized format through Linear on the GPU (the kernels the engine dispatches to, fused
-// for decode rows and dequantize + cuBLAS or int8 GEMM beyond) against the same layer's CPU
+// for decode rows and a dense weight on cuBLAS beyond) against the same layer's CPU
 // reference, the definition in src/model/format_*.cpp. Labelled "gpu"; skipped, visibly, where
 // libtorch sees no GPU.
 #include "qsweep/model/dequantized_weights.h"
@@ -28,8 +28,9 @@ double relative_error(const at::Tensor& got, const at::Tensor& want) {
   return ((got.to(at::kFloat).cpu() - want).norm() / want.norm()).item<double>();
 }
 
-// 1 and 5 rows take the GEMVs, 16 to 64 the tensor-core tile kernel, 100 dequantize + cuBLAS (or
-// the int8 GEMM): the paths of decode at small and large batches and of prefill.
+// 1 and 5 rows take the GEMVs, 16 to 64 the tensor-core tile kernel, 100 dequantize + cuBLAS (for
+// LLM.int8 with x^ as its activations): the paths of decode at small and large batches and of
+// prefill.
 void expect_gpu_matches_cpu(const QuantConfig& config, double tolerance, double outlier = 0) {
   c10::InferenceMode guard;
   at::manual_seed(7);
