@@ -51,7 +51,8 @@ def qsweep_generate(args, model_dir, dtype, prompts_file, work, batch_size):
     out = run([args.qsweep, "generate", "--model", model_dir, "--prompts-file", prompts_file,
                "--max-new-tokens", args.steps, "--dtype", dtype, "--device", "cuda",
                "--batch-size", batch_size, "--json", "--out", logits_file])
-    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    # Split on "\n" only: a generated text may hold U+2028 or U+0085, which splitlines() splits on.
+    rows = [json.loads(line) for line in out.split("\n") if line.strip()]
     return rows, load_file(str(logits_file))["logits"]
 
 
