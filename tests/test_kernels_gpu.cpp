@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "gpu_test_helpers.h"
@@ -361,6 +363,19 @@ TEST_F(Kernels, Int8ActivationsTimesDequantizedWeightFollowLlmInt8) {
         EXPECT_LT(rel_err(y, emulate_llm_int8(x, c, threshold)), output_tolerance(dtype))
             << "threshold " << threshold << " M " << m;
       }
+}
+
+TEST_F(Kernels, Int8ActivationsRefuseANegativeThresholdAndNon2DInputByName) {
+  const at::Tensor x = at::randn({2, 64}).to(at::kHalf).to(kGpu);
+  for (const auto& call : std::vector<std::function<void()>>{
+           [&] { int8_activations(x, -1.0); }, [&] { int8_activations(x.view({2, 8, 8}), 6.0); }}) {
+    try {
+      call();
+      ADD_FAILURE() << "bad input accepted";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("int8_activations"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST_F(Kernels, Int8OutlierColumnsKeepFullPrecision) {
