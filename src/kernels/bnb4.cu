@@ -248,7 +248,12 @@ struct Bnb4TileLoader {
       const int i = threadIdx.x + u * kMmaThreads;
       const float scale = absmax.combine(raw.absmax[u], t.code2);
       uint4* dst = reinterpret_cast<uint4*>(ws + (i / 4) * kMmaLd + (i % 4) * 32);
-      const uint32_t words[4] = {raw.q[u].x, raw.q[u].y, raw.q[u].z, raw.q[u].w};
+      // A row's pieces p and p + 2 start 128 bytes apart, on the same bank groups: pieces 2
+      // and 3 write their quarters in the order 2, 3, 0, 1, so a quarter-warp's eight 16-byte
+      // stores meet eight bank groups instead of four twice.
+      const int turn = i & 2;
+      const uint4 q = raw.q[u];
+      const uint32_t words[4] = {turn ? q.z : q.x, turn ? q.w : q.y, turn ? q.x : q.z, turn ? q.y : q.w};
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
         __align__(16) T v[8];
@@ -258,7 +263,7 @@ struct Bnb4TileLoader {
           v[2 * b] = from_float<T>(t.lut[byte >> 4] * scale);
           v[2 * b + 1] = from_float<T>(t.lut[byte & 0xfu] * scale);
         }
-        dst[s] = *reinterpret_cast<const uint4*>(v);
+        dst[s ^ turn] = *reinterpret_cast<const uint4*>(v);
       }
     }
   }

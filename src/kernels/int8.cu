@@ -58,21 +58,35 @@ __device__ __forceinline__ float block_max(float v, float* shared) {
   return shared[0];
 }
 
-// One block per activation row: its absmax over the elements below the threshold, the row
-// rounded to nearest even by it, and the columns of the elements at or above it marked as
-// outlier columns (mask zeroed before; every block that finds one writes the same 1). Marking
-// here rather than in blocks that each scan a column over all rows keeps a prefill of 10^5 rows
-// from waiting on a few blocks walking 10^5 rows one load after another.
+// Blocks [0, M) take one activation row each: its absmax over the elements below the threshold,
+// then the row rounded to nearest even by it. The outlier columns (any element at or above the
+// threshold) are marked one of two ways. Up to kColumnScanMaxRows rows, extra blocks scan a
+// column each over all rows and write the whole mask: one launch and no memset node in every
+// int8 projection of the decode graph (64 memsets cost a batch-1 step 0.2 ms). Above, the row
+// blocks mark them into a mask zeroed before (every finder writes the same 1), so a prefill of
+// 10^5 rows does not wait on a few blocks walking 10^5 rows one load after another.
+constexpr int64_t kColumnScanMaxRows = 64;
+
 template <typename T>
 __global__ void __launch_bounds__(kPrepThreads)
-    int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int in, float threshold) {
+    int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int m_rows, int in, float threshold,
+                        bool rows_mark) {
+  if (blockIdx.x >= m_rows) {
+    const int k = (blockIdx.x - m_rows) * blockDim.x + threadIdx.x;
+    if (k >= in) return;
+    uint8_t outlier = 0;
+    for (int m = 0; m < m_rows && !outlier; ++m)
+      outlier = fabsf(to_float(x[static_cast<int64_t>(m) * in + k])) >= threshold;
+    s.mask[k] = outlier;
+    return;
+  }
   __shared__ float shared[kPrepThreads / 32];
   const T* row = x + static_cast<int64_t>(blockIdx.x) * in;
   float mx = 0.f;
   for (int k = threadIdx.x; k < in; k += blockDim.x) {
     const float a = fabsf(to_float(row[k]));
     if (a < threshold) mx = fmaxf(mx, a);
-    else if (a >= threshold) s.mask[k] = 1;  // NaN is neither
+    else if (rows_mark && a >= threshold) s.mask[k] = 1;  // NaN is neither
   }
   mx = block_max(mx, shared);
   const float scale = mx > 0.f ? 127.f / mx : 0.f;
@@ -236,9 +250,14 @@ struct Int8TileLoader {
       __align__(16) T v[16];
 #pragma unroll
       for (int j = 0; j < 16; ++j) v[j] = from_float<T>(codes[j] * scale);
+      // A row's pieces p and p + 4 start 64 bytes apart, on the same bank groups: pieces 4-7
+      // write their second half first, so a quarter-warp's eight 16-byte stores meet eight
+      // bank groups instead of four twice.
+      const bool second_first = i & 4;
+      const uint4 lo = reinterpret_cast<const uint4*>(v)[0], hi = reinterpret_cast<const uint4*>(v)[1];
       uint4* dst = reinterpret_cast<uint4*>(ws + (i / 8) * kMmaLd + (i % 8) * 16);
-      dst[0] = reinterpret_cast<const uint4*>(v)[0];
-      dst[1] = reinterpret_cast<const uint4*>(v)[1];
+      dst[second_first] = second_first ? hi : lo;
+      dst[!second_first] = second_first ? lo : hi;
     }
   }
 };
@@ -276,9 +295,11 @@ float outlier_threshold(double threshold) {
 template <typename T>
 void prepare_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in, float threshold,
                          cudaStream_t stream) {
-  QSWEEP_CUDA_CHECK(cudaMemsetAsync(s.mask, 0, static_cast<size_t>(in), stream));
-  int8_prepare_kernel<T><<<static_cast<unsigned>(m), kPrepThreads, 0, stream>>>(
-      x, s, static_cast<int>(in), threshold);
+  const bool scan_columns = m <= kColumnScanMaxRows;
+  if (!scan_columns) QSWEEP_CUDA_CHECK(cudaMemsetAsync(s.mask, 0, static_cast<size_t>(in), stream));
+  const int64_t column_blocks = scan_columns ? (in + kPrepThreads - 1) / kPrepThreads : 0;
+  int8_prepare_kernel<T><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
+      x, s, static_cast<int>(m), static_cast<int>(in), threshold, !scan_columns);
   QSWEEP_CUDA_CHECK(cudaGetLastError());
 }
 
