@@ -4,6 +4,7 @@
 #include "qsweep/model/make_model.h"
 #include "qsweep/model/model.h"
 #include "qsweep/model/stacked_projections.h"
+#include "qsweep/quant/quantize_model.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -193,4 +194,50 @@ TEST_F(GpuEngine, FusedDecodeOverStackedProjectionsGivesTheUnfusedGreedyTokensIn
   const DecodeOutcome unfused = decode_with(separate, false, false);
   EXPECT_TRUE(at::equal(fused.tokens, unfused.tokens));
   EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kFp32RelativeTolerance);
+}
+
+namespace {
+
+// Greedy tokens of `steps` graph-replayed decode steps of a batch of `b`, and the last layer's
+// key cache after them, with programmatic dependent launch on or off (QSWEEP_PDL).
+DecodeOutcome graph_decode(const Model& m, int64_t b, bool overlapped) {
+  if (overlapped) unsetenv("QSWEEP_PDL"); else setenv("QSWEEP_PDL", "0", 1);
+  const int64_t t = 12, steps = 24;
+  const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
+  KVCache cache = make_kv_cache(m, b, t + steps);
+  const at::Tensor prompt = (at::arange(b * t, on).view({b, t}) * 5) % 4096;
+  const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
+                                    at::arange(t, on).expand({b, t}), cache, true);
+  DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
+  std::vector<at::Tensor> tokens;
+  {
+    Decoder decoder(m, cache, state);
+    for (int s = 0; s < steps; ++s) {
+      tokens.push_back(state.tokens.clone());
+      decoder.step();
+    }
+  }
+  unsetenv("QSWEEP_PDL");
+  return {at::cat(tokens, 1).cpu(), cache.k.back().to(at::kCPU, at::kFloat)};
+}
+
+}  // namespace
+
+// Overlapped launches change when a kernel's blocks start, never what they compute: with them
+// and without, a quantized model's decode (the GEMVs at 4 rows, the tile kernel at 16) gives the
+// same tokens and the same key cache, bit for bit. A kernel that loaded its input before waiting
+// for the kernel that writes it would differ here, at some step.
+TEST_F(GpuEngine, OverlappedLaunchesChangeNoBitOfAQuantizedDecode) {
+  c10::InferenceMode guard;
+  for (QuantMethod method : {QuantMethod::bnb_nf4, QuantMethod::llm_int8, QuantMethod::rtn}) {
+    Model m = load_model(model_dir(), {DType::fp16, at::Device("cuda:0")});
+    QuantConfig config;
+    config.method = method;
+    quantize_model(m, config);
+    for (int64_t b : {4, 16}) {
+      const DecodeOutcome with = graph_decode(m, b, true), without = graph_decode(m, b, false);
+      EXPECT_TRUE(at::equal(with.tokens, without.tokens)) << quant_method_name(method) << ", batch " << b;
+      EXPECT_TRUE(at::equal(with.last_keys, without.last_keys)) << quant_method_name(method) << ", batch " << b;
+    }
+  }
 }

@@ -40,6 +40,7 @@ __global__ void __launch_bounds__(kNormThreads)
     add_rms_norm_kernel(T* __restrict__ residual, const T* __restrict__ delta,
                         const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
   __shared__ float scratch[32];
+  wait_then_release();
   T* row = residual + static_cast<int64_t>(blockIdx.x) * hidden;
   const T* d = delta ? delta + static_cast<int64_t>(blockIdx.x) * hidden : nullptr;
   float squares = 0.f;
@@ -71,6 +72,7 @@ __global__ void __launch_bounds__(kNormThreads)
                             const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
   constexpr int kVec = 16 / sizeof(T);
   __shared__ float scratch[32];
+  wait_then_release();
   const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
   const auto first = [](int c) { return (c * kNormThreads + static_cast<int>(threadIdx.x)) * kVec; };
   uint4 r[kChunks], d[kChunks], w[kChunks];
@@ -141,6 +143,7 @@ __global__ void __launch_bounds__(kArgmaxThreads)
                         int* __restrict__ best_index) {
   __shared__ float values[kArgmaxThreads / 32];
   __shared__ int indices[kArgmaxThreads / 32];
+  wait_then_release();
   const int64_t row = blockIdx.y;
   const int begin = blockIdx.x * kArgmaxChunk;
   const int end = static_cast<int>(cols < begin + kArgmaxChunk ? cols : begin + kArgmaxChunk);
@@ -167,6 +170,7 @@ __global__ void __launch_bounds__(kArgmaxThreads)
 __global__ void argmax_rows_kernel(const float* __restrict__ best_value,
                                    const int* __restrict__ best_index, int chunks,
                                    int64_t* __restrict__ out) {
+  wait_then_release();
   const int64_t row = blockIdx.x;
   float v = -INFINITY;
   int i = INT_MAX;
@@ -193,6 +197,7 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
                                   T* __restrict__ k_cache, T* __restrict__ v_cache,
                                   bool* __restrict__ key_mask, const int64_t* __restrict__ slot,
                                   int heads, int kv_heads, int dim, int64_t capacity) {
+  wait_then_release();
   const int b = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = dim / 2;
   const bool is_query = head < heads;
   const int h = is_query ? head : head - heads;
@@ -226,6 +231,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
                             int kv_heads, int64_t capacity, float scale) {
   constexpr int kWarps = kAttentionThreads / 32, kPerLane = kDim / 32, kUnroll = 4;
   extern __shared__ float shared[];
+  wait_then_release();
   const int kvh = blockIdx.x, b = blockIdx.y;
   const int64_t n = slot[b] + 1;
   float* qs = shared;                          // [kGroup][kDim]
@@ -335,6 +341,7 @@ template <typename T>
 __global__ void silu_mul_kernel(const T* __restrict__ gate, int64_t gate_ld,
                                 const T* __restrict__ up, int64_t up_ld, T* __restrict__ out,
                                 int64_t cols, int64_t n) {
+  wait_then_release();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i % cols;
@@ -404,17 +411,17 @@ at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at:
     const auto* d = delta.defined() ? reinterpret_cast<const scalar_t*>(delta.data_ptr()) : nullptr;
     const auto* w = reinterpret_cast<const scalar_t*>(weight.data_ptr());
     auto* o = reinterpret_cast<scalar_t*>(out.data_ptr());
+    const Launch config{dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0, stream};
     constexpr int64_t kVec = 16 / sizeof(scalar_t);
     const int64_t chunks = (hidden + kNormThreads * kVec - 1) / (kNormThreads * kVec);
     const bool aligned = hidden % kVec == 0 && aligned16(r) && aligned16(d) && aligned16(w) && aligned16(o);
     const bool vectorized = aligned && with_constant<1, 2, 3, 4>(chunks, [&](auto chunks_c) {
-      add_rms_norm_vec_kernel<scalar_t, decltype(chunks_c)::value><<<rows, kNormThreads, 0, stream>>>(
-          r, d, w, o, static_cast<int>(hidden), static_cast<float>(eps));
+      launch(config, add_rms_norm_vec_kernel<scalar_t, decltype(chunks_c)::value>, r, d, w, o,
+             static_cast<int>(hidden), static_cast<float>(eps));
     });
     if (!vectorized)
-      add_rms_norm_kernel<scalar_t><<<rows, kNormThreads, 0, stream>>>(
-          r, d, w, o, static_cast<int>(hidden), static_cast<float>(eps));
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
+      launch(config, add_rms_norm_kernel<scalar_t>, r, d, w, o, static_cast<int>(hidden),
+             static_cast<float>(eps));
   });
   return out;
 }
@@ -434,16 +441,14 @@ void argmax_last_dim(const at::Tensor& logits, at::Tensor& out) {
   const at::Tensor indices = at::empty({rows, chunks}, logits.options().dtype(at::kInt));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_FLOAT_TYPES(logits.scalar_type(), "argmax_last_dim", [&] {
-    argmax_chunk_kernel<scalar_t><<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(rows)),
-                                    kArgmaxThreads, 0, stream>>>(
-        reinterpret_cast<const scalar_t*>(logits.data_ptr()), cols, values.data_ptr<float>(),
-        indices.data_ptr<int>());
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
+    launch({dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(rows)), dim3(kArgmaxThreads), 0,
+            stream},
+           argmax_chunk_kernel<scalar_t>, reinterpret_cast<const scalar_t*>(logits.data_ptr()), cols,
+           values.data_ptr<float>(), indices.data_ptr<int>());
   });
-  argmax_rows_kernel<<<static_cast<unsigned>(rows), 32, 0, stream>>>(
-      values.data_ptr<float>(), indices.data_ptr<int>(), static_cast<int>(chunks),
-      out.data_ptr<int64_t>());
-  QSWEEP_CUDA_CHECK(cudaGetLastError());
+  launch({dim3(static_cast<unsigned>(rows)), dim3(32), 0, stream}, argmax_rows_kernel,
+         values.data_ptr<float>(), indices.data_ptr<int>(), static_cast<int>(chunks),
+         out.data_ptr<int64_t>());
 }
 
 at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -465,8 +470,8 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
   at::Tensor q_out = at::empty({b, heads, dim}, q.options());
   QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "rope_and_cache_write", [&] {
     const dim3 grid(static_cast<unsigned>(b), static_cast<unsigned>(heads + kv_heads));
-    rope_cache_kernel<scalar_t><<<grid, dim, 0, at::cuda::getCurrentCUDAStream()>>>(
-        reinterpret_cast<const scalar_t*>(q.data_ptr()),
+    launch({grid, dim3(static_cast<unsigned>(dim)), 0, at::cuda::getCurrentCUDAStream()},
+        rope_cache_kernel<scalar_t>, reinterpret_cast<const scalar_t*>(q.data_ptr()),
         reinterpret_cast<const scalar_t*>(k.data_ptr()),
         reinterpret_cast<const scalar_t*>(v.data_ptr()), QkvStrides{q.stride(0), k.stride(0), v.stride(0)},
         reinterpret_cast<const scalar_t*>(cos.data_ptr()),
@@ -476,7 +481,6 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
         reinterpret_cast<scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
         slot.data_ptr<int64_t>(), static_cast<int>(heads), static_cast<int>(kv_heads),
         static_cast<int>(dim), capacity);
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
   });
   return q_out;
 }
@@ -510,14 +514,13 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
         QSWEEP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(shared)));
         const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b));
-        kernel<<<grid, kAttentionThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
+        launch({grid, dim3(kAttentionThreads), shared, at::cuda::getCurrentCUDAStream()}, kernel,
             reinterpret_cast<const scalar_t*>(q.data_ptr()),
             reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
             reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
             slot.data_ptr<int64_t>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
             static_cast<int>(heads), static_cast<int>(kv_heads), capacity,
             static_cast<float>(scale));
-        QSWEEP_CUDA_CHECK(cudaGetLastError());
       });
     });
   });
@@ -535,11 +538,10 @@ at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
   const int threads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 4096));
   QSWEEP_DISPATCH_FLOAT_TYPES(gate.scalar_type(), "silu_mul", [&] {
-    silu_mul_kernel<scalar_t><<<blocks, threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        reinterpret_cast<const scalar_t*>(gate.data_ptr()), gate.stride(0),
-        reinterpret_cast<const scalar_t*>(up.data_ptr()), up.stride(0),
-        reinterpret_cast<scalar_t*>(out.data_ptr()), gate.size(1), n);
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
+    launch({dim3(blocks), dim3(threads), 0, at::cuda::getCurrentCUDAStream()},
+           silu_mul_kernel<scalar_t>, reinterpret_cast<const scalar_t*>(gate.data_ptr()),
+           gate.stride(0), reinterpret_cast<const scalar_t*>(up.data_ptr()), up.stride(0),
+           reinterpret_cast<scalar_t*>(out.data_ptr()), gate.size(1), n);
   });
   return out;
 }

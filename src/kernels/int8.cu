@@ -18,6 +18,7 @@ using namespace detail;
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kRows = 2;  // weight rows per warp, sharing each lane's activation loads
+constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
 constexpr int kMaxBatchTile = 16;
 constexpr int kPrepThreads = 256;
 // bitsandbytes' 1/127, for w = CB * SCB / 127.
@@ -71,12 +72,15 @@ template <typename T>
 __global__ void __launch_bounds__(kPrepThreads)
     int8_prepare_kernel(const T* __restrict__ x, Int8Scratch s, int m_rows, int in, float threshold,
                         bool rows_mark) {
+  wait_then_release();
   if (blockIdx.x >= m_rows) {
     const int k = (blockIdx.x - m_rows) * blockDim.x + threadIdx.x;
     if (k >= in) return;
-    uint8_t outlier = 0;
-    for (int m = 0; m < m_rows && !outlier; ++m)
-      outlier = fabsf(to_float(x[static_cast<int64_t>(m) * in + k])) >= threshold;
+    // No early exit: the rows' loads go out together instead of one after another.
+    bool outlier = false;
+#pragma unroll 8
+    for (int m = 0; m < m_rows; ++m)
+      outlier |= fabsf(to_float(x[static_cast<int64_t>(m) * in + k])) >= threshold;
     s.mask[k] = outlier;
     return;
   }
@@ -107,6 +111,11 @@ __global__ void __launch_bounds__(kThreads)
     int8_gemv_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb, Int8Scratch s,
                      const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out,
                      bool pieces) {
+  if (pieces && threadIdx.x == 0) {
+    const int first = blockIdx.x * kWarps * kRows, rows = min(kWarps * kRows, out - first);
+    prefetch_l2(w + static_cast<int64_t>(first) * in, int64_t{rows} * in);
+  }
+  wait_then_release();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n0 = (blockIdx.x * kWarps + warp) * kRows;
   if (n0 >= out) return;
@@ -137,35 +146,53 @@ __global__ void __launch_bounds__(kThreads)
 
   if (pieces) {
     const int npieces = in / 16;
-    for (int p = lane; p < npieces; p += 32) {
-      int4 wv[kRows];
+    for (int p0 = lane; p0 < npieces; p0 += 32 * kUnroll) {
+      // kUnroll pieces of each row and their mask words are loaded before the first is used: a
+      // decode GEMV is a few DRAM round trips, and a loop that waited for each would be one per
+      // piece.
+      int4 wv[kUnroll][kRows];
+      uint4 mk[kUnroll];
 #pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        wv[r] = n0 + r < out ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n0 + r) * in) + p)
-                             : make_int4(0, 0, 0, 0);
-      const uint4 mk = __ldg(reinterpret_cast<const uint4*>(s.mask) + p);
-      if ((mk.x | mk.y | mk.z | mk.w) == 0) {
+      for (int u = 0; u < kUnroll; ++u) {
+        const int p = p0 + 32 * u;
 #pragma unroll
-        for (int m = 0; m < kTile; ++m) {
-          if (m >= m_rows) break;
-          const int4 xv = __ldg(reinterpret_cast<const int4*>(s.xq + static_cast<int64_t>(m) * in) + p);
+        for (int r = 0; r < kRows; ++r)
+          wv[u][r] = n0 + r < out && p < npieces
+                         ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n0 + r) * in) + p)
+                         : make_int4(0, 0, 0, 0);
+        mk[u] = p < npieces ? __ldg(reinterpret_cast<const uint4*>(s.mask) + p) : make_uint4(0, 0, 0, 0);
+      }
 #pragma unroll
-          for (int r = 0; r < kRows; ++r) {
-            int a = iacc[r][m];
-            a = __dp4a(xv.x, wv[r].x, a);
-            a = __dp4a(xv.y, wv[r].y, a);
-            a = __dp4a(xv.z, wv[r].z, a);
-            a = __dp4a(xv.w, wv[r].w, a);
-            iacc[r][m] = a;
+      for (int u = 0; u < kUnroll; ++u) {
+        const int p = p0 + 32 * u;
+        if (p >= npieces) break;
+        if ((mk[u].x | mk[u].y | mk[u].z | mk[u].w) == 0) {
+#pragma unroll
+          for (int m = 0; m < kTile; ++m) {
+            if (m >= m_rows) break;
+            const int4 xv = __ldg(reinterpret_cast<const int4*>(s.xq + static_cast<int64_t>(m) * in) + p);
+#pragma unroll
+            for (int r = 0; r < kRows; ++r) {
+              int a = iacc[r][m];
+              a = __dp4a(xv.x, wv[u][r].x, a);
+              a = __dp4a(xv.y, wv[u][r].y, a);
+              a = __dp4a(xv.z, wv[u][r].z, a);
+              a = __dp4a(xv.w, wv[u][r].w, a);
+              iacc[r][m] = a;
+            }
           }
-        }
-      } else {
+        } else {
+          // The rare piece with an outlier column reads its bytes again (from L1): indexing wv
+          // by a loop variable would put all of wv in local memory, for every piece.
 #pragma unroll 1
-        for (int j = 0; j < 16; ++j) {
-          int8_t wk[kRows];
+          for (int j = 0; j < 16; ++j) {
+            const int k = p * 16 + j;
+            int8_t wk[kRows];
 #pragma unroll
-          for (int r = 0; r < kRows; ++r) wk[r] = reinterpret_cast<const int8_t*>(&wv[r])[j];
-          element(p * 16 + j, wk);
+            for (int r = 0; r < kRows; ++r)
+              wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
+            element(k, wk);
+          }
         }
       }
     }
@@ -203,6 +230,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void int8_activations_kernel(const T* __restrict__ x, Int8Scratch s, int64_t in,
                                         int64_t numel) {
+  wait_then_release();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= numel) return;
   const int64_t m = i / in, k = i % in;
@@ -226,6 +254,12 @@ struct Int8TileLoader {
   };
 
   __device__ void stage(Shared&) const {}
+
+  __device__ void prefetch(int n0, int k_begin, int k_end) const {
+    const int n = n0 + threadIdx.x;
+    if (threadIdx.x < kMmaTileN && n < out && k_begin < k_end)
+      prefetch_l2(weight + static_cast<int64_t>(n) * in + k_begin, k_end - k_begin);
+  }
 
   __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {
 #pragma unroll
@@ -265,6 +299,7 @@ struct Int8TileLoader {
 template <typename T>
 __global__ void int8_dequant_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb,
                                     T* __restrict__ out, int64_t in, int64_t numel) {
+  wait_then_release();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= numel) return;
   out[i] = from_float<T>(static_cast<float>(w[i]) * __ldg(scb + i / in) * kInv127);
@@ -298,18 +333,17 @@ void prepare_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in
   const bool scan_columns = m <= kColumnScanMaxRows;
   if (!scan_columns) QSWEEP_CUDA_CHECK(cudaMemsetAsync(s.mask, 0, static_cast<size_t>(in), stream));
   const int64_t column_blocks = scan_columns ? (in + kPrepThreads - 1) / kPrepThreads : 0;
-  int8_prepare_kernel<T><<<static_cast<unsigned>(m + column_blocks), kPrepThreads, 0, stream>>>(
-      x, s, static_cast<int>(m), static_cast<int>(in), threshold, !scan_columns);
-  QSWEEP_CUDA_CHECK(cudaGetLastError());
+  launch({dim3(static_cast<unsigned>(m + column_blocks)), dim3(kPrepThreads), 0, stream},
+         int8_prepare_kernel<T>, x, s, static_cast<int>(m), static_cast<int>(in), threshold,
+         !scan_columns);
 }
 
 template <typename T>
 void write_activations(const T* x, const Int8Scratch& s, int64_t m, int64_t in, cudaStream_t stream) {
   constexpr int kBlock = 256;
   const int64_t numel = m * in;
-  int8_activations_kernel<T><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-      x, s, in, numel);
-  QSWEEP_CUDA_CHECK(cudaGetLastError());
+  launch({dim3(static_cast<unsigned>((numel + kBlock - 1) / kBlock)), dim3(kBlock), 0, stream},
+         int8_activations_kernel<T>, x, s, in, numel);
 }
 
 void check_activations(const at::Tensor& x, double threshold, const char* what) {
@@ -378,18 +412,18 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
                       m, in, out, loader, stream);
       return;
     }
-    const dim3 grid(static_cast<unsigned>((out + kWarps * kRows - 1) / (kWarps * kRows)));
+    const Launch config{dim3(static_cast<unsigned>((out + kWarps * kRows - 1) / (kWarps * kRows))),
+                        dim3(kThreads), 0, stream};
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
       Int8Scratch part = s;
       part.rowmax += m0;
       part.xq += m0 * in;
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-        int8_gemv_kernel<scalar_t, kTile><<<grid, kThreads, 0, stream>>>(
-            weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
-            reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
-            static_cast<int>(out), pieces);
-        QSWEEP_CUDA_CHECK(cudaGetLastError());
+        launch(config, int8_gemv_kernel<scalar_t, kTile>, weight.data_ptr<int8_t>(),
+               row_absmax.data_ptr<float>(), part, xp + m0 * in,
+               reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
+               static_cast<int>(out), pieces);
       });
     }
   });
@@ -403,12 +437,12 @@ at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absma
   const int64_t numel = out.numel();
   if (numel == 0) return out;
   constexpr int kBlock = 256;
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Launch config{dim3(static_cast<unsigned>((numel + kBlock - 1) / kBlock)), dim3(kBlock), 0,
+                      at::cuda::getCurrentCUDAStream()};
   QSWEEP_DISPATCH_HALF_TYPES(dtype, "int8_dequantize", [&] {
-    int8_dequant_kernel<scalar_t><<<static_cast<unsigned>((numel + kBlock - 1) / kBlock), kBlock, 0, stream>>>(
-        weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(),
-        reinterpret_cast<scalar_t*>(out.data_ptr()), weight.size(1), numel);
-    QSWEEP_CUDA_CHECK(cudaGetLastError());
+    launch(config, int8_dequant_kernel<scalar_t>, weight.data_ptr<int8_t>(),
+           row_absmax.data_ptr<float>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
+           weight.size(1), numel);
   });
   return out;
 }

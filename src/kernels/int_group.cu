@@ -162,6 +162,14 @@ __global__ void __launch_bounds__(kThreads)
   const bool vector = out % kVec == 0 && ld.q % kVec == 0;
   const int k_begin = blockIdx.x * split_channels;
   const int k_end = min(in, k_begin + split_channels);
+  {
+    // One 128-byte line of kTileCols columns from each word row of the block's channels.
+    const int first_col = blockIdx.y * kTileCols, word_rows = (k_end - k_begin) / 32 * kBits;
+    for (int r = tid; r < word_rows; r += kThreads)
+      prefetch_l2_lines(qweight + (static_cast<int64_t>(k_begin / 32) * kBits + r) * ld.q + first_col,
+                        min(kTileCols, out - first_col) * 4);
+  }
+  wait_then_release();
 
   float acc[kTile][kVec];
 #pragma unroll
@@ -245,6 +253,7 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
                                          const T* __restrict__ scales,
                                          const int* __restrict__ g_idx, T* __restrict__ w,
                                          int in, int out, int zero_words, Strides ld) {
+  wait_then_release();
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   const int pack = blockIdx.y;
   if (n >= out) return;
@@ -300,6 +309,15 @@ struct IntGroupTileLoader {
   };
 
   __device__ void stage(Shared&) const {}
+
+  // Word row r of the channels holds the kMmaTileN columns' 4-byte words side by side.
+  __device__ void prefetch(int n0, int k_begin, int k_end) const {
+    if (n0 >= out) return;
+    const int word_rows = (k_end - k_begin) / 32 * kBits;
+    for (int r = threadIdx.x; r < word_rows; r += kMmaThreads)
+      prefetch_l2_lines(qweight + (static_cast<int64_t>(k_begin / 32) * kBits + r) * ld.q + n0,
+                        min(kMmaTileN, out - n0) * 4);
+  }
 
   __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {
 #pragma unroll
@@ -469,23 +487,17 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
       for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
         const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
         QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-          auto kernel = int_group_gemv_kernel<scalar_t, kBits, kTile>;
-          cudaLaunchConfig_t config = {};
-          config.gridDim = dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles));
-          config.blockDim = dim3(kThreads);
-          config.stream = stream;
-          cudaLaunchAttribute cluster = cluster_dims(static_cast<unsigned>(split), 1);
-          config.attrs = &cluster;
-          config.numAttrs = split > 1 ? 1 : 0;
-          QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(
-              &config, kernel,
+          const Launch config{dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles)),
+                              dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(split), 1)};
+          launch(
+              config, int_group_gemv_kernel<scalar_t, kBits, kTile>,
               reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * shape.in,
               reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
               reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
               reinterpret_cast<const scalar_t*>(scales.data_ptr()),
               g_idx.data_ptr<int>(), reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * shape.out,
               rows, static_cast<int>(shape.in), static_cast<int>(shape.out),
-              static_cast<int>(shape.zero_words), shape.ld, static_cast<int>(split_channels)));
+              static_cast<int>(shape.zero_words), shape.ld, static_cast<int>(split_channels));
         });
       }
     });
@@ -507,13 +519,12 @@ at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zer
   QSWEEP_DISPATCH_HALF_TYPES(scales.scalar_type(), "int_group_dequantize", [&] {
     with_bits(bits, [&](auto bits_c) {
       constexpr int kBits = decltype(bits_c)::value;
-      int_group_dequant_kernel<scalar_t, kBits><<<grid, kBlock, 0, stream>>>(
+      launch({grid, dim3(kBlock), 0, stream}, int_group_dequant_kernel<scalar_t, kBits>,
           reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
           reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
           reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
           reinterpret_cast<scalar_t*>(w.data_ptr()), static_cast<int>(shape.in),
           static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld);
-      QSWEEP_CUDA_CHECK(cudaGetLastError());
     });
   });
   return w;

@@ -1,14 +1,21 @@
 #pragma once
-// Helpers shared by the kernels: 16-bit float conversion, bit fields, warp sums, and the dtype
-// and compile-time-constant dispatch and layout checks of their host functions.
+// Helpers shared by the kernels: 16-bit float conversion, bit fields, warp sums, the launch
+// every kernel goes through (overlapped with the kernel before it, and the rule that makes that
+// safe), and the dtype and compile-time-constant dispatch and layout checks of their host
+// functions.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cooperative_groups.h>
 
+#include "qsweep/kernels/cuda_check.h"
+
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 #include <type_traits>
+#include <utility>
 
 namespace qsweep::cuda::detail {
 
@@ -97,6 +104,85 @@ inline cudaLaunchAttribute cluster_dims(unsigned x, unsigned y) {
   a.val.clusterDim.y = y;
   a.val.clusterDim.z = 1;
   return a;
+}
+
+// Programmatic dependent launch (compute capability 9.0). A decode step is some 170 kernels of
+// a few microseconds each, and each one's blocks used to start, and send out their first loads,
+// only once the one before had finished. launch() lets a kernel start while the one before it
+// runs; its blocks then obey one rule: before wait_for_producer() they only warm L2 with weight
+// bytes (prefetch_l2, a hint that cannot change what any load returns), and every load and store
+// comes after it. Each kernel calls release_consumer() right after its wait, so the next kernel
+// may start its prologue, and no kernel passes its wait before the one before it has finished
+// and its writes are visible: at most two kernels overlap, the second one only prefetching.
+__device__ __forceinline__ void wait_for_producer() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void release_consumer() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_then_release() {
+  wait_for_producer();
+  release_consumer();
+}
+
+// Asks L2 for [p, p + bytes); p and bytes multiples of 16, inside one tensor.
+__device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  constexpr int64_t kMaxBulk = int64_t{1} << 30;
+  for (const char* c = static_cast<const char*>(p); bytes > 0; c += kMaxBulk, bytes -= kMaxBulk)
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(c),
+                 "r"(static_cast<uint32_t>(bytes < kMaxBulk ? bytes : kMaxBulk))
+                 : "memory");
+#endif
+}
+// ... for the lines holding [p, p + bytes), any alignment: a few lines, one instruction each.
+__device__ __forceinline__ void prefetch_l2_lines(const void* p, int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const char* c = static_cast<const char*>(p);
+  for (int o = 0; o < bytes; o += 128) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(c + o));
+  if (bytes > 0) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(c + bytes - 1));
+#endif
+}
+
+// QSWEEP_PDL=0 turns programmatic dependent launch off (read per launch, so that one process can
+// measure both); before compute capability 9.0 it is always off.
+inline bool pdl_enabled() {
+  const char* env = std::getenv("QSWEEP_PDL");
+  return at::cuda::getCurrentDeviceProperties()->major >= 9 && !(env && std::string_view(env) == "0");
+}
+
+// A kernel launch: grid, block, dynamic shared memory, stream, and a cluster shape where the
+// blocks split `in` and meet in distributed shared memory.
+struct Launch {
+  dim3 grid, block;
+  size_t shared = 0;
+  cudaStream_t stream = nullptr;
+  dim3 cluster = dim3(1, 1, 1);
+};
+
+// Launches kernel(args...) as `l` says, with programmatic dependent launch where pdl_enabled():
+// every kernel launched here must call wait_for_producer() before its first load or store.
+template <typename... Params, typename... Args>
+void launch(const Launch& l, void (*kernel)(Params...), Args&&... args) {
+  cudaLaunchAttribute attrs[2] = {};
+  unsigned n = 0;
+  if (l.cluster.x * l.cluster.y > 1) attrs[n++] = cluster_dims(l.cluster.x, l.cluster.y);
+  if (pdl_enabled()) {
+    attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attrs[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  cudaLaunchConfig_t config = {};
+  config.gridDim = l.grid;
+  config.blockDim = l.block;
+  config.dynamicSmemBytes = l.shared;
+  config.stream = l.stream;
+  config.attrs = attrs;
+  config.numAttrs = n;
+  QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 
 // Calls f(std::integral_constant<int, V>{}) for the V among kValues equal to v and returns true;

@@ -10,6 +10,9 @@
 // The storage format enters through a Loader, a small struct of device functions:
 //   Shared                     what the format keeps in shared memory (lookup tables)
 //   Raw                        this thread's share of a tile's stored bytes, in registers
+//   prefetch(n0, k0, k_end)    asks L2 for the stored bytes of rows [n0, n0 + kMmaTileN) and
+//                              channels [k0, k_end), while the kernel before still runs
+//                              (launch(), kernel_util.cuh); a hint only
 //   stage(Shared&)             fills Shared and synchronizes the block
 //   load(Shared&, n0, k0, k_end, Raw&)        issues the loads of tile (n0, k0)
 //   resolve(Shared&, n0, Raw&)                issues the loads that depend on load's values
@@ -103,12 +106,13 @@ __global__ void __launch_bounds__(kMmaThreads)
   __shared__ typename Loader::Shared shared;
   T* ws = reinterpret_cast<T*>(smem);   // [kMmaTileN][kMmaLd], row n holds channels k of feature n
   T* xs = ws + kMmaTileN * kMmaLd;      // two buffers of [16 * kRowTiles][kMmaLd]
-  loader.stage(shared);
-
   const int warp = threadIdx.x / 32;
   const int n0 = blockIdx.x * kMmaTileN, m0 = blockIdx.z * 16 * kRowTiles;
   const int k_begin = blockIdx.y * split_channels;
   const int k_end = min(in, k_begin + split_channels);
+  if (blockIdx.z == 0) loader.prefetch(n0, k_begin, k_end);
+  wait_then_release();
+  loader.stage(shared);
 
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[kRowTiles];
 #pragma unroll
@@ -227,18 +231,11 @@ void launch_tile_mma(const T* x, T* y, int64_t m, int64_t in, int64_t out, const
         ((in + split - 1) / split + kMmaTileK - 1) / kMmaTileK * kMmaTileK;
     split = (in + split_channels - 1) / split_channels;
 
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(split),
-                          static_cast<unsigned>(row_chunks));
-    config.blockDim = dim3(kMmaThreads);
-    config.dynamicSmemBytes = kShared;
-    config.stream = stream;
-    cudaLaunchAttribute cluster = cluster_dims(1, static_cast<unsigned>(split));
-    config.attrs = &cluster;
-    config.numAttrs = split > 1 ? 1 : 0;
-    QSWEEP_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, x, y, static_cast<int>(m),
-                                         static_cast<int>(in), static_cast<int>(out),
-                                         static_cast<int>(split_channels), loader));
+    const Launch config{dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(split),
+                             static_cast<unsigned>(row_chunks)),
+                        dim3(kMmaThreads), kShared, stream, dim3(1, static_cast<unsigned>(split))};
+    launch(config, kernel, x, y, static_cast<int>(m), static_cast<int>(in), static_cast<int>(out),
+           static_cast<int>(split_channels), loader);
   };
   static_assert(kMmaMaxRowTiles == 8, "row_tiles is 1, 2, 4 or kMmaMaxRowTiles");
   with_constant<1, 2, 4, 8>(row_tiles, run);

@@ -2,7 +2,10 @@
 # The decode-speed figures of docs/performance.md in one device call: build, the GPU tests, the
 # kernel benchmark, then `qsweep bench` on a made Llama-3.2-1B-shaped model in bf16 and in each
 # data-free quantized format (STACKS="1 0" adds separate projections, QSWEEP_STACK_PROJECTIONS=0,
-# for an A/B), and `qsweep eval` on 500 CoQA-format samples for each EVALS entry model:batch.
+# for an A/B; PDLS="1 0" likewise for programmatic dependent launch, QSWEEP_PDL=0, in both
+# benchmarks), and `qsweep eval` on 500 CoQA-format samples for each EVALS entry model:batch.
+# PRESET=llama-3.1-8b measures that shape instead (models $PRESET and $PRESET-q_<quant>);
+# TESTS=0 and KERNELS=0 skip the GPU tests and the kernel benchmark.
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
@@ -11,24 +14,34 @@ start=$SECONDS
 source scripts/device-build.sh > "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
 echo "build $((SECONDS - start)) s"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
-(cd build-gpu && ctest -L gpu --output-on-failure) > "$OUT/gpu-tests.log" 2>&1
-grep -E "tests passed|Failed|FAILED|\*\*\*" "$OUT/gpu-tests.log" | head -20
-build-gpu/src/kernels/qsweep_bench_kernels "$OUT/bench-kernels.json" > "$OUT/bench-kernels.log" 2>&1
-echo "kernel bench: exit $?"
+if [ "${TESTS:-1}" = 1 ]; then
+  (cd build-gpu && ctest -L gpu --output-on-failure) > "$OUT/gpu-tests.log" 2>&1
+  grep -E "tests passed|Failed|FAILED|\*\*\*" "$OUT/gpu-tests.log" | head -20
+fi
+for pdl in $([ "${KERNELS:-1}" = 1 ] && echo ${PDLS:-1}); do
+  QSWEEP_PDL=$pdl build-gpu/src/kernels/qsweep_bench_kernels "$OUT/bench-kernels-pdl$pdl.json" \
+    > "$OUT/bench-kernels-pdl$pdl.log" 2>&1
+  echo "kernel bench pdl=$pdl: exit $?"
+done
 source tests/parity/study_inputs.sh
 QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
+base=m1b prefix=
+if [ -n "${PRESET:-}" ] && [ "$PRESET" != llama-3.2-1b ]; then base=$PRESET prefix=$PRESET-; fi
 for q in $QUANTS; do
-  [ -d $WORK/q_$q ] && continue
+  [ -d $WORK/${prefix}q_$q ] && continue
   s=$SECONDS
-  build-gpu/qsweep quantize --model $WORK/m1b --config configs/quant/$q.yaml --out $WORK/q_$q \
-    > "$OUT/quantize-$q.log" 2>&1
+  build-gpu/qsweep quantize --model $WORK/$base --config configs/quant/$q.yaml \
+    --out $WORK/${prefix}q_$q > "$OUT/quantize-$prefix$q.log" 2>&1
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
-for dir in m1b $(printf 'q_%s ' $QUANTS); do
+for dir in $base $(printf "${prefix}q_%s " $QUANTS); do
   for stack in ${STACKS:-1}; do
-    QSWEEP_STACK_PROJECTIONS=$stack build-gpu/qsweep bench --model $WORK/$dir --device cuda \
-      --batch-sizes 1 4 8 16 --out "$OUT/bench-$dir-stack$stack.json" > "$OUT/bench-$dir-stack$stack.log" 2>&1
-    echo "bench $dir stack=$stack: exit $?"
+    for pdl in ${PDLS:-1}; do
+      name=$dir-stack$stack-pdl$pdl
+      QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl build-gpu/qsweep bench --model $WORK/$dir \
+        --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1
+      echo "bench $name: exit $?"
+    done
   done
 done
 python3 - "$OUT" <<'PY'

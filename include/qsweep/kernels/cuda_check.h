@@ -1,8 +1,9 @@
 #pragma once
 // CUDA runtime calls return a status: QSWEEP_CUDA_CHECK turns a failure into a DeviceError that
 // names the call and file:line, so the unit fails, is recorded, and the rank leaves the sweep.
-// Kernels launch on the current stream and check with QSWEEP_CUDA_CHECK(cudaGetLastError()),
-// which neither syncs nor allocates, so a decode step that uses them still replays as a graph.
+// Kernels launch on the current stream through launch() (src/kernels/kernel_util.cuh), which
+// checks cudaLaunchKernelEx's status: neither syncs nor allocates, so a decode step that uses
+// them still replays as a graph.
 #include <cuda_runtime_api.h>
 
 namespace qsweep {
