@@ -110,7 +110,7 @@ __global__ void __launch_bounds__(kMmaThreads)
   const int n0 = blockIdx.x * kMmaTileN, m0 = blockIdx.z * 16 * kRowTiles;
   const int k_begin = blockIdx.y * split_channels;
   const int k_end = min(in, k_begin + split_channels);
-  if (blockIdx.z == 0) loader.prefetch(n0, k_begin, k_end);
+  if (blockIdx.z == 0) loader.prefetch(n0, k_begin, k_end);  // the row chunks share the tile
   wait_then_release();
   loader.stage(shared);
 
