@@ -5,7 +5,8 @@
 # for an A/B; PDLS="1 0" likewise for programmatic dependent launch, QSWEEP_PDL=0, in both
 # benchmarks), and `qsweep eval` on 500 CoQA-format samples for each EVALS entry model:batch.
 # PRESET=llama-3.1-8b measures that shape instead (models $PRESET and $PRESET-q_<quant>);
-# TESTS=0 and KERNELS=0 skip the GPU tests and the kernel benchmark.
+# TESTS=0 and KERNELS=0 skip the GPU tests and the kernel benchmark; ROUNDS=3 runs the bench
+# loop three times (files -r1, -r2, -r3), so that differences between processes show as such.
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
@@ -34,13 +35,15 @@ for q in $QUANTS; do
     --out $WORK/${prefix}q_$q > "$OUT/quantize-$prefix$q.log" 2>&1
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
-for dir in $base $(printf "${prefix}q_%s " $QUANTS); do
-  for stack in ${STACKS:-1}; do
-    for pdl in ${PDLS:-1}; do
-      name=$dir-stack$stack-pdl$pdl
-      QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl build-gpu/qsweep bench --model $WORK/$dir \
-        --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1
-      echo "bench $name: exit $?"
+for round in $(seq ${ROUNDS:-1}); do
+  for dir in $base $(printf "${prefix}q_%s " $QUANTS); do
+    for stack in ${STACKS:-1}; do
+      for pdl in ${PDLS:-1}; do
+        name=$dir-stack$stack-pdl$pdl$([ "${ROUNDS:-1}" = 1 ] || echo -r$round)
+        QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl build-gpu/qsweep bench --model $WORK/$dir \
+          --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1
+        echo "bench $name: exit $?"
+      done
     done
   done
 done
