@@ -4,8 +4,10 @@
 // libtorch operations; these bring the elementwise parts of a layer from ~40 launches to 4, and
 // read the KV cache only up to each row's current slot. Every function launches on the current
 // stream, never synchronizes the host and allocates only its result, so a captured decode step
-// replays as one CUDA graph. Tensors are contiguous CUDA float32, float16 or bfloat16 unless
-// said otherwise; results round exactly where the unfused libtorch operations round.
+// replays as one CUDA graph. On compute capability 9.0 each kernel may start while the one
+// before it finishes (programmatic dependent launch; QSWEEP_PDL=0 turns it off), which changes
+// no result. Tensors are contiguous CUDA float32, float16 or bfloat16 unless said otherwise;
+// results round exactly where the unfused libtorch operations round.
 #include <ATen/core/Tensor.h>
 
 namespace qsweep::cuda {

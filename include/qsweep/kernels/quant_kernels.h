@@ -2,7 +2,9 @@
 // CUDA kernels for the quantized storage formats of qsweep/model/linear.h, behind host functions
 // that take and return at::Tensor. Every function launches on at::cuda::getCurrentCUDAStream(),
 // never synchronizes the host and allocates nothing but its result (the int8 path can take a
-// caller's workspace instead), so a decode step built from them replays as one CUDA graph.
+// caller's workspace instead), so a decode step built from them replays as one CUDA graph. On
+// compute capability 9.0 a kernel may start while the one before it finishes and stream its
+// weights into L2 meanwhile (programmatic dependent launch; QSWEEP_PDL=0 turns it off).
 //
 // Two kinds of function per format:
 //   *_matmul      y [M, out] = x [M, in] W^T with the weight dequantized on the fly; meant for
