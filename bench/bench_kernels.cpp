@@ -9,6 +9,7 @@
 // (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run.
 // Usage: qsweep_bench_kernels [out.json [kernel-substring [M]]]
 //   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16)
+#include "qsweep/kernels/launch_overlap.h"
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <ATen/ATen.h>
@@ -299,7 +300,11 @@ int main(int argc, char** argv) {
                        "state) + activations M x in x 2; dequant rows also count bytes written"},
         {"copy_bandwidth", "1 GiB device-to-device copy_, eager (not in a graph), CUDA events, "
                            "median; bytes read + bytes written"},
-        {"activations", "bfloat16, random normal"}}},
+        {"activations", "bfloat16, random normal"},
+        {"launches", qsweep::cuda::overlapped_launches()
+                         ? "overlapped: each kernel may start, and prefetch its weights into L2, "
+                           "while the one before it finishes (programmatic dependent launch)"
+                         : "serialized (QSWEEP_PDL=0, or before compute capability 9.0)"}}},
       {"results", results}};
   std::ofstream(path) << doc.dump(2) << "\n";
   std::printf("wrote %s\n", path.c_str());

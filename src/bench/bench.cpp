@@ -5,6 +5,9 @@
 #include "qsweep/bench/power.h"
 #include "qsweep/bench/work_counts.h"
 #include "qsweep/eval/stats.h"
+#ifdef QSWEEP_CUDA
+#include "qsweep/kernels/launch_overlap.h"
+#endif
 #include "qsweep/model/engine.h"
 #include "qsweep/util/dtype.h"
 
@@ -104,6 +107,13 @@ BenchRecord describe(const Model& m, const std::string& config, const BenchOptio
       "power every 10 ms during the timed decode steps, integrated over them.",
       o.warmup, o.repeats, r.copy_bytes >> 20, r.matmul_size, dtype_name(dtype_of(m.dtype)),
       o.prefill_tokens, o.decode_tokens, o.decode_tokens, o.throughput_prompt_tokens);
+#ifdef QSWEEP_CUDA
+  if (m.device.is_cuda())
+    r.method += cuda::overlapped_launches()
+                    ? " Kernels overlapped: each may start while the one before it finishes "
+                      "(programmatic dependent launch; QSWEEP_PDL=0 turns it off)."
+                    : " Kernels serialized (QSWEEP_PDL=0, or before compute capability 9.0).";
+#endif
   return r;
 }
 

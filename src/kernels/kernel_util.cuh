@@ -10,10 +10,9 @@
 #include <cooperative_groups.h>
 
 #include "qsweep/kernels/cuda_check.h"
+#include "qsweep/kernels/launch_overlap.h"
 
 #include <cstdint>
-#include <cstdlib>
-#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -148,13 +147,6 @@ __device__ __forceinline__ void prefetch_l2_lines(const void* p, int bytes) {
 #endif
 }
 
-// QSWEEP_PDL=0 turns programmatic dependent launch off (read per launch, so that one process can
-// measure both); before compute capability 9.0 it is always off.
-inline bool pdl_enabled() {
-  const char* env = std::getenv("QSWEEP_PDL");
-  return at::cuda::getCurrentDeviceProperties()->major >= 9 && !(env && std::string_view(env) == "0");
-}
-
 // A kernel launch: grid, block, dynamic shared memory, stream, and a cluster shape where the
 // blocks split `in` and meet in distributed shared memory.
 struct Launch {
@@ -164,14 +156,15 @@ struct Launch {
   dim3 cluster = dim3(1, 1, 1);
 };
 
-// Launches kernel(args...) as `l` says, with programmatic dependent launch where pdl_enabled():
+// Launches kernel(args...) as `l` says, with programmatic dependent launch where
+// overlapped_launches() (qsweep/kernels/launch_overlap.h):
 // every kernel launched here must call wait_for_producer() before its first load or store.
 template <typename... Params, typename... Args>
 void launch(const Launch& l, void (*kernel)(Params...), Args&&... args) {
   cudaLaunchAttribute attrs[2] = {};
   unsigned n = 0;
   if (l.cluster.x * l.cluster.y > 1) attrs[n++] = cluster_dims(l.cluster.x, l.cluster.y);
-  if (pdl_enabled()) {
+  if (overlapped_launches()) {
     attrs[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attrs[n++].val.programmaticStreamSerializationAllowed = 1;
   }
