@@ -10,6 +10,8 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "gpu_test_helpers.h"
 #include "test_helpers.h"
 
@@ -94,48 +96,33 @@ TEST_F(GpuEngine, HalfTypesAgreeOnGreedyChoice) {
   }
 }
 
-TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
-  c10::InferenceMode guard;
-  const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
-  auto run = [&](bool graph) {
-    const int64_t b = 4, t = 24, steps = 32;
-    const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
-    KVCache cache = make_kv_cache(m, b, t + steps);
-    const at::Tensor prompt = at::arange(b * t, on).view({b, t}) % 4096;
-    const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
-                                      at::arange(t, on).expand({b, t}), cache, true);
-    DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
-    std::vector<at::Tensor> tokens;
-    if (graph) {
-      Decoder decoder(m, cache, state);
-      for (int s = 0; s < steps; ++s) {
-        tokens.push_back(state.tokens.clone());
-        decoder.step();
-      }
-    } else {
-      for (int s = 0; s < steps; ++s) {
-        tokens.push_back(state.tokens.clone());
-        decode_step(m, cache, state);
-      }
-    }
-    return at::cat(tokens, 1).cpu();
-  };
-  EXPECT_TRUE(at::equal(run(true), run(false)));
-}
-
 namespace {
 
-// Greedy tokens of `steps` decode steps after a left-padded prompt batch, and the last layer's
-// key cache after them, with the fused decode kernels or the libtorch operations
-// (QSWEEP_FUSED_DECODE). With `forced`, step s is fed token (s * 13) % 4096 instead of the
-// greedy one, so both paths see the same inputs however their choices differ.
+// Sets an environment variable for a scope (a null value unsets it), and unsets it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (value) setenv(name, value, 1); else unsetenv(name);
+  }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+// Greedy tokens of 40 decode steps of a batch of b >= 3 rows after a prompt batch whose row 1
+// is left-padded and whose row 2 decodes at another slot (continuous batching), and the last
+// layer's key cache after them; eager steps or replays of the CUDA graph Decoder captures. With
+// `forced`, step s is fed token (s * 13) % 4096 instead of the greedy one, so that paths whose
+// choices differ still see the same inputs.
 struct DecodeOutcome {
   at::Tensor tokens, last_keys;
 };
 
-DecodeOutcome decode_with(const Model& m, bool fused, bool forced) {
-  if (fused) unsetenv("QSWEEP_FUSED_DECODE"); else setenv("QSWEEP_FUSED_DECODE", "0", 1);
-  const int64_t b = 3, t = 20, steps = 40;
+DecodeOutcome decode_with(const Model& m, int64_t b, bool graph, bool forced) {
+  const int64_t t = 20, steps = 40;
   const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
   KVCache cache = make_kv_cache(m, b, t + steps + 5);
   const at::Tensor prompt = (at::arange(b * t, on).view({b, t}) * 7) % 4096;
@@ -145,13 +132,21 @@ DecodeOutcome decode_with(const Model& m, bool fused, bool forced) {
   DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
   state.slot[2].fill_(t + 3);  // rows need not share a slot (continuous batching)
   std::vector<at::Tensor> tokens;
+  std::optional<Decoder> decoder;
+  if (graph) decoder.emplace(m, cache, state);
   for (int s = 0; s < steps; ++s) {
     if (forced) state.tokens.fill_((s * 13) % 4096);
     tokens.push_back(state.tokens.clone());
-    decode_step(m, cache, state);
+    if (decoder) decoder->step(); else decode_step(m, cache, state);
   }
-  unsetenv("QSWEEP_FUSED_DECODE");
+  decoder.reset();
   return {at::cat(tokens, 1).cpu(), cache.k.back().to(at::kCPU, at::kFloat)};
+}
+
+// The same, eager, with the fused decode kernels or the libtorch operations (QSWEEP_FUSED_DECODE).
+DecodeOutcome decode_fused_or_not(const Model& m, bool fused, bool forced) {
+  const ScopedEnv env("QSWEEP_FUSED_DECODE", fused ? nullptr : "0");
+  return decode_with(m, 3, false, forced);
 }
 
 double relative_difference(const at::Tensor& a, const at::Tensor& b) {
@@ -163,12 +158,21 @@ constexpr double kBf16CacheTolerance = 2e-2;
 
 }  // namespace
 
+TEST_F(GpuEngine, CudaGraphDecodeMatchesEagerSteps) {
+  c10::InferenceMode guard;
+  const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
+  const DecodeOutcome replayed = decode_with(m, 4, true, false);
+  const DecodeOutcome eager = decode_with(m, 4, false, false);
+  EXPECT_TRUE(at::equal(replayed.tokens, eager.tokens));
+}
+
 // The fused decode kernels compute what the libtorch operations compute: in float32 the same
 // greedy tokens, step after step, over padded rows and rows at different slots.
 TEST_F(GpuEngine, FusedDecodeGivesTheUnfusedGreedyTokensInFp32) {
   c10::InferenceMode guard;
   const Model m = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
-  const DecodeOutcome fused = decode_with(m, true, false), unfused = decode_with(m, false, false);
+  const DecodeOutcome fused = decode_fused_or_not(m, true, false);
+  const DecodeOutcome unfused = decode_fused_or_not(m, false, false);
   EXPECT_TRUE(at::equal(fused.tokens, unfused.tokens));
   EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kFp32RelativeTolerance);
 }
@@ -178,7 +182,8 @@ TEST_F(GpuEngine, FusedDecodeGivesTheUnfusedGreedyTokensInFp32) {
 TEST_F(GpuEngine, FusedDecodeAgreesWithUnfusedInBf16) {
   c10::InferenceMode guard;
   const Model m = load_model(model_dir(), {DType::bf16, at::Device("cuda:0")});
-  const DecodeOutcome fused = decode_with(m, true, true), unfused = decode_with(m, false, true);
+  const DecodeOutcome fused = decode_fused_or_not(m, true, true);
+  const DecodeOutcome unfused = decode_fused_or_not(m, false, true);
   EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kBf16CacheTolerance);
 }
 
@@ -190,43 +195,16 @@ TEST_F(GpuEngine, FusedDecodeOverStackedProjectionsGivesTheUnfusedGreedyTokensIn
   Model stacked = load_model(model_dir(), {DType::fp32, at::Device("cuda:0")});
   stack_projections(stacked);
   ASSERT_TRUE(stacked.layers.front().qkv && stacked.layers.front().gate_up);
-  const DecodeOutcome fused = decode_with(stacked, true, false);
-  const DecodeOutcome unfused = decode_with(separate, false, false);
+  const DecodeOutcome fused = decode_fused_or_not(stacked, true, false);
+  const DecodeOutcome unfused = decode_fused_or_not(separate, false, false);
   EXPECT_TRUE(at::equal(fused.tokens, unfused.tokens));
   EXPECT_LT(relative_difference(fused.last_keys, unfused.last_keys), kFp32RelativeTolerance);
 }
 
-namespace {
-
-// Greedy tokens of `steps` graph-replayed decode steps of a batch of `b`, and the last layer's
-// key cache after them, with programmatic dependent launch on or off (QSWEEP_PDL).
-DecodeOutcome graph_decode(const Model& m, int64_t b, bool overlapped) {
-  if (overlapped) unsetenv("QSWEEP_PDL"); else setenv("QSWEEP_PDL", "0", 1);
-  const int64_t t = 12, steps = 24;
-  const auto on = at::TensorOptions().device(m.device).dtype(at::kLong);
-  KVCache cache = make_kv_cache(m, b, t + steps);
-  const at::Tensor prompt = (at::arange(b * t, on).view({b, t}) * 5) % 4096;
-  const at::Tensor logits = forward(m, prompt, at::ones({b, t}, on.dtype(at::kBool)),
-                                    at::arange(t, on).expand({b, t}), cache, true);
-  DecodeState state{logits.argmax(-1), at::full({b, 1}, t, on), at::full({b}, t, on)};
-  std::vector<at::Tensor> tokens;
-  {
-    Decoder decoder(m, cache, state);
-    for (int s = 0; s < steps; ++s) {
-      tokens.push_back(state.tokens.clone());
-      decoder.step();
-    }
-  }
-  unsetenv("QSWEEP_PDL");
-  return {at::cat(tokens, 1).cpu(), cache.k.back().to(at::kCPU, at::kFloat)};
-}
-
-}  // namespace
-
 // Overlapped launches change when a kernel's blocks start, never what they compute: with them
-// and without, a quantized model's decode (the GEMVs at 4 rows, the tile kernel at 16) gives the
-// same tokens and the same key cache, bit for bit. A kernel that loaded its input before waiting
-// for the kernel that writes it would differ here, at some step.
+// and without (QSWEEP_PDL), a quantized model's graph-replayed decode (the GEMVs at 4 rows, the
+// tile kernel at 16) gives the same tokens and the same key cache, bit for bit. A kernel that
+// loaded its input before waiting for the kernel that writes it would differ here, at some step.
 TEST_F(GpuEngine, OverlappedLaunchesChangeNoBitOfAQuantizedDecode) {
   c10::InferenceMode guard;
   for (QuantMethod method : {QuantMethod::bnb_nf4, QuantMethod::llm_int8, QuantMethod::rtn}) {
@@ -235,9 +213,15 @@ TEST_F(GpuEngine, OverlappedLaunchesChangeNoBitOfAQuantizedDecode) {
     config.method = method;
     quantize_model(m, config);
     for (int64_t b : {4, 16}) {
-      const DecodeOutcome with = graph_decode(m, b, true), without = graph_decode(m, b, false);
-      EXPECT_TRUE(at::equal(with.tokens, without.tokens)) << quant_method_name(method) << ", batch " << b;
-      EXPECT_TRUE(at::equal(with.last_keys, without.last_keys)) << quant_method_name(method) << ", batch " << b;
+      const auto run = [&](bool overlapped) {
+        const ScopedEnv env("QSWEEP_PDL", overlapped ? nullptr : "0");
+        return decode_with(m, b, true, false);
+      };
+      const DecodeOutcome with = run(true), without = run(false);
+      EXPECT_TRUE(at::equal(with.tokens, without.tokens))
+          << quant_method_name(method) << ", batch " << b;
+      EXPECT_TRUE(at::equal(with.last_keys, without.last_keys))
+          << quant_method_name(method) << ", batch " << b;
     }
   }
 }

@@ -140,6 +140,18 @@ __device__ __forceinline__ void accumulate_pack_per_channel(
   }
 }
 
+// Asks L2 for columns [col0, col0 + cols) of the word rows that hold channels [k_begin, k_end)
+// (each row keeps the columns' 4-byte words side by side), the block's threads a row each in
+// turn.
+template <int kBits>
+__device__ __forceinline__ void prefetch_columns(const uint32_t* qweight, int ld, int k_begin,
+                                                 int k_end, int col0, int cols) {
+  const int word_rows = (k_end - k_begin) / 32 * kBits;
+  for (int r = threadIdx.x; r < word_rows; r += blockDim.x)
+    prefetch_l2_lines(qweight + (static_cast<int64_t>(k_begin / 32) * kBits + r) * ld + col0,
+                      cols * 4);
+}
+
 template <typename T, int kBits, int kTile>
 __global__ void __launch_bounds__(kThreads)
     int_group_gemv_kernel(const T* __restrict__ x, const uint32_t* __restrict__ qweight,
@@ -158,17 +170,11 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = threadIdx.x;
   const int group = tid / kThreadsPerPack;
   const int lane_col = (tid % kThreadsPerPack) * kVec;
-  const int col0 = blockIdx.y * kTileCols + lane_col;
+  const int tile_col = blockIdx.y * kTileCols, col0 = tile_col + lane_col;
   const bool vector = out % kVec == 0 && ld.q % kVec == 0;
   const int k_begin = blockIdx.x * split_channels;
   const int k_end = min(in, k_begin + split_channels);
-  {
-    // One 128-byte line of kTileCols columns from each word row of the block's channels.
-    const int first_col = blockIdx.y * kTileCols, word_rows = (k_end - k_begin) / 32 * kBits;
-    for (int r = tid; r < word_rows; r += kThreads)
-      prefetch_l2_lines(qweight + (static_cast<int64_t>(k_begin / 32) * kBits + r) * ld.q + first_col,
-                        min(kTileCols, out - first_col) * 4);
-  }
+  prefetch_columns<kBits>(qweight, ld.q, k_begin, k_end, tile_col, min(kTileCols, out - tile_col));
   wait_then_release();
 
   float acc[kTile][kVec];
@@ -240,7 +246,7 @@ __global__ void __launch_bounds__(kThreads)
     part[o] = s;
   }
   auto store = [&](int o, float v) {
-    const int m = o / kTileCols, n = blockIdx.y * kTileCols + o % kTileCols;
+    const int m = o / kTileCols, n = tile_col + o % kTileCols;
     if (m < m_rows && n < out) y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
   };
   store_cluster_sums(part, gridDim.x, blockIdx.x, kOutputs,
@@ -310,13 +316,9 @@ struct IntGroupTileLoader {
 
   __device__ void stage(Shared&) const {}
 
-  // Word row r of the channels holds the kMmaTileN columns' 4-byte words side by side.
   __device__ void prefetch(int n0, int k_begin, int k_end) const {
-    if (n0 >= out) return;
-    const int word_rows = (k_end - k_begin) / 32 * kBits;
-    for (int r = threadIdx.x; r < word_rows; r += kMmaThreads)
-      prefetch_l2_lines(qweight + (static_cast<int64_t>(k_begin / 32) * kBits + r) * ld.q + n0,
-                        min(kMmaTileN, out - n0) * 4);
+    if (n0 < out)
+      prefetch_columns<kBits>(qweight, ld.q, k_begin, k_end, n0, min(kMmaTileN, out - n0));
   }
 
   __device__ void load(const Shared&, int n0, int k0, int k_end, Raw& raw) const {

@@ -108,24 +108,16 @@ inline cudaLaunchAttribute cluster_dims(unsigned x, unsigned y) {
 // Programmatic dependent launch (compute capability 9.0). A decode step is some 170 kernels of
 // a few microseconds each, and each one's blocks used to start, and send out their first loads,
 // only once the one before had finished. launch() lets a kernel start while the one before it
-// runs; its blocks then obey one rule: before wait_for_producer() they only warm L2 with weight
+// runs; its blocks then obey one rule: before wait_then_release() they only warm L2 with weight
 // bytes (prefetch_l2, a hint that cannot change what any load returns), and every load and store
-// comes after it. Each kernel calls release_consumer() right after its wait, so the next kernel
-// may start its prologue, and no kernel passes its wait before the one before it has finished
-// and its writes are visible: at most two kernels overlap, the second one only prefetching.
-__device__ __forceinline__ void wait_for_producer() {
+// comes after it. It waits until the kernel before has finished and its writes are visible, then
+// lets the next kernel start its own prologue: at most two kernels overlap, the second one only
+// prefetching.
+__device__ __forceinline__ void wait_then_release() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void release_consumer() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
-}
-__device__ __forceinline__ void wait_then_release() {
-  wait_for_producer();
-  release_consumer();
 }
 
 // Asks L2 for [p, p + bytes); p and bytes multiples of 16, inside one tensor.
@@ -158,7 +150,7 @@ struct Launch {
 
 // Launches kernel(args...) as `l` says, with programmatic dependent launch where
 // overlapped_launches() (qsweep/kernels/launch_overlap.h):
-// every kernel launched here must call wait_for_producer() before its first load or store.
+// every kernel launched here must call wait_then_release() before its first load or store.
 template <typename... Params, typename... Args>
 void launch(const Launch& l, void (*kernel)(Params...), Args&&... args) {
   cudaLaunchAttribute attrs[2] = {};

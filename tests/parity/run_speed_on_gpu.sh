@@ -26,17 +26,15 @@ for pdl in $([ "${KERNELS:-1}" = 1 ] && echo ${PDLS:-1}); do
 done
 source tests/parity/study_inputs.sh
 QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
-base=m1b prefix=
-if [ -n "${PRESET:-}" ] && [ "$PRESET" != llama-3.2-1b ]; then base=$PRESET prefix=$PRESET-; fi
 for q in $QUANTS; do
-  [ -d $WORK/${prefix}q_$q ] && continue
+  [ -d $WORK/${PREFIX}q_$q ] && continue
   s=$SECONDS
-  build-gpu/qsweep quantize --model $WORK/$base --config configs/quant/$q.yaml \
-    --out $WORK/${prefix}q_$q > "$OUT/quantize-$prefix$q.log" 2>&1
+  build-gpu/qsweep quantize --model $WORK/$BASE --config configs/quant/$q.yaml \
+    --out $WORK/${PREFIX}q_$q > "$OUT/quantize-$PREFIX$q.log" 2>&1
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
 for round in $(seq ${ROUNDS:-1}); do
-  for dir in $base $(printf "${prefix}q_%s " $QUANTS); do
+  for dir in $BASE $(printf "${PREFIX}q_%s " $QUANTS); do
     for stack in ${STACKS:-1}; do
       for pdl in ${PDLS:-1}; do
         name=$dir-stack$stack-pdl$pdl$([ "${ROUNDS:-1}" = 1 ] || echo -r$round)
