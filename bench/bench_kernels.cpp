@@ -9,6 +9,7 @@
 // (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run.
 // Usage: qsweep_bench_kernels [out.json [kernel-substring [M]]]
 //   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16)
+#include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/launch_overlap.h"
 #include "qsweep/kernels/quant_kernels.h"
 
@@ -26,6 +27,7 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -94,6 +96,7 @@ struct Variant {
   int64_t stored_bytes;
   int copies;
   std::function<void(int, const at::Tensor&)> run;  // (copy, x)
+  int64_t max_rows = std::numeric_limits<int64_t>::max();  // the largest M it takes
 };
 
 // The kernels behind one *_matmul, each its own row of the results.
@@ -102,6 +105,19 @@ const std::vector<std::pair<MatmulPath, std::string>> kPaths = {{MatmulPath::gem
 
 int copies_for(int64_t bytes, int64_t l2) {
   return static_cast<int>(std::clamp<int64_t>((4 * l2 + bytes - 1) / bytes, 2, 64));
+}
+
+// A bf16 weight through cuBLAS and through the dense GEMV of decode.
+std::vector<Variant> dense_variants(int64_t out, int64_t in, int64_t l2) {
+  const int64_t stored = out * in * 2;
+  const int copies = copies_for(stored, l2);
+  std::vector<at::Tensor> ws;
+  for (int c = 0; c < copies; ++c)
+    ws.push_back(at::randn({out, in}, at::TensorOptions().device(kGpu).dtype(at::kBFloat16)));
+  return {{"bf16_dense_at_matmul", stored, copies,
+           [ws](int c, const at::Tensor& x) { at::matmul(x, ws[c].t()); }},
+          {"bf16_dense_gemv", stored, copies,
+           [ws](int c, const at::Tensor& x) { dense_gemv(x, ws[c]); }, kDenseGemvMaxRows}};
 }
 
 std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
@@ -182,14 +198,7 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
                      int8_matmul(x, ws[c].first, ws[c].second, 6.0, *scratch, path);
                    }});
   }
-  {
-    const int64_t stored = out * in * 2;
-    const int copies = copies_for(stored, l2);
-    std::vector<at::Tensor> ws;
-    for (int c = 0; c < copies; ++c) ws.push_back(at::randn({out, in}, on.dtype(at::kBFloat16)));
-    v.push_back({"bf16_dense_at_matmul", stored, copies,
-                 [ws](int c, const at::Tensor& x) { at::matmul(x, ws[c].t()); }});
-  }
+  for (Variant& d : dense_variants(out, in, l2)) v.push_back(std::move(d));
   return v;
 }
 
@@ -219,13 +228,14 @@ int main(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   std::printf("%-24s %6s %6s %3s %10s %9s %7s\n", "kernel", "out", "in", "M", "median_us", "GB/s", "copy%");
   struct Shape { int64_t out, in; };
-  for (const Shape shape : {Shape{8192, 2048}, Shape{2048, 8192}}) {
-    std::vector<Variant> vs = variants(shape.out, shape.in, l2);
-    for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256}) {
+  // Times `vs` at each of `batches` rows on one weight shape, a results row each.
+  const auto measure = [&](const Shape& shape, const std::vector<Variant>& vs,
+                           std::initializer_list<int64_t> batches) {
+    for (int64_t m : batches) {
       if (only_m && m != only_m) continue;
       const at::Tensor x = at::randn({m, shape.in}, at::TensorOptions().device(kGpu).dtype(at::kBFloat16));
       for (const Variant& v : vs) {
-        if (v.kernel.find(only_kernel) == std::string::npos) continue;
+        if (v.kernel.find(only_kernel) == std::string::npos || m > v.max_rows) continue;
         const std::vector<double> samples = time_calls([&](int c) { v.run(c, x); }, v.copies);
         const double med = percentile(samples, 0.5);
         const int64_t bytes = v.stored_bytes + m * shape.in * 2;
@@ -242,6 +252,13 @@ int main(int argc, char** argv) {
                            {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
       }
     }
+  };
+  // The Llama-3 lm_head's shape too, for the dense kernels only: the largest dense projection of
+  // a decode step, which cuBLAS already streams at near the copy rate.
+  const Shape lm_head{128256, 2048};
+  measure(lm_head, dense_variants(lm_head.out, lm_head.in, l2), {1, 4});
+  for (const Shape shape : {Shape{8192, 2048}, Shape{2048, 8192}}) {
+    measure(shape, variants(shape.out, shape.in, l2), {1, 4, 8, 16, 32, 64, 128, 256});
     // Dequantize-to-buffer (the prefill path's first half): bytes read + bytes written.
     if (only_kernel.empty()) {
       const auto on = at::TensorOptions().device(kGpu);

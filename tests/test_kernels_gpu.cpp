@@ -1,6 +1,7 @@
 // The quantized-weight kernels against CPU float32 references built plainly from the documented
 // layouts. Labelled "gpu"; built only where libtorch has CUDA; skipped, visibly, where no GPU is
 // visible. Tolerances are relative: ||y - ref|| / ||ref||, named per format and dtype.
+#include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <ATen/ATen.h>
@@ -298,8 +299,9 @@ TEST_F(Kernels, IntGroupDequantizeMatchesReference) {
 
 TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
   struct Shape { int64_t in, out; };
-  // 800: rows on 16-byte boundaries (the vector path); 777: rows starting mid-byte.
-  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{2048, 256}})
+  // 800: rows on 16-byte boundaries (the FMA GEMV); 777: rows starting mid-byte; 1088 and 2048:
+  // whole 64-code chunks (the tensor-core GEMV), 333 rows leaving a warp's eight part empty.
+  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{1088, 333}, Shape{2048, 256}})
     for (bool nf4 : {true, false})
       for (bool dq : {false, true})
         for (int64_t blocksize : {int64_t{64}, int64_t{128}})
@@ -397,6 +399,37 @@ TEST_F(Kernels, Int8DequantizeMatchesReference) {
     const Int8Case c = make_int8(777, 333);
     const at::Tensor got = int8_dequantize(c.weight.to(kGpu), c.scb.to(kGpu), dtype);
     EXPECT_LT(rel_err(got, dequantize_int8(c)), dequant_tolerance(dtype));
+  }
+}
+
+// The dense GEMV against float32 x @ W^T at every batch it takes: rows of 8 pieces (one warp
+// per row group), 256 and 1025 (warps splitting a row, a last round of pieces part-filled), an
+// odd number of output rows, and a weight whose rows are strided (a view of a wider tensor).
+TEST_F(Kernels, DenseGemvMatchesReferenceOnWholeAndStridedWeights) {
+  for (at::ScalarType dtype : kDtypes)
+    for (int64_t in : {int64_t{64}, int64_t{2048}, int64_t{8200}}) {
+      const at::Tensor whole = at::randn({333, in}).to(dtype);
+      const at::Tensor strided = at::randn({333, in + 8}).to(dtype).narrow(1, 0, in);
+      for (const at::Tensor& w : {whole, strided})
+        for (int64_t m = 1; m <= kDenseGemvMaxRows; ++m) {
+          const at::Tensor x = activations(m, in, dtype, false);
+          const at::Tensor wg = w.to(kGpu);
+          ASSERT_TRUE(dense_gemv_supported(x.to(kGpu), wg)) << "in " << in << " M " << m;
+          EXPECT_LT(rel_err(dense_gemv(x.to(kGpu), wg), reference_matmul(x, w)), output_tolerance(dtype))
+              << "in " << in << " M " << m << " " << dtype << (w.is_contiguous() ? "" : " strided");
+        }
+    }
+}
+
+TEST_F(Kernels, DenseGemvRefusesMoreRowsThanItTakesByName) {
+  const at::Tensor w = at::randn({16, 64}).to(at::kHalf).to(kGpu);
+  const at::Tensor x = at::randn({kDenseGemvMaxRows + 1, 64}).to(at::kHalf).to(kGpu);
+  EXPECT_FALSE(dense_gemv_supported(x, w));
+  try {
+    dense_gemv(x, w);
+    FAIL() << "dense_gemv took " << x.size(0) << " rows";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dense_gemv"), std::string::npos) << e.what();
   }
 }
 

@@ -180,6 +180,170 @@ __global__ void __launch_bounds__(kThreads)
   y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
 }
 
+// The tensor-core GEMV. The FMA GEMV above spends some five instructions per weight element on
+// extracting a code, looking it up in shared memory and multiply-adding it, which bounds it at
+// about a quarter of the memory bandwidth. Here a register lookup (prmt) turns four codes into
+// the two 16-bit pairs an mma operand register holds, and the multiply-adds run on tensor cores:
+// m16n8k16 with x as A (up to 16 batch rows, the rest zero) and eight weight rows as B.
+//
+// A warp owns eight weight rows; lane (g, c) = (lane / 4, lane % 4) holds codes [16 c, 16 c + 16)
+// of row g in each 64-code chunk of it. An mma's 16 k positions are taken in a lane-dependent
+// order (k = 2c, 2c+1, 2c+8, 2c+9 of step s are the chunk's codes 16c + 4s + 0..3), and A takes
+// x in the same order, so the dot products are those of the natural order. A chunk lies in one
+// absmax block (blocksize a power of two from 64): its four mmas sum unscaled code values,
+// which are then scaled by the absmax in fp32, once per chunk and row. The code values are
+// rounded to the compute dtype before the multiply (bitsandbytes' own GEMV rounds code * absmax).
+constexpr int kMmaGemvWarps = 8;
+constexpr int kMmaGemvThreads = 32 * kMmaGemvWarps;
+constexpr int kChunk = 64;           // codes of a row per lane quad and absmax scaling
+constexpr int64_t kMmaGemvMaxRows = 32;  // `automatic` takes the tile kernel past this
+// Chunks of a row a warp loads before it uses the first (8 bytes per lane each): 4 KB per warp
+// in flight, and with some 16 warps per multiprocessor the whole of a decode-sized weight is
+// requested at once. Lane c of a quad reads the absmax of every fourth of them.
+constexpr int kChunksInFlight = 16;
+constexpr int kScalesPerLane = kChunksInFlight / 4;
+// Chunks per warp at least, where the rows allow: a warp's setup (tables, addresses, the final
+// sum) costs about as much as a few chunks, so slicing rows thinner than this loses.
+constexpr int kMinChunksPerWarp = kChunksInFlight;
+
+// The 16 code values in T as byte planes: lo[i] holds the low bytes of entries 4i .. 4i + 3,
+// hi[i] their high bytes, so that prmt can look up four entries at once.
+struct CodePlanes {
+  uint32_t lo[4], hi[4];
+};
+
+// Threads 0-7 of the block build one plane word each.
+template <typename T>
+__device__ __forceinline__ void stage_planes(CodePlanes& p, const float* __restrict__ code) {
+  if (threadIdx.x >= 8) return;
+  const int i = threadIdx.x % 4, high = threadIdx.x / 4;
+  uint32_t word = 0;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const T v = from_float<T>(__ldg(code + 4 * i + e));
+    const uint32_t bits = *reinterpret_cast<const uint16_t*>(&v);
+    word |= ((high ? bits >> 8 : bits) & 0xffu) << (8 * e);
+  }
+  (high ? p.hi : p.lo)[i] = word;
+}
+
+// The values of the four codes in bytes 0 and 1 of `codes` (the first of each byte in its high
+// nibble) as two registers of two 16-bit values, in element order. A code's low three bits pick
+// one of entries 0-7 and one of 8-15, its top bit picks between the two.
+__device__ __forceinline__ uint2 lookup4(const CodePlanes& p, uint32_t codes) {
+  const uint32_t low3 = codes & 0x7777u;
+  const uint32_t top = ((codes >> 1) & 0x4444u) | 0x3210u;
+  const uint32_t lo = prmt(prmt(p.lo[0], p.lo[1], low3), prmt(p.lo[2], p.lo[3], low3), top);
+  const uint32_t hi = prmt(prmt(p.hi[0], p.hi[1], low3), prmt(p.hi[2], p.hi[3], low3), top);
+  // The planes' bytes run in nibble order, elements 1, 0, 3, 2.
+  return {prmt(lo, hi, 0x4051u), prmt(lo, hi, 0x6273u)};
+}
+
+// One chunk's dot products for this lane's part of D (unscaled code values): four mmas.
+template <typename T, bool kUpper>
+__device__ __forceinline__ void chunk_mma(float (&d)[4], const CodePlanes& planes, uint2 wq,
+                                          const T* x_lo, const T* x_hi, bool lo_live,
+                                          bool hi_live) {
+  const uint4 zero = make_uint4(0, 0, 0, 0);
+  uint4 xlo[2], xhi[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    xlo[h] = lo_live ? __ldg(reinterpret_cast<const uint4*>(x_lo) + h) : zero;
+    xhi[h] = kUpper && hi_live ? __ldg(reinterpret_cast<const uint4*>(x_hi) + h) : zero;
+  }
+  const uint32_t* a_lo = reinterpret_cast<const uint32_t*>(xlo);
+  const uint32_t* a_hi = reinterpret_cast<const uint32_t*>(xhi);
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const uint32_t word = s < 2 ? wq.x : wq.y;
+    const uint2 b = lookup4(planes, s % 2 ? word >> 16 : word);
+    const uint32_t a[4] = {a_lo[2 * s], a_hi[2 * s], a_lo[2 * s + 1], a_hi[2 * s + 1]};
+    mma_16816<T>(d, a, b.x, b.y);
+  }
+}
+
+// kSplit warps share eight rows and take every kSplit-th chunk; kUpper: batch rows 8-15 are live.
+template <typename T, bool kUpper, int kSplit>
+__global__ void __launch_bounds__(kMmaGemvThreads, 2)
+    bnb4_mma_gemv_kernel(const uint2* __restrict__ packed, const float* __restrict__ code,
+                         Absmax absmax, int block_shift, const T* __restrict__ x,
+                         T* __restrict__ y, int m_rows, int in, int out) {
+  constexpr int kGroups = kMmaGemvWarps / kSplit;
+  __shared__ Tables tables;
+  __shared__ CodePlanes shared_planes;
+  __shared__ float4 partial[kMmaGemvWarps][32];
+  const int chunks = in / kChunk;
+  const int64_t row_units = in / 16;  // 8-byte units (16 codes) per row
+  const int first = blockIdx.x * kGroups * 8;
+  if (threadIdx.x == 0)
+    prefetch_l2(packed + first * row_units, int64_t{min(kGroups * 8, out - first)} * in / 2);
+  wait_then_release();
+  stage_planes<T>(shared_planes, code);
+  stage_tables(tables, code, absmax);  // synchronizes the block
+  const CodePlanes planes = shared_planes;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+  const int n0 = first + warp / kSplit * 8, n = n0 + g;
+  // Rows past `out` read row out - 1; they only reach D's columns past `out`, never stored.
+  const uint2* w_row = packed + min(n, out - 1) * row_units + c;
+  const T* x_lo = x + static_cast<int64_t>(g) * in + 16 * c;
+  const T* x_hi = x + static_cast<int64_t>(g + 8) * in + 16 * c;
+  const bool lo_live = g < m_rows, hi_live = kUpper && g + 8 < m_rows;
+  // Chunk j of this row lies in absmax block (row_chunk0 + j) >> block_shift.
+  const int64_t row_chunk0 = static_cast<int64_t>(min(n, out - 1)) * chunks;
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int j0 = warp % kSplit; j0 < chunks; j0 += kSplit * kChunksInFlight) {
+    // All of the loads go out before anything waits on one.
+    uint2 wq[kChunksInFlight];
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      const int j = j0 + u * kSplit;
+      wq[u] = j < chunks ? __ldg(w_row + 4 * j) : make_uint2(0, 0);
+    }
+    Absmax::Parts parts[kScalesPerLane];
+#pragma unroll
+    for (int i = 0; i < kScalesPerLane; ++i) {
+      const int j = j0 + (4 * i + c) * kSplit;
+      parts[i] = absmax.load(j < chunks ? (row_chunk0 + j) >> block_shift : 0);
+    }
+    float scale[kScalesPerLane];
+#pragma unroll
+    for (int i = 0; i < kScalesPerLane; ++i) scale[i] = absmax.combine(parts[i], tables.code2);
+#pragma unroll
+    for (int u = 0; u < kChunksInFlight; ++u) {
+      const int j = j0 + u * kSplit;
+      if (j >= chunks) break;
+      float d[4] = {0.f, 0.f, 0.f, 0.f};
+      chunk_mma<T, kUpper>(d, planes, wq[u], x_lo + int64_t{kChunk} * j, x_hi + int64_t{kChunk} * j,
+                           lo_live, hi_live);
+      // D's columns 2c and 2c + 1 are rows 2c and 2c + 1, whose chunk u's absmax lane u % 4 of
+      // their quad holds.
+      const float s0 = __shfl_sync(0xffffffffu, scale[u / 4], 8 * c + u % 4);
+      const float s1 = __shfl_sync(0xffffffffu, scale[u / 4], 8 * c + 4 + u % 4);
+      acc[0] = fmaf(s0, d[0], acc[0]);
+      acc[1] = fmaf(s1, d[1], acc[1]);
+      acc[2] = fmaf(s0, d[2], acc[2]);
+      acc[3] = fmaf(s1, d[3], acc[3]);
+    }
+  }
+  // The group's first warp adds the other slices in a fixed order.
+  if constexpr (kSplit > 1) {
+    partial[warp][lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    __syncthreads();
+    if (warp % kSplit) return;
+#pragma unroll
+    for (int s = 1; s < kSplit; ++s) {
+      const float4 p = partial[warp + s][lane];
+      acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int m = g + 8 * (i / 2), f = n0 + 2 * c + i % 2;
+    if (m < m_rows && f < out) y[static_cast<int64_t>(m) * out + f] = from_float<T>(acc[i]);
+  }
+}
+
 // Any shape: one warp per row, one element per lane and step, rows starting mid-byte included.
 template <typename T, int kTile>
 __global__ void __launch_bounds__(kThreads)
@@ -298,6 +462,41 @@ struct Bnb4TileLoader {
   }
 };
 
+// Batch rows 16 at a time; warps per row group: as many as leave each kMinChunksPerWarp chunks.
+void launch_mma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& absmax,
+                     at::Tensor& y, cudaStream_t stream) {
+  const int64_t chunks = w.in / kChunk;
+  const int split = chunks >= 8 * kMinChunksPerWarp   ? 8
+                    : chunks >= 4 * kMinChunksPerWarp ? 4
+                    : chunks >= 2 * kMinChunksPerWarp ? 2
+                                                      : 1;
+  const int64_t rows_per_block = kMmaGemvWarps / split * 8;
+  const Launch config{dim3(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block)),
+                      dim3(kMmaGemvThreads), 0, stream};
+  int block_shift = 0;
+  while (int64_t{kChunk} << block_shift < w.blocksize) ++block_shift;
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
+    for (int64_t m0 = 0; m0 < x.size(0); m0 += 16) {
+      const int rows = static_cast<int>(std::min<int64_t>(16, x.size(0) - m0));
+      const auto gemv = [&](auto upper_c, auto split_c) {
+        constexpr bool kUpper = decltype(upper_c)::value;
+        constexpr int kSplit = decltype(split_c)::value;
+        launch(config, bnb4_mma_gemv_kernel<scalar_t, kUpper, kSplit>,
+               reinterpret_cast<const uint2*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
+               absmax, block_shift, reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in,
+               reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out, rows,
+               static_cast<int>(w.in), static_cast<int>(w.out));
+      };
+      with_constant<1, 2, 4, 8>(split, [&](auto split_c) {
+        if (rows > 8)
+          gemv(std::true_type{}, split_c);
+        else
+          gemv(std::false_type{}, split_c);
+      });
+    }
+  });
+}
+
 Absmax check_bnb4(const Bnb4Tensors& w) {
   TORCH_CHECK(w.out >= 0 && w.in >= 0, "bnb4: out and in must be non-negative");
   TORCH_CHECK(w.blocksize > 0 && w.blocksize % 2 == 0, "bnb4: blocksize must be positive and even, got ",
@@ -353,7 +552,17 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       aligned16(w.packed.data_ptr()) && aligned16(x.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  if (pieces && use_tensor_cores(path, m)) {
+  const bool power_of_two = (w.blocksize & (w.blocksize - 1)) == 0;
+  const bool chunks = w.in % kChunk == 0 && w.blocksize >= kChunk && power_of_two && pieces &&
+                      at::cuda::getCurrentDeviceProperties()->major >= 8;
+  // Measured on an H200 (docs/performance.md, session 10), NF4 + double quant, 8192 x 2048: the
+  // tensor-core GEMV takes 10.5-11.7 us at 4 to 16 rows and 21.7 at 32, the FMA GEMV 15.7-109 and
+  // the tile kernel 17.1-28.6; at one row the FMA GEMV's 8.6 us are still ahead of its 10.3.
+  const bool mma_gemv = chunks && m >= 2 && path != MatmulPath::tensor_core;
+  const bool tile = pieces && (path == MatmulPath::tensor_core ||
+                               (path == MatmulPath::automatic &&
+                                (chunks ? m > kMmaGemvMaxRows : m >= kTensorCoreRows)));
+  if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
       const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
                                             w.code.data_ptr<float>(), absmax, w.blocksize,
@@ -361,6 +570,10 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
       launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
                       reinterpret_cast<scalar_t*>(y.data_ptr()), m, w.in, w.out, loader, stream);
     });
+    return y;
+  }
+  if (mma_gemv) {
+    launch_mma_gemv(x, w, absmax, y, stream);
     return y;
   }
   // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.

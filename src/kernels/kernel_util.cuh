@@ -61,6 +61,38 @@ __device__ __forceinline__ uint32_t stream_bits(const uint32_t* words, int64_t b
   return bit_field(__ldg(words + w), hi, off, nbits);
 }
 
+// Byte permute: byte i of the result is byte (sel >> 4i) & 7 of the pair b:a (a holds bytes 0-3).
+// sel's nibbles must have bit 3 clear (it would replicate the byte's sign instead).
+__device__ __forceinline__ uint32_t prmt(uint32_t a, uint32_t b, uint32_t sel) {
+  uint32_t d;
+  asm("prmt.b32 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+  return d;
+}
+
+// d += A B on tensor cores, m16n8k16, fp32 accumulation (compute capability 8.0 and later). The
+// fragments as PTX defines them, with g = lane / 4 and c = lane % 4, each register two 16-bit
+// values, the lower k first: a[0] holds A[g][2c, 2c+1], a[1] A[g+8][2c, 2c+1], a[2] A[g][2c+8,
+// 2c+9], a[3] A[g+8][2c+8, 2c+9]; b[0] holds B[2c, 2c+1][g], b[1] B[2c+8, 2c+9][g]; d[0], d[1]
+// are D[g][2c, 2c+1] and d[2], d[3] D[g+8][2c, 2c+1].
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<T, __half>)
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+        "{%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  __trap();  // the hosts take this path only on compute capability 8.0 and later
+#endif
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

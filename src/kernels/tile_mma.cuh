@@ -1,8 +1,9 @@
 #pragma once
-// The tensor-core matmul of a quantized weight for batches the GEMVs serve badly (8 to 64 rows:
-// decode of a batch; past 64 rows dequantize + cuBLAS is faster, linear.cpp). The GEMVs spend one fp32 FMA per weight element per
-// row, so at 8 to 16 rows they are bound by arithmetic; dequantizing the whole weight for cuBLAS
-// instead writes and rereads it in 16 bits every step. Here a block dequantizes a 64 x 128 tile
+// The tensor-core matmul of a quantized weight for batches the GEMVs serve badly (8 to 64 rows
+// of a decode batch, 33 to 64 for NF4/FP4, whose own tensor-core GEMV takes up to 32; past 64
+// rows dequantize + cuBLAS is faster, linear.cpp). The FMA GEMVs spend one fp32 FMA per weight
+// element per row, so at 8 to 16 rows they are bound by arithmetic; dequantizing the whole
+// weight for cuBLAS instead writes and rereads it in 16 bits every step. Here a block dequantizes a 64 x 128 tile
 // of the weight into shared memory once, stages the matching rows of x beside it, and multiplies
 // the two with WMMA (fp32 accumulation): the stored weight is read once per 128 rows of x, and
 // the arithmetic runs on tensor cores.

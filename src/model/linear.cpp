@@ -13,6 +13,7 @@
 #include <tuple>
 
 #ifdef QSWEEP_CUDA
+#include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <c10/cuda/CUDAGraphsC10Utils.h>
@@ -118,6 +119,21 @@ at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x) {
 bool use_kernels(const at::Tensor& x, at::ScalarType compute) {
   return x.is_cuda() && half_type(compute);
 }
+
+// One row against a decode-sized 16-bit dense weight takes the GEMV, which overlaps the kernel
+// before it (cuBLAS does not); the rest, cuBLAS. Measured on an H200 (docs/performance.md,
+// session 10): with the GEMV for up to 4 rows the 1B bf16 decode step went from 1.085 to 1.037 ms
+// but batch 4 fell from 3,506 to 2,650 tokens/s (the GEMV takes 17 us for 8192 x 2048 at 4 rows,
+// cuBLAS 11), and cuBLAS streams the 525 MB lm_head 8 % faster than the GEMV.
+constexpr int64_t kDenseGemvMaxBytes = int64_t{128} << 20;
+
+at::Tensor cuda_forward(const DenseWeight& w, const at::Tensor& x) {
+  const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+  if (x2.size(0) == 1 && static_cast<int64_t>(w.weight.nbytes()) <= kDenseGemvMaxBytes &&
+      cuda::dense_gemv_supported(x2, w.weight))
+    return shaped_like(cuda::dense_gemv(x2, w.weight), x);
+  return at::linear(x, w.weight);
+}
 #endif
 
 }  // namespace
@@ -125,7 +141,12 @@ bool use_kernels(const at::Tensor& x, at::ScalarType compute) {
 at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
   struct Forward {
     const at::Tensor& x;
-    at::Tensor operator()(const DenseWeight& w) const { return at::linear(x, w.weight); }
+    at::Tensor operator()(const DenseWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.weight.scalar_type())) return cuda_forward(w, x);
+#endif
+      return at::linear(x, w.weight);
+    }
     at::Tensor operator()(const IntGroupWeight& w) const {
 #ifdef QSWEEP_CUDA
       if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x);

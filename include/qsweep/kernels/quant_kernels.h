@@ -63,6 +63,8 @@ struct Bnb4Tensors {
   int64_t blocksize = 64;
   int64_t out = 0, in = 0;
 };
+// Where in % 64 == 0 and blocksize is a power of two from 64 (compute capability 8.0 on), the
+// GEMV of 2 or more rows is a tensor-core GEMV, and `automatic` takes it up to 32 rows.
 at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w,
                        MatmulPath path = MatmulPath::automatic);
 at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);

@@ -1,0 +1,128 @@
+// The dense 16-bit GEMV of decode (qsweep/kernels/dense_gemv.h).
+#include "qsweep/kernels/dense_gemv.h"
+
+#include "kernel_util.cuh"
+
+namespace qsweep::cuda {
+namespace {
+
+using namespace detail;
+
+constexpr int kThreads = 128;
+constexpr int kWarps = kThreads / 32;
+constexpr int kRows = 2;    // weight rows per warp, sharing each lane's activation loads
+constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
+
+// kSplit warps share kRows rows and split their pieces (8 elements, 16 bytes) between them:
+// lane l of slice s takes pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time.
+template <typename T, int kTile, int kSplit>
+__global__ void __launch_bounds__(kThreads)
+    dense_gemv_kernel(const uint4* __restrict__ w, int64_t w_ld, const T* __restrict__ x,
+                      T* __restrict__ y, int m_rows, int in, int out) {
+  constexpr int kGroups = kWarps / kSplit;
+  __shared__ float partial[kWarps][kRows][kTile];
+  const int pieces = in / 8;
+  const int first = blockIdx.x * kGroups * kRows, t = threadIdx.x;
+  if (t < kGroups * kRows && first + t < out) prefetch_l2(w + (first + t) * w_ld, int64_t{pieces} * 16);
+  wait_then_release();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int n0 = first + warp / kSplit * kRows;
+
+  float acc[kRows][kTile];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) acc[r][m] = 0.f;
+
+  for (int p0 = (warp % kSplit) * 32 + lane; p0 < pieces; p0 += 32 * kSplit * kUnroll) {
+    uint4 wq[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int p = p0 + u * 32 * kSplit;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        wq[u][r] = n0 + r < out && p < pieces ? __ldg(w + (n0 + r) * w_ld + p) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int p = p0 + u * 32 * kSplit;
+      if (p >= pieces) break;
+      float wf[kRows][8];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) unpack8<T>(wq[u][r], wf[r]);
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) {
+        if (m >= m_rows) break;
+        float xf[8];
+        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in) + p), xf);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) acc[r][m] = fmaf(xf[i], wf[r][i], acc[r][m]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      const float v = warp_sum(acc[r][m]);
+      if (lane == 0) partial[warp][r][m] = v;
+    }
+  __syncthreads();
+  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
+  if (t >= kGroups * kRows * kTile) return;
+  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
+  const int n = first + g * kRows + r;
+  if (m >= m_rows || n >= out) return;
+  float v = 0.f;
+#pragma unroll
+  for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
+  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+}
+
+}  // namespace
+
+bool dense_gemv_supported(const at::Tensor& x, const at::Tensor& w) {
+  const bool half = x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16;
+  return x.defined() && w.defined() && x.is_cuda() && w.is_cuda() && half &&
+         w.scalar_type() == x.scalar_type() && x.dim() == 2 && w.dim() == 2 && x.is_contiguous() &&
+         x.size(0) <= kDenseGemvMaxRows && x.size(1) == w.size(1) && w.size(1) % 8 == 0 &&
+         w.stride(1) == 1 && w.stride(0) % 8 == 0 && w.size(0) < (1ll << 31) &&
+         w.size(1) < (1ll << 31) && x.get_device() == w.get_device() && aligned16(x.data_ptr()) &&
+         aligned16(w.data_ptr());
+}
+
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(dense_gemv_supported(x, w),
+              "dense_gemv: x must be a contiguous [M <= ", kDenseGemvMaxRows,
+              ", in] and w an [out, in] CUDA tensor with contiguous rows, both float16 or both "
+              "bfloat16, in and w's row stride multiples of 8, both 16-byte aligned");
+  const int64_t m = x.size(0), in = x.size(1), out = w.size(0);
+  at::Tensor y = at::empty({m, out}, x.options());
+  if (m == 0 || out == 0) return y;
+  if (in == 0) return y.zero_();
+  // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
+  const int64_t pieces = in / 8;
+  const int split = pieces >= 4 * 32 * kUnroll ? 4 : pieces >= 2 * 32 * kUnroll ? 2 : 1;
+  const int64_t rows_per_block = kWarps / split * kRows;
+  const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
+                      dim3(kThreads), 0, at::cuda::getCurrentCUDAStream()};
+  static_assert(kDenseGemvMaxRows == 4, "the batch tiles below are 1, 2 and 4 rows");
+  const int tile = m <= 1 ? 1 : m <= 2 ? 2 : 4;
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "dense_gemv", [&] {
+    with_constant<1, 2, 4>(tile, [&](auto tile_c) {
+      with_constant<1, 2, 4>(split, [&](auto split_c) {
+        launch(config,
+               dense_gemv_kernel<scalar_t, decltype(tile_c)::value, decltype(split_c)::value>,
+               reinterpret_cast<const uint4*>(w.data_ptr()), w.stride(0) / 8,
+               reinterpret_cast<const scalar_t*>(x.data_ptr()),
+               reinterpret_cast<scalar_t*>(y.data_ptr()), static_cast<int>(m),
+               static_cast<int>(in), static_cast<int>(out));
+      });
+    });
+  });
+  return y;
+}
+
+}  // namespace qsweep::cuda
