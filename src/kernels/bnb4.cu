@@ -559,9 +559,8 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   // tensor-core GEMV takes 10.5-11.7 us at 4 to 16 rows and 21.7 at 32, the FMA GEMV 15.7-109 and
   // the tile kernel 17.1-28.6; at one row the FMA GEMV's 8.6 us are still ahead of its 10.3.
   const bool mma_gemv = chunks && m >= 2 && path != MatmulPath::tensor_core;
-  const bool tile = pieces && (path == MatmulPath::tensor_core ||
-                               (path == MatmulPath::automatic &&
-                                (chunks ? m > kMmaGemvMaxRows : m >= kTensorCoreRows)));
+  const bool tile =
+      pieces && use_tensor_cores(path, m, chunks ? kMmaGemvMaxRows + 1 : kTensorCoreRows);
   if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
       const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),

@@ -126,7 +126,12 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int m = 0; m < kTile; ++m) iacc[r][m] = 0, facc[r][m] = 0.f;
 
-  auto element = [&](int k, const int8_t (&wk)[kRows]) {
+  // Column k of the warp's rows, element by element, its bytes read from memory.
+  auto element = [&](int k) {
+    int8_t wk[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+      wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
     const bool outlier = s.mask[k];
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
@@ -185,25 +190,12 @@ __global__ void __launch_bounds__(kThreads)
           // The rare piece with an outlier column reads its bytes again (from L1): indexing wv
           // by a loop variable would put all of wv in local memory, for every piece.
 #pragma unroll 1
-          for (int j = 0; j < 16; ++j) {
-            const int k = p * 16 + j;
-            int8_t wk[kRows];
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-              wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
-            element(k, wk);
-          }
+          for (int j = 0; j < 16; ++j) element(p * 16 + j);
         }
       }
     }
   } else {
-    for (int k = lane; k < in; k += 32) {
-      int8_t wk[kRows];
-#pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
-      element(k, wk);
-    }
+    for (int k = lane; k < in; k += 32) element(k);
   }
 
 #pragma unroll

@@ -3,10 +3,10 @@
 // of a decode batch, 33 to 64 for NF4/FP4, whose own tensor-core GEMV takes up to 32; past 64
 // rows dequantize + cuBLAS is faster, linear.cpp). The FMA GEMVs spend one fp32 FMA per weight
 // element per row, so at 8 to 16 rows they are bound by arithmetic; dequantizing the whole
-// weight for cuBLAS instead writes and rereads it in 16 bits every step. Here a block dequantizes a 64 x 128 tile
-// of the weight into shared memory once, stages the matching rows of x beside it, and multiplies
-// the two with WMMA (fp32 accumulation): the stored weight is read once per 128 rows of x, and
-// the arithmetic runs on tensor cores.
+// weight for cuBLAS instead writes and rereads it in 16 bits every step. Here a block
+// dequantizes a 64 x 128 tile of the weight into shared memory once, stages the matching rows of
+// x beside it, and multiplies the two with WMMA (fp32 accumulation): the stored weight is read
+// once per 128 rows of x, and the arithmetic runs on tensor cores.
 //
 // The storage format enters through a Loader, a small struct of device functions:
 //   Shared                     what the format keeps in shared memory (lookup tables)

@@ -28,9 +28,9 @@ enum class MatmulPath { automatic, gemv, tensor_core };
 // Measured on an H200 (docs/performance.md, 1B MLP shapes): from 8 rows the tile kernel is ahead
 // of the GEMV in the 4-bit formats (NF4 20 us against 31-34 us); at 16 rows in every format.
 constexpr int64_t kTensorCoreRows = 8;
-inline bool use_tensor_cores(MatmulPath path, int64_t rows) {
-  return path == MatmulPath::tensor_core ||
-         (path == MatmulPath::automatic && rows >= kTensorCoreRows);
+// `from`: the rows where `automatic` switches, later for a format whose GEMV serves more.
+inline bool use_tensor_cores(MatmulPath path, int64_t rows, int64_t from = kTensorCoreRows) {
+  return path == MatmulPath::tensor_core || (path == MatmulPath::automatic && rows >= from);
 }
 
 // GPTQ layout (IntGroupWeight): qweight int32 [ceil(in * bits / 32), out] holds, for each output
