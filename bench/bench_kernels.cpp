@@ -6,9 +6,11 @@
 // The quantized formats run through each kernel behind their *_matmul (the GEMV and the tensor-core
 // tile kernel, MatmulPath), and int4 and NF4 + double quant also as the prefill path does it
 // (dequantize, then cuBLAS), at batches 1 to 256, so the crossovers qsweep uses
-// (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run.
+// (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run. Then decode attention at
+// a few cache lengths, in one pass and split over blocks (M is the batch there).
 // Usage: qsweep_bench_kernels [out.json [kernel-substring [M]]]
 //   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16)
+#include "qsweep/kernels/decode_kernels.h"
 #include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/launch_overlap.h"
 #include "qsweep/kernels/quant_kernels.h"
@@ -202,6 +204,50 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
   return v;
 }
 
+// Decode attention on Llama-3's heads (32 query, 8 kv, dim 128: the 1B and 8B shapes alike),
+// bf16, each row at the last slot of a cache of `context` slots: in one pass per (row, kv head)
+// and split as decode_attention chooses. Bytes read: q and the keys and values attended to.
+// The cache copies rotate like the weights, but a short cache still fits L2 several times.
+nlohmann::json measure_attention(int64_t l2, double copy_gbps, const std::string& only_kernel,
+                                 int64_t only_m) {
+  constexpr int64_t kHeads = 32, kKvHeads = 8, kDim = 128;
+  nlohmann::json rows = nlohmann::json::array();
+  const auto on = at::TensorOptions().device(kGpu).dtype(at::kBFloat16);
+  for (int64_t batch : {1, 4})
+    for (int64_t context : {128, 512, 1024}) {
+      if (only_m && batch != only_m) continue;
+      const int64_t kv_bytes = 2 * batch * kKvHeads * context * kDim * 2;
+      const int copies = copies_for(kv_bytes, l2);
+      std::vector<at::Tensor> ks, vs;
+      for (int c = 0; c < copies; ++c) {
+        ks.push_back(at::randn({batch, kKvHeads, context, kDim}, on));
+        vs.push_back(at::randn({batch, kKvHeads, context, kDim}, on));
+      }
+      const at::Tensor q = at::randn({batch, kHeads, kDim}, on);
+      const at::Tensor mask = at::ones({batch, context}, on.dtype(at::kBool));
+      const at::Tensor slot = at::full({batch}, context - 1, on.dtype(at::kLong));
+      for (const auto& [name, splits] : {std::pair{"attention_one_pass", 1}, {"attention_split", 0}}) {
+        if (std::string(name).find(only_kernel) == std::string::npos) continue;
+        const std::vector<double> samples = time_calls(
+            [&](int c) { decode_attention(q, ks[c], vs[c], mask, slot, 0.088, splits); }, copies);
+        const double med = percentile(samples, 0.5);
+        const int64_t bytes = kv_bytes + bytes_of(q);
+        const double gbps = bytes / (med * 1e-3) / 1e9;
+        std::printf("%-24s %6lld %6lld %3lld %10.2f %9.0f %6.1f%%\n", name,
+                    static_cast<long long>(context), static_cast<long long>(kDim),
+                    static_cast<long long>(batch), med * 1e3, gbps, 100 * gbps / copy_gbps);
+        std::vector<double> us;
+        for (double v : samples) us.push_back(v * 1e3);
+        rows.push_back({{"kernel", name}, {"context", context}, {"heads", kHeads},
+                        {"kv_heads", kKvHeads}, {"head_dim", kDim}, {"M", batch},
+                        {"median_us", med * 1e3}, {"samples_us", us}, {"cache_copies", copies},
+                        {"bytes_read", bytes}, {"GBps", gbps},
+                        {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+      }
+    }
+  return rows;
+}
+
 std::string today() {
   const std::time_t t = std::time(nullptr);
   char buf[32];
@@ -298,6 +344,9 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  for (nlohmann::json& row : measure_attention(l2, copy_gbps, only_kernel, only_m))
+    results.push_back(std::move(row));
 
   nlohmann::json doc = {
       {"date", today()},

@@ -89,3 +89,60 @@ TEST_F(DecodeKernels, ArgmaxLastDimRefusesAnOutOfTheWrongShape) {
   at::Tensor out = at::empty({3}, logits.options().dtype(at::kLong));
   EXPECT_THROW(cuda::argmax_last_dim(logits, out), c10::Error);
 }
+
+namespace {
+
+// What decode_attention computes, with libtorch in float32: each row's query heads over its kv
+// head's filled, unmasked slots [0, slot].
+at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k_cache,
+                               const at::Tensor& v_cache, const at::Tensor& key_mask,
+                               const std::vector<int64_t>& slots, double scale) {
+  const int64_t group = q.size(1) / k_cache.size(1);
+  std::vector<at::Tensor> rows;
+  for (size_t b = 0; b < slots.size(); ++b) {
+    const int64_t n = slots[b] + 1;
+    const auto filled = at::indexing::Slice(0, n);
+    const at::Tensor k = k_cache[b].index({at::indexing::Slice(), filled}).to(at::kFloat);
+    const at::Tensor v = v_cache[b].index({at::indexing::Slice(), filled}).to(at::kFloat);
+    const at::Tensor scores =
+        at::matmul(q[b].to(at::kFloat).unsqueeze(1), k.repeat_interleave(group, 0).transpose(1, 2)) *
+        scale;  // [heads, 1, n]
+    const at::Tensor masked = scores.masked_fill(key_mask[b].slice(0, 0, n).logical_not(), -INFINITY);
+    rows.push_back(at::matmul(at::softmax(masked, -1), v.repeat_interleave(group, 0)).reshape({-1}));
+  }
+  return at::stack(rows);
+}
+
+}  // namespace
+
+// Batches of 1 and 3 rows split each row's slots over several blocks and merge them (few (row,
+// kv head) pairs for the GPU); 96 rows on 8 kv heads run in one pass. Groups of 1, 2, 4, 6, 8. A cache of 2500 slots needs three
+// runs for shared memory alone. Rows end at different slots, and left padding leaves masked
+// slots at the start of a row (row 1's first run, of 16 or more slots, entirely masked).
+TEST_F(DecodeKernels, DecodeAttentionIsSoftmaxOverTheFilledSlots) {
+  struct Shape { int64_t heads, kv_heads, dim, capacity; std::vector<int64_t> slots; };
+  const std::vector<Shape> shapes = {
+      {32, 8, 128, 300, {170}}, {32, 4, 128, 300, {0}}, {8, 8, 64, 64, {63, 40, 2}},
+      {24, 4, 32, 2500, {2499, 1200, 16}}, {16, 8, 64, 130, std::vector<int64_t>(96, 129)}};
+  for (at::ScalarType dtype : kDtypes)
+    for (const Shape& s : shapes) {
+      const int64_t rows = static_cast<int64_t>(s.slots.size());
+      const auto on = at::TensorOptions().device(kGpu).dtype(dtype);
+      const at::Tensor q = at::randn({rows, s.heads, s.dim}, on);
+      const at::Tensor k = at::randn({rows, s.kv_heads, s.capacity, s.dim}, on);
+      const at::Tensor v = at::randn({rows, s.kv_heads, s.capacity, s.dim}, on);
+      at::Tensor mask = at::ones({rows, s.capacity}, on.dtype(at::kBool));
+      if (rows > 1) mask[1].slice(0, 0, std::min<int64_t>(s.slots[1], 40)).fill_(false);
+      const at::Tensor slot = at::tensor(s.slots, at::kLong).to(kGpu);
+      const double scale = 1.0 / std::sqrt(static_cast<double>(s.dim));
+      const at::Tensor expected = attention_reference(q, k, v, mask, s.slots, scale);
+      // float32 differs only in summation order; 16-bit types round the output once.
+      const double tolerance = dtype == at::kFloat ? 1e-5 : dtype == at::kHalf ? 2e-3 : 1e-2;
+      for (int64_t splits : {0, 1, 7}) {  // chosen here, one pass, more runs than some rows fill
+        const at::Tensor out = cuda::decode_attention(q, k, v, mask, slot, scale, splits);
+        EXPECT_LT(rel_err(out, expected), tolerance)
+            << c10::toString(dtype) << " heads " << s.heads << "/" << s.kv_heads << " dim "
+            << s.dim << " capacity " << s.capacity << " rows " << rows << " splits " << splits;
+      }
+    }
+}

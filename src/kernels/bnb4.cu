@@ -197,14 +197,20 @@ constexpr int kMmaGemvWarps = 8;
 constexpr int kMmaGemvThreads = 32 * kMmaGemvWarps;
 constexpr int kChunk = 64;           // codes of a row per lane quad and absmax scaling
 constexpr int64_t kMmaGemvMaxRows = 32;  // `automatic` takes the tile kernel past this
-// Chunks of a row a warp loads before it uses the first (8 bytes per lane each): 4 KB per warp
-// in flight, and with some 16 warps per multiprocessor the whole of a decode-sized weight is
-// requested at once. Lane c of a quad reads the absmax of every fourth of them.
-constexpr int kChunksInFlight = 16;
+// Chunks of a row a warp has in flight (8 bytes per lane each): a batch of them is loaded while
+// the one before is multiplied, so a warp keeps 2 KB to 4 KB in flight. Lane c of a quad reads
+// the absmax of every fourth chunk of a batch.
+constexpr int kChunksInFlight = 8;
 constexpr int kScalesPerLane = kChunksInFlight / 4;
 // Chunks per warp at least, where the rows allow: a warp's setup (tables, addresses, the final
 // sum) costs about as much as a few chunks, so slicing rows thinner than this loses.
-constexpr int kMinChunksPerWarp = kChunksInFlight;
+constexpr int kMinChunksPerWarp = 2 * kChunksInFlight;
+
+// One batch of a lane's chunks as loaded: the codes and the absmax parts.
+struct ChunkBatch {
+  uint2 wq[kChunksInFlight];
+  Absmax::Parts parts[kScalesPerLane];
+};
 
 // The 16 code values in T as byte planes: lo[i] holds the low bytes of entries 4i .. 4i + 3,
 // hi[i] their high bytes, so that prmt can look up four entries at once.
@@ -278,9 +284,6 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
   if (threadIdx.x == 0)
     prefetch_l2(packed + first * row_units, int64_t{min(kGroups * 8, out - first)} * in / 2);
   wait_then_release();
-  stage_planes<T>(shared_planes, code);
-  stage_tables(tables, code, absmax);  // synchronizes the block
-  const CodePlanes planes = shared_planes;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
   const int n0 = first + warp / kSplit * 8, n = n0 + g;
   // Rows past `out` read row out - 1; they only reach D's columns past `out`, never stored.
@@ -291,31 +294,42 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
   // Chunk j of this row lies in absmax block (row_chunk0 + j) >> block_shift.
   const int64_t row_chunk0 = static_cast<int64_t>(min(n, out - 1)) * chunks;
 
-  float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  for (int j0 = warp % kSplit; j0 < chunks; j0 += kSplit * kChunksInFlight) {
-    // All of the loads go out before anything waits on one.
-    uint2 wq[kChunksInFlight];
+  // Batch j0's loads: codes of chunks j0 + u * kSplit, and lane c's absmax of every fourth.
+  const auto load = [&](int j0) {
+    ChunkBatch b;
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; ++u) {
       const int j = j0 + u * kSplit;
-      wq[u] = j < chunks ? __ldg(w_row + 4 * j) : make_uint2(0, 0);
+      b.wq[u] = j < chunks ? __ldg(w_row + 4 * j) : make_uint2(0, 0);
     }
-    Absmax::Parts parts[kScalesPerLane];
 #pragma unroll
     for (int i = 0; i < kScalesPerLane; ++i) {
       const int j = j0 + (4 * i + c) * kSplit;
-      parts[i] = absmax.load(j < chunks ? (row_chunk0 + j) >> block_shift : 0);
+      b.parts[i] = absmax.load(j < chunks ? (row_chunk0 + j) >> block_shift : 0);
     }
+    return b;
+  };
+  constexpr int kStep = kSplit * kChunksInFlight;
+  // The first batch does not depend on the tables: it is in flight while they are staged.
+  ChunkBatch next = load(warp % kSplit);
+  stage_planes<T>(shared_planes, code);
+  stage_tables(tables, code, absmax);  // synchronizes the block
+  const CodePlanes planes = shared_planes;
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int j0 = warp % kSplit; j0 < chunks; j0 += kStep) {
+    const ChunkBatch now = next;
+    if (j0 + kStep < chunks) next = load(j0 + kStep);
     float scale[kScalesPerLane];
 #pragma unroll
-    for (int i = 0; i < kScalesPerLane; ++i) scale[i] = absmax.combine(parts[i], tables.code2);
+    for (int i = 0; i < kScalesPerLane; ++i) scale[i] = absmax.combine(now.parts[i], tables.code2);
 #pragma unroll
     for (int u = 0; u < kChunksInFlight; ++u) {
       const int j = j0 + u * kSplit;
       if (j >= chunks) break;
       float d[4] = {0.f, 0.f, 0.f, 0.f};
-      chunk_mma<T, kUpper>(d, planes, wq[u], x_lo + int64_t{kChunk} * j, x_hi + int64_t{kChunk} * j,
-                           lo_live, hi_live);
+      chunk_mma<T, kUpper>(d, planes, now.wq[u], x_lo + int64_t{kChunk} * j,
+                           x_hi + int64_t{kChunk} * j, lo_live, hi_live);
       // D's columns 2c and 2c + 1 are rows 2c and 2c + 1, whose chunk u's absmax lane u % 4 of
       // their quad holds.
       const float s0 = __shfl_sync(0xffffffffu, scale[u / 4], 8 * c + u % 4);

@@ -5,6 +5,7 @@
 
 #include "kernel_util.cuh"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -217,36 +218,44 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
 }
 
 constexpr int kAttentionThreads = 256;
+constexpr int kAttentionWarps = kAttentionThreads / 32;
 constexpr int kMaxGroup = 8;
+// A block holds the scores of its run of slots in shared memory, so a run is at most
+// kMaxRunSlots long and a longer cache is split over more blocks; runs shorter than kMinRunSlots
+// would cost more to merge than they save.
+constexpr int64_t kMaxRunSlots = 1024;
+constexpr int64_t kMinRunSlots = 16;
 
-// One block per (kv head, row). The scores of the G query heads for every slot up to the row's
-// current one go to shared memory (a thread per slot), then the softmax, then the weighted sum
-// of values: each warp takes every kWarps-th slot, its lanes a row's dims (coalesced), four
-// slots' loads in flight at once; the warps' partial sums meet in shared memory.
+// The slots [begin, end) of one row's n filled slots that split `split` of `splits` attends
+// over: runs of ceil(n / splits) slots, at least kMinRunSlots, so the last runs may be empty.
+struct SlotRun {
+  int64_t begin, end;
+};
+__host__ __device__ __forceinline__ int64_t run_slots(int64_t n, int64_t splits) {
+  const int64_t per = (n + splits - 1) / splits;
+  return per > kMinRunSlots ? per : kMinRunSlots;
+}
+__device__ __forceinline__ SlotRun slot_run(int64_t n, int split, int splits) {
+  const int64_t per = run_slots(n, splits);
+  const int64_t begin = min(n, split * per);
+  return {begin, min(n, begin + per)};
+}
+
+// A split's result for each of its G query heads, merged by attention_merge_kernel: the
+// largest score, the sum of exp(score - max) and the so-weighted sum of values.
+struct AttentionPartials {
+  float2* stats;  // [B, kv_heads, splits, G] (max, sum)
+  float* values;  // [B, kv_heads, splits, G, D]
+};
+
+// scores[g][j - run.begin] = q_g . k_j * scale for the run's slots, -inf where masked; a thread
+// per slot, its key row read in 16-byte pieces.
 template <typename T, int kGroup, int kDim>
-__global__ void __launch_bounds__(kAttentionThreads)
-    decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k_cache,
-                            const T* __restrict__ v_cache, const bool* __restrict__ key_mask,
-                            const int64_t* __restrict__ slot, T* __restrict__ out, int heads,
-                            int kv_heads, int64_t capacity, float scale) {
-  constexpr int kWarps = kAttentionThreads / 32, kPerLane = kDim / 32, kUnroll = 4;
-  extern __shared__ float shared[];
-  wait_then_release();
-  const int kvh = blockIdx.x, b = blockIdx.y;
-  const int64_t n = slot[b] + 1;
-  float* qs = shared;                          // [kGroup][kDim]
-  float* scores = qs + kGroup * kDim;          // [kGroup][n]
-  float* partial = scores + kGroup * capacity; // [kWarps][kGroup][kDim]
-  __shared__ float scratch[32];
-  __shared__ float row_max[kGroup], row_sum[kGroup];
-
-  const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
-  for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float(qb[i]);
-  __syncthreads();
-  const int64_t base = (static_cast<int64_t>(b) * kv_heads + kvh) * capacity;
-  const bool* mask = key_mask + static_cast<int64_t>(b) * capacity;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const T* key = k_cache + (base + j) * kDim;
+__device__ void score_run(const float* qs, const T* keys, const bool* mask, SlotRun run,
+                          float scale, float* scores) {
+  const int64_t len = run.end - run.begin;
+  for (int64_t j = run.begin + threadIdx.x; j < run.end; j += blockDim.x) {
+    const T* key = keys + j * kDim;
     float dot[kGroup];
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) dot[g] = 0.f;
@@ -265,34 +274,66 @@ __global__ void __launch_bounds__(kAttentionThreads)
         for (int u = 0; u < 8; ++u) dot[g] = fmaf(qs[g * kDim + e + u], kv[u], dot[g]);
     }
 #pragma unroll
-    for (int g = 0; g < kGroup; ++g) scores[g * n + j] = mask[j] ? dot[g] * scale : -INFINITY;
+    for (int g = 0; g < kGroup; ++g)
+      scores[g * len + (j - run.begin)] = mask[j] ? dot[g] * scale : -INFINITY;
   }
-  __syncthreads();
-  for (int g = 0; g < kGroup; ++g) {
-    float m = -INFINITY;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, scores[g * n + j]);
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = m;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      float all = -INFINITY;
-      for (int w = 0; w < kWarps; ++w) all = fmaxf(all, scratch[w]);
-      row_max[g] = all;
-    }
-    __syncthreads();
-    float sum = 0.f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-      const float p = expf(scores[g * n + j] - row_max[g]);
-      scores[g * n + j] = p;
-      sum += p;
-    }
-    sum = block_sum(sum, scratch);
-    if (threadIdx.x == 0) row_sum[g] = sum;
-  }
-  __syncthreads();
+}
 
+// Replaces each head's scores by exp(score - max) and leaves the max and the sum of those in
+// row_max, row_sum [kGroup] (read after a barrier). A run whose every slot is masked keeps max
+// -inf and sum 0, which the merge weighs as nothing.
+template <int kGroup>
+__device__ void exponentiate(float* scores, int64_t len, float* scratch, float* row_max,
+                             float* row_sum) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const T* values = v_cache + base * kDim + lane * kPerLane;
+  float m[kGroup], s[kGroup];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) m[g] = -INFINITY, s[g] = 0.f;
+  for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) m[g] = fmaxf(m[g], scores[g * len + j]);
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    m[g] = warp_max(m[g]);
+    if (lane == 0) scratch[warp * kGroup + g] = m[g];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    for (int w = 0; w < kAttentionWarps; ++w) m[g] = fmaxf(m[g], scratch[w * kGroup + g]);
+    if (m[g] == -INFINITY) m[g] = 0.f;  // exp(-inf - 0) = 0 for every slot
+  }
+  __syncthreads();  // scratch holds the sums next
+  for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      const float p = expf(scores[g * len + j] - m[g]);
+      scores[g * len + j] = p;
+      s[g] += p;
+    }
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    s[g] = warp_sum(s[g]);
+    if (lane == 0) scratch[warp * kGroup + g] = s[g];
+  }
+  __syncthreads();
+  if (threadIdx.x < kGroup) {
+    const int g = threadIdx.x;
+    float sum = 0.f;
+    for (int w = 0; w < kAttentionWarps; ++w) sum += scratch[w * kGroup + g];
+    row_max[g] = sum > 0.f ? m[g] : -INFINITY;
+    row_sum[g] = sum;
+  }
+}
+
+// partial[warp][g][d] = the sum over the warp's slots of the run (every kAttentionWarps-th) of
+// p[g][j] * v[j][d]; lanes take a row's dims (coalesced), four slots' loads in flight at once.
+template <typename T, int kGroup, int kDim>
+__device__ void weigh_values(const T* values, const float* p, SlotRun run, float* partial) {
+  constexpr int kPerLane = kDim / 32, kUnroll = 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t len = run.end - run.begin;
+  const T* v_lane = values + lane * kPerLane;
   float acc[kGroup][kPerLane];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g)
@@ -301,25 +342,25 @@ __global__ void __launch_bounds__(kAttentionThreads)
   auto add = [&](int64_t j, const float (&v)[kPerLane]) {
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
-      const float p = scores[g * n + j];
+      const float w = p[g * len + (j - run.begin)];
 #pragma unroll
-      for (int e = 0; e < kPerLane; ++e) acc[g][e] = fmaf(p, v[e], acc[g][e]);
+      for (int e = 0; e < kPerLane; ++e) acc[g][e] = fmaf(w, v[e], acc[g][e]);
     }
   };
-  int64_t j = warp;
-  for (; j + (kUnroll - 1) * kWarps < n; j += kUnroll * kWarps) {
+  int64_t j = run.begin + warp;
+  for (; j + (kUnroll - 1) * kAttentionWarps < run.end; j += kUnroll * kAttentionWarps) {
     float v[kUnroll][kPerLane];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float(values[(j + u * kWarps) * kDim + e]);
+      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float(v_lane[(j + u * kAttentionWarps) * kDim + e]);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) add(j + u * kWarps, v[u]);
+    for (int u = 0; u < kUnroll; ++u) add(j + u * kAttentionWarps, v[u]);
   }
-  for (; j < n; j += kWarps) {
+  for (; j < run.end; j += kAttentionWarps) {
     float v[kPerLane];
 #pragma unroll
-    for (int e = 0; e < kPerLane; ++e) v[e] = to_float(values[j * kDim + e]);
+    for (int e = 0; e < kPerLane; ++e) v[e] = to_float(v_lane[j * kDim + e]);
     add(j, v);
   }
 #pragma unroll
@@ -327,13 +368,79 @@ __global__ void __launch_bounds__(kAttentionThreads)
 #pragma unroll
     for (int e = 0; e < kPerLane; ++e)
       partial[(warp * kGroup + g) * kDim + lane * kPerLane + e] = acc[g][e];
+}
+
+// One block per (kv head, split, row): the G query heads sharing the kv head, over the split's
+// run of the row's filled slots. Scores go to shared memory (a thread per slot), then their
+// exponentials, then the weighted sum of values; the warps' sums meet in shared memory. With one
+// split the block normalises and writes the output; with more it leaves AttentionPartials.
+template <typename T, int kGroup, int kDim>
+__global__ void __launch_bounds__(kAttentionThreads)
+    decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k_cache,
+                            const T* __restrict__ v_cache, const bool* __restrict__ key_mask,
+                            const int64_t* __restrict__ slot, T* __restrict__ out,
+                            AttentionPartials partials, int heads, int kv_heads, int64_t capacity,
+                            float scale) {
+  extern __shared__ float shared[];
+  __shared__ float scratch[kAttentionWarps * kGroup];
+  __shared__ float row_max[kGroup], row_sum[kGroup];
+  wait_then_release();
+  const int kvh = blockIdx.x, split = blockIdx.y, splits = gridDim.y, b = blockIdx.z;
+  const SlotRun run = slot_run(slot[b] + 1, split, splits);
+  float* qs = shared;                                                 // [kGroup][kDim]
+  float* scores = qs + kGroup * kDim;                                 // [kGroup][run length]
+  float* partial = scores + kGroup * run_slots(capacity, splits);     // [warps][kGroup][kDim]
+
+  const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
+  for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float(qb[i]);
   __syncthreads();
+  const int64_t unit = static_cast<int64_t>(b) * kv_heads + kvh;  // (row, kv head)
+  score_run<T, kGroup, kDim>(qs, k_cache + unit * capacity * kDim,
+                             key_mask + static_cast<int64_t>(b) * capacity, run, scale, scores);
+  __syncthreads();
+  exponentiate<kGroup>(scores, run.end - run.begin, scratch, row_max, row_sum);
+  __syncthreads();
+  weigh_values<T, kGroup, kDim>(v_cache + unit * capacity * kDim, scores, run, partial);
+  __syncthreads();
+
+  const int64_t part = unit * splits + split;
+  if (splits > 1 && threadIdx.x < kGroup)
+    partials.stats[part * kGroup + threadIdx.x] = make_float2(row_max[threadIdx.x], row_sum[threadIdx.x]);
   for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
     float sum = 0.f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) sum += partial[w * kGroup * kDim + pair];
-    out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] =
-        from_float<T>(sum / row_sum[pair / kDim]);
+    for (int w = 0; w < kAttentionWarps; ++w) sum += partial[w * kGroup * kDim + pair];
+    if (splits > 1)
+      partials.values[part * kGroup * kDim + pair] = sum;
+    else
+      out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] =
+          from_float<T>(sum / row_sum[pair / kDim]);
+  }
+}
+
+// out = the splits' weighted values, each scaled by exp(its max - the overall max), over their
+// so-scaled sums: the softmax over all the row's slots. One block per (kv head, row).
+template <typename T, int kGroup, int kDim>
+__global__ void __launch_bounds__(kAttentionThreads)
+    attention_merge_kernel(AttentionPartials partials, int splits, T* __restrict__ out, int heads,
+                           int kv_heads) {
+  wait_then_release();
+  const int kvh = blockIdx.x, b = blockIdx.y;
+  const int64_t first = (static_cast<int64_t>(b) * kv_heads + kvh) * splits;
+  const float2* stats = partials.stats + first * kGroup;         // [splits][kGroup]
+  const float* values = partials.values + first * kGroup * kDim;  // [splits][kGroup][kDim]
+  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
+    const int g = pair / kDim;
+    float m = -INFINITY;
+    for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[s * kGroup + g].x);
+    float sum = 0.f, value = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float2 st = stats[s * kGroup + g];
+      const float w = expf(st.x - m);  // 0 for a run with nothing to attend to (max -inf)
+      sum = fmaf(w, st.y, sum);
+      value = fmaf(w, values[s * kGroup * kDim + pair], value);
+    }
+    out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] = from_float<T>(value / sum);
   }
 }
 
@@ -372,9 +479,21 @@ void with_group(int64_t group, Body&& body) {
               ")");
 }
 
-size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t capacity) {
-  constexpr int64_t kWarps = kAttentionThreads / 32;
-  return static_cast<size_t>(group * (dim + capacity + kWarps * dim)) * sizeof(float);
+// Blocks per (row, kv head): at least enough that a run fits in shared memory; `requested` if
+// given, else about two blocks per multiprocessor over the whole batch, as far as runs of
+// kMinRunSlots fill the cache. A batch of 64 rows on Llama's 8 kv heads already fills an H200,
+// and stays in one pass.
+int64_t attention_splits(int64_t requested, int64_t rows, int64_t kv_heads, int64_t capacity) {
+  const int64_t for_space = (capacity + kMaxRunSlots - 1) / kMaxRunSlots;
+  if (requested > 0) return std::max(requested, for_space);
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t for_occupancy = (2 * sms + rows * kv_heads - 1) / (rows * kv_heads);
+  const int64_t fillable = (capacity + kMinRunSlots - 1) / kMinRunSlots;
+  return std::max(for_space, std::min(for_occupancy, fillable));
+}
+
+size_t attention_shared_bytes(int64_t group, int64_t dim, int64_t run) {
+  return static_cast<size_t>(group * (dim + run + kAttentionWarps * dim)) * sizeof(float);
 }
 
 // Runs body with an std::integral_constant of the head dim (64 and 128 are Llama's; 32 is the
@@ -485,42 +604,61 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
   return q_out;
 }
 
-bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
-                                int64_t capacity) {
+bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim) {
   if (kv_heads <= 0 || heads % kv_heads != 0 || heads / kv_heads > kMaxGroup) return false;
   if (head_dim != 32 && head_dim != 64 && head_dim != 128) return false;
+  // The longest run's shared memory, whatever the cache length (69.6 KB at 8 heads of dim 128).
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  return attention_shared_bytes(heads / kv_heads, head_dim, capacity) <=
+  return attention_shared_bytes(heads / kv_heads, head_dim, kMaxRunSlots) <=
          prop->sharedMemPerBlockOptin - 2048;
 }
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, const at::Tensor& key_mask,
-                            const at::Tensor& slot, double scale) {
+                            const at::Tensor& slot, double scale, int64_t splits) {
   for (const auto& [t, what] : {std::pair{&q, "q"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"},
                                 {&key_mask, "key_mask"}, {&slot, "slot"}})
     check_input(*t, what, "decode_attention");
   const int64_t b = q.size(0), heads = q.size(1), dim = q.size(2), kv_heads = k_cache.size(1),
                 capacity = k_cache.size(2);
-  TORCH_CHECK(decode_attention_supported(heads, kv_heads, dim, capacity),
+  TORCH_CHECK(decode_attention_supported(heads, kv_heads, dim),
               "decode_attention: unsupported shape (", heads, " heads, ", kv_heads, " kv heads, dim ",
-              dim, ", capacity ", capacity, ")");
+              dim, ")");
+  TORCH_CHECK(splits >= 0, "decode_attention: splits must be 0 (chosen here) or positive, got ", splits);
+  splits = attention_splits(splits, b, kv_heads, capacity);
+  const int64_t group = heads / kv_heads;
   at::Tensor out = at::empty({b, heads * dim}, q.options());
-  const size_t shared = attention_shared_bytes(heads / kv_heads, dim, capacity);
+  at::Tensor merged;  // the splits' partials, [B, kv_heads, splits, G] stats then values
+  AttentionPartials partials{};
+  if (splits > 1) {
+    const int64_t parts = b * kv_heads * splits * group;
+    merged = at::empty({parts * (2 + dim)}, q.options().dtype(at::kFloat));
+    partials.stats = reinterpret_cast<float2*>(merged.data_ptr<float>());
+    partials.values = merged.data_ptr<float>() + 2 * parts;
+  }
+  const size_t shared = attention_shared_bytes(group, dim, run_slots(capacity, splits));
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "decode_attention", [&] {
-    with_group(heads / kv_heads, [&](auto group_c) {
+    with_group(group, [&](auto group_c) {
       with_head_dim(dim, [&](auto dim_c) {
-        auto kernel = decode_attention_kernel<scalar_t, decltype(group_c)::value, decltype(dim_c)::value>;
+        constexpr int kGroup = decltype(group_c)::value, kDim = decltype(dim_c)::value;
+        auto* const o = reinterpret_cast<scalar_t*>(out.data_ptr());
+        auto kernel = decode_attention_kernel<scalar_t, kGroup, kDim>;
         QSWEEP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(shared)));
-        const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b));
-        launch({grid, dim3(kAttentionThreads), shared, at::cuda::getCurrentCUDAStream()}, kernel,
-            reinterpret_cast<const scalar_t*>(q.data_ptr()),
-            reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
-            reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
-            slot.data_ptr<int64_t>(), reinterpret_cast<scalar_t*>(out.data_ptr()),
-            static_cast<int>(heads), static_cast<int>(kv_heads), capacity,
-            static_cast<float>(scale));
+        const dim3 grid(static_cast<unsigned>(kv_heads), static_cast<unsigned>(splits),
+                        static_cast<unsigned>(b));
+        launch({grid, dim3(kAttentionThreads), shared, stream}, kernel,
+               reinterpret_cast<const scalar_t*>(q.data_ptr()),
+               reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
+               reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
+               slot.data_ptr<int64_t>(), o, partials, static_cast<int>(heads),
+               static_cast<int>(kv_heads), capacity, static_cast<float>(scale));
+        if (splits == 1) return;
+        launch({dim3(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b)),
+                dim3(kAttentionThreads), 0, stream},
+               attention_merge_kernel<scalar_t, kGroup, kDim>, partials,
+               static_cast<int>(splits), o, static_cast<int>(heads), static_cast<int>(kv_heads));
       });
     });
   });

@@ -44,15 +44,12 @@ Int8Scratch carve(uint8_t* base, int64_t m, int64_t in) {
 }
 
 __device__ __forceinline__ float block_max(float v, float* shared) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  v = warp_max(v);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   if (warp == 0) {
-    v = lane < blockDim.x / 32 ? shared[lane] : 0.f;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    v = warp_max(lane < blockDim.x / 32 ? shared[lane] : 0.f);
     if (lane == 0) shared[0] = v;
   }
   __syncthreads();

@@ -99,6 +99,12 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 // Writes `outputs` sums through store(o, sum), each over one partial per block of a cluster of
 // `ranks` blocks split along `in` (this block is `rank`); at(p, o) reads output o from a block's
 // partial buffer p in shared memory. With ranks 1 the block's own partials are the sums. With

@@ -205,7 +205,7 @@ at::Tensor unfused_decode_logits(const Model& m, KVCache& cache, const DecodeSta
 bool fused_decode_wanted(const Model& m, const KVCache& cache) {
   const ModelConfig& c = m.config;
   return fused_kernels_wanted(m) &&
-         cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim, cache.capacity);
+         cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim);
 }
 
 // The same step with a layer's elementwise work in four kernels (RMSNorm with the residual

@@ -2,8 +2,9 @@
 # The ncu profiles behind docs/performance.md, clocks as they run (--clock-control none):
 #  - the tensor-core tile kernel and the GEMV of each format at a few batch rows, every section
 #    (stalls, occupancy, DRAM and L2 traffic), as reports and as text;
-#  - every kernel of a short bf16 bench run of the made Llama-3.2-1B-shaped model (time and DRAM
-#    bytes per launch, CSV), from which analysis/ncu_decode_step.py sums one decode step.
+#  - every kernel of a short bench run of the made Llama-3.2-1B-shaped model, bf16 or the
+#    quantized directory DECODE_MODEL names (q_nf4_dq_bf16, ...; time and DRAM bytes per launch,
+#    CSV), from which analysis/ncu_decode_step.py sums one decode step.
 # Run after a device build (run_speed_on_gpu.sh or `source scripts/device-build.sh`).
 #   bash tests/parity/run_ncu_on_gpu.sh   (results under $OUT, or ./gpu-results)
 set -uo pipefail
@@ -23,7 +24,7 @@ done
 source tests/parity/study_inputs.sh
 timeout 240 ncu --clock-control none --csv --page raw \
   --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size \
-  -c ${DECODE_LAUNCHES:-6000} build-gpu/qsweep bench --model $WORK/m1b --device cuda --batch-sizes 1 \
+  -c ${DECODE_LAUNCHES:-6000} build-gpu/qsweep bench --model $WORK/${DECODE_MODEL:-m1b} --device cuda --batch-sizes 1 \
   --warmup 0 --repeats 1 --prefill-tokens 32 --decode-tokens 16 --throughput-prompt-tokens 32 \
   --out "$OUT/ncu-decode-bench.json" > "$OUT/ncu-decode.csv" 2> "$OUT/ncu-decode.log"
 echo "ncu decode run: exit $?"

@@ -28,14 +28,17 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 
 // softmax(q k^T * scale) v for one query per row over cache slots [0, slot[b]] whose key_mask
 // is set; query heads h * G .. h * G + G - 1 share kv head h. q [B, heads, D]; returns
-// [B, heads * D] (o_proj's input). Scores, softmax and sums in float32.
+// [B, heads * D] (o_proj's input). Scores, softmax and sums in float32. Where the batch's
+// (row, kv head) pairs are too few to fill the GPU, or the cache is long, each row's slots are
+// split over several blocks whose softmax parts a second kernel merges (flash decoding);
+// `splits` > 0 asks for that many blocks per (row, kv head) (1: one pass), as many more as a
+// long cache needs; 0 lets the function choose.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, const at::Tensor& key_mask,
-                            const at::Tensor& slot, double scale);
-// Whether decode_attention serves this shape: head_dim 32, 64 or 128, at most 8
-// query heads per kv head, and the scores of one row in shared memory.
-bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim,
-                                int64_t capacity);
+                            const at::Tensor& slot, double scale, int64_t splits = 0);
+// Whether decode_attention serves this shape on this GPU: head_dim 32, 64 or 128, at most 8
+// query heads per kv head, and the shared memory of a run of 1,024 slots (any cache length).
+bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim);
 
 // dtype(dtype(silu(gate)) * up), elementwise, as at::silu(gate) * up rounds. gate and up are
 // [rows, cols], possibly the two halves of one stacked gate|up product; the result is
