@@ -258,6 +258,8 @@ std::string today() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A row per line as it is measured: when a kernel faults, the last row names the one before it.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string path = argc > 1 ? argv[1] : "bench_kernels.json";
   const std::string only_kernel = argc > 2 ? argv[2] : "";
   const int64_t only_m = argc > 3 ? std::stoll(argv[3]) : 0;
