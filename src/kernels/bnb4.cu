@@ -33,6 +33,15 @@ struct Absmax {
   const float* code2;     // [256]
   const float* offsets;   // [ceil(blocks / 256)], or null: `offset` for every block
   float offset;
+  int64_t blocksize;
+  int block_shift;        // log2(blocksize), or -1 where it is not a power of two
+
+  // The block of element e of the flattened weight: a shift for the power-of-two sizes
+  // bitsandbytes writes, where a 64-bit division would cost a GEMV lane some 25 instructions
+  // per piece.
+  __device__ __forceinline__ int64_t block_of(int64_t e) const {
+    return block_shift >= 0 ? e >> block_shift : e / blocksize;
+  }
 
   // A block's absmax as stored: the plain float, or the nested code, its second-level scale
   // and offset. load() only issues the reads; combine() uses them (the tile kernel calls the
@@ -76,8 +85,7 @@ __device__ __forceinline__ void stage_tables(Tables& t, const float* code, const
 template <typename T, int kTile, int kSplit>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_kernel(const uint4* __restrict__ packed, const float* __restrict__ code, Absmax absmax,
-                     int64_t blocksize, const T* __restrict__ x, T* __restrict__ y, int m_rows,
-                     int in, int out) {
+                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out) {
   constexpr int kGroups = kWarps / kSplit;  // row groups per block
   __shared__ Tables tables;
   __shared__ float partial[kWarps][kRows][kTile];
@@ -108,7 +116,7 @@ __global__ void __launch_bounds__(kThreads)
         const int n = n0 + r;
         const bool live = n < out && p < pieces;
         wq[u][r] = live ? __ldg(packed + static_cast<int64_t>(n) * pieces + p) : make_uint4(0, 0, 0, 0);
-        am[u][r] = live ? absmax((static_cast<int64_t>(n) * in + p * 32) / blocksize, tables.code2)
+        am[u][r] = live ? absmax(absmax.block_of(static_cast<int64_t>(n) * in + p * 32), tables.code2)
                         : 0.f;
       }
     }
@@ -195,7 +203,8 @@ __global__ void __launch_bounds__(kThreads)
 // rounded to the compute dtype before the multiply (bitsandbytes' own GEMV rounds code * absmax).
 constexpr int kMmaGemvWarps = 8;
 constexpr int kMmaGemvThreads = 32 * kMmaGemvWarps;
-constexpr int kChunk = 64;           // codes of a row per lane quad and absmax scaling
+constexpr int kChunkShift = 6;
+constexpr int kChunk = 1 << kChunkShift;  // codes of a row per lane quad and absmax scaling
 constexpr int64_t kMmaGemvMaxRows = 32;  // `automatic` takes the tile kernel past this
 // Chunks of a row a warp has in flight (8 bytes per lane each): a batch of them is loaded while
 // the one before is multiplied, so a warp keeps 2 KB to 4 KB in flight. Lane c of a quad reads
@@ -272,7 +281,7 @@ __device__ __forceinline__ void chunk_mma(float (&d)[4], const CodePlanes& plane
 template <typename T, bool kUpper, int kSplit>
 __global__ void __launch_bounds__(kMmaGemvThreads, 2)
     bnb4_mma_gemv_kernel(const uint2* __restrict__ packed, const float* __restrict__ code,
-                         Absmax absmax, int block_shift, const T* __restrict__ x,
+                         Absmax absmax, const T* __restrict__ x,
                          T* __restrict__ y, int m_rows, int in, int out) {
   constexpr int kGroups = kMmaGemvWarps / kSplit;
   __shared__ Tables tables;
@@ -291,7 +300,8 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
   const T* x_lo = x + static_cast<int64_t>(g) * in + 16 * c;
   const T* x_hi = x + static_cast<int64_t>(g + 8) * in + 16 * c;
   const bool lo_live = g < m_rows, hi_live = kUpper && g + 8 < m_rows;
-  // Chunk j of this row lies in absmax block (row_chunk0 + j) >> block_shift.
+  // Chunk j of this row lies in absmax block (row_chunk0 + j) >> chunk_shift.
+  const int chunk_shift = absmax.block_shift - kChunkShift;
   const int64_t row_chunk0 = static_cast<int64_t>(min(n, out - 1)) * chunks;
 
   // Batch j0's loads: codes of chunks j0 + u * kSplit, and lane c's absmax of every fourth.
@@ -305,7 +315,7 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
 #pragma unroll
     for (int i = 0; i < kScalesPerLane; ++i) {
       const int j = j0 + (4 * i + c) * kSplit;
-      b.parts[i] = absmax.load(j < chunks ? (row_chunk0 + j) >> block_shift : 0);
+      b.parts[i] = absmax.load(j < chunks ? (row_chunk0 + j) >> chunk_shift : 0);
     }
     return b;
   };
@@ -362,8 +372,8 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
 template <typename T, int kTile>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_any_kernel(const uint8_t* __restrict__ packed, const float* __restrict__ code,
-                         Absmax absmax, int64_t blocksize, const T* __restrict__ x,
-                         T* __restrict__ y, int m_rows, int in, int out) {
+                         Absmax absmax, const T* __restrict__ x, T* __restrict__ y, int m_rows,
+                         int in, int out) {
   __shared__ Tables tables;
   wait_then_release();
   stage_tables(tables, code, absmax);
@@ -376,7 +386,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = lane; k < in; k += 32) {
     const int64_t e = static_cast<int64_t>(n) * in + k;
     const uint32_t byte = __ldg(packed + (e >> 1));
-    const float w = tables.lut[(e & 1) ? byte & 0xfu : byte >> 4] * absmax(e / blocksize, tables.code2);
+    const float w = tables.lut[(e & 1) ? byte & 0xfu : byte >> 4] * absmax(absmax.block_of(e), tables.code2);
 #pragma unroll
     for (int m = 0; m < kTile; ++m)
       if (m < m_rows) acc[m] = fmaf(to_float(x[static_cast<int64_t>(m) * in + k]), w, acc[m]);
@@ -392,7 +402,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void bnb4_dequant_kernel(const uint8_t* __restrict__ packed,
                                     const float* __restrict__ code, Absmax absmax,
-                                    int64_t blocksize, T* __restrict__ w, int64_t numel) {
+                                    T* __restrict__ w, int64_t numel) {
   __shared__ Tables tables;
   wait_then_release();
   stage_tables(tables, code, absmax);
@@ -401,7 +411,7 @@ __global__ void bnb4_dequant_kernel(const uint8_t* __restrict__ packed,
   if (e >= numel) return;
   const uint32_t byte = __ldg(packed + i);
   // e and e + 1 share a block: blocksize is even
-  const float am = absmax(e / blocksize, tables.code2);
+  const float am = absmax(absmax.block_of(e), tables.code2);
   w[e] = from_float<T>(tables.lut[byte >> 4] * am);
   if (e + 1 < numel) w[e + 1] = from_float<T>(tables.lut[byte & 0xfu] * am);
 }
@@ -414,7 +424,6 @@ struct Bnb4TileLoader {
   const uint4* packed;
   const float* code;
   Absmax absmax;
-  int64_t blocksize;
   int in, out;
 
   static constexpr int kPieces = 2;
@@ -443,7 +452,7 @@ struct Bnb4TileLoader {
       const bool live = n < out && k < k_end;
       const int64_t e = static_cast<int64_t>(n) * in + k;
       raw.q[u] = live ? __ldg(packed + e / 32) : make_uint4(0, 0, 0, 0);
-      raw.absmax[u] = live ? absmax.load(e / blocksize) : Absmax::Parts{0.f, 0.f, 0.f, 0u};
+      raw.absmax[u] = live ? absmax.load(absmax.block_of(e)) : Absmax::Parts{0.f, 0.f, 0.f, 0u};
     }
   }
 
@@ -487,8 +496,6 @@ void launch_mma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& ab
   const int64_t rows_per_block = kMmaGemvWarps / split * 8;
   const Launch config{dim3(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block)),
                       dim3(kMmaGemvThreads), 0, stream};
-  int block_shift = 0;
-  while (int64_t{kChunk} << block_shift < w.blocksize) ++block_shift;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     for (int64_t m0 = 0; m0 < x.size(0); m0 += 16) {
       const int rows = static_cast<int>(std::min<int64_t>(16, x.size(0) - m0));
@@ -497,7 +504,7 @@ void launch_mma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& ab
         constexpr int kSplit = decltype(split_c)::value;
         launch(config, bnb4_mma_gemv_kernel<scalar_t, kUpper, kSplit>,
                reinterpret_cast<const uint2*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
-               absmax, block_shift, reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in,
+               absmax, reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in,
                reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out, rows,
                static_cast<int>(w.in), static_cast<int>(w.out));
       };
@@ -509,6 +516,13 @@ void launch_mma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& ab
       });
     }
   });
+}
+
+int log2_or_minus_one(int64_t v) {
+  if (v <= 0 || (v & (v - 1)) != 0) return -1;
+  int shift = 0;
+  while ((int64_t{1} << shift) < v) ++shift;
+  return shift;
 }
 
 Absmax check_bnb4(const Bnb4Tensors& w) {
@@ -534,7 +548,8 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
     check_float(w.absmax, blocks, "absmax");
     TORCH_CHECK(!w.qabsmax.defined(), "bnb4: give either absmax or qabsmax, not both");
     TORCH_CHECK(!w.offsets.defined(), "bnb4: offsets belong to double quantization");
-    return {w.absmax.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, 0.f};
+    return {w.absmax.data_ptr<float>(), nullptr, nullptr, nullptr, nullptr, 0.f, w.blocksize,
+            log2_or_minus_one(w.blocksize)};
   }
   TORCH_CHECK(w.qabsmax.defined() && w.qabsmax.is_cuda() && w.qabsmax.scalar_type() == at::kByte &&
                   w.qabsmax.numel() == blocks && w.qabsmax.is_contiguous(),
@@ -546,7 +561,7 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
   if (w.offsets.defined()) check_float(w.offsets, nested, "offsets");
   return {nullptr, w.qabsmax.data_ptr<uint8_t>(), w.absmax2.data_ptr<float>(),
           w.code2.data_ptr<float>(), w.offsets.defined() ? w.offsets.data_ptr<float>() : nullptr,
-          static_cast<float>(w.offset)};
+          static_cast<float>(w.offset), w.blocksize, log2_or_minus_one(w.blocksize)};
 }
 
 }  // namespace
@@ -566,8 +581,7 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       aligned16(w.packed.data_ptr()) && aligned16(x.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const bool power_of_two = (w.blocksize & (w.blocksize - 1)) == 0;
-  const bool chunks = w.in % kChunk == 0 && w.blocksize >= kChunk && power_of_two && pieces &&
+  const bool chunks = w.in % kChunk == 0 && absmax.block_shift >= kChunkShift && pieces &&
                       at::cuda::getCurrentDeviceProperties()->major >= 8;
   // Measured on an H200 (docs/performance.md, session 10), NF4 + double quant, 8192 x 2048: the
   // tensor-core GEMV takes 10.5-11.7 us at 4 to 16 rows and 21.7 at 32, the FMA GEMV 15.7-109 and
@@ -578,7 +592,7 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
       const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
-                                            w.code.data_ptr<float>(), absmax, w.blocksize,
+                                            w.code.data_ptr<float>(), absmax,
                                             static_cast<int>(w.in), static_cast<int>(w.out)};
       launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
                       reinterpret_cast<scalar_t*>(y.data_ptr()), m, w.in, w.out, loader, stream);
@@ -604,14 +618,14 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
         const auto gemv = [&](auto split_c) {
           launch(config, bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
                  reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
-                 absmax, w.blocksize, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
+                 absmax, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
         };
         if (pieces)
           with_constant<1, 2, 4>(split, gemv);
         else
           launch(config, bnb4_gemv_any_kernel<scalar_t, kTile>, w.packed.data_ptr<uint8_t>(),
-                 w.code.data_ptr<float>(), absmax, w.blocksize, xp, yp, rows,
-                 static_cast<int>(w.in), static_cast<int>(w.out));
+                 w.code.data_ptr<float>(), absmax, xp, yp, rows, static_cast<int>(w.in),
+                 static_cast<int>(w.out));
       });
     }
   });
@@ -629,8 +643,7 @@ at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype) {
                       at::cuda::getCurrentCUDAStream()};
   QSWEEP_DISPATCH_HALF_TYPES(dtype, "bnb4_dequantize", [&] {
     launch(config, bnb4_dequant_kernel<scalar_t>, w.packed.data_ptr<uint8_t>(),
-           w.code.data_ptr<float>(), absmax, w.blocksize,
-           reinterpret_cast<scalar_t*>(out.data_ptr()), numel);
+           w.code.data_ptr<float>(), absmax, reinterpret_cast<scalar_t*>(out.data_ptr()), numel);
   });
   return out;
 }
