@@ -301,10 +301,11 @@ TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
   struct Shape { int64_t in, out; };
   // 800: rows on 16-byte boundaries (the FMA GEMV); 777: rows starting mid-byte; 1088 and 2048:
   // whole 64-code chunks (the tensor-core GEMV), 333 rows leaving a warp's eight part empty.
+  // Block size 96, which bitsandbytes never writes, finds its blocks by division, not a shift.
   for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{1088, 333}, Shape{2048, 256}})
     for (bool nf4 : {true, false})
       for (bool dq : {false, true})
-        for (int64_t blocksize : {int64_t{64}, int64_t{128}})
+        for (int64_t blocksize : {int64_t{64}, int64_t{128}, int64_t{96}})
           for (at::ScalarType dtype : kDtypes) {
             const Bnb4Case c = make_bnb4(shape.in, shape.out, nf4, dq, blocksize);
             const at::Tensor wf = dequantize_bnb4(c);
