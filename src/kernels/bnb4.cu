@@ -37,7 +37,7 @@ struct Absmax {
   int block_shift;        // log2(blocksize), or -1 where it is not a power of two
 
   // The block of element e of the flattened weight: a shift for the power-of-two sizes
-  // bitsandbytes writes, where a 64-bit division would cost a GEMV lane some 25 instructions
+  // bitsandbytes writes, where a 64-bit division would cost a GEMV lane tens of instructions
   // per piece.
   __device__ __forceinline__ int64_t block_of(int64_t e) const {
     return block_shift >= 0 ? e >> block_shift : e / blocksize;
