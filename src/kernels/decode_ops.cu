@@ -481,8 +481,8 @@ void with_group(int64_t group, Body&& body) {
 
 // Blocks per (row, kv head): at least enough that a run fits in shared memory; `requested` if
 // given, else about two blocks per multiprocessor over the whole batch, as far as runs of
-// kMinRunSlots fill the cache. A batch of 64 rows on Llama's 8 kv heads already fills an H200,
-// and stays in one pass.
+// kMinRunSlots fill the cache. From 33 rows on Llama's 8 kv heads (264 blocks) an H200 is
+// full and the batch stays in one pass.
 int64_t attention_splits(int64_t requested, int64_t rows, int64_t kv_heads, int64_t capacity) {
   const int64_t for_space = (capacity + kMaxRunSlots - 1) / kMaxRunSlots;
   if (requested > 0) return std::max(requested, for_space);
