@@ -9,7 +9,8 @@
 // (kTensorCoreRows, linear.cpp's kFusedMaxRows) are read off one run. Then decode attention at
 // a few cache lengths, in one pass and split over blocks (M is the batch there).
 // Usage: qsweep_bench_kernels [out.json [kernel-substring [M]]]
-//   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16)
+//   (the filter runs only the matching variants, e.g. under ncu: nf4_double_quant_tc 16;
+//   QSWEEP_BENCH_REPLAYS=1 for one timed replay, e.g. under compute-sanitizer)
 #include "qsweep/kernels/decode_kernels.h"
 #include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/launch_overlap.h"
@@ -26,6 +27,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 #include <functional>
@@ -38,8 +40,14 @@ using namespace qsweep::cuda;
 
 namespace {
 
-constexpr int kWarmupReplays = 3;
-constexpr int kTimedReplays = 25;
+// QSWEEP_BENCH_REPLAYS=N times N replays, warming up with up to 3: a run under
+// compute-sanitizer, where each launch is slow, with 1.
+int replays_from_env() {
+  const char* v = std::getenv("QSWEEP_BENCH_REPLAYS");
+  return v && std::atoi(v) > 0 ? std::atoi(v) : 25;
+}
+const int kTimedReplays = replays_from_env();
+const int kWarmupReplays = std::min(3, kTimedReplays);
 const at::Device kGpu("cuda:0");
 
 int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
