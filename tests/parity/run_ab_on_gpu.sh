@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A against B in one device call, where a fresh build of each would not fit: the working tree as
+# it is (A), then with the files under $AB_DIR copied over it (B), each through
+# run_speed_on_gpu.sh (its build, GPU tests, kernel benchmark if asked, `qsweep bench` on the
+# same made models). B's build is incremental: only what the copied files touch is rebuilt. The
+# two tables end up side by side in $OUT/a and $OUT/b. Prepare AB_DIR on the development machine
+# from a branch (files the branch deletes are not removed on B's side):
+#   git diff --name-only main BRANCH | while read f; do
+#     mkdir -p ab/$(dirname $f); git show BRANCH:$f > ab/$f; done
+#   AB_DIR=ab QUANTS=nf4_dq_bf16 bash tests/parity/run_ab_on_gpu.sh   (results under $OUT)
+# TESTS, KERNELS, QUANTS and EVALS pass through (defaults: tests on, kernel benchmark off, NF4 +
+# double quant, no CoQA run).
+set -uo pipefail
+OUT=${OUT:-$PWD/gpu-results}
+AB_DIR=${AB_DIR:?AB_DIR must name the folder of B files}
+[ -d "$AB_DIR" ] || { echo "AB_DIR=$AB_DIR is not a folder"; exit 2; }
+side() {
+  mkdir -p "$OUT/$1"
+  OUT=$OUT/$1 TESTS=${TESTS:-1} KERNELS=${KERNELS:-0} PDLS=1 QUANTS=${QUANTS:-nf4_dq_bf16} \
+    EVALS=${EVALS:- } bash tests/parity/run_speed_on_gpu.sh > "$OUT/$1/speed.txt" 2>&1
+  echo "== $1"
+  grep -vE '^(quantize|bench) ' "$OUT/$1/speed.txt"
+}
+side a
+cp -r "$AB_DIR"/. .
+side b
