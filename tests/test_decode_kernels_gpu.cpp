@@ -146,3 +146,18 @@ TEST_F(DecodeKernels, DecodeAttentionIsSoftmaxOverTheFilledSlots) {
       }
     }
 }
+
+// A negative block count is refused by name, before any launch.
+TEST_F(DecodeKernels, DecodeAttentionRefusesNegativeSplitsByName) {
+  const auto on = at::TensorOptions().device(kGpu).dtype(at::kBFloat16);
+  const at::Tensor q = at::randn({1, 8, 64}, on);
+  const at::Tensor k = at::randn({1, 2, 16, 64}, on), v = at::randn({1, 2, 16, 64}, on);
+  const at::Tensor mask = at::ones({1, 16}, on.dtype(at::kBool));
+  const at::Tensor slot = at::zeros({1}, on.dtype(at::kLong));
+  try {
+    cuda::decode_attention(q, k, v, mask, slot, 0.125, -1);
+    FAIL() << "decode_attention took splits = -1";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("decode_attention: splits"), std::string::npos) << e.what();
+  }
+}
