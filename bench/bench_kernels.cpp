@@ -77,6 +77,10 @@ std::vector<double> time_runs(const std::function<void()>& run, int calls_per_ru
 
 // Captures calls(0), ..., calls(copies - 1) into one graph on a side stream and times it.
 std::vector<double> time_calls(const std::function<void(int)>& call, int copies) {
+  // The inputs were made on the current stream, and a pool stream does not wait for it: the
+  // eager call below once read a cache slot index before at::full had written it, and the
+  // attention it ran faulted (with overlapped launches only, the host being further ahead).
+  at::cuda::getCurrentCUDAStream().synchronize();
   at::cuda::CUDAGraph graph;
   {
     const c10::cuda::CUDAStreamGuard guard(c10::cuda::getStreamFromPool());
