@@ -29,12 +29,23 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 }
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 
-// Eight consecutive 16-bit values held in one 16-byte load.
+// Eight consecutive 16-bit values held in one 16-byte load. A bfloat16 is the top half of its
+// float, so each value costs one integer instruction (nvcc spends two on the upper one of a
+// pair: a byte permute, then the shift it also uses for the lower).
 template <typename T>
 __device__ __forceinline__ void unpack8(const uint4& raw, float (&out)[8]) {
-  const T* v = reinterpret_cast<const T*>(&raw);
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-  for (int i = 0; i < 8; ++i) out[i] = to_float(v[i]);
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(words[i] << 16);
+      out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+    }
+  } else {
+    const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) out[i] = to_float(v[i]);
+  }
 }
 
 // An integer code below 2^23 becomes a float without an int-to-float conversion: OR-ing it into
