@@ -301,7 +301,8 @@ TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
   struct Shape { int64_t in, out; };
   // 800: rows on 16-byte boundaries (the FMA GEMV); 777: rows starting mid-byte; 1088 and 2048:
   // whole 64-code chunks (the tensor-core GEMV), 333 rows leaving a warp's eight part empty.
-  // Block size 96, which bitsandbytes never writes, finds its blocks by division, not a shift.
+  // Block size 96, which bitsandbytes never writes, finds its blocks by division, not a shift
+  // (the tile kernel divides; the FMA GEMV hands it to the any-shape kernel).
   for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{1088, 333}, Shape{2048, 256}})
     for (bool nf4 : {true, false})
       for (bool dq : {false, true})

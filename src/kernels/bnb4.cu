@@ -50,14 +50,25 @@ struct Absmax {
     float plain, scale2, shift;
     uint32_t code;
   };
-  __device__ __forceinline__ Parts load(int64_t block) const {
-    if (plain) return {__ldg(plain + block), 0.f, 0.f, 0u};
+  // The _as forms take the layout as a compile-time fact, for a kernel compiled per layout:
+  // with no branch between them, the reads of several blocks go out together.
+  template <bool kNested>
+  __device__ __forceinline__ Parts load_as(int64_t block) const {
+    if constexpr (!kNested) return {__ldg(plain + block), 0.f, 0.f, 0u};
     const int64_t nested = block / kNestedBlocks;
     return {0.f, __ldg(scale2 + nested), offsets ? __ldg(offsets + nested) : offset,
             __ldg(codes + block)};
   }
+  template <bool kNested>
+  __device__ __forceinline__ float combine_as(const Parts& p, const float* code2_shared) const {
+    if constexpr (kNested) return code2_shared[p.code] * p.scale2 + p.shift;
+    return p.plain;
+  }
+  __device__ __forceinline__ Parts load(int64_t block) const {
+    return plain ? load_as<false>(block) : load_as<true>(block);
+  }
   __device__ __forceinline__ float combine(const Parts& p, const float* code2_shared) const {
-    return plain ? p.plain : code2_shared[p.code] * p.scale2 + p.shift;
+    return plain ? combine_as<false>(p, code2_shared) : combine_as<true>(p, code2_shared);
   }
   __device__ __forceinline__ float operator()(int64_t block, const float* code2_shared) const {
     return combine(load(block), code2_shared);
@@ -77,17 +88,28 @@ __device__ __forceinline__ void stage_tables(Tables& t, const float* code, const
   __syncthreads();
 }
 
+// A float at a shared-memory address (as __cvta_generic_to_shared gives it). Volatile keeps it
+// after the barrier that publishes the table it reads.
+__device__ __forceinline__ float ld_shared(uint32_t address) {
+  float v;
+  asm volatile("ld.shared.f32 %0, [%1];\n" : "=f"(v) : "r"(address));
+  return v;
+}
+
 // Rows whose length is a multiple of 32 start on a 16-byte boundary, and 16 bytes hold 32 codes
-// of one absmax block (blocksize is a multiple of 32), so each lane reads whole 16-byte pieces.
-// kSplit warps share kRows rows and split the row's pieces between them (long rows, as in
-// down_proj, would otherwise leave few warps with long serial loops); lane l of slice s takes
-// pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time.
-template <typename T, int kTile, int kSplit>
+// of one absmax block (blocksize is a power of two from 32), so each lane reads whole 16-byte
+// pieces. kSplit warps share kRows rows and split the row's pieces between them (long rows, as
+// in down_proj, would otherwise leave few warps with long serial loops); lane l of slice s takes
+// pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time. kNested: the absmax is
+// double-quantized.
+template <typename T, int kTile, int kSplit, bool kNested>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_kernel(const uint4* __restrict__ packed, const float* __restrict__ code, Absmax absmax,
                      const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out) {
   constexpr int kGroups = kWarps / kSplit;  // row groups per block
-  __shared__ Tables tables;
+  // On a 256-byte boundary, so that an entry's address is the table's with its low byte
+  // replaced by the code times four: one byte permute per code makes it.
+  __shared__ __align__(256) Tables tables;
   __shared__ float partial[kWarps][kRows][kTile];
   const int pieces = in / 32;
   if (threadIdx.x == 0) {
@@ -96,6 +118,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   wait_then_release();
   stage_tables(tables, code, absmax);
+  const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(tables.lut));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int n0 = (blockIdx.x * kGroups + warp / kSplit) * kRows;
 
@@ -106,20 +129,30 @@ __global__ void __launch_bounds__(kThreads)
     for (int m = 0; m < kTile; ++m) acc[r][m] = 0.f;
 
   for (int p0 = (warp % kSplit) * 32 + lane; p0 < pieces; p0 += 32 * kSplit * kUnroll) {
+    // Every read of the step goes out before the first use: a double-quantized absmax needs its
+    // code byte before its code2 entry, and waiting on it between pieces would queue a DRAM
+    // round trip per piece.
     uint4 wq[kUnroll][kRows];
-    float am[kUnroll][kRows];
+    Absmax::Parts parts[kUnroll][kRows];
+    bool live[kUnroll][kRows];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int p = p0 + u * 32 * kSplit;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
         const int n = n0 + r;
-        const bool live = n < out && p < pieces;
-        wq[u][r] = live ? __ldg(packed + static_cast<int64_t>(n) * pieces + p) : make_uint4(0, 0, 0, 0);
-        am[u][r] = live ? absmax(absmax.block_of(static_cast<int64_t>(n) * in + p * 32), tables.code2)
-                        : 0.f;
+        live[u][r] = n < out && p < pieces;
+        const int64_t piece = static_cast<int64_t>(n) * pieces + p;
+        wq[u][r] = live[u][r] ? __ldg(packed + piece) : make_uint4(0, 0, 0, 0);
+        parts[u][r] = absmax.load_as<kNested>(live[u][r] ? (piece * 32) >> absmax.block_shift : 0);
       }
     }
+    float am[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        am[u][r] = live[u][r] ? absmax.combine_as<kNested>(parts[u][r], tables.code2) : 0.f;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int p = p0 + u * 32 * kSplit;
@@ -143,16 +176,18 @@ __global__ void __launch_bounds__(kThreads)
           const uint4& q = wq[u][r];
           const uint32_t word = s == 0 ? q.x : s == 1 ? q.y : s == 2 ? q.z : q.w;
           const float scale = kScaleSums ? 1.f : am[u][r];
+          // Each byte's two codes (the first in the high nibble) times four, four bytes at a
+          // time; byte b of these under the table's upper address bytes is an entry's address.
+          const uint32_t first = (word >> 2) & 0x3c3c3c3cu, second = (word << 2) & 0x3c3c3c3cu;
 #pragma unroll
           for (int b = 0; b < 4; ++b) {
-            const uint32_t byte = (word >> (8 * b)) & 0xffu;
-            wv[r][2 * b] = tables.lut[byte >> 4] * scale;
-            wv[r][2 * b + 1] = tables.lut[byte & 0xfu] * scale;
+            wv[r][2 * b] = ld_shared(__byte_perm(first, lut, 0x7650 + b)) * scale;
+            wv[r][2 * b + 1] = ld_shared(__byte_perm(second, lut, 0x7650 + b)) * scale;
           }
         }
 #pragma unroll
         for (int m = 0; m < kTile; ++m) {
-          if (m >= m_rows) break;
+          if (kTile > 1 && m >= m_rows) break;
           float xf[8];
           unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in +
                                                            p * 32 + s * 8)),
@@ -606,7 +641,10 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
   const int64_t row_pieces = w.in / 32;
   const int split = row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
-  const int64_t rows_per_block = pieces ? kWarps / split * kRows : kWarps;
+  // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
+  // of two); any other size takes the any-shape kernel's division.
+  const bool shifted_pieces = pieces && absmax.block_shift >= 0;
+  const int64_t rows_per_block = shifted_pieces ? kWarps / split * kRows : kWarps;
   const Launch config{dim3(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block)),
                       dim3(kThreads), 0, stream};
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
@@ -615,13 +653,19 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
       const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in;
       auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out;
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-        const auto gemv = [&](auto split_c) {
-          launch(config, bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
+        const auto gemv = [&](auto split_c, auto nested_c) {
+          launch(config,
+                 bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value, decltype(nested_c)::value>,
                  reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
                  absmax, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
         };
-        if (pieces)
-          with_constant<1, 2, 4>(split, gemv);
+        if (shifted_pieces)
+          with_constant<1, 2, 4>(split, [&](auto split_c) {
+            if (absmax.plain)
+              gemv(split_c, std::false_type{});
+            else
+              gemv(split_c, std::true_type{});
+          });
         else
           launch(config, bnb4_gemv_any_kernel<scalar_t, kTile>, w.packed.data_ptr<uint8_t>(),
                  w.code.data_ptr<float>(), absmax, xp, yp, rows, static_cast<int>(w.in),
