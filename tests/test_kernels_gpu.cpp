@@ -335,7 +335,9 @@ TEST_F(Kernels, Bnb4DequantizeMatchesReference) {
 
 TEST_F(Kernels, Int8MatmulFollowsLlmInt8WithAndWithoutOutliers) {
   struct Shape { int64_t in, out; };
-  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{2048, 256}})
+  // 4096 and 8192: rows long enough that two and four warps split each (the GEMV's kSplit).
+  for (const Shape shape : {Shape{800, 333}, Shape{777, 333}, Shape{2048, 256}, Shape{4096, 40},
+                            Shape{8192, 40}})
     for (double threshold : {0.0, 6.0})
       for (at::ScalarType dtype : kDtypes) {
         const Int8Case c = make_int8(shape.in, shape.out);

@@ -100,22 +100,25 @@ __global__ void __launch_bounds__(kPrepThreads)
   if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
 }
 
-// One warp per kRows weight rows; lane l reads 16-byte pieces l, l + 32, ... of each row. Pieces
-// without an outlier column take four dp4a per row and activation row; the rare pieces with one
-// go element by element, the outliers in float32 against the int8 weight (scaled at the end).
-template <typename T, int kTile>
+// kSplit warps share kRows weight rows and split their 16-byte pieces: lane l of slice s reads
+// pieces s * 32 + l, then every 32 * kSplit further (long rows, as in down_proj, would otherwise
+// leave few warps with long serial loops). Pieces without an outlier column take four dp4a per
+// row and activation row; the rare pieces with one go element by element, the outliers in
+// float32 against the int8 weight (scaled at the end).
+template <typename T, int kTile, int kSplit>
 __global__ void __launch_bounds__(kThreads)
     int8_gemv_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb, Int8Scratch s,
                      const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out,
                      bool pieces) {
-  if (pieces && threadIdx.x == 0) {
-    const int first = blockIdx.x * kWarps * kRows, rows = min(kWarps * kRows, out - first);
-    prefetch_l2(w + static_cast<int64_t>(first) * in, int64_t{rows} * in);
-  }
+  constexpr int kGroups = kWarps / kSplit;  // row groups per block
+  __shared__ int ipartial[kWarps][kRows][kTile];
+  __shared__ float fpartial[kWarps][kRows][kTile];
+  const int first = blockIdx.x * kGroups * kRows;
+  if (pieces && threadIdx.x == 0)
+    prefetch_l2(w + static_cast<int64_t>(first) * in, int64_t{min(kGroups * kRows, out - first)} * in);
   wait_then_release();
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n0 = (blockIdx.x * kWarps + warp) * kRows;
-  if (n0 >= out) return;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slice = warp % kSplit;
+  const int n0 = first + warp / kSplit * kRows;
   int iacc[kRows][kTile];
   float facc[kRows][kTile];
 #pragma unroll
@@ -148,7 +151,7 @@ __global__ void __launch_bounds__(kThreads)
 
   if (pieces) {
     const int npieces = in / 16;
-    for (int p0 = lane; p0 < npieces; p0 += 32 * kUnroll) {
+    for (int p0 = slice * 32 + lane; p0 < npieces; p0 += 32 * kSplit * kUnroll) {
       // kUnroll pieces of each row and their mask words are loaded before the first is used: a
       // decode GEMV is a few DRAM round trips, and a loop that waited for each would be one per
       // piece.
@@ -156,7 +159,7 @@ __global__ void __launch_bounds__(kThreads)
       uint4 mk[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int p = p0 + 32 * u;
+        const int p = p0 + 32 * kSplit * u;
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
           wv[u][r] = n0 + r < out && p < npieces
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(kThreads)
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        const int p = p0 + 32 * u;
+        const int p = p0 + 32 * kSplit * u;
         if (p >= npieces) break;
         if ((mk[u].x | mk[u].y | mk[u].z | mk[u].w) == 0) {
 #pragma unroll
@@ -192,25 +195,33 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   } else {
-    for (int k = lane; k < in; k += 32) element(k);
+    for (int k = slice * 32 + lane; k < in; k += 32 * kSplit) element(k);
   }
 
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int n = n0 + r;
-    const float sw = n < out ? __ldg(scb + n) : 0.f;
+  for (int r = 0; r < kRows; ++r)
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
       int a = iacc[r][m];
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) a += __shfl_xor_sync(0xffffffffu, a, o);
       const float f = warp_sum(facc[r][m]);
-      if (lane == 0 && m < m_rows && n < out) {
-        const float v = static_cast<float>(a) * (s.rowmax[m] * sw * (1.f / 16129.f)) + f * sw * kInv127;
-        y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
-      }
+      if (lane == 0) ipartial[warp][r][m] = a, fpartial[warp][r][m] = f;
     }
-  }
+  __syncthreads();
+  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
+  const int t = threadIdx.x;
+  if (t >= kGroups * kRows * kTile) return;
+  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
+  const int n = first + g * kRows + r;
+  if (m >= m_rows || n >= out) return;
+  int a = 0;
+  float f = 0.f;
+#pragma unroll
+  for (int sl = 0; sl < kSplit; ++sl) a += ipartial[g * kSplit + sl][r][m], f += fpartial[g * kSplit + sl][r][m];
+  const float sw = __ldg(scb + n);
+  const float v = static_cast<float>(a) * (s.rowmax[m] * sw * (1.f / 16129.f)) + f * sw * kInv127;
+  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
 }
 
 // The tensor-core path computes the same sum in one product: with x^ = xq * rowmax / 127 outside
@@ -401,7 +412,11 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
                       m, in, out, loader, stream);
       return;
     }
-    const Launch config{dim3(static_cast<unsigned>((out + kWarps * kRows - 1) / (kWarps * kRows))),
+    // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
+    const int64_t row_pieces = in / 16;
+    const int split = !pieces ? 1 : row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
+    const int64_t rows_per_block = kWarps / split * kRows;
+    const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
                         dim3(kThreads), 0, stream};
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
@@ -409,10 +424,12 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
       part.rowmax += m0;
       part.xq += m0 * in;
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-        launch(config, int8_gemv_kernel<scalar_t, kTile>, weight.data_ptr<int8_t>(),
-               row_absmax.data_ptr<float>(), part, xp + m0 * in,
-               reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
-               static_cast<int>(out), pieces);
+        with_constant<1, 2, 4>(split, [&](auto split_c) {
+          launch(config, int8_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
+                 weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
+                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
+                 static_cast<int>(out), pieces);
+        });
       });
     }
   });
