@@ -60,6 +60,22 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
+// Prints one results line (two shape columns, the rows) and returns the keys every row has;
+// the caller adds its shape's.
+nlohmann::json result_row(const std::string& kernel, int64_t col1, int64_t col2,
+                          const std::string& rows, const std::vector<double>& samples_ms,
+                          int64_t bytes, double copy_gbps) {
+  const double med = percentile(samples_ms, 0.5);
+  const double gbps = bytes / (med * 1e-3) / 1e9;
+  std::printf("%-24s %6lld %6lld %3s %10.2f %9.0f %6.1f%%\n", kernel.c_str(),
+              static_cast<long long>(col1), static_cast<long long>(col2), rows.c_str(), med * 1e3,
+              gbps, 100 * gbps / copy_gbps);
+  std::vector<double> us;
+  for (double v : samples_ms) us.push_back(v * 1e3);
+  return {{"kernel", kernel}, {"median_us", med * 1e3}, {"samples_us", us}, {"GBps", gbps},
+          {"fraction_of_copy_bandwidth", gbps / copy_gbps}};
+}
+
 // Milliseconds of each timed run of `run` (CUDA events around it), divided by `calls_per_run`.
 std::vector<double> time_runs(const std::function<void()>& run, int calls_per_run) {
   for (int i = 0; i < kWarmupReplays; ++i) run();
@@ -242,19 +258,13 @@ nlohmann::json measure_attention(int64_t l2, double copy_gbps, const std::string
         if (std::string(name).find(only_kernel) == std::string::npos) continue;
         const std::vector<double> samples = time_calls(
             [&](int c) { decode_attention(q, ks[c], vs[c], mask, slot, 0.088, splits); }, copies);
-        const double med = percentile(samples, 0.5);
         const int64_t bytes = kv_bytes + bytes_of(q);
-        const double gbps = bytes / (med * 1e-3) / 1e9;
-        std::printf("%-24s %6lld %6lld %3lld %10.2f %9.0f %6.1f%%\n", name,
-                    static_cast<long long>(context), static_cast<long long>(kDim),
-                    static_cast<long long>(batch), med * 1e3, gbps, 100 * gbps / copy_gbps);
-        std::vector<double> us;
-        for (double v : samples) us.push_back(v * 1e3);
-        rows.push_back({{"kernel", name}, {"context", context}, {"heads", kHeads},
-                        {"kv_heads", kKvHeads}, {"head_dim", kDim}, {"M", batch},
-                        {"median_us", med * 1e3}, {"samples_us", us}, {"cache_copies", copies},
-                        {"bytes_read", bytes}, {"GBps", gbps},
-                        {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+        nlohmann::json row =
+            result_row(name, context, kDim, std::to_string(batch), samples, bytes, copy_gbps);
+        row.update({{"context", context}, {"heads", kHeads}, {"kv_heads", kKvHeads},
+                    {"head_dim", kDim}, {"M", batch}, {"cache_copies", copies},
+                    {"bytes_read", bytes}});
+        rows.push_back(std::move(row));
       }
     }
   return rows;
@@ -297,19 +307,13 @@ int main(int argc, char** argv) {
       for (const Variant& v : vs) {
         if (v.kernel.find(only_kernel) == std::string::npos || m > v.max_rows) continue;
         const std::vector<double> samples = time_calls([&](int c) { v.run(c, x); }, v.copies);
-        const double med = percentile(samples, 0.5);
         const int64_t bytes = v.stored_bytes + m * shape.in * 2;
-        const double gbps = bytes / (med * 1e-3) / 1e9;
-        std::printf("%-24s %6lld %6lld %3lld %10.2f %9.0f %6.1f%%\n", v.kernel.c_str(),
-                    static_cast<long long>(shape.out), static_cast<long long>(shape.in),
-                    static_cast<long long>(m), med * 1e3, gbps, 100 * gbps / copy_gbps);
-        std::vector<double> us;
-        for (double s : samples) us.push_back(s * 1e3);
-        results.push_back({{"kernel", v.kernel}, {"out", shape.out}, {"in", shape.in}, {"M", m},
-                           {"median_us", med * 1e3}, {"p90_us", percentile(samples, 0.9) * 1e3},
-                           {"samples_us", us}, {"weight_copies", v.copies},
-                           {"bytes_read", bytes}, {"GBps", gbps},
-                           {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+        nlohmann::json row = result_row(v.kernel, shape.out, shape.in, std::to_string(m), samples,
+                                        bytes, copy_gbps);
+        row.update({{"out", shape.out}, {"in", shape.in}, {"M", m},
+                    {"p90_us", percentile(samples, 0.9) * 1e3}, {"weight_copies", v.copies},
+                    {"bytes_read", bytes}});
+        results.push_back(std::move(row));
       }
     }
   };
@@ -344,17 +348,11 @@ int main(int argc, char** argv) {
           {"dequant_int8", bytes_of(w8) + bytes_of(scb), [&] { int8_dequantize(w8, scb, at::kBFloat16); }}};
       for (const D& d : ds) {
         const std::vector<double> samples = time_calls([&](int) { d.f(); }, 1);
-        const double med = percentile(samples, 0.5);
-        const double gbps = (d.read + written) / (med * 1e-3) / 1e9;
-        std::printf("%-24s %6lld %6lld %3s %10.2f %9.0f %6.1f%%\n", d.name.c_str(),
-                    static_cast<long long>(shape.out), static_cast<long long>(shape.in), "-",
-                    med * 1e3, gbps, 100 * gbps / copy_gbps);
-        std::vector<double> us;
-        for (double v : samples) us.push_back(v * 1e3);
-        results.push_back({{"kernel", d.name}, {"out", shape.out}, {"in", shape.in},
-                           {"median_us", med * 1e3}, {"samples_us", us},
-                           {"bytes_read", d.read}, {"bytes_written", written}, {"GBps", gbps},
-                           {"fraction_of_copy_bandwidth", gbps / copy_gbps}});
+        nlohmann::json row = result_row(d.name, shape.out, shape.in, "-", samples,
+                                        d.read + written, copy_gbps);
+        row.update({{"out", shape.out}, {"in", shape.in}, {"bytes_read", d.read},
+                    {"bytes_written", written}});
+        results.push_back(std::move(row));
       }
     }
   }
