@@ -9,7 +9,8 @@
 #     mkdir -p ab/$(dirname $f); git show BRANCH:$f > ab/$f; done
 #   AB_DIR=ab QUANTS=nf4_dq_bf16 bash tests/parity/run_ab_on_gpu.sh   (results under $OUT)
 # TESTS, KERNELS, QUANTS and EVALS pass through (defaults: tests on, kernel benchmark off, NF4 +
-# double quant, no CoQA run).
+# double quant, no CoQA run); with KERNELS=1 analysis/kernel_ab.py compares the two kernel
+# benchmarks (kernel-ab.md).
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
 AB_DIR=${AB_DIR:?AB_DIR must name the folder of B files}
@@ -24,3 +25,9 @@ side() {
 side a
 cp -r "$AB_DIR"/. .
 side b
+# With the kernel benchmark on both sides, their rows side by side (B / A per kernel and shape).
+if [ "${KERNELS:-0}" = 1 ]; then
+  python3 analysis/kernel_ab.py "$OUT/a/bench-kernels-pdl1.json" "$OUT/b/bench-kernels-pdl1.json" \
+    --rows 1 4 8 16 > "$OUT/kernel-ab.md" 2>&1
+  cat "$OUT/kernel-ab.md"
+fi
