@@ -109,7 +109,7 @@ __device__ __forceinline__ void accumulate_pack(
   if constexpr (kWordAligned<kBits> && kTile == 1) {
     // One batch row: the pack's sum of x * (q - zero) is scaled once. From two rows the fp32
     // route below measured faster (8192 x 2048 at four rows on the H200: 15.4 against 19.8 us;
-    // it reads x four channels per load, this route one).
+    // not understood).
     constexpr int kPerWord = 32 / kBits, kHalf = kPerWord / 2;
     float dot[kVec];
     __half2 zero_1024[kVec];
