@@ -638,9 +638,7 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
     launch_mma_gemv(x, w, absmax, y, stream);
     return y;
   }
-  // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
-  const int64_t row_pieces = w.in / 32;
-  const int split = row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
+  const int split = warps_per_row(w.in / 32, kUnroll);
   // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
   // of two); any other size takes the any-shape kernel's division.
   const bool shifted_pieces = pieces && absmax.block_shift >= 0;

@@ -102,9 +102,7 @@ at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w) {
   at::Tensor y = at::empty({m, out}, x.options());
   if (m == 0 || out == 0) return y;
   if (in == 0) return y.zero_();
-  // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
-  const int64_t pieces = in / 8;
-  const int split = pieces >= 4 * 32 * kUnroll ? 4 : pieces >= 2 * 32 * kUnroll ? 2 : 1;
+  const int split = warps_per_row(in / 8, kUnroll);
   const int64_t rows_per_block = kWarps / split * kRows;
   const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
                       dim3(kThreads), 0, at::cuda::getCurrentCUDAStream()};

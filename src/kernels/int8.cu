@@ -412,9 +412,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
                       m, in, out, loader, stream);
       return;
     }
-    // Warps per row group: enough that each lane has about kUnroll pieces of a row to load.
-    const int64_t row_pieces = in / 16;
-    const int split = !pieces ? 1 : row_pieces >= 4 * 32 * kUnroll ? 4 : row_pieces >= 2 * 32 * kUnroll ? 2 : 1;
+    const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
     const int64_t rows_per_block = kWarps / split * kRows;
     const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
                         dim3(kThreads), 0, stream};

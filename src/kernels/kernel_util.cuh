@@ -229,6 +229,13 @@ bool with_constant(int64_t v, F&& f) {
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Warps sharing a GEMV's row group (1, 2 or 4) for rows of `row_pieces` 16-byte pieces: enough
+// that each lane still has about `unroll` pieces of a row to load (long rows, as in down_proj,
+// would otherwise leave few warps with long serial loops).
+inline int warps_per_row(int64_t row_pieces, int unroll) {
+  return row_pieces >= 4 * 32 * unroll ? 4 : row_pieces >= 2 * 32 * unroll ? 2 : 1;
+}
+
 // A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider
 // tensor, such as a stacked projection's part, has strided rows and contiguous elements).
 inline bool rows_contiguous(const at::Tensor& t) {
