@@ -116,9 +116,10 @@ at::Tensor attention_reference(const at::Tensor& q, const at::Tensor& k_cache,
 }  // namespace
 
 // Batches of 1 and 3 rows split each row's slots over several blocks and merge them (few (row,
-// kv head) pairs for the GPU); 96 rows on 8 kv heads run in one pass. Groups of 1, 2, 4, 6, 8. A cache of 2500 slots needs three
-// runs for shared memory alone. Rows end at different slots, and left padding leaves masked
-// slots at the start of a row (row 1's first run, of 16 or more slots, entirely masked).
+// kv head) pairs for the GPU); 96 rows on 8 kv heads run in one pass. Groups of 1, 2, 4, 6, 8.
+// A cache of 2500 slots needs three runs for shared memory alone. Rows end at different slots,
+// and left padding leaves masked slots at the start of a row (row 1's first run, of 16 or more
+// slots, entirely masked).
 TEST_F(DecodeKernels, DecodeAttentionIsSoftmaxOverTheFilledSlots) {
   struct Shape { int64_t heads, kv_heads, dim, capacity; std::vector<int64_t> slots; };
   const std::vector<Shape> shapes = {

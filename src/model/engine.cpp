@@ -202,7 +202,7 @@ at::Tensor unfused_decode_logits(const Model& m, KVCache& cache, const DecodeSta
 }
 
 #ifdef QSWEEP_CUDA
-bool fused_decode_wanted(const Model& m, const KVCache& cache) {
+bool fused_decode_wanted(const Model& m) {
   const ModelConfig& c = m.config;
   return fused_kernels_wanted(m) &&
          cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim);
@@ -238,7 +238,7 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
 
 void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
 #ifdef QSWEEP_CUDA
-  if (fused_decode_wanted(m, cache)) {
+  if (fused_decode_wanted(m)) {
     cuda::argmax_last_dim(fused_decode_logits(m, cache, s).contiguous(), s.tokens);
   } else {
     s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
