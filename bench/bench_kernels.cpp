@@ -234,7 +234,8 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
 
 // Decode attention on Llama-3's heads (32 query, 8 kv, dim 128: the 1B and 8B shapes alike),
 // bf16, each row at the last slot of a cache of `context` slots: in one pass per (row, kv head)
-// and split as decode_attention chooses. Bytes read: q and the keys and values attended to.
+// and split as decode_attention chooses (the last block of a row's kv head merging). Bytes
+// read: q and the keys and values attended to.
 // The cache copies rotate like the weights, but a short cache still fits L2 several times.
 nlohmann::json measure_attention(int64_t l2, double copy_gbps, const std::string& only_kernel,
                                  int64_t only_m) {
@@ -254,10 +255,11 @@ nlohmann::json measure_attention(int64_t l2, double copy_gbps, const std::string
       const at::Tensor q = at::randn({batch, kHeads, kDim}, on);
       const at::Tensor mask = at::ones({batch, context}, on.dtype(at::kBool));
       const at::Tensor slot = at::full({batch}, context - 1, on.dtype(at::kLong));
+      const at::Tensor arrivals = at::zeros({batch * kKvHeads}, on.dtype(at::kInt));
       for (const auto& [name, splits] : {std::pair{"attention_one_pass", 1}, {"attention_split", 0}}) {
         if (std::string(name).find(only_kernel) == std::string::npos) continue;
         const std::vector<double> samples = time_calls(
-            [&](int c) { decode_attention(q, ks[c], vs[c], mask, slot, 0.088, splits); }, copies);
+            [&](int c) { decode_attention(q, ks[c], vs[c], mask, slot, 0.088, splits, arrivals); }, copies);
         const int64_t bytes = kv_bytes + bytes_of(q);
         nlohmann::json row =
             result_row(name, context, kDim, std::to_string(batch), samples, bytes, copy_gbps);

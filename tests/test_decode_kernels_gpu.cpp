@@ -26,6 +26,11 @@ double norm_tolerance(at::ScalarType t) {
 
 const std::vector<at::ScalarType> kDtypes = {at::kFloat, at::kHalf, at::kBFloat16};
 
+// int64 [rows, 1] on the GPU: a decode state's tokens or positions.
+at::Tensor rows_of(const std::vector<int64_t>& values) {
+  return at::tensor(values, at::kLong).to(kGpu).view({-1, 1});
+}
+
 class DecodeKernels : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -61,6 +66,37 @@ TEST_F(DecodeKernels, AddRmsNormIsTheResidualAddThenTransformersRmsNorm) {
       }
 }
 
+// decode_inputs against the operations it replaces: the embedding rows, add_rms_norm of them
+// (bit for bit: the same row code), and the RoPE tables as ops::rope_tables builds them (a
+// float32 angle, libtorch's cos and sin, rounded to the dtype). Hidden 2048 takes the register
+// path, 1000 the two-pass one; head_dim 64 and 128; positions past 2^24 lose precision in the
+// float32 angle exactly as rope_tables does.
+TEST_F(DecodeKernels, DecodeInputsAreTheEmbeddingItsNormAndTheRopeTables) {
+  const double eps = 1e-5;
+  for (at::ScalarType dtype : kDtypes)
+    for (int64_t hidden : {2048, 1000})
+      for (int64_t dim : {64, 128}) {
+        const auto on = at::TensorOptions().device(kGpu).dtype(dtype);
+        const at::Tensor embed = at::randn({500, hidden}, on);
+        const at::Tensor weight = at::rand({hidden}, on) + 0.5;
+        const at::Tensor inv_freq =
+            1.0 / at::pow(500000.0, at::arange(0, dim, 2, on.dtype(at::kFloat)) / dim);
+        const at::Tensor tokens = rows_of({7, 0, 499, 7});
+        const at::Tensor positions = rows_of({0, 1, 4000, (1 << 24) + 3});
+        const cuda::DecodeInputs in =
+            cuda::decode_inputs(embed, tokens, positions, inv_freq, weight, eps);
+        const std::string where = std::string(c10::toString(dtype)) + " hidden " +
+                                  std::to_string(hidden) + " head_dim " + std::to_string(dim);
+        at::Tensor x = embed.index_select(0, tokens.view({-1}));
+        EXPECT_TRUE(at::equal(in.x, x)) << where;
+        EXPECT_TRUE(at::equal(in.h, cuda::add_rms_norm(x, {}, weight, eps))) << where;
+        const at::Tensor freqs = positions.to(at::kFloat) * inv_freq;  // [4, dim / 2]
+        const at::Tensor angles = at::cat({freqs, freqs}, -1);
+        EXPECT_TRUE(at::equal(in.cos, angles.cos().to(dtype))) << where;
+        EXPECT_TRUE(at::equal(in.sin, angles.sin().to(dtype))) << where;
+      }
+}
+
 // Rows of a Llama-3 vocabulary (one chunk per block would be 63 chunks), a short row (one chunk)
 // and a decode batch; ties go to the first index and a NaN wins, as in at::argmax.
 TEST_F(DecodeKernels, ArgmaxLastDimPicksWhatAtArgmaxPicks) {
@@ -82,6 +118,21 @@ TEST_F(DecodeKernels, ArgmaxLastDimPicksWhatAtArgmaxPicks) {
           << c10::toString(dtype) << " rows " << shape.rows << " cols " << shape.cols;
       EXPECT_EQ(out[0].item<int64_t>(), shape.cols / 3);
     }
+}
+
+// Given a decode state's positions and slot, the same kernel advances each row's by one.
+TEST_F(DecodeKernels, ArgmaxLastDimAdvancesPositionsAndSlotWhereGiven) {
+  const auto on = at::TensorOptions().device(kGpu);
+  const at::Tensor logits = at::randn({3, 700}, on);
+  at::Tensor out = at::empty({3, 1}, on.dtype(at::kLong));
+  const at::Tensor positions = rows_of({4, 9, 0});
+  const at::Tensor slot = rows_of({10, 2, 7}).view({-1});
+  cuda::argmax_last_dim(logits, out, positions, slot);
+  EXPECT_TRUE(at::equal(out, logits.argmax(-1, /*keepdim=*/true)));
+  EXPECT_TRUE(at::equal(positions, rows_of({5, 10, 1})));
+  EXPECT_TRUE(at::equal(slot, rows_of({11, 3, 8}).view({-1})));
+  at::Tensor wrong = at::zeros({2}, on.dtype(at::kLong));
+  EXPECT_THROW(cuda::argmax_last_dim(logits, out, wrong), c10::Error);
 }
 
 TEST_F(DecodeKernels, ArgmaxLastDimRefusesAnOutOfTheWrongShape) {
@@ -139,13 +190,54 @@ TEST_F(DecodeKernels, DecodeAttentionIsSoftmaxOverTheFilledSlots) {
       const at::Tensor expected = attention_reference(q, k, v, mask, s.slots, scale);
       // float32 differs only in summation order; 16-bit types round the output once.
       const double tolerance = dtype == at::kFloat ? 1e-5 : dtype == at::kHalf ? 2e-3 : 1e-2;
+      // The counts a cache would hold, reused by every call: each call must leave them at 0.
+      const at::Tensor arrivals = at::zeros({rows * s.kv_heads}, on.dtype(at::kInt));
       for (int64_t splits : {0, 1, 7}) {  // chosen here, one pass, more runs than some rows fill
-        const at::Tensor out = cuda::decode_attention(q, k, v, mask, slot, scale, splits);
-        EXPECT_LT(rel_err(out, expected), tolerance)
-            << c10::toString(dtype) << " heads " << s.heads << "/" << s.kv_heads << " dim "
-            << s.dim << " capacity " << s.capacity << " rows " << rows << " splits " << splits;
+        for (const at::Tensor& counts : {at::Tensor(), arrivals, arrivals}) {
+          const at::Tensor out = cuda::decode_attention(q, k, v, mask, slot, scale, splits, counts);
+          EXPECT_LT(rel_err(out, expected), tolerance)
+              << c10::toString(dtype) << " heads " << s.heads << "/" << s.kv_heads << " dim "
+              << s.dim << " capacity " << s.capacity << " rows " << rows << " splits " << splits
+              << (counts.defined() ? " with the cache's counts" : "");
+        }
+        EXPECT_EQ(arrivals.count_nonzero().item<int64_t>(), 0) << "splits " << splits;
       }
     }
+}
+
+// Counts of the wrong type or too few for the batch's (row, kv head) pairs are refused by name.
+TEST_F(DecodeKernels, DecodeAttentionRefusesBadArrivalCountsByName) {
+  const auto on = at::TensorOptions().device(kGpu).dtype(at::kBFloat16);
+  const at::Tensor q = at::randn({2, 8, 64}, on);
+  const at::Tensor k = at::randn({2, 2, 64, 64}, on), v = at::randn({2, 2, 64, 64}, on);
+  const at::Tensor mask = at::ones({2, 64}, on.dtype(at::kBool));
+  const at::Tensor slot = at::full({2}, 63, on.dtype(at::kLong));
+  for (const at::Tensor& bad :
+       {at::zeros({3}, on.dtype(at::kInt)), at::zeros({4}, on.dtype(at::kLong))}) {
+    try {
+      cuda::decode_attention(q, k, v, mask, slot, 0.125, 4, bad);
+      FAIL() << "decode_attention took arrivals " << bad.toString() << " of " << bad.numel();
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("decode_attention: arrivals"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// silu_mul rounds as at::silu(gate) * up does, on the strided halves of one gate|up product:
+// within one unit in the last place (2^-10 relative in float16, 2^-7 in bfloat16), which is
+// what a different last bit of the exponential could move.
+TEST_F(DecodeKernels, SiluMulRoundsAsLibtorchsSiluTimesUp) {
+  for (at::ScalarType dtype : kDtypes) {
+    const auto on = at::TensorOptions().device(kGpu).dtype(dtype);
+    const at::Tensor both = at::randn({5, 2000}, on) * 4;
+    const at::Tensor gate = both.narrow(1, 0, 1000), up = both.narrow(1, 1000, 1000);
+    const at::Tensor want = (at::silu(gate) * up).to(at::kFloat);
+    const at::Tensor got = cuda::silu_mul(gate, up).to(at::kFloat);
+    const double ulp = dtype == at::kHalf ? 1.0 / 1024 : dtype == at::kBFloat16 ? 1.0 / 128 : 1e-6;
+    EXPECT_LE(((got - want).abs() / want.abs().clamp_min(1e-3)).max().item<double>(), ulp)
+        << c10::toString(dtype);
+  }
 }
 
 // A negative block count is refused by name, before any launch.

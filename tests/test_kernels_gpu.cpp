@@ -425,6 +425,42 @@ TEST_F(Kernels, DenseGemvMatchesReferenceOnWholeAndStridedWeights) {
     }
 }
 
+// The GEMVs' gate|up epilogue (gemv_output.h) is their product's halves through silu_mul, bit
+// for bit: the same sums, rounded the same way. Every batch and path of each function is held to
+// it, the ones without the epilogue (which take silu_mul themselves) too. Rows of 800 codes (one
+// warp per row group; NF4 without whole 64-code chunks, so the FMA GEMV up to 8 rows) and 8192
+// (four warps splitting a row; NF4's tensor-core GEMV from 2 rows); 333 outputs, a last block
+// part-filled.
+TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
+  const int64_t out = 2 * 333;
+  for (at::ScalarType dtype : kDtypes)
+    for (int64_t in : {int64_t{800}, int64_t{8192}}) {
+      const at::Tensor dense = at::randn({out, in}).to(dtype).to(kGpu);
+      const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
+      const Int8Case c = make_int8(in, out);
+      const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
+      for (int64_t m : kBatches) {
+        const at::Tensor x = activations(m, in, dtype, true).to(kGpu);
+        const std::string where = " in " + std::to_string(in) + " M " + std::to_string(m) + " " +
+                                  c10::toString(dtype);
+        auto expect_same = [&](const at::Tensor& got, const at::Tensor& product,
+                               const std::string& what) {
+          ASSERT_EQ(got.sizes(), (std::vector<int64_t>{m, out / 2})) << what << where;
+          EXPECT_TRUE(at::equal(got, silu_of_halves(product))) << what << where;
+        };
+        if (m <= kDenseGemvMaxRows)
+          expect_same(dense_gemv(x, dense, GemvOutput::silu_gate_up), dense_gemv(x, dense),
+                      "dense");
+        for (MatmulPath path : kPaths) {
+          expect_same(bnb4_matmul(x, nf4, path, GemvOutput::silu_gate_up), bnb4_matmul(x, nf4, path),
+                      std::string("nf4") + path_name(path));
+          expect_same(int8_matmul(x, w8, scb, 6.0, {}, path, GemvOutput::silu_gate_up),
+                      int8_matmul(x, w8, scb, 6.0, {}, path), std::string("int8") + path_name(path));
+        }
+      }
+    }
+}
+
 TEST_F(Kernels, DenseGemvRefusesMoreRowsThanItTakesByName) {
   const at::Tensor w = at::randn({16, 64}).to(at::kHalf).to(kGpu);
   const at::Tensor x = at::randn({kDenseGemvMaxRows + 1, 64}).to(at::kHalf).to(kGpu);

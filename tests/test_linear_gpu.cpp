@@ -187,6 +187,41 @@ TEST_F(GpuLinear, StackedProjectionsMatchTheCpuReferenceInEveryFormat) {
   }
 }
 
+// The MLP's product of a stacked gate|up on the GPU (the batch-1 GEMVs' epilogue, the other
+// paths' product and SiLU * up) against the CPU's, in every format and at every path's rows.
+TEST_F(GpuLinear, SiluGateUpMatchesTheCpuReferenceInEveryFormat) {
+  c10::InferenceMode guard;
+  std::vector<QuantConfig> configs = {config_of(QuantMethod::none), config_of(QuantMethod::rtn),
+                                      config_of(QuantMethod::bnb_nf4),
+                                      config_of(QuantMethod::llm_int8)};
+  configs[2].double_quant = true;
+  for (const QuantConfig& config : configs) {
+    at::manual_seed(5);
+    std::vector<Linear> cpu, gpu;
+    for (int i = 0; i < 2; ++i) {
+      const at::Tensor w = at::randn({384, 512}) * 0.05;
+      cpu.push_back(quantize_linear(w, config, at::kHalf));
+      // A dense weight is kept as given: the GPU's is the model's float16.
+      gpu.push_back(config.method == QuantMethod::none
+                        ? Linear{DenseWeight{w.to(at::kHalf).to(at::kCUDA)}}
+                        : linear_to(cpu.back(), at::kCUDA));
+    }
+    std::string why;
+    const std::optional<Linear> cpu_stacked = stack_linears({&cpu[0], &cpu[1]}, why);
+    const std::optional<Linear> stacked = stack_linears({&gpu[0], &gpu[1]}, why);
+    ASSERT_TRUE(stacked && cpu_stacked) << why;
+    const double tolerance =
+        config.method == QuantMethod::llm_int8 ? kInt8Tolerance : kHalfProductTolerance;
+    for (int64_t rows : {1, 5, 20, 100}) {
+      const at::Tensor x = at::randn({rows, 512});
+      const at::Tensor got = linear_silu_gate_up(*stacked, x.to(at::kHalf).to(at::kCUDA));
+      ASSERT_EQ(got.sizes(), (std::vector<int64_t>{rows, 384}));
+      EXPECT_LT(relative_error(got, linear_silu_gate_up(*cpu_stacked, x)), tolerance)
+          << quant_method_name(config.method) << ", " << rows << " rows";
+    }
+  }
+}
+
 // Past the fused kernels' rows an open DequantizedWeights scope keeps the dequantized weight:
 // the same product bit for bit, the weight made once.
 TEST_F(GpuLinear, DequantizedWeightsKeptForAScopeGiveTheSameProducts) {

@@ -89,6 +89,24 @@ TEST(StackedProjections, StackedProductEqualsThePartsSideBySideInEveryFormat) {
   }
 }
 
+// linear_silu_gate_up of a stacked gate|up is silu(gate(x)) * up(x) in every format.
+TEST(StackedProjections, SiluGateUpOfTheStackIsSiluOfGateTimesUpInEveryFormat) {
+  const at::Tensor x = inputs();
+  for (const FormatCase& f : format_cases()) {
+    SCOPED_TRACE(f.name);
+    std::vector<Linear> parts;
+    for (uint64_t seed : {11, 12})
+      parts.push_back(quantize_linear(seeded_normal(seed, {64, 256}) * 0.05, f.config, at::kFloat));
+    const at::Tensor want = at::silu(linear_forward(parts[0], x)) * linear_forward(parts[1], x);
+    std::string why;
+    const std::optional<Linear> gate_up = stack_linears(pointers(parts), why);
+    ASSERT_TRUE(gate_up) << why;
+    const at::Tensor got = linear_silu_gate_up(*gate_up, x);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(at::allclose(got, want, 0, kProductTolerance));
+  }
+}
+
 TEST(StackedProjections, PartsThatDifferStaySeparateAndUntouched) {
   std::vector<Linear> parts = qkv_parts(config_of(QuantMethod::rtn, 4, 128, false), 1);
   parts[2] = qkv_parts(config_of(QuantMethod::rtn, 3, 128, false), 3)[2];

@@ -17,6 +17,7 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 // Rows per warp: the activations a lane loads for its 32 columns serve this many weight rows.
 constexpr int kRows = 2;
+static_assert(kRows == 2, "row groups are GemvRows' pairs");
 // Pieces (16 bytes, 32 codes) a lane loads before it uses the first: a decode GEMV at these
 // sizes is a few DRAM round trips, not a stream, so what counts is how many are in flight.
 constexpr int kUnroll = 2;
@@ -105,22 +106,27 @@ __device__ __forceinline__ float ld_shared(uint32_t address) {
 template <typename T, int kTile, int kSplit, bool kNested>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_kernel(const uint4* __restrict__ packed, const float* __restrict__ code, Absmax absmax,
-                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out) {
+                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in,
+                     GemvRows rows) {
   constexpr int kGroups = kWarps / kSplit;  // row groups per block
   // On a 256-byte boundary, so that an entry's address is the table's with its low byte
   // replaced by the code times four: one byte permute per code makes it.
   __shared__ __align__(256) Tables tables;
   __shared__ float partial[kWarps][kRows][kTile];
   const int pieces = in / 32;
-  if (threadIdx.x == 0) {
-    const int first = blockIdx.x * kGroups * kRows, rows = min(kGroups * kRows, out - first);
-    prefetch_l2(packed + static_cast<int64_t>(first) * pieces, int64_t{rows} * pieces * 16);
+  const int first = blockIdx.x * kGroups;  // the block's first row group
+  if (threadIdx.x < rows.runs()) {
+    const int2 run = rows.run(first, kGroups, threadIdx.x);
+    prefetch_l2(packed + static_cast<int64_t>(run.x) * pieces, int64_t{run.y - run.x} * pieces * 16);
   }
   wait_then_release();
   stage_tables(tables, code, absmax);
   const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(tables.lut));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n0 = (blockIdx.x * kGroups + warp / kSplit) * kRows;
+  const int group = first + warp / kSplit;
+  int n_of[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) n_of[r] = rows.row(group, r);
 
   float acc[kRows][kTile];
 #pragma unroll
@@ -140,8 +146,8 @@ __global__ void __launch_bounds__(kThreads)
       const int p = p0 + u * 32 * kSplit;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
-        const int n = n0 + r;
-        live[u][r] = n < out && p < pieces;
+        const int n = n_of[r];
+        live[u][r] = n < rows.out && p < pieces;
         const int64_t piece = static_cast<int64_t>(n) * pieces + p;
         wq[u][r] = live[u][r] ? __ldg(packed + piece) : make_uint4(0, 0, 0, 0);
         parts[u][r] = absmax.load_as<kNested>(live[u][r] ? (piece * 32) >> absmax.block_shift : 0);
@@ -211,16 +217,13 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) partial[warp][r][m] = v;
     }
   __syncthreads();
-  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
-  const int t = threadIdx.x;
-  if (t >= kGroups * kRows * kTile) return;
-  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
-  const int n = (blockIdx.x * kGroups + g) * kRows + r;
-  if (m >= m_rows || n >= out) return;
-  float v = 0.f;
+  // Each output adds its row group's kSplit slices in a fixed order.
+  store_gemv_rows<T, kGroups, kTile>(rows, first, m_rows, y, [&](int g, int r, int m, int) {
+    float v = 0.f;
 #pragma unroll
-  for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
-  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+    for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
+    return v;
+  });
 }
 
 // The tensor-core GEMV. The FMA GEMV above spends some five instructions per weight element on
@@ -601,7 +604,8 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
 
 }  // namespace
 
-at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path) {
+at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path,
+                       GemvOutput output) {
   const Absmax absmax = check_bnb4(w);
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() &&
                   x.size(1) == w.in,
@@ -609,10 +613,10 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   TORCH_CHECK(x.get_device() == w.packed.get_device(),
               "bnb4_matmul: x and packed must be on one device");
   TORCH_CHECK(w.in < (1ll << 31) && w.out < (1ll << 31), "bnb4_matmul: in and out must fit int32");
+  const bool gate_up = output == GemvOutput::silu_gate_up;
+  TORCH_CHECK(!gate_up || w.out % 2 == 0,
+              "bnb4_matmul: a gate|up weight has an even number of rows, got ", w.out);
   const int64_t m = x.size(0);
-  at::Tensor y = at::empty({m, w.out}, x.options());
-  if (m == 0 || w.out == 0) return y;
-  if (w.in == 0) return y.zero_();
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       aligned16(w.packed.data_ptr()) && aligned16(x.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -624,6 +628,15 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   const bool mma_gemv = chunks && m >= 2 && path != MatmulPath::tensor_core;
   const bool tile =
       pieces && use_tensor_cores(path, m, chunks ? kMmaGemvMaxRows + 1 : kTensorCoreRows);
+  // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
+  // of two); any other size takes the any-shape kernel's division.
+  const bool shifted_pieces = pieces && absmax.block_shift >= 0;
+  // Only the piece kernel has the gate|up epilogue; the others' products take silu_mul.
+  if (gate_up && (tile || mma_gemv || !shifted_pieces))
+    return silu_of_halves(bnb4_matmul(x, w, path));
+  at::Tensor y = at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
+  if (m == 0 || w.out == 0) return y;
+  if (w.in == 0) return y.zero_();
   if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
       const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
@@ -639,23 +652,23 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
     return y;
   }
   const int split = warps_per_row(w.in / 32, kUnroll);
-  // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
-  // of two); any other size takes the any-shape kernel's division.
-  const bool shifted_pieces = pieces && absmax.block_shift >= 0;
-  const int64_t rows_per_block = shifted_pieces ? kWarps / split * kRows : kWarps;
-  const Launch config{dim3(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block)),
-                      dim3(kThreads), 0, stream};
+  const GemvRows rows_of_w = GemvRows::of(static_cast<int>(w.out), gate_up);
+  const int64_t groups_per_block = kWarps / split;
+  const int64_t blocks = shifted_pieces
+                             ? (rows_of_w.groups() + groups_per_block - 1) / groups_per_block
+                             : (w.out + kWarps - 1) / kWarps;
+  const Launch config{dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream};
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
       const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in;
-      auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out;
+      auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y.size(1);
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
         const auto gemv = [&](auto split_c, auto nested_c) {
           launch(config,
                  bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value, decltype(nested_c)::value>,
                  reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
-                 absmax, xp, yp, rows, static_cast<int>(w.in), static_cast<int>(w.out));
+                 absmax, xp, yp, rows, static_cast<int>(w.in), rows_of_w);
         };
         if (shifted_pieces)
           with_constant<1, 2, 4>(split, [&](auto split_c) {

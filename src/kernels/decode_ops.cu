@@ -2,6 +2,7 @@
 // and rounding rules are in qsweep/kernels/decode_kernels.h.
 #include "qsweep/kernels/cuda_check.h"
 #include "qsweep/kernels/decode_kernels.h"
+#include "qsweep/kernels/gemv_output.h"
 
 #include "kernel_util.cuh"
 
@@ -17,11 +18,6 @@ namespace {
 
 using namespace detail;
 
-// The value a libtorch operation in dtype T leaves: computed in float32, rounded once.
-template <typename T> __device__ __forceinline__ float rounded(float v) {
-  return to_float(from_float<T>(v));
-}
-
 constexpr int kNormThreads = 256;
 
 // Sum over the block; every thread gets the result.
@@ -36,84 +32,117 @@ __device__ float block_sum(float v, float* scratch) {
   return v;
 }
 
-template <typename T>
+// One row's sum = in + delta (rounded to T, as `x = x + delta`; delta may be null), written to
+// sum_row where given, then transformers' RMSNorm of the sum into out: the whole block on one
+// row. kChunks 0: element by element in two passes, any row. kChunks 1 to 4: rows of up to
+// kChunks x kNormThreads x 16 bytes (8192 bf16 elements) whose pieces each thread keeps in
+// registers, so the row, delta and weight are read once, with 16-byte loads issued together,
+// instead of in two passes whose loads wait on each other (a batch-1 step runs this on one
+// multiprocessor: latency is its cost). The mean is taken as libtorch's reduction takes it:
+// the sum times 1 / n.
+template <typename T, int kChunks>
+__device__ void add_norm_row(const T* in, const T* delta, T* sum_row, const T* weight, T* out,
+                             int hidden, float eps, float* scratch) {
+  if constexpr (kChunks == 0) {
+    float squares = 0.f;
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
+      float v = to_float(in[i]);
+      if (delta) v = rounded<T>(v + to_float(delta[i]));
+      if (sum_row) sum_row[i] = from_float<T>(v);
+      squares += v * v;
+    }
+    const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
+    const T* sum = sum_row ? sum_row : in;  // this thread's own elements, written above
+    for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+      out[i] = from_float<T>(to_float(weight[i]) * rounded<T>(to_float(sum[i]) * inv));
+  } else {
+    constexpr int kVec = 16 / sizeof(T);
+    const auto first = [](int c) { return (c * kNormThreads + static_cast<int>(threadIdx.x)) * kVec; };
+    uint4 r[kChunks], d[kChunks], w[kChunks];
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int i = first(c);
+      const bool live = i < hidden;
+      r[c] = live ? *reinterpret_cast<const uint4*>(in + i) : make_uint4(0, 0, 0, 0);
+      d[c] = live && delta ? *reinterpret_cast<const uint4*>(delta + i) : make_uint4(0, 0, 0, 0);
+      w[c] = live ? *reinterpret_cast<const uint4*>(weight + i) : make_uint4(0, 0, 0, 0);
+    }
+    float squares = 0.f;
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      T* h = reinterpret_cast<T*>(&r[c]);
+      const T* dv = reinterpret_cast<const T*>(&d[c]);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        float v = to_float(h[j]);
+        if (delta) {
+          v = rounded<T>(v + to_float(dv[j]));
+          h[j] = from_float<T>(v);
+        }
+        squares += v * v;  // elements past `hidden` are 0
+      }
+      if (sum_row && first(c) < hidden) *reinterpret_cast<uint4*>(sum_row + first(c)) = r[c];
+    }
+    const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
+#pragma unroll
+    for (int c = 0; c < kChunks; ++c) {
+      const int i = first(c);
+      if (i >= hidden) continue;
+      const T* h = reinterpret_cast<const T*>(&r[c]);
+      const T* wv = reinterpret_cast<const T*>(&w[c]);
+      uint4 o;
+      T* ov = reinterpret_cast<T*>(&o);
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) ov[j] = from_float<T>(to_float(wv[j]) * rounded<T>(to_float(h[j]) * inv));
+      *reinterpret_cast<uint4*>(out + i) = o;
+    }
+  }
+}
+
+// One block per row of residual.
+template <typename T, int kChunks>
 __global__ void __launch_bounds__(kNormThreads)
     add_rms_norm_kernel(T* __restrict__ residual, const T* __restrict__ delta,
                         const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
   __shared__ float scratch[32];
   wait_then_release();
-  T* row = residual + static_cast<int64_t>(blockIdx.x) * hidden;
-  const T* d = delta ? delta + static_cast<int64_t>(blockIdx.x) * hidden : nullptr;
-  float squares = 0.f;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    float h = to_float(row[i]);
-    if (d) {
-      h = rounded<T>(h + to_float(d[i]));
-      row[i] = from_float<T>(h);
-    }
-    squares += h * h;
-  }
-  // mean as libtorch's reduction takes it: the sum times 1 / n.
-  const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
-  T* o = out + static_cast<int64_t>(blockIdx.x) * hidden;
-  for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-    const float normed = rounded<T>(to_float(row[i]) * inv);
-    o[i] = from_float<T>(to_float(weight[i]) * normed);
-  }
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
+  add_norm_row<T, kChunks>(residual + base, delta ? delta + base : nullptr,
+                           delta ? residual + base : nullptr, weight, out + base, hidden, eps,
+                           scratch);
 }
 
-// The same for rows of up to 4 x kNormThreads x 16 bytes (8192 bf16 elements; add_rms_norm picks
-// kChunks): each thread keeps its pieces of the row in registers, so the row, delta and weight
-// are read once, with 16-byte loads issued together, instead of element by element in two passes
-// whose loads wait on each other (a batch-1 step runs this on one multiprocessor: latency is
-// its cost).
+// The start of a decode step, one block per row: x = embed[token], h its RMSNorm, and the RoPE
+// cos and sin of the row's position as ops::rope_tables computes them (a float32 angle, its
+// cosine and sine rounded once): what ten libtorch kernels did, each a full stop in the graph.
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kNormThreads)
-    add_rms_norm_vec_kernel(T* __restrict__ residual, const T* __restrict__ delta,
-                            const T* __restrict__ weight, T* __restrict__ out, int hidden, float eps) {
-  constexpr int kVec = 16 / sizeof(T);
+    decode_inputs_kernel(const T* __restrict__ embed, const int64_t* __restrict__ tokens,
+                         const int64_t* __restrict__ positions, const float* __restrict__ inv_freq,
+                         const T* __restrict__ weight, T* __restrict__ x, T* __restrict__ h,
+                         T* __restrict__ cos, T* __restrict__ sin, int hidden, int dim, float eps) {
   __shared__ float scratch[32];
   wait_then_release();
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * hidden;
-  const auto first = [](int c) { return (c * kNormThreads + static_cast<int>(threadIdx.x)) * kVec; };
-  uint4 r[kChunks], d[kChunks], w[kChunks];
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int i = first(c);
-    const bool live = i < hidden;
-    r[c] = live ? *reinterpret_cast<const uint4*>(residual + base + i) : make_uint4(0, 0, 0, 0);
-    d[c] = live && delta ? *reinterpret_cast<const uint4*>(delta + base + i) : make_uint4(0, 0, 0, 0);
-    w[c] = live ? *reinterpret_cast<const uint4*>(weight + i) : make_uint4(0, 0, 0, 0);
+  const int64_t b = blockIdx.x;
+  const float position = static_cast<float>(positions[b]);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+    const float angle = position * inv_freq[i % (dim / 2)];
+    cos[b * dim + i] = from_float<T>(cosf(angle));
+    sin[b * dim + i] = from_float<T>(sinf(angle));
   }
-  float squares = 0.f;
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    T* h = reinterpret_cast<T*>(&r[c]);
-    const T* dv = reinterpret_cast<const T*>(&d[c]);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) {
-      float v = to_float(h[j]);
-      if (delta) {
-        v = rounded<T>(v + to_float(dv[j]));
-        h[j] = from_float<T>(v);
-      }
-      squares += v * v;  // elements past `hidden` are 0
-    }
-    if (delta && first(c) < hidden) *reinterpret_cast<uint4*>(residual + base + first(c)) = r[c];
-  }
-  const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
-#pragma unroll
-  for (int c = 0; c < kChunks; ++c) {
-    const int i = first(c);
-    if (i >= hidden) continue;
-    const T* h = reinterpret_cast<const T*>(&r[c]);
-    const T* wv = reinterpret_cast<const T*>(&w[c]);
-    uint4 o;
-    T* ov = reinterpret_cast<T*>(&o);
-#pragma unroll
-    for (int j = 0; j < kVec; ++j) ov[j] = from_float<T>(to_float(wv[j]) * rounded<T>(to_float(h[j]) * inv));
-    *reinterpret_cast<uint4*>(out + base + i) = o;
-  }
+  add_norm_row<T, kChunks>(embed + tokens[b] * hidden, nullptr, x + b * hidden, weight,
+                           h + b * hidden, hidden, eps, scratch);
+}
+
+// Runs launch_norm(std::integral_constant<int, kChunks>) with the register variant of
+// add_norm_row that holds a row of `hidden` T where the row and its pointers allow it, else the
+// two-pass one (0).
+template <typename T, typename F>
+void with_norm_chunks(int64_t hidden, bool aligned, F&& launch_norm) {
+  constexpr int64_t kVec = 16 / sizeof(T);
+  const int64_t chunks = (hidden + kNormThreads * kVec - 1) / (kNormThreads * kVec);
+  if (!(aligned && hidden % kVec == 0 && with_constant<1, 2, 3, 4>(chunks, launch_norm)))
+    launch_norm(std::integral_constant<int, 0>{});
 }
 
 // Greedy choice over the last dimension, as at::argmax picks: the first index of the largest
@@ -170,7 +199,8 @@ __global__ void __launch_bounds__(kArgmaxThreads)
 
 __global__ void argmax_rows_kernel(const float* __restrict__ best_value,
                                    const int* __restrict__ best_index, int chunks,
-                                   int64_t* __restrict__ out) {
+                                   int64_t* __restrict__ out, int64_t* __restrict__ positions,
+                                   int64_t* __restrict__ slot) {
   wait_then_release();
   const int64_t row = blockIdx.x;
   float v = -INFINITY;
@@ -181,7 +211,10 @@ __global__ void argmax_rows_kernel(const float* __restrict__ best_value,
     if (beats(cv, ci, v, i)) v = cv, i = ci;
   }
   warp_best(v, i);
-  if (threadIdx.x == 0) out[row] = i;
+  if (threadIdx.x != 0) return;
+  out[row] = i;
+  if (positions) ++positions[row];
+  if (slot) ++slot[row];
 }
 
 // Row strides, in elements, of q, k and v: views of one stacked q|k|v product have the whole
@@ -241,7 +274,7 @@ __device__ __forceinline__ SlotRun slot_run(int64_t n, int split, int splits) {
   return {begin, min(n, begin + per)};
 }
 
-// A split's result for each of its G query heads, merged by attention_merge_kernel: the
+// A split's result for each of its G query heads, merged by merge_splits: the
 // largest score, the sum of exp(score - max) and the so-weighted sum of values.
 struct AttentionPartials {
   float2* stats;  // [B, kv_heads, splits, G] (max, sum)
@@ -269,9 +302,15 @@ __device__ void score_run(const float* qs, const T* keys, const bool* mask, Slot
         for (int u = 0; u < 8; ++u) kv[u] = key[e + u];
       }
 #pragma unroll
-      for (int g = 0; g < kGroup; ++g)
+      for (int g = 0; g < kGroup; ++g) {
+        // Two 16-byte reads of the query (one address in every lane: a broadcast) where eight
+        // 4-byte ones were: a fourth of the shared-memory instructions per key element.
+        const float4 qa = *reinterpret_cast<const float4*>(qs + g * kDim + e);
+        const float4 qb = *reinterpret_cast<const float4*>(qs + g * kDim + e + 4);
+        const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
 #pragma unroll
-        for (int u = 0; u < 8; ++u) dot[g] = fmaf(qs[g * kDim + e + u], kv[u], dot[g]);
+        for (int u = 0; u < 8; ++u) dot[g] = fmaf(qv[u], kv[u], dot[g]);
+      }
     }
 #pragma unroll
     for (int g = 0; g < kGroup; ++g)
@@ -326,66 +365,132 @@ __device__ void exponentiate(float* scores, int64_t len, float* scratch, float* 
   }
 }
 
-// partial[warp][g][d] = the sum over the warp's slots of the run (every kAttentionWarps-th) of
-// p[g][j] * v[j][d]; lanes take a row's dims (coalesced), four slots' loads in flight at once.
+// The kVec elements of one 16-byte piece of a T row as floats.
+template <typename T>
+__device__ __forceinline__ void unpack_piece(const uint4& raw, float (&out)[16 / sizeof(T)]) {
+  if constexpr (sizeof(T) == 2) {
+    unpack8<T>(raw, out);
+  } else {
+    out[0] = __uint_as_float(raw.x), out[1] = __uint_as_float(raw.y);
+    out[2] = __uint_as_float(raw.z), out[3] = __uint_as_float(raw.w);
+  }
+}
+
+// partial[warp][g][d] = the sum over the warp's slots of the run of p[g][j] * v[j][d]. A value
+// row is read in 16-byte pieces by a group of kDim / kVec lanes, so one load of the warp covers
+// 32 / that many rows (512 contiguous bytes) and each lane has kUnroll loads in flight; the lane
+// groups' sums then meet by shuffles. A warp takes every kAttentionWarps-th step of rows.
 template <typename T, int kGroup, int kDim>
 __device__ void weigh_values(const T* values, const float* p, SlotRun run, float* partial) {
-  constexpr int kPerLane = kDim / 32, kUnroll = 4;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  constexpr int kVec = 16 / sizeof(T), kLanesPerRow = kDim / kVec, kRowsPerStep = 32 / kLanesPerRow;
+  constexpr int kStride = kAttentionWarps * kRowsPerStep, kUnroll = 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, piece = lane % kLanesPerRow;
   const int64_t len = run.end - run.begin;
-  const T* v_lane = values + lane * kPerLane;
-  float acc[kGroup][kPerLane];
+  const uint4* v_lane = reinterpret_cast<const uint4*>(values) + piece;
+  float acc[kGroup][kVec];
 #pragma unroll
   for (int g = 0; g < kGroup; ++g)
 #pragma unroll
-    for (int e = 0; e < kPerLane; ++e) acc[g][e] = 0.f;
-  auto add = [&](int64_t j, const float (&v)[kPerLane]) {
+    for (int e = 0; e < kVec; ++e) acc[g][e] = 0.f;
+  auto add = [&](int64_t j, const uint4& raw) {
+    float v[kVec];
+    unpack_piece<T>(raw, v);
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) {
       const float w = p[g * len + (j - run.begin)];
 #pragma unroll
-      for (int e = 0; e < kPerLane; ++e) acc[g][e] = fmaf(w, v[e], acc[g][e]);
+      for (int e = 0; e < kVec; ++e) acc[g][e] = fmaf(w, v[e], acc[g][e]);
     }
   };
-  int64_t j = run.begin + warp;
-  for (; j + (kUnroll - 1) * kAttentionWarps < run.end; j += kUnroll * kAttentionWarps) {
-    float v[kUnroll][kPerLane];
+  int64_t j = run.begin + warp * kRowsPerStep + lane / kLanesPerRow;
+  for (; j + (kUnroll - 1) * kStride < run.end; j += kUnroll * kStride) {
+    uint4 raw[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
+    for (int u = 0; u < kUnroll; ++u) raw[u] = __ldg(v_lane + (j + u * kStride) * kLanesPerRow);
 #pragma unroll
-      for (int e = 0; e < kPerLane; ++e) v[u][e] = to_float(v_lane[(j + u * kAttentionWarps) * kDim + e]);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) add(j + u * kAttentionWarps, v[u]);
+    for (int u = 0; u < kUnroll; ++u) add(j + u * kStride, raw[u]);
   }
-  for (; j < run.end; j += kAttentionWarps) {
-    float v[kPerLane];
+  for (; j < run.end; j += kStride) add(j, __ldg(v_lane + j * kLanesPerRow));
 #pragma unroll
-    for (int e = 0; e < kPerLane; ++e) v[e] = to_float(v_lane[j * kDim + e]);
-    add(j, v);
-  }
+  for (int o = kLanesPerRow; o < 32; o <<= 1)
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g)
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) acc[g][e] += __shfl_xor_sync(0xffffffffu, acc[g][e], o);
+  if (lane >= kLanesPerRow) return;
 #pragma unroll
   for (int g = 0; g < kGroup; ++g)
 #pragma unroll
-    for (int e = 0; e < kPerLane; ++e)
-      partial[(warp * kGroup + g) * kDim + lane * kPerLane + e] = acc[g][e];
+    for (int e = 0; e < kVec; ++e) partial[(warp * kGroup + g) * kDim + piece * kVec + e] = acc[g][e];
+}
+
+// Whether this block is the last of `expected` blocks to arrive at `count`, which then goes back
+// to 0 for the next call. What every block wrote before arriving is visible to the last one.
+__device__ bool last_to_arrive(int* count, int expected) {
+  __shared__ bool last;
+  __threadfence();  // this thread's writes go out before its block is counted in
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(count, 1) == expected - 1;
+    if (last) atomicExch(count, 0);
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
+// out = the splits' weighted values, each scaled by exp(its max - the overall max), over their
+// so-scaled sums: the softmax over all of a (row, kv head)'s slots. Run by the block that wrote
+// the last split; the others' partials are read past L1, which may not have seen them.
+template <typename T, int kGroup, int kDim>
+__device__ void merge_splits(const AttentionPartials& partials, int64_t unit, int splits, T* out) {
+  const float2* stats = partials.stats + unit * splits * kGroup;         // [splits][kGroup]
+  const float* values = partials.values + unit * splits * kGroup * kDim;  // [splits][kGroup][kDim]
+  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
+    const int g = pair / kDim;
+    float m = -INFINITY;
+    for (int s = 0; s < splits; ++s) m = fmaxf(m, __ldcg(stats + s * kGroup + g).x);
+    float sum = 0.f, value = 0.f;
+    for (int s = 0; s < splits; ++s) {
+      const float2 st = __ldcg(stats + s * kGroup + g);
+      const float w = expf(st.x - m);  // 0 for a run with nothing to attend to (max -inf)
+      sum = fmaf(w, st.y, sum);
+      value = fmaf(w, __ldcg(values + s * kGroup * kDim + pair), value);
+    }
+    out[pair] = from_float<T>(value / sum);
+  }
 }
 
 // One block per (kv head, split, row): the G query heads sharing the kv head, over the split's
 // run of the row's filled slots. Scores go to shared memory (a thread per slot), then their
 // exponentials, then the weighted sum of values; the warps' sums meet in shared memory. With one
-// split the block normalises and writes the output; with more it leaves AttentionPartials.
+// split the block normalises and writes the output; with more it leaves AttentionPartials, and
+// the last of a (row, kv head)'s blocks to finish merges them (arrivals: one count per pair).
 template <typename T, int kGroup, int kDim>
 __global__ void __launch_bounds__(kAttentionThreads)
     decode_attention_kernel(const T* __restrict__ q, const T* __restrict__ k_cache,
                             const T* __restrict__ v_cache, const bool* __restrict__ key_mask,
                             const int64_t* __restrict__ slot, T* __restrict__ out,
-                            AttentionPartials partials, int heads, int kv_heads, int64_t capacity,
-                            float scale) {
-  extern __shared__ float shared[];
+                            AttentionPartials partials, int* __restrict__ arrivals, int heads,
+                            int kv_heads, int64_t capacity, float scale) {
+  extern __shared__ __align__(16) float shared[];
   __shared__ float scratch[kAttentionWarps * kGroup];
   __shared__ float row_max[kGroup], row_sum[kGroup];
-  wait_then_release();
   const int kvh = blockIdx.x, split = blockIdx.y, splits = gridDim.y, b = blockIdx.z;
+  const int64_t unit = static_cast<int64_t>(b) * kv_heads + kvh;  // (row, kv head)
+  const T* keys = k_cache + unit * capacity * kDim;
+  const T* vals = v_cache + unit * capacity * kDim;
+  if (threadIdx.x == 0) {
+    // The run's keys and values come from DRAM, a round trip per dependent load; while the
+    // kernel before (RoPE and the cache write) runs, L2 can fetch them. The slot is read again
+    // after the wait: this read only aims the hint (the step that advanced it finished long
+    // before the kernel before this one began).
+    const SlotRun early = slot_run(slot[b] + 1, split, splits);
+    const int64_t bytes = (early.end - early.begin) * kDim * static_cast<int64_t>(sizeof(T));
+    prefetch_l2_within(keys + early.begin * kDim, bytes);
+    prefetch_l2_within(vals + early.begin * kDim, bytes);
+  }
+  wait_then_release();
   const SlotRun run = slot_run(slot[b] + 1, split, splits);
   float* qs = shared;                                                 // [kGroup][kDim]
   float* scores = qs + kGroup * kDim;                                 // [kGroup][run length]
@@ -394,54 +499,32 @@ __global__ void __launch_bounds__(kAttentionThreads)
   const T* qb = q + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
   for (int i = threadIdx.x; i < kGroup * kDim; i += blockDim.x) qs[i] = to_float(qb[i]);
   __syncthreads();
-  const int64_t unit = static_cast<int64_t>(b) * kv_heads + kvh;  // (row, kv head)
-  score_run<T, kGroup, kDim>(qs, k_cache + unit * capacity * kDim,
-                             key_mask + static_cast<int64_t>(b) * capacity, run, scale, scores);
+  score_run<T, kGroup, kDim>(qs, keys, key_mask + static_cast<int64_t>(b) * capacity, run, scale,
+                             scores);
   __syncthreads();
   exponentiate<kGroup>(scores, run.end - run.begin, scratch, row_max, row_sum);
   __syncthreads();
-  weigh_values<T, kGroup, kDim>(v_cache + unit * capacity * kDim, scores, run, partial);
+  weigh_values<T, kGroup, kDim>(vals, scores, run, partial);
   __syncthreads();
 
-  const int64_t part = unit * splits + split;
-  if (splits > 1 && threadIdx.x < kGroup)
-    partials.stats[part * kGroup + threadIdx.x] = make_float2(row_max[threadIdx.x], row_sum[threadIdx.x]);
-  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
+  T* const o = out + (static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim;
+  auto warps_sum = [&](int pair) {
     float sum = 0.f;
 #pragma unroll
     for (int w = 0; w < kAttentionWarps; ++w) sum += partial[w * kGroup * kDim + pair];
-    if (splits > 1)
-      partials.values[part * kGroup * kDim + pair] = sum;
-    else
-      out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] =
-          from_float<T>(sum / row_sum[pair / kDim]);
+    return sum;
+  };
+  if (splits == 1) {
+    for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x)
+      o[pair] = from_float<T>(warps_sum(pair) / row_sum[pair / kDim]);
+    return;
   }
-}
-
-// out = the splits' weighted values, each scaled by exp(its max - the overall max), over their
-// so-scaled sums: the softmax over all the row's slots. One block per (kv head, row).
-template <typename T, int kGroup, int kDim>
-__global__ void __launch_bounds__(kAttentionThreads)
-    attention_merge_kernel(AttentionPartials partials, int splits, T* __restrict__ out, int heads,
-                           int kv_heads) {
-  wait_then_release();
-  const int kvh = blockIdx.x, b = blockIdx.y;
-  const int64_t first = (static_cast<int64_t>(b) * kv_heads + kvh) * splits;
-  const float2* stats = partials.stats + first * kGroup;         // [splits][kGroup]
-  const float* values = partials.values + first * kGroup * kDim;  // [splits][kGroup][kDim]
-  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x) {
-    const int g = pair / kDim;
-    float m = -INFINITY;
-    for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[s * kGroup + g].x);
-    float sum = 0.f, value = 0.f;
-    for (int s = 0; s < splits; ++s) {
-      const float2 st = stats[s * kGroup + g];
-      const float w = expf(st.x - m);  // 0 for a run with nothing to attend to (max -inf)
-      sum = fmaf(w, st.y, sum);
-      value = fmaf(w, values[s * kGroup * kDim + pair], value);
-    }
-    out[(static_cast<int64_t>(b) * heads + kvh * kGroup) * kDim + pair] = from_float<T>(value / sum);
-  }
+  const int64_t part = unit * splits + split;
+  if (threadIdx.x < kGroup)
+    partials.stats[part * kGroup + threadIdx.x] = make_float2(row_max[threadIdx.x], row_sum[threadIdx.x]);
+  for (int pair = threadIdx.x; pair < kGroup * kDim; pair += blockDim.x)
+    partials.values[part * kGroup * kDim + pair] = warps_sum(pair);
+  if (last_to_arrive(arrivals + unit, splits)) merge_splits<T, kGroup, kDim>(partials, unit, splits, o);
 }
 
 template <typename T>
@@ -452,9 +535,7 @@ __global__ void silu_mul_kernel(const T* __restrict__ gate, int64_t gate_ld,
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / cols, c = i % cols;
-    const float g = to_float(gate[r * gate_ld + c]);
-    const float silu = rounded<T>(g / (1.0f + expf(-g)));
-    out[i] = from_float<T>(silu * to_float(up[r * up_ld + c]));
+    out[i] = silu_times<T>(to_float(gate[r * gate_ld + c]), to_float(up[r * up_ld + c]));
   }
 }
 
@@ -530,22 +611,55 @@ at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at:
     const auto* d = delta.defined() ? reinterpret_cast<const scalar_t*>(delta.data_ptr()) : nullptr;
     const auto* w = reinterpret_cast<const scalar_t*>(weight.data_ptr());
     auto* o = reinterpret_cast<scalar_t*>(out.data_ptr());
-    const Launch config{dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0, stream};
-    constexpr int64_t kVec = 16 / sizeof(scalar_t);
-    const int64_t chunks = (hidden + kNormThreads * kVec - 1) / (kNormThreads * kVec);
-    const bool aligned = hidden % kVec == 0 && aligned16(r) && aligned16(d) && aligned16(w) && aligned16(o);
-    const bool vectorized = aligned && with_constant<1, 2, 3, 4>(chunks, [&](auto chunks_c) {
-      launch(config, add_rms_norm_vec_kernel<scalar_t, decltype(chunks_c)::value>, r, d, w, o,
+    const bool aligned = aligned16(r) && aligned16(d) && aligned16(w) && aligned16(o);
+    with_norm_chunks<scalar_t>(hidden, aligned, [&](auto chunks_c) {
+      launch({dim3(static_cast<unsigned>(rows)), dim3(kNormThreads), 0, stream},
+             add_rms_norm_kernel<scalar_t, decltype(chunks_c)::value>, r, d, w, o,
              static_cast<int>(hidden), static_cast<float>(eps));
     });
-    if (!vectorized)
-      launch(config, add_rms_norm_kernel<scalar_t>, r, d, w, o, static_cast<int>(hidden),
-             static_cast<float>(eps));
   });
   return out;
 }
 
-void argmax_last_dim(const at::Tensor& logits, at::Tensor& out) {
+DecodeInputs decode_inputs(const at::Tensor& embed, const at::Tensor& tokens,
+                           const at::Tensor& positions, const at::Tensor& inv_freq,
+                           const at::Tensor& norm_weight, double eps) {
+  for (const auto& [t, what] : {std::pair{&embed, "embed"}, {&tokens, "tokens"},
+                                {&positions, "positions"}, {&inv_freq, "inv_freq"},
+                                {&norm_weight, "norm_weight"}})
+    check_input(*t, what, "decode_inputs");
+  const int64_t b = tokens.numel(), hidden = embed.size(-1), dim = 2 * inv_freq.numel();
+  TORCH_CHECK(embed.dim() == 2 && norm_weight.numel() == hidden &&
+                  norm_weight.scalar_type() == embed.scalar_type() && hidden < (1ll << 31),
+              "decode_inputs: embed must be [vocab, hidden] and norm_weight [hidden] in its dtype");
+  TORCH_CHECK(tokens.scalar_type() == at::kLong && positions.scalar_type() == at::kLong &&
+                  positions.numel() == b && inv_freq.scalar_type() == at::kFloat && b <= 65535,
+              "decode_inputs: tokens and positions must be int64 with one element per row (at "
+              "most 65535), inv_freq float32 [head_dim / 2]");
+  const auto options = embed.options();
+  DecodeInputs in{at::empty({b, hidden}, options), at::empty({b, hidden}, options),
+                  at::empty({b, dim}, options), at::empty({b, dim}, options)};
+  if (b == 0) return in;
+  QSWEEP_DISPATCH_FLOAT_TYPES(embed.scalar_type(), "decode_inputs", [&] {
+    const auto* e = reinterpret_cast<const scalar_t*>(embed.data_ptr());
+    const auto* w = reinterpret_cast<const scalar_t*>(norm_weight.data_ptr());
+    auto* x = reinterpret_cast<scalar_t*>(in.x.data_ptr());
+    auto* h = reinterpret_cast<scalar_t*>(in.h.data_ptr());
+    const bool aligned = aligned16(e) && aligned16(w) && aligned16(x) && aligned16(h);
+    with_norm_chunks<scalar_t>(hidden, aligned, [&](auto chunks_c) {
+      launch({dim3(static_cast<unsigned>(b)), dim3(kNormThreads), 0, at::cuda::getCurrentCUDAStream()},
+             decode_inputs_kernel<scalar_t, decltype(chunks_c)::value>, e,
+             tokens.data_ptr<int64_t>(), positions.data_ptr<int64_t>(), inv_freq.data_ptr<float>(),
+             w, x, h, reinterpret_cast<scalar_t*>(in.cos.data_ptr()),
+             reinterpret_cast<scalar_t*>(in.sin.data_ptr()), static_cast<int>(hidden),
+             static_cast<int>(dim), static_cast<float>(eps));
+    });
+  });
+  return in;
+}
+
+void argmax_last_dim(const at::Tensor& logits, at::Tensor& out, const at::Tensor& positions,
+                     const at::Tensor& slot) {
   check_input(logits, "logits", "argmax_last_dim");
   check_input(out, "out", "argmax_last_dim");
   const int64_t cols = logits.size(-1), rows = cols ? logits.numel() / cols : 0;
@@ -554,6 +668,13 @@ void argmax_last_dim(const at::Tensor& logits, at::Tensor& out) {
   TORCH_CHECK(out.scalar_type() == at::kLong && out.numel() == rows &&
                   out.get_device() == logits.get_device(),
               "argmax_last_dim: out must be int64 with one element per row of logits");
+  for (const auto& [t, what] : {std::pair{&positions, "positions"}, {&slot, "slot"}}) {
+    if (!t->defined()) continue;
+    check_input(*t, what, "argmax_last_dim");
+    TORCH_CHECK(t->scalar_type() == at::kLong && t->numel() == rows &&
+                    t->get_device() == logits.get_device(),
+                "argmax_last_dim: ", what, " must be int64 with one element per row of logits");
+  }
   if (rows == 0) return;
   const int64_t chunks = (cols + kArgmaxChunk - 1) / kArgmaxChunk;
   const at::Tensor values = at::empty({rows, chunks}, logits.options().dtype(at::kFloat));
@@ -567,7 +688,8 @@ void argmax_last_dim(const at::Tensor& logits, at::Tensor& out) {
   });
   launch({dim3(static_cast<unsigned>(rows)), dim3(32), 0, stream}, argmax_rows_kernel,
          values.data_ptr<float>(), indices.data_ptr<int>(), static_cast<int>(chunks),
-         out.data_ptr<int64_t>());
+         out.data_ptr<int64_t>(), positions.defined() ? positions.data_ptr<int64_t>() : nullptr,
+         slot.defined() ? slot.data_ptr<int64_t>() : nullptr);
 }
 
 at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -615,7 +737,8 @@ bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_di
 
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, const at::Tensor& key_mask,
-                            const at::Tensor& slot, double scale, int64_t splits) {
+                            const at::Tensor& slot, double scale, int64_t splits,
+                            const at::Tensor& arrivals) {
   for (const auto& [t, what] : {std::pair{&q, "q"}, {&k_cache, "k_cache"}, {&v_cache, "v_cache"},
                                 {&key_mask, "key_mask"}, {&slot, "slot"}})
     check_input(*t, what, "decode_attention");
@@ -630,11 +753,18 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
   at::Tensor out = at::empty({b, heads * dim}, q.options());
   at::Tensor merged;  // the splits' partials, [B, kv_heads, splits, G] stats then values
   AttentionPartials partials{};
+  at::Tensor counts = arrivals;
   if (splits > 1) {
     const int64_t parts = b * kv_heads * splits * group;
     merged = at::empty({parts * (2 + dim)}, q.options().dtype(at::kFloat));
     partials.stats = reinterpret_cast<float2*>(merged.data_ptr<float>());
     partials.values = merged.data_ptr<float>() + 2 * parts;
+    if (!counts.defined()) counts = at::zeros({b * kv_heads}, q.options().dtype(at::kInt));
+    TORCH_CHECK(counts.is_cuda() && counts.is_contiguous() && counts.scalar_type() == at::kInt &&
+                    counts.numel() >= b * kv_heads && counts.get_device() == q.get_device(),
+                "decode_attention: arrivals must be a contiguous int32 CUDA tensor of at least "
+                "batch * kv_heads = ", b * kv_heads, " zeros on q's device (KVCache's "
+                "attention_arrivals), got ", counts.toString(), " of ", counts.numel());
   }
   const size_t shared = attention_shared_bytes(group, dim, run_slots(capacity, splits));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -652,13 +782,9 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                reinterpret_cast<const scalar_t*>(q.data_ptr()),
                reinterpret_cast<const scalar_t*>(k_cache.data_ptr()),
                reinterpret_cast<const scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
-               slot.data_ptr<int64_t>(), o, partials, static_cast<int>(heads),
+               slot.data_ptr<int64_t>(), o, partials,
+               splits > 1 ? counts.data_ptr<int>() : nullptr, static_cast<int>(heads),
                static_cast<int>(kv_heads), capacity, static_cast<float>(scale));
-        if (splits == 1) return;
-        launch({dim3(static_cast<unsigned>(kv_heads), static_cast<unsigned>(b)),
-                dim3(kAttentionThreads), 0, stream},
-               attention_merge_kernel<scalar_t, kGroup, kDim>, partials,
-               static_cast<int>(splits), o, static_cast<int>(heads), static_cast<int>(kv_heads));
       });
     });
   });
@@ -682,6 +808,13 @@ at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
            reinterpret_cast<scalar_t*>(out.data_ptr()), gate.size(1), n);
   });
   return out;
+}
+
+at::Tensor silu_of_halves(const at::Tensor& y) {
+  TORCH_CHECK(y.dim() == 2 && y.size(1) % 2 == 0,
+              "silu_of_halves: y must be [M, 2 * I], got ", y.sizes());
+  const int64_t half = y.size(1) / 2;
+  return silu_mul(y.narrow(1, 0, half), y.narrow(1, half, half));
 }
 
 }  // namespace qsweep::cuda

@@ -11,6 +11,7 @@ using namespace detail;
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kRows = 2;    // weight rows per warp, sharing each lane's activation loads
+static_assert(kRows == 2, "row groups are GemvRows' pairs");
 constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
 
 // kSplit warps share kRows rows and split their pieces (8 elements, 16 bytes) between them:
@@ -18,15 +19,21 @@ constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
 template <typename T, int kTile, int kSplit>
 __global__ void __launch_bounds__(kThreads)
     dense_gemv_kernel(const uint4* __restrict__ w, int64_t w_ld, const T* __restrict__ x,
-                      T* __restrict__ y, int m_rows, int in, int out) {
+                      T* __restrict__ y, int m_rows, int in, GemvRows rows) {
   constexpr int kGroups = kWarps / kSplit;
   __shared__ float partial[kWarps][kRows][kTile];
   const int pieces = in / 8;
-  const int first = blockIdx.x * kGroups * kRows, t = threadIdx.x;
-  if (t < kGroups * kRows && first + t < out) prefetch_l2(w + (first + t) * w_ld, int64_t{pieces} * 16);
+  const int first = blockIdx.x * kGroups, t = threadIdx.x;  // the block's first row group
+  if (t < kGroups * kRows) {
+    const int n = rows.row(first + t / kRows, t % kRows);
+    if (n < rows.out) prefetch_l2(w + n * w_ld, int64_t{pieces} * 16);
+  }
   wait_then_release();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int n0 = first + warp / kSplit * kRows;
+  const int group = first + warp / kSplit;
+  int n_of[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) n_of[r] = rows.row(group, r);
 
   float acc[kRows][kTile];
 #pragma unroll
@@ -40,8 +47,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int u = 0; u < kUnroll; ++u) {
       const int p = p0 + u * 32 * kSplit;
 #pragma unroll
-      for (int r = 0; r < kRows; ++r)
-        wq[u][r] = n0 + r < out && p < pieces ? __ldg(w + (n0 + r) * w_ld + p) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < kRows; ++r) {
+        const int n = n_of[r];
+        wq[u][r] = n < rows.out && p < pieces ? __ldg(w + n * w_ld + p) : make_uint4(0, 0, 0, 0);
+      }
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -70,15 +79,13 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) partial[warp][r][m] = v;
     }
   __syncthreads();
-  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
-  if (t >= kGroups * kRows * kTile) return;
-  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
-  const int n = first + g * kRows + r;
-  if (m >= m_rows || n >= out) return;
-  float v = 0.f;
+  // Each output adds its row group's kSplit slices in a fixed order.
+  store_gemv_rows<T, kGroups, kTile>(rows, first, m_rows, y, [&](int g, int r, int m, int) {
+    float v = 0.f;
 #pragma unroll
-  for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
-  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+    for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
+    return v;
+  });
 }
 
 }  // namespace
@@ -93,19 +100,24 @@ bool dense_gemv_supported(const at::Tensor& x, const at::Tensor& w) {
          aligned16(w.data_ptr());
 }
 
-at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w) {
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w, GemvOutput output) {
   TORCH_CHECK(dense_gemv_supported(x, w),
               "dense_gemv: x must be a contiguous [M <= ", kDenseGemvMaxRows,
               ", in] and w an [out, in] CUDA tensor with contiguous rows, both float16 or both "
               "bfloat16, in and w's row stride multiples of 8, both 16-byte aligned");
   const int64_t m = x.size(0), in = x.size(1), out = w.size(0);
-  at::Tensor y = at::empty({m, out}, x.options());
+  const bool gate_up = output == GemvOutput::silu_gate_up;
+  TORCH_CHECK(!gate_up || out % 2 == 0,
+              "dense_gemv: a gate|up weight has an even number of rows, got ", out);
+  at::Tensor y = at::empty({m, gate_up ? out / 2 : out}, x.options());
   if (m == 0 || out == 0) return y;
   if (in == 0) return y.zero_();
   const int split = warps_per_row(in / 8, kUnroll);
-  const int64_t rows_per_block = kWarps / split * kRows;
-  const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
-                      dim3(kThreads), 0, at::cuda::getCurrentCUDAStream()};
+  const GemvRows rows = GemvRows::of(static_cast<int>(out), gate_up);
+  const int64_t groups_per_block = kWarps / split;
+  const Launch config{
+      dim3(static_cast<unsigned>((rows.groups() + groups_per_block - 1) / groups_per_block)),
+      dim3(kThreads), 0, at::cuda::getCurrentCUDAStream()};
   static_assert(kDenseGemvMaxRows == 4, "the batch tiles below are 1, 2 and 4 rows");
   const int tile = m <= 1 ? 1 : m <= 2 ? 2 : 4;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "dense_gemv", [&] {
@@ -116,7 +128,7 @@ at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w) {
                reinterpret_cast<const uint4*>(w.data_ptr()), w.stride(0) / 8,
                reinterpret_cast<const scalar_t*>(x.data_ptr()),
                reinterpret_cast<scalar_t*>(y.data_ptr()), static_cast<int>(m),
-               static_cast<int>(in), static_cast<int>(out));
+               static_cast<int>(in), rows);
       });
     });
   });

@@ -18,6 +18,7 @@ using namespace detail;
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kRows = 2;  // weight rows per warp, sharing each lane's activation loads
+static_assert(kRows == 2, "row groups are GemvRows' pairs");
 constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
 constexpr int kMaxBatchTile = 16;
 constexpr int kPrepThreads = 256;
@@ -100,25 +101,36 @@ __global__ void __launch_bounds__(kPrepThreads)
   if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
 }
 
+// At one batch row, eight blocks per multiprocessor (64 registers a thread) keep the 1,024
+// blocks of an 8192-row weight in one wave on an H200's 132 multiprocessors; the gate|up row
+// pairs had taken that kernel to 72 registers, seven blocks, two waves and 11 % longer (kernel
+// benchmark, session 13). More rows need the registers.
+constexpr int kOneRowBlocksPerSm = 8;
+
 // kSplit warps share kRows weight rows and split their 16-byte pieces: lane l of slice s reads
 // pieces s * 32 + l, then every 32 * kSplit further (long rows, as in down_proj, would otherwise
 // leave few warps with long serial loops). Pieces without an outlier column take four dp4a per
 // row and activation row; the rare pieces with one go element by element, the outliers in
 // float32 against the int8 weight (scaled at the end).
 template <typename T, int kTile, int kSplit>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kTile == 1 ? kOneRowBlocksPerSm : 1)
     int8_gemv_kernel(const int8_t* __restrict__ w, const float* __restrict__ scb, Int8Scratch s,
-                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in, int out,
-                     bool pieces) {
+                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in,
+                     GemvRows rows, bool pieces) {
   constexpr int kGroups = kWarps / kSplit;  // row groups per block
   __shared__ int ipartial[kWarps][kRows][kTile];
   __shared__ float fpartial[kWarps][kRows][kTile];
-  const int first = blockIdx.x * kGroups * kRows;
-  if (pieces && threadIdx.x == 0)
-    prefetch_l2(w + static_cast<int64_t>(first) * in, int64_t{min(kGroups * kRows, out - first)} * in);
+  const int first = blockIdx.x * kGroups;  // the block's first row group
+  if (pieces && threadIdx.x < rows.runs()) {
+    const int2 run = rows.run(first, kGroups, threadIdx.x);
+    prefetch_l2(w + static_cast<int64_t>(run.x) * in, int64_t{run.y - run.x} * in);
+  }
   wait_then_release();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slice = warp % kSplit;
-  const int n0 = first + warp / kSplit * kRows;
+  const int group = first + warp / kSplit;
+  int n_of[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) n_of[r] = rows.row(group, r);
   int iacc[kRows][kTile];
   float facc[kRows][kTile];
 #pragma unroll
@@ -131,7 +143,7 @@ __global__ void __launch_bounds__(kThreads)
     int8_t wk[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-      wk[r] = n0 + r < out ? w[static_cast<int64_t>(n0 + r) * in + k] : static_cast<int8_t>(0);
+      wk[r] = n_of[r] < rows.out ? w[static_cast<int64_t>(n_of[r]) * in + k] : static_cast<int8_t>(0);
     const bool outlier = s.mask[k];
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
@@ -162,8 +174,8 @@ __global__ void __launch_bounds__(kThreads)
         const int p = p0 + 32 * kSplit * u;
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
-          wv[u][r] = n0 + r < out && p < npieces
-                         ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n0 + r) * in) + p)
+          wv[u][r] = n_of[r] < rows.out && p < npieces
+                         ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n_of[r]) * in) + p)
                          : make_int4(0, 0, 0, 0);
         mk[u] = p < npieces ? __ldg(reinterpret_cast<const uint4*>(s.mask) + p) : make_uint4(0, 0, 0, 0);
       }
@@ -209,19 +221,16 @@ __global__ void __launch_bounds__(kThreads)
       if (lane == 0) ipartial[warp][r][m] = a, fpartial[warp][r][m] = f;
     }
   __syncthreads();
-  // Thread (group, r, m) adds its row group's kSplit slices in a fixed order.
-  const int t = threadIdx.x;
-  if (t >= kGroups * kRows * kTile) return;
-  const int g = t / (kRows * kTile), r = t / kTile % kRows, m = t % kTile;
-  const int n = first + g * kRows + r;
-  if (m >= m_rows || n >= out) return;
-  int a = 0;
-  float f = 0.f;
+  // Each output adds its row group's kSplit slices in a fixed order.
+  store_gemv_rows<T, kGroups, kTile>(rows, first, m_rows, y, [&](int g, int r, int m, int n) {
+    int a = 0;
+    float f = 0.f;
 #pragma unroll
-  for (int sl = 0; sl < kSplit; ++sl) a += ipartial[g * kSplit + sl][r][m], f += fpartial[g * kSplit + sl][r][m];
-  const float sw = __ldg(scb + n);
-  const float v = static_cast<float>(a) * (s.rowmax[m] * sw * (1.f / 16129.f)) + f * sw * kInv127;
-  y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
+    for (int sl = 0; sl < kSplit; ++sl)
+      a += ipartial[g * kSplit + sl][r][m], f += fpartial[g * kSplit + sl][r][m];
+    const float sw = __ldg(scb + n);
+    return static_cast<float>(a) * (s.rowmax[m] * sw * (1.f / 16129.f)) + f * sw * kInv127;
+  });
 }
 
 // The tensor-core path computes the same sum in one product: with x^ = xq * rowmax / 127 outside
@@ -375,14 +384,23 @@ at::Tensor int8_activations(const at::Tensor& x, double threshold) {
 }
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
-                       double threshold, const at::Tensor& workspace, MatmulPath path) {
+                       double threshold, const at::Tensor& workspace, MatmulPath path,
+                       GemvOutput output) {
   check_int8(weight, row_absmax);
   const int64_t in = weight.size(1), out = weight.size(0);
   check_activations(x, threshold, "int8_matmul");
   TORCH_CHECK(x.size(1) == in, "int8_matmul: x must be [M, in = ", in, "], got ", x.sizes());
   TORCH_CHECK(x.get_device() == weight.get_device(), "int8_matmul: x and weight must be on one device");
   const int64_t m = x.size(0);
-  at::Tensor y = at::empty({m, out}, x.options());
+  const bool gate_up = output == GemvOutput::silu_gate_up;
+  TORCH_CHECK(!gate_up || out % 2 == 0,
+              "int8_matmul: a gate|up weight has an even number of rows, got ", out);
+  const bool pieces = in % 16 == 0 && aligned16(weight.data_ptr());
+  const bool tile = in % 32 == 0 && pieces && use_tensor_cores(path, m);
+  // Only the GEMV has the gate|up epilogue; the tile kernel's product takes silu_mul.
+  if (gate_up && tile)
+    return silu_of_halves(int8_matmul(x, weight, row_absmax, threshold, workspace, path));
+  at::Tensor y = at::empty({m, gate_up ? out / 2 : out}, x.options());
   if (m == 0 || out == 0) return y;
   if (in == 0) return y.zero_();
 
@@ -399,12 +417,11 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
   }
   const Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
   const float t = outlier_threshold(threshold);
-  const bool pieces = in % 16 == 0 && aligned16(weight.data_ptr());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int8_matmul", [&] {
     const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
     prepare_activations(xp, s, m, in, t, stream);
-    if (in % 32 == 0 && pieces && use_tensor_cores(path, m)) {
+    if (tile) {
       write_activations(xp, s, m, in, stream);
       const Int8TileLoader<scalar_t> loader{weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(),
                                             static_cast<int>(in), static_cast<int>(out)};
@@ -413,9 +430,11 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
       return;
     }
     const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
-    const int64_t rows_per_block = kWarps / split * kRows;
-    const Launch config{dim3(static_cast<unsigned>((out + rows_per_block - 1) / rows_per_block)),
-                        dim3(kThreads), 0, stream};
+    const GemvRows rows_of_w = GemvRows::of(static_cast<int>(out), gate_up);
+    const int64_t groups_per_block = kWarps / split;
+    const Launch config{
+        dim3(static_cast<unsigned>((rows_of_w.groups() + groups_per_block - 1) / groups_per_block)),
+        dim3(kThreads), 0, stream};
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
       Int8Scratch part = s;
@@ -425,8 +444,8 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
         with_constant<1, 2, 4>(split, [&](auto split_c) {
           launch(config, int8_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
                  weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
-                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * out, rows, static_cast<int>(in),
-                 static_cast<int>(out), pieces);
+                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y.size(1), rows,
+                 static_cast<int>(in), rows_of_w, pieces);
         });
       });
     }

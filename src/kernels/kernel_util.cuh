@@ -29,6 +29,16 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(f
 }
 template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
 
+// The value a libtorch operation in dtype T leaves: computed in float32, rounded once.
+template <typename T> __device__ __forceinline__ float rounded(float v) {
+  return to_float(from_float<T>(v));
+}
+
+// dtype(dtype(silu(gate)) * up) for gate and up already in T, as at::silu(gate) * up rounds.
+template <typename T> __device__ __forceinline__ T silu_times(float gate, float up) {
+  return from_float<T>(rounded<T>(gate / (1.0f + expf(-gate))) * up);
+}
+
 // Eight consecutive 16-bit values held in one 16-byte load. A bfloat16 is the top half of its
 // float, so each value costs one integer instruction (nvcc spends two on the upper one of a
 // pair: a byte permute, then the shift it also uses for the lower).
@@ -158,10 +168,10 @@ inline cudaLaunchAttribute cluster_dims(unsigned x, unsigned y) {
 // a few microseconds each, and each one's blocks used to start, and send out their first loads,
 // only once the one before had finished. launch() lets a kernel start while the one before it
 // runs; its blocks then obey one rule: before wait_then_release() they only warm L2 with weight
-// bytes (prefetch_l2, a hint that cannot change what any load returns), and every load and store
-// comes after it. It waits until the kernel before has finished and its writes are visible, then
-// lets the next kernel start its own prologue: at most two kernels overlap, the second one only
-// prefetching.
+// or KV-cache bytes (prefetch_l2, a hint that cannot change what any load returns), and every
+// load and store that a result depends on comes after it. It waits until the kernel before has
+// finished and its writes are visible, then lets the next kernel start its own prologue: at most
+// two kernels overlap, the second one only prefetching.
 __device__ __forceinline__ void wait_then_release() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
@@ -178,6 +188,13 @@ __device__ __forceinline__ void prefetch_l2(const void* p, int64_t bytes) {
                  "r"(static_cast<uint32_t>(bytes < kMaxBulk ? bytes : kMaxBulk))
                  : "memory");
 #endif
+}
+// ... for the 16-byte pieces that lie wholly inside [p, p + bytes), any alignment: the ends are
+// rounded inwards, so no byte outside the span is asked for.
+__device__ __forceinline__ void prefetch_l2_within(const void* p, int64_t bytes) {
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + 15) & ~uintptr_t{15};
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~uintptr_t{15};
+  if (end > begin) prefetch_l2(reinterpret_cast<const void*>(begin), static_cast<int64_t>(end - begin));
 }
 // ... for the lines holding [p, p + bytes), any alignment: a few lines, one instruction each.
 __device__ __forceinline__ void prefetch_l2_lines(const void* p, int bytes) {
@@ -234,6 +251,52 @@ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 1
 // would otherwise leave few warps with long serial loops).
 inline int warps_per_row(int64_t row_pieces, int unroll) {
   return row_pieces >= 4 * 32 * unroll ? 4 : row_pieces >= 2 * 32 * unroll ? 2 : 1;
+}
+
+// The rows of a GEMV whose row groups are weight row pairs (the dense, NF4/FP4 and LLM.int8
+// GEMVs; qsweep/kernels/gemv_output.h). For a plain product (gate == 0) group g is rows 2g and
+// 2g + 1 and each row's sum is an output. For a stacked gate|up weight of 2 * gate rows, group j
+// is gate row j and up row j + gate, so that the thread storing output j holds both sums.
+struct GemvRows {
+  int out;   // weight rows
+  int gate;  // 0, or the gate half's rows (out / 2)
+
+  static GemvRows of(int out, bool silu_gate_up) { return {out, silu_gate_up ? out / 2 : 0}; }
+  // Groups to cover, hence the grid.
+  __host__ __device__ int groups() const { return gate ? gate : (out + 1) / 2; }
+  // Weight row r (0 or 1) of group g; `out` (no row) past the last group.
+  __device__ int row(int g, int r) const {
+    return gate == 0 ? 2 * g + r : g < gate ? g + r * gate : out;
+  }
+  // The rows of groups [first, first + count) (first < groups()) as runs of consecutive rows
+  // [x, y): one run for a plain product, the gate rows and the up rows for gate|up.
+  __device__ int runs() const { return gate ? 2 : 1; }
+  __device__ int2 run(int first, int count, int r) const {
+    const int end = min(first + count, groups());
+    return gate == 0 ? make_int2(2 * first, min(2 * end, out))
+                     : make_int2(first + r * gate, end + r * gate);
+  }
+};
+
+// Stores a block's GEMV outputs for groups [first, first + kGroups) and batch rows [0, m_rows):
+// thread (g, r, m) takes row r of group first + g and sum(g, r, m, n), the float sum of weight
+// row n for batch row m. A plain product stores it rounded to T at y[m][n]; a gate|up product
+// stores silu_times of the group's two sums, each rounded to T first as the separate GEMV
+// would store it, at y[m][group] (y [M, gate]).
+template <typename T, int kGroups, int kTile, typename Sum>
+__device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first, int m_rows, T* y,
+                                                Sum sum) {
+  const int t = threadIdx.x;
+  if (t >= kGroups * 2 * kTile) return;
+  const int g = t / (2 * kTile), r = t / kTile % 2, m = t % kTile;
+  const int n = rows.row(first + g, r);
+  if (m >= m_rows || n >= rows.out) return;
+  if (rows.gate == 0) {
+    y[static_cast<int64_t>(m) * rows.out + n] = from_float<T>(sum(g, r, m, n));
+  } else if (r == 0) {
+    const float gate = rounded<T>(sum(g, 0, m, n)), up = rounded<T>(sum(g, 1, m, n + rows.gate));
+    y[static_cast<int64_t>(m) * rows.gate + n] = silu_times<T>(gate, up);
+  }
 }
 
 // A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider

@@ -78,6 +78,7 @@ KVCache make_kv_cache(const Model& m, int64_t batch, int64_t capacity) {
     cache.v.push_back(at::zeros({batch, m.config.num_kv_heads, capacity, m.config.head_dim}, options));
   }
   cache.key_mask = at::zeros({batch, capacity}, options.dtype(at::kBool));
+  cache.attention_arrivals = at::zeros({batch * m.config.num_kv_heads}, options.dtype(at::kInt));
   return cache;
 }
 
@@ -106,8 +107,11 @@ at::Tensor add_then_norm(at::Tensor& x, const at::Tensor& delta, const at::Tenso
   return rms_norm(x, weight, eps);
 }
 
+// down(silu(gate(h)) * up(h)). Fused, a stacked gate|up writes the product from its GEMV where
+// the format's kernel can (linear_silu_gate_up); separate projections take silu_mul.
 at::Tensor mlp(const LayerWeights& l, const at::Tensor& h, [[maybe_unused]] bool fused) {
 #ifdef QSWEEP_CUDA
+  if (fused && l.gate_up) return linear_forward(l.down, linear_silu_gate_up(*l.gate_up, h));
   if (fused) {
     const std::vector<at::Tensor> gate_up = ops::project_together(l.gate_up, {&l.gate, &l.up}, h);
     const int64_t cols = gate_up[0].size(-1);
@@ -208,25 +212,26 @@ bool fused_decode_wanted(const Model& m) {
          cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim);
 }
 
-// The same step with a layer's elementwise work in four kernels (RMSNorm with the residual
-// add before it, RoPE with the cache write, attention over the filled slots, SiLU * up) around
-// the projections; h is the normalised input of the next projection, x the residual stream.
+// The same step with the embedding, the first norm and the RoPE tables in one kernel, and a
+// layer's elementwise work in three (RMSNorm with the residual add before it, twice; RoPE with
+// the cache write) and attention over the filled slots, around the projections; a stacked
+// gate|up projection writes SiLU * up itself. h is the normalised input of the next
+// projection, x the residual stream.
 at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState& s) {
   const ModelConfig& c = m.config;
-  const int64_t b = s.tokens.size(0);
   const double eps = c.rms_norm_eps, scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
-  const auto rope = ops::rope_tables(m, s.positions);
-  const at::Tensor cos = rope.first.reshape({b, c.head_dim}).contiguous();
-  const at::Tensor sin = rope.second.reshape({b, c.head_dim}).contiguous();
-  at::Tensor x = at::embedding(m.embed, s.tokens).reshape({b, c.hidden_size}).contiguous();
-  at::Tensor h = cuda::add_rms_norm(x, {}, m.layers.front().input_norm, eps);
+  const cuda::DecodeInputs in =
+      cuda::decode_inputs(m.embed, s.tokens, s.positions, m.inv_freq,
+                          m.layers.front().input_norm, eps);
+  at::Tensor x = in.x, h = in.h;
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
     const std::vector<at::Tensor> qkv = ops::project_together(l.qkv, {&l.q, &l.k, &l.v}, h);
-    const at::Tensor q = cuda::rope_and_cache_write(qkv[0], qkv[1], qkv[2], cos, sin, cache.k[i],
-                                                    cache.v[i], cache.key_mask, s.slot);
+    const at::Tensor q = cuda::rope_and_cache_write(qkv[0], qkv[1], qkv[2], in.cos, in.sin,
+                                                    cache.k[i], cache.v[i], cache.key_mask, s.slot);
     const at::Tensor attended =
-        cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale);
+        cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale,
+                               /*splits=*/0, cache.attention_arrivals);
     h = cuda::add_rms_norm(x, linear_forward(l.o, attended), l.post_attention_norm, eps);
     h = cuda::add_rms_norm(x, mlp(l, h, /*fused=*/true), norm_after(m, i), eps);
   }
@@ -239,13 +244,13 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
 void decode_step(const Model& m, KVCache& cache, DecodeState& s) {
 #ifdef QSWEEP_CUDA
   if (fused_decode_wanted(m)) {
-    cuda::argmax_last_dim(fused_decode_logits(m, cache, s).contiguous(), s.tokens);
-  } else {
-    s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
+    // The argmax kernel advances positions and slot as well: the step ends in it.
+    cuda::argmax_last_dim(fused_decode_logits(m, cache, s).contiguous(), s.tokens, s.positions,
+                          s.slot);
+    return;
   }
-#else
-  s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
 #endif
+  s.tokens.copy_(unfused_decode_logits(m, cache, s).argmax(-1, /*keepdim=*/true));
   s.positions.add_(1);
   s.slot.add_(1);
 }

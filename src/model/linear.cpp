@@ -13,7 +13,9 @@
 #include <tuple>
 
 #ifdef QSWEEP_CUDA
+#include "qsweep/kernels/decode_kernels.h"
 #include "qsweep/kernels/dense_gemv.h"
+#include "qsweep/kernels/gemv_output.h"
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <c10/cuda/CUDAGraphsC10Utils.h>
@@ -50,6 +52,27 @@ at::Tensor dequantized(const at::Tensor& stored, int64_t out, at::ScalarType dty
 
 int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
+// What the layer's forward returns: its product y, or for a stacked gate|up projection the MLP's
+// product dtype(silu(gate)) * up of y's halves.
+enum class Output { product, silu_gate_up };
+
+at::Tensor silu_of_halves(const at::Tensor& y) {
+  const int64_t half = y.size(-1) / 2;
+#ifdef QSWEEP_CUDA
+  if (y.is_cuda()) {
+    const at::Tensor product = cuda::silu_of_halves(y.reshape({-1, y.size(-1)}));
+    std::vector<int64_t> shape(y.sizes().begin(), y.sizes().end());
+    shape.back() = half;
+    return product.view(shape);
+  }
+#endif
+  return at::silu(y.narrow(-1, 0, half)) * y.narrow(-1, half, half);
+}
+
+at::Tensor finish(const at::Tensor& y, Output output) {
+  return output == Output::product ? y : silu_of_halves(y);
+}
+
 // The CPU reference of a stored format: its float32 weight, a float32 product, the result in
 // x's dtype. This is the definition the CUDA kernels are checked against.
 at::Tensor reference_forward(const at::Tensor& weight, const at::Tensor& x) {
@@ -77,26 +100,35 @@ at::Tensor shaped_like(const at::Tensor& y, const at::Tensor& x) {
   return y.to(x.scalar_type()).view(shape);
 }
 
-at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x) {
+cuda::GemvOutput gemv_output(Output output) {
+  return output == Output::product ? cuda::GemvOutput::product : cuda::GemvOutput::silu_gate_up;
+}
+
+// The int-group GEMV keeps output columns in tiles across a cluster; it has no gate|up epilogue.
+at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x, Output output) {
   const at::Tensor x2 = rows_of(x, w.scales.scalar_type());
   if (x2.size(0) <= kFusedMaxRows)
-    return shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits), x);
+    return finish(
+        shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits), x),
+        output);
   const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(), [&] {
     return cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx, w.bits, w.in);
   });
-  return shaped_like(at::matmul(x2, weight.t()), x);
+  return finish(shaped_like(at::matmul(x2, weight.t()), x), output);
 }
 
-at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
+at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x, Output output) {
   const cuda::Bnb4Tensors t{w.packed,  w.code,    w.double_quant ? at::Tensor() : w.absmax,
                             w.qabsmax, w.absmax2, w.code2,
                             w.offsets, w.offset,  w.blocksize,
                             w.out,     w.in};
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
-  if (x2.size(0) <= kFusedMaxRows) return shaped_like(cuda::bnb4_matmul(x2, t), x);
+  if (x2.size(0) <= kFusedMaxRows)
+    return shaped_like(
+        cuda::bnb4_matmul(x2, t, cuda::MatmulPath::automatic, gemv_output(output)), x);
   const at::Tensor weight = dequantized(w.packed, w.out, w.compute_dtype,
                                         [&] { return cuda::bnb4_dequantize(t, w.compute_dtype); });
-  return shaped_like(at::matmul(x2, weight.t()), x);
+  return finish(shaped_like(at::matmul(x2, weight.t()), x), output);
 }
 
 // LLM.int8 for more rows than the fused kernels serve: x^ (xq * rowmax / 127 outside the outlier
@@ -105,14 +137,17 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x) {
 // plus outlier product up to 16-bit rounding of the operands, and needing no host sync (the
 // outlier columns stay on the device), so it also runs inside a decode step's CUDA graph; the
 // dense weight is kept for a generate call like the 4-bit formats' (DequantizedWeights).
-at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x) {
+at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x, Output output) {
   const at::Tensor x2 = rows_of(x, w.compute_dtype);
   if (x2.size(0) <= kFusedMaxRows)
-    return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), x);
+    return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold, {},
+                                         cuda::MatmulPath::automatic, gemv_output(output)),
+                       x);
   const at::Tensor weight = dequantized(w.weight, w.weight.size(0), x2.scalar_type(), [&] {
     return cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
   });
-  return shaped_like(at::matmul(cuda::int8_activations(x2, w.threshold), weight.t()), x);
+  return finish(shaped_like(at::matmul(cuda::int8_activations(x2, w.threshold), weight.t()), x),
+                output);
 }
 
 // The kernels compute in fp16/bf16 on a GPU; everything else takes the reference path.
@@ -127,48 +162,67 @@ bool use_kernels(const at::Tensor& x, at::ScalarType compute) {
 // cuBLAS 11), and cuBLAS streams the 525 MB lm_head 8 % faster than the GEMV.
 constexpr int64_t kDenseGemvMaxBytes = int64_t{128} << 20;
 
-at::Tensor cuda_forward(const DenseWeight& w, const at::Tensor& x) {
+at::Tensor cuda_forward(const DenseWeight& w, const at::Tensor& x, Output output) {
   const at::Tensor x2 = x.reshape({-1, x.size(-1)});
   if (x2.size(0) == 1 && static_cast<int64_t>(w.weight.nbytes()) <= kDenseGemvMaxBytes &&
       cuda::dense_gemv_supported(x2, w.weight))
-    return shaped_like(cuda::dense_gemv(x2, w.weight), x);
-  return at::linear(x, w.weight);
+    return shaped_like(cuda::dense_gemv(x2, w.weight, gemv_output(output)), x);
+  return finish(at::linear(x, w.weight), output);
 }
 #endif
+
+// The layer's forward on x with `output`'s rule: the formats' GPU kernels where x's dtype is
+// their compute dtype, the CPU references elsewhere.
+at::Tensor forward(const Linear& layer, const at::Tensor& x, Output output) {
+  struct Forward {
+    const at::Tensor& x;
+    Output output;
+    at::Tensor operator()(const DenseWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.weight.scalar_type())) return cuda_forward(w, x, output);
+#endif
+      return finish(at::linear(x, w.weight), output);
+    }
+    at::Tensor operator()(const IntGroupWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x, output);
+#endif
+      return finish(reference_forward(dequantized(w.qweight, w.out, at::kFloat,
+                                                  [&] { return int_group_dequantize(w); }),
+                                      x),
+                    output);
+    }
+    at::Tensor operator()(const Bnb4Weight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, output);
+#endif
+      return finish(reference_forward(dequantized(w.packed, w.out, at::kFloat,
+                                                  [&] { return bnb4_dequantize(w); }),
+                                      x),
+                    output);
+    }
+    at::Tensor operator()(const Int8RowWeight& w) const {
+#ifdef QSWEEP_CUDA
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, output);
+#endif
+      return finish(int8_rows_forward(w, x), output);
+    }
+  };
+  return std::visit(Forward{x, output}, layer.weight);
+}
 
 }  // namespace
 
 at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
-  struct Forward {
-    const at::Tensor& x;
-    at::Tensor operator()(const DenseWeight& w) const {
-#ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.weight.scalar_type())) return cuda_forward(w, x);
-#endif
-      return at::linear(x, w.weight);
-    }
-    at::Tensor operator()(const IntGroupWeight& w) const {
-#ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x);
-#endif
-      return reference_forward(
-          dequantized(w.qweight, w.out, at::kFloat, [&] { return int_group_dequantize(w); }), x);
-    }
-    at::Tensor operator()(const Bnb4Weight& w) const {
-#ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x);
-#endif
-      return reference_forward(
-          dequantized(w.packed, w.out, at::kFloat, [&] { return bnb4_dequantize(w); }), x);
-    }
-    at::Tensor operator()(const Int8RowWeight& w) const {
-#ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x);
-#endif
-      return int8_rows_forward(w, x);
-    }
-  };
-  return std::visit(Forward{x}, layer.weight);
+  return forward(layer, x, Output::product);
+}
+
+at::Tensor linear_silu_gate_up(const Linear& gate_up, const at::Tensor& x) {
+  QSWEEP_CHECK(linear_out_features(gate_up) % 2 == 0,
+               "linear_silu_gate_up: a stacked gate|up projection has an even number of rows, "
+               "got {}",
+               linear_out_features(gate_up));
+  return forward(gate_up, x, Output::silu_gate_up);
 }
 
 int64_t linear_bytes(const Linear& layer) {

@@ -1,13 +1,14 @@
 #pragma once
 // The decode step's small operations fused into one kernel each (the engine's fused path,
 // engine.cpp). A Llama decode step at batch 1 is a few hundred tiny kernels when written with
-// libtorch operations; these bring the elementwise parts of a layer from ~40 launches to 4, and
-// read the KV cache only up to each row's current slot. Every function launches on the current
-// stream, never synchronizes the host and allocates only its result, so a captured decode step
-// replays as one CUDA graph. On compute capability 9.0 each kernel may start while the one
-// before it finishes (programmatic dependent launch; QSWEEP_PDL=0 turns it off), which changes
-// no result. Tensors are contiguous CUDA float32, float16 or bfloat16 unless said otherwise;
-// results round exactly where the unfused libtorch operations round.
+// libtorch operations; these bring the elementwise parts of a layer from ~40 launches to 3 (the
+// gate|up GEMV writes SiLU * up itself, gemv_output.h) and those around the layers to one at
+// each end, and read the KV cache only up to each row's current slot. Every function launches
+// on the current stream, never synchronizes the host and allocates only its result, so a
+// captured decode step replays as one CUDA graph. On compute capability 9.0 each kernel may
+// start while the one before it finishes (programmatic dependent launch; QSWEEP_PDL=0 turns it
+// off), which changes no result. Tensors are contiguous CUDA float32, float16 or bfloat16 unless
+// said otherwise; results round exactly where the unfused libtorch operations round.
 #include <ATen/core/Tensor.h>
 
 namespace qsweep::cuda {
@@ -17,6 +18,18 @@ namespace qsweep::cuda {
 // may be undefined (a plain RMSNorm of residual, which is then left as it is). x [rows, hidden].
 at::Tensor add_rms_norm(at::Tensor& residual, const at::Tensor& delta, const at::Tensor& weight,
                         double eps);
+
+// The inputs of a decode step's first layer, in one kernel: x [B, hidden] = embed[tokens[b]]
+// (the residual stream), h = RMSNorm(x) with norm_weight (as add_rms_norm), and cos, sin
+// [B, head_dim] = cos, sin of positions[b] * inv_freq (float32 [head_dim / 2], each half of the
+// head), rounded to embed's dtype as ops::rope_tables rounds them. tokens and positions are
+// int64 with one element per row ([B, 1] or [B]).
+struct DecodeInputs {
+  at::Tensor x, h, cos, sin;
+};
+DecodeInputs decode_inputs(const at::Tensor& embed, const at::Tensor& tokens,
+                           const at::Tensor& positions, const at::Tensor& inv_freq,
+                           const at::Tensor& norm_weight, double eps);
 
 // RoPE on q [B, heads * D] and k [B, kv_heads * D] (one token per row) with cos, sin [B, D]; the
 // rotated k and v [B, kv_heads * D] written into k_cache, v_cache [B, kv_heads, capacity, D] at
@@ -30,12 +43,16 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 // is set; query heads h * G .. h * G + G - 1 share kv head h. q [B, heads, D]; returns
 // [B, heads * D] (o_proj's input). Scores, softmax and sums in float32. Where the batch's
 // (row, kv head) pairs are too few to fill the GPU, or the cache is long, each row's slots are
-// split over several blocks whose softmax parts a second kernel merges (flash decoding);
-// `splits` > 0 asks for that many blocks per (row, kv head) (1: one pass), as many more as a
-// long cache needs; 0 lets the function choose.
+// split over several blocks, and the last of a pair's blocks to finish merges their softmax
+// parts (flash decoding, in one kernel); `splits` > 0 asks for that many blocks per (row, kv
+// head) (1: one pass), as many more as a long cache needs; 0 lets the function choose.
+// `arrivals` (int32, at least B * kv_heads elements, all 0) counts the finished blocks of each
+// pair and is left all 0 again: a KV cache's attention_arrivals, so that a captured step
+// allocates nothing; undefined, the call makes its own.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
                             const at::Tensor& v_cache, const at::Tensor& key_mask,
-                            const at::Tensor& slot, double scale, int64_t splits = 0);
+                            const at::Tensor& slot, double scale, int64_t splits = 0,
+                            const at::Tensor& arrivals = {});
 // Whether decode_attention serves this shape on this GPU: head_dim 32, 64 or 128, at most 8
 // query heads per kv head, and the shared memory of a run of 1,024 slots (any cache length).
 bool decode_attention_supported(int64_t heads, int64_t kv_heads, int64_t head_dim);
@@ -48,6 +65,9 @@ at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up);
 // out[r] = at::argmax(logits[r]) for each row r of logits [..., vocab]: the first index of the
 // largest value, NaN above every number. out is int64 with one element per row (a decode
 // state's tokens [B, 1]); written in place, so a captured step needs no copy after it.
-void argmax_last_dim(const at::Tensor& logits, at::Tensor& out);
+// Where positions and slot are given (int64, one element per row: a decode state's), each row's
+// are advanced by one in the same kernel, which then ends a greedy decode step.
+void argmax_last_dim(const at::Tensor& logits, at::Tensor& out, const at::Tensor& positions = {},
+                     const at::Tensor& slot = {});
 
 }  // namespace qsweep::cuda

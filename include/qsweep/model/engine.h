@@ -16,6 +16,9 @@ struct KVCache {
   at::Tensor key_mask;            // [batch, capacity] bool: slot holds a real (non-pad) token
   int64_t length = 0;             // slots a forward pass has filled (pads included)
   int64_t capacity = 0;
+  // [batch * kv_heads] int32 zeros: the GPU decode attention's count of finished blocks per
+  // (row, kv head), which it leaves at 0 (decode_kernels.h).
+  at::Tensor attention_arrivals;
 };
 
 KVCache make_kv_cache(const Model& model, int64_t batch, int64_t capacity);

@@ -74,6 +74,11 @@ struct Linear {
 
 // y = x W^T for x [..., in], in x's dtype.
 at::Tensor linear_forward(const Linear& layer, const at::Tensor& x);
+// dtype(silu(gate)) * up for a stacked gate|up projection (gate's rows over up's,
+// stacked_projections.h): the MLP's product [..., I]. On a GPU the batch-1 GEMVs of the dense,
+// NF4/FP4 and LLM.int8 formats write it from their sums (qsweep/kernels/gemv_output.h); the
+// other paths take the product, then SiLU * up, with the same rounding.
+at::Tensor linear_silu_gate_up(const Linear& gate_up, const at::Tensor& x);
 // Bytes of every tensor the layer stores: codes, scales, zeros, absmax and second-level state.
 int64_t linear_bytes(const Linear& layer);
 // The weight [out, in] as the format represents it, in float32.
