@@ -41,10 +41,21 @@ using namespace qsweep::cuda;
 namespace {
 
 // QSWEEP_BENCH_REPLAYS=N times N replays, warming up with up to 3: a run under
-// compute-sanitizer, where each launch is slow, with 1.
+// compute-sanitizer, where each launch is slow, with 1. Anything but a positive integer stops
+// the benchmark before it runs, rather than timing 25 replays the caller did not ask for.
 int replays_from_env() {
   const char* v = std::getenv("QSWEEP_BENCH_REPLAYS");
-  return v && std::atoi(v) > 0 ? std::atoi(v) : 25;
+  if (!v) return 25;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  if (end == v || *end != '\0' || n < 1 || n > 100000) {
+    std::fprintf(stderr,
+                 "qsweep_bench_kernels: QSWEEP_BENCH_REPLAYS='%s' is not a replay count; give a "
+                 "whole number from 1 to 100000 (1 under compute-sanitizer), or unset it for 25\n",
+                 v);
+    std::exit(2);
+  }
+  return static_cast<int>(n);
 }
 const int kTimedReplays = replays_from_env();
 const int kWarmupReplays = std::min(3, kTimedReplays);

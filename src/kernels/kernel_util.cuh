@@ -305,6 +305,19 @@ inline bool rows_contiguous(const at::Tensor& t) {
   return t.dim() == 1 ? t.is_contiguous() : t.dim() == 2 && t.stride(1) == 1;
 }
 
+// Refuses, naming the function and the argument, a tensor the decode kernels cannot take whole.
+inline void check_input(const at::Tensor& t, const char* what, const char* fn) {
+  TORCH_CHECK(t.defined() && t.is_cuda() && t.is_contiguous(), fn, ": ", what,
+              " must be a contiguous CUDA tensor");
+}
+
+// A [rows, cols] operand that may be a column slice of a wider one: rows strided, each row
+// contiguous.
+inline void check_rows(const at::Tensor& t, const char* what, const char* fn) {
+  TORCH_CHECK(t.defined() && t.is_cuda() && t.dim() == 2 && rows_contiguous(t), fn, ": ", what,
+              " must be a 2-D CUDA tensor with contiguous rows");
+}
+
 }  // namespace qsweep::cuda::detail
 
 // Runs `body` with `scalar_t` bound to the CUDA type of a half or bfloat16 tensor.
@@ -330,4 +343,14 @@ inline bool rows_contiguous(const at::Tensor& t) {
     if ((m) <= 8) { constexpr int kTile = 8; return __VA_ARGS__(); }                     \
     constexpr int kTile = 16;                                                            \
     return __VA_ARGS__();                                                                \
+  }()
+
+// Runs `body` with scalar_t bound to float, __half or __nv_bfloat16.
+#define QSWEEP_DISPATCH_FLOAT_TYPES(dtype, name, ...)                                    \
+  [&] {                                                                                  \
+    if ((dtype) == at::kFloat) {                                                         \
+      using scalar_t = float;                                                            \
+      return __VA_ARGS__();                                                              \
+    }                                                                                    \
+    return QSWEEP_DISPATCH_HALF_TYPES(dtype, name, __VA_ARGS__);                         \
   }()

@@ -7,9 +7,12 @@
 # PRESET=llama-3.1-8b measures that shape instead (models $PRESET and $PRESET-q_<quant>);
 # TESTS=0 and KERNELS=0 skip the GPU tests and the kernel benchmark; ROUNDS=3 runs the bench
 # loop three times (files -r1, -r2, -r3), so that differences between processes show as such.
+# QSWEEP names another qsweep binary for quantize, bench and eval (run_ab_on_gpu.sh's copy of
+# side A's, run again after side B).
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-results}
+QSWEEP=${QSWEEP:-build-gpu/qsweep}
 mkdir -p "$OUT"
 start=$SECONDS
 source scripts/device-build.sh > "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
@@ -29,7 +32,7 @@ QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
 for q in $QUANTS; do
   [ -d $WORK/${PREFIX}q_$q ] && continue
   s=$SECONDS
-  build-gpu/qsweep quantize --model $WORK/$BASE --config configs/quant/$q.yaml \
+  "$QSWEEP" quantize --model $WORK/$BASE --config configs/quant/$q.yaml \
     --out $WORK/${PREFIX}q_$q > "$OUT/quantize-$PREFIX$q.log" 2>&1
   echo "quantize $q: exit $? in $((SECONDS - s)) s (load + quantize + write)"
 done
@@ -38,7 +41,7 @@ for round in $(seq ${ROUNDS:-1}); do
     for stack in ${STACKS:-1}; do
       for pdl in ${PDLS:-1}; do
         name=$dir-stack$stack-pdl$pdl$([ "${ROUNDS:-1}" = 1 ] || echo -r$round)
-        QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl build-gpu/qsweep bench --model $WORK/$dir \
+        QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl "$QSWEEP" bench --model $WORK/$dir \
           --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1
         echo "bench $name: exit $?"
       done
@@ -58,7 +61,7 @@ PY
 for run in ${EVALS:-m1b:64 m1b:256 q_nf4_dq_bf16:256 q_rtn4_g128:256 q_int8_fp16:256}; do
   dir=${run%%:*} batch=${run##*:}
   s=$SECONDS
-  build-gpu/qsweep eval --model $WORK/$dir --coqa $WORK/coqa500.json --device cuda \
+  "$QSWEEP" eval --model $WORK/$dir --coqa $WORK/coqa500.json --device cuda \
     --batch-size $batch > "$OUT/eval-$dir-b$batch.log" 2>&1
   echo "eval 500 $dir batch $batch: exit $? in $((SECONDS - s)) s; $(grep -E 'generate:' "$OUT/eval-$dir-b$batch.log" | tail -1 | cut -c1-200)"
 done
