@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -203,6 +204,33 @@ TEST_F(DecodeKernels, DecodeAttentionIsSoftmaxOverTheFilledSlots) {
         EXPECT_EQ(arrivals.count_nonzero().item<int64_t>(), 0) << "splits " << splits;
       }
     }
+}
+
+// QSWEEP_ATTENTION_MIN_RUN changes how the chosen split plans its runs, not the result; a value
+// that is not a slot count in range is refused by name.
+TEST_F(DecodeKernels, AttentionMinRunKnobKeepsTheResultAndRefusesBadValues) {
+  const auto on = at::TensorOptions().device(kGpu).dtype(at::kBFloat16);
+  const at::Tensor q = at::randn({1, 32, 128}, on);
+  const at::Tensor k = at::randn({1, 8, 600, 128}, on), v = at::randn({1, 8, 600, 128}, on);
+  const at::Tensor mask = at::ones({1, 600}, on.dtype(at::kBool));
+  const at::Tensor slot = at::full({1}, 599, on.dtype(at::kLong));
+  const at::Tensor expected = attention_reference(q, k, v, mask, {599}, 0.088);
+  for (const char* run : {"16", "256", "1024"}) {
+    setenv("QSWEEP_ATTENTION_MIN_RUN", run, 1);
+    EXPECT_LT(rel_err(cuda::decode_attention(q, k, v, mask, slot, 0.088), expected), 1e-2)
+        << "QSWEEP_ATTENTION_MIN_RUN=" << run;
+  }
+  for (const char* bad : {"8", "2000", "many", ""}) {
+    setenv("QSWEEP_ATTENTION_MIN_RUN", bad, 1);
+    try {
+      cuda::decode_attention(q, k, v, mask, slot, 0.088);
+      ADD_FAILURE() << "QSWEEP_ATTENTION_MIN_RUN='" << bad << "' was taken";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("QSWEEP_ATTENTION_MIN_RUN"), std::string::npos)
+          << e.what();
+    }
+  }
+  unsetenv("QSWEEP_ATTENTION_MIN_RUN");
 }
 
 // Counts of the wrong type or too few for the batch's (row, kv head) pairs are refused by name.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
 
 namespace qsweep::cuda {
@@ -305,16 +306,32 @@ void with_group(int64_t group, Body&& body) {
               ")");
 }
 
+// The shortest run attention_splits plans for when it chooses: kMinRunSlots, or
+// QSWEEP_ATTENTION_MIN_RUN (kMinRunSlots to kMaxRunSlots), read per call. A measurement knob:
+// the rule was set before the one-pass kernel got faster, and one pass now beats the split at
+// short caches (docs/performance.md, session 13).
+int64_t planned_min_run() {
+  const char* env = std::getenv("QSWEEP_ATTENTION_MIN_RUN");
+  if (env == nullptr) return kMinRunSlots;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  TORCH_CHECK(end != env && *end == '\0' && v >= kMinRunSlots && v <= kMaxRunSlots,
+              "decode_attention: QSWEEP_ATTENTION_MIN_RUN='", env, "' is not a slot count from ",
+              kMinRunSlots, " to ", kMaxRunSlots, "; unset it for ", kMinRunSlots);
+  return v;
+}
+
 // Blocks per (row, kv head): at least enough that a run fits in shared memory; `requested` if
 // given, else about two blocks per multiprocessor over the whole batch, as far as runs of
-// kMinRunSlots fill the cache. From 33 rows on Llama's 8 kv heads (264 blocks) an H200 is
-// full and the batch stays in one pass.
+// planned_min_run() slots fill the cache. From 33 rows on Llama's 8 kv heads (264 blocks) an
+// H200 is full and the batch stays in one pass.
 int64_t attention_splits(int64_t requested, int64_t rows, int64_t kv_heads, int64_t capacity) {
   const int64_t for_space = (capacity + kMaxRunSlots - 1) / kMaxRunSlots;
   if (requested > 0) return std::max(requested, for_space);
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t for_occupancy = (2 * sms + rows * kv_heads - 1) / (rows * kv_heads);
-  const int64_t fillable = (capacity + kMinRunSlots - 1) / kMinRunSlots;
+  const int64_t min_run = planned_min_run();
+  const int64_t fillable = (capacity + min_run - 1) / min_run;
   return std::max(for_space, std::min(for_occupancy, fillable));
 }
 

@@ -45,7 +45,8 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 // (row, kv head) pairs are too few to fill the GPU, or the cache is long, each row's slots are
 // split over several blocks, and the last of a pair's blocks to finish merges their softmax
 // parts (flash decoding, in one kernel); `splits` > 0 asks for that many blocks per (row, kv
-// head) (1: one pass), as many more as a long cache needs; 0 lets the function choose.
+// head) (1: one pass), as many more as a long cache needs; 0 lets the function choose, planning
+// runs of at least 16 slots (QSWEEP_ATTENTION_MIN_RUN=N: N, up to 1,024, to measure the rule).
 // `arrivals` (int32, at least B * kv_heads elements, all 0) counts the finished blocks of each
 // pair and is left all 0 again: a KV cache's attention_arrivals, so that a captured step
 // allocates nothing; undefined, the call makes its own.
