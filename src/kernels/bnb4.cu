@@ -653,10 +653,8 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   }
   const int split = warps_per_row(w.in / 32, kUnroll);
   const GemvRows rows_of_w = GemvRows::of(static_cast<int>(w.out), gate_up);
-  const int64_t groups_per_block = kWarps / split;
-  const int64_t blocks = shifted_pieces
-                             ? (rows_of_w.groups() + groups_per_block - 1) / groups_per_block
-                             : (w.out + kWarps - 1) / kWarps;
+  const int64_t blocks =
+      shifted_pieces ? rows_of_w.blocks(kWarps / split) : (w.out + kWarps - 1) / kWarps;
   const Launch config{dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream};
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {

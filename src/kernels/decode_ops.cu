@@ -114,7 +114,8 @@ __global__ void __launch_bounds__(kNormThreads)
 
 // The start of a decode step, one block per row: x = embed[token], h its RMSNorm, and the RoPE
 // cos and sin of the row's position as ops::rope_tables computes them (a float32 angle, its
-// cosine and sine rounded once): what ten libtorch kernels did, each a full stop in the graph.
+// cosine and sine rounded once): what about eight libtorch kernels did, each a full stop in the
+// graph.
 template <typename T, int kChunks>
 __global__ void __launch_bounds__(kNormThreads)
     decode_inputs_kernel(const T* __restrict__ embed, const int64_t* __restrict__ tokens,

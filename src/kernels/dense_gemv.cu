@@ -114,10 +114,8 @@ at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w, GemvOutput outpu
   if (in == 0) return y.zero_();
   const int split = warps_per_row(in / 8, kUnroll);
   const GemvRows rows = GemvRows::of(static_cast<int>(out), gate_up);
-  const int64_t groups_per_block = kWarps / split;
-  const Launch config{
-      dim3(static_cast<unsigned>((rows.groups() + groups_per_block - 1) / groups_per_block)),
-      dim3(kThreads), 0, at::cuda::getCurrentCUDAStream()};
+  const Launch config{dim3(static_cast<unsigned>(rows.blocks(kWarps / split))), dim3(kThreads), 0,
+                      at::cuda::getCurrentCUDAStream()};
   static_assert(kDenseGemvMaxRows == 4, "the batch tiles below are 1, 2 and 4 rows");
   const int tile = m <= 1 ? 1 : m <= 2 ? 2 : 4;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "dense_gemv", [&] {

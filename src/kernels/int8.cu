@@ -431,10 +431,8 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
     }
     const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
     const GemvRows rows_of_w = GemvRows::of(static_cast<int>(out), gate_up);
-    const int64_t groups_per_block = kWarps / split;
-    const Launch config{
-        dim3(static_cast<unsigned>((rows_of_w.groups() + groups_per_block - 1) / groups_per_block)),
-        dim3(kThreads), 0, stream};
+    const Launch config{dim3(static_cast<unsigned>(rows_of_w.blocks(kWarps / split))),
+                        dim3(kThreads), 0, stream};
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
       Int8Scratch part = s;

@@ -262,8 +262,9 @@ struct GemvRows {
   int gate;  // 0, or the gate half's rows (out / 2)
 
   static GemvRows of(int out, bool silu_gate_up) { return {out, silu_gate_up ? out / 2 : 0}; }
-  // Groups to cover, hence the grid.
+  // Groups to cover, and the grid that covers them at `per_block` groups a block.
   __host__ __device__ int groups() const { return gate ? gate : (out + 1) / 2; }
+  int64_t blocks(int64_t per_block) const { return (groups() + per_block - 1) / per_block; }
   // Weight row r (0 or 1) of group g; `out` (no row) past the last group.
   __device__ int row(int g, int r) const {
     return gate == 0 ? 2 * g + r : g < gate ? g + r * gate : out;

@@ -113,9 +113,9 @@ at::Tensor mlp(const LayerWeights& l, const at::Tensor& h, [[maybe_unused]] bool
 #ifdef QSWEEP_CUDA
   if (fused && l.gate_up) return linear_forward(l.down, linear_silu_gate_up(*l.gate_up, h));
   if (fused) {
-    const std::vector<at::Tensor> gate_up = ops::project_together(l.gate_up, {&l.gate, &l.up}, h);
-    const int64_t cols = gate_up[0].size(-1);
-    const at::Tensor product = cuda::silu_mul(gate_up[0].reshape({-1, cols}), gate_up[1].reshape({-1, cols}));
+    const at::Tensor gate = linear_forward(l.gate, h), up = linear_forward(l.up, h);
+    const int64_t cols = gate.size(-1);
+    const at::Tensor product = cuda::silu_mul(gate.reshape({-1, cols}), up.reshape({-1, cols}));
     std::vector<int64_t> shape(h.sizes().begin(), h.sizes().end());
     shape.back() = cols;
     return linear_forward(l.down, product.view(shape));
