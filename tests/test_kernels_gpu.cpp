@@ -1,6 +1,7 @@
 // The quantized-weight kernels against CPU float32 references built plainly from the documented
 // layouts. Labelled "gpu"; built only where libtorch has CUDA; skipped, visibly, where no GPU is
 // visible. Tolerances are relative: ||y - ref|| / ||ref||, named per format and dtype.
+#include "qsweep/kernels/decode_kernels.h"
 #include "qsweep/kernels/dense_gemv.h"
 #include "qsweep/kernels/quant_kernels.h"
 
@@ -425,7 +426,7 @@ TEST_F(Kernels, DenseGemvMatchesReferenceOnWholeAndStridedWeights) {
     }
 }
 
-// The GEMVs' gate|up epilogue (gemv_output.h) is their product's halves through silu_mul, bit
+// The GEMVs' gate|up epilogue (gemv_io.h) is their product's halves through silu_mul, bit
 // for bit: the same sums, rounded the same way. Every batch and path of each function is held to
 // it, the ones without the epilogue (which take silu_mul themselves) too. Rows of 800 codes (one
 // warp per row group; NF4 without whole 64-code chunks, so the FMA GEMV up to 8 rows) and 8192
@@ -459,6 +460,74 @@ TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
         }
       }
     }
+}
+
+// The GEMVs' norm prologue and residual epilogue (gemv_io.h) against the kernels they spare:
+// the product of a normed input equals the product of add_rms_norm's output, and the residual
+// add equals libtorch's `residual + product`, bit for bit, at every batch and path (past the
+// prologue's sizes and paths, the fallback runs the very kernels compared against). Rows of
+// 800 (one warp a row group, one piece per norm lane), 4,096 (two pieces) and 8,192 (past the
+// prologue: add_rms_norm before it); 333 output pairs.
+TEST_F(Kernels, NormedInputAndResidualAddAreTheKernelsTheySpareBitForBit) {
+  const int64_t out = 2 * 333;
+  const double eps = 1e-5;
+  for (at::ScalarType dtype : kDtypes)
+    for (int64_t in : {int64_t{800}, int64_t{4096}, int64_t{8192}}) {
+      const at::Tensor dense = at::randn({out, in}).to(dtype).to(kGpu);
+      const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
+      const Int8Case c = make_int8(in, out);
+      const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
+      const at::Tensor norm = (at::rand({in}) + 0.5).to(dtype).to(kGpu);
+      for (int64_t m : kBatches) {
+        const at::Tensor x = (activations(m, in, dtype, true) * 3).to(kGpu);
+        at::Tensor residual_rows = x.clone();
+        const at::Tensor normed = add_rms_norm(residual_rows, {}, norm, eps);
+        const std::string where = " in " + std::to_string(in) + " M " + std::to_string(m) + " " +
+                                  c10::toString(dtype);
+        const at::Tensor before = x.clone();
+        const auto check = [&](const std::function<at::Tensor(const at::Tensor&, const GemvIo&)>& f,
+                               const std::string& what) {
+          for (GemvOutput output : {GemvOutput::product, GemvOutput::silu_gate_up})
+            EXPECT_TRUE(at::equal(f(x, GemvIo::normed(norm, eps, output)), f(normed, output)))
+                << what << " normed" << where;
+          EXPECT_TRUE(at::equal(x, before)) << what << " changed its input" << where;
+          const at::Tensor start = at::randn({m, out}).to(dtype).to(kGpu);
+          const at::Tensor residual = start.clone();
+          const at::Tensor got = f(x, GemvIo::added_to(residual));
+          EXPECT_EQ(got.data_ptr(), residual.data_ptr()) << what << where;
+          EXPECT_TRUE(at::equal(residual, start + f(x, {}))) << what << " residual add" << where;
+        };
+        if (m <= kDenseGemvMaxRows)
+          check([&](const at::Tensor& v, const GemvIo& io) { return dense_gemv(v, dense, io); },
+                "dense");
+        for (MatmulPath path : kPaths) {
+          check([&](const at::Tensor& v, const GemvIo& io) { return bnb4_matmul(v, nf4, path, io); },
+                std::string("nf4") + path_name(path));
+          check([&](const at::Tensor& v, const GemvIo& io) {
+            return int8_matmul(v, w8, scb, 6.0, {}, path, io);
+          }, std::string("int8") + path_name(path));
+        }
+      }
+    }
+}
+
+TEST_F(Kernels, GemvIoRefusesANormOrResidualItCannotTakeByName) {
+  const at::Tensor w = at::randn({16, 64}).to(at::kHalf).to(kGpu);
+  const at::Tensor x = at::randn({1, 64}).to(at::kHalf).to(kGpu);
+  const auto refused = [&](const GemvIo& io, const std::string& says) {
+    try {
+      dense_gemv(x, w, io);
+      ADD_FAILURE() << "dense_gemv took an io that should say: " << says;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+  };
+  refused(GemvIo::normed(at::ones({64}, x.options().dtype(at::kFloat)), 1e-5), "norm weight");
+  refused(GemvIo::normed(at::ones({32}, x.options()), 1e-5), "norm weight");
+  refused(GemvIo::added_to(at::zeros({1, 15}, x.options())), "residual");
+  GemvIo both = GemvIo::added_to(at::zeros({1, 8}, x.options()));
+  both.output = GemvOutput::silu_gate_up;
+  refused(both, "plain product");
 }
 
 TEST_F(Kernels, DenseGemvRefusesMoreRowsThanItTakesByName) {

@@ -214,9 +214,9 @@ TEST_F(GpuLinear, SiluGateUpMatchesTheCpuReferenceInEveryFormat) {
         config.method == QuantMethod::llm_int8 ? kInt8Tolerance : kHalfProductTolerance;
     for (int64_t rows : {1, 5, 20, 100}) {
       const at::Tensor x = at::randn({rows, 512});
-      const at::Tensor got = linear_silu_gate_up(*stacked, x.to(at::kHalf).to(at::kCUDA));
+      const at::Tensor got = linear_forward(*stacked, x.to(at::kHalf).to(at::kCUDA), GemvOutput::silu_gate_up);
       ASSERT_EQ(got.sizes(), (std::vector<int64_t>{rows, 384}));
-      EXPECT_LT(relative_error(got, linear_silu_gate_up(*cpu_stacked, x)), tolerance)
+      EXPECT_LT(relative_error(got, linear_forward(*cpu_stacked, x, GemvOutput::silu_gate_up)), tolerance)
           << quant_method_name(config.method) << ", " << rows << " rows";
     }
   }

@@ -89,7 +89,7 @@ TEST(StackedProjections, StackedProductEqualsThePartsSideBySideInEveryFormat) {
   }
 }
 
-// linear_silu_gate_up of a stacked gate|up is silu(gate(x)) * up(x) in every format.
+// linear_forward with GemvOutput::silu_gate_up of a stacked gate|up is silu(gate(x)) * up(x) in every format.
 TEST(StackedProjections, SiluGateUpOfTheStackIsSiluOfGateTimesUpInEveryFormat) {
   const at::Tensor x = inputs();
   for (const FormatCase& f : format_cases()) {
@@ -101,7 +101,7 @@ TEST(StackedProjections, SiluGateUpOfTheStackIsSiluOfGateTimesUpInEveryFormat) {
     std::string why;
     const std::optional<Linear> gate_up = stack_linears(pointers(parts), why);
     ASSERT_TRUE(gate_up) << why;
-    const at::Tensor got = linear_silu_gate_up(*gate_up, x);
+    const at::Tensor got = linear_forward(*gate_up, x, GemvOutput::silu_gate_up);
     ASSERT_EQ(got.sizes(), want.sizes());
     EXPECT_TRUE(at::allclose(got, want, 0, kProductTolerance));
   }

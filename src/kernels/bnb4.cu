@@ -4,6 +4,7 @@
 #include "qsweep/kernels/quant_kernels.h"
 
 #include "kernel_util.cuh"
+#include "rms_norm_row.cuh"
 #include "tile_mma.cuh"
 
 #include <type_traits>
@@ -102,12 +103,12 @@ __device__ __forceinline__ float ld_shared(uint32_t address) {
 // pieces. kSplit warps share kRows rows and split the row's pieces between them (long rows, as
 // in down_proj, would otherwise leave few warps with long serial loops); lane l of slice s takes
 // pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time. kNested: the absmax is
-// double-quantized.
-template <typename T, int kTile, int kSplit, bool kNested>
+// double-quantized. kNormed: the block multiplies RMSNorm(x) with `norm` (gemv_input_rows).
+template <typename T, int kTile, int kSplit, bool kNested, bool kNormed>
 __global__ void __launch_bounds__(kThreads)
     bnb4_gemv_kernel(const uint4* __restrict__ packed, const float* __restrict__ code, Absmax absmax,
-                     const T* __restrict__ x, T* __restrict__ y, int m_rows, int in,
-                     GemvRows rows) {
+                     const T* __restrict__ x, const T* __restrict__ norm, float eps,
+                     T* __restrict__ y, int m_rows, int in, GemvRows rows) {
   constexpr int kGroups = kWarps / kSplit;  // row groups per block
   // On a 256-byte boundary, so that an entry's address is the table's with its low byte
   // replaced by the code times four: one byte permute per code makes it.
@@ -121,6 +122,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   wait_then_release();
   stage_tables(tables, code, absmax);
+  const T* xs = gemv_input_rows<kNormed, T, kThreads>(x, norm, eps, m_rows, in);
   const uint32_t lut = static_cast<uint32_t>(__cvta_generic_to_shared(tables.lut));
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = first + warp / kSplit;
@@ -195,8 +197,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int m = 0; m < kTile; ++m) {
           if (kTile > 1 && m >= m_rows) break;
           float xf[8];
-          unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in +
-                                                           p * 32 + s * 8)),
+          unpack8<T>(load_input16<kNormed>(xs + static_cast<int64_t>(m) * in + p * 32 + s * 8),
                      xf);
 #pragma unroll
           for (int r = 0; r < kRows; ++r)
@@ -605,7 +606,7 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
 }  // namespace
 
 at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path,
-                       GemvOutput output) {
+                       const GemvIo& io) {
   const Absmax absmax = check_bnb4(w);
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() &&
                   x.size(1) == w.in,
@@ -613,7 +614,8 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   TORCH_CHECK(x.get_device() == w.packed.get_device(),
               "bnb4_matmul: x and packed must be on one device");
   TORCH_CHECK(w.in < (1ll << 31) && w.out < (1ll << 31), "bnb4_matmul: in and out must fit int32");
-  const bool gate_up = output == GemvOutput::silu_gate_up;
+  check_gemv_io(io, x, w.out, "bnb4_matmul");
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
   TORCH_CHECK(!gate_up || w.out % 2 == 0,
               "bnb4_matmul: a gate|up weight has an even number of rows, got ", w.out);
   const int64_t m = x.size(0);
@@ -631,12 +633,18 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
   // of two); any other size takes the any-shape kernel's division.
   const bool shifted_pieces = pieces && absmax.block_shift >= 0;
-  // Only the piece kernel has the gate|up epilogue; the others' products take silu_mul.
-  if (gate_up && (tile || mma_gemv || !shifted_pieces))
-    return silu_of_halves(bnb4_matmul(x, w, path));
-  at::Tensor y = at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
+  // Only the piece kernel has the norm prologue and the epilogues; the other paths take the
+  // kernels of gemv_io.h around their product.
+  const bool piece_kernel = shifted_pieces && !tile && !mma_gemv;
+  bool normed = io.is_normed() && piece_kernel;
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
+    normed = normed && gemv_norms<scalar_t>(m, w.in, x.data_ptr(), io.norm_weight.data_ptr());
+  });
+  if (io.is_normed() && !normed) return bnb4_matmul(normed_rows(x, io), w, path, io.without_norm());
+  if ((gate_up || io.adds()) && !piece_kernel) return finish_output(bnb4_matmul(x, w, path), io);
+  at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
   if (m == 0 || w.out == 0) return y;
-  if (w.in == 0) return y.zero_();
+  if (w.in == 0) return io.adds() ? y : y.zero_();
   if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
       const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
@@ -652,21 +660,34 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
     return y;
   }
   const int split = warps_per_row(w.in / 32, kUnroll);
-  const GemvRows rows_of_w = GemvRows::of(static_cast<int>(w.out), gate_up);
+  const GemvRows rows_of_w = GemvRows::of(static_cast<int>(w.out), io);
   const int64_t blocks =
       shifted_pieces ? rows_of_w.blocks(kWarps / split) : (w.out + kWarps - 1) / kWarps;
-  const Launch config{dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream};
+  const int64_t y_cols = gate_up ? w.out / 2 : w.out;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
+    const auto* norm =
+        normed ? reinterpret_cast<const scalar_t*>(io.norm_weight.data_ptr()) : nullptr;
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
       const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
       const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in;
-      auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y.size(1);
+      auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y_cols;
+      const Launch config{dim3(static_cast<unsigned>(blocks)), dim3(kThreads),
+                          gemv_input_bytes<scalar_t>(normed, rows, w.in), stream};
       QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
         const auto gemv = [&](auto split_c, auto nested_c) {
-          launch(config,
-                 bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value, decltype(nested_c)::value>,
-                 reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
-                 absmax, xp, yp, rows, static_cast<int>(w.in), rows_of_w);
+          const auto with_norm = [&](auto normed_c) {
+            launch(config,
+                   bnb4_gemv_kernel<scalar_t, kTile, decltype(split_c)::value,
+                                    decltype(nested_c)::value, decltype(normed_c)::value>,
+                   reinterpret_cast<const uint4*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
+                   absmax, xp, norm, static_cast<float>(io.norm_eps), yp, rows,
+                   static_cast<int>(w.in), rows_of_w);
+          };
+          // A normed input is one row (gemv_norms): its variant is the one-row kernel's only.
+          if constexpr (kTile == 1) {
+            if (normed) return with_norm(std::true_type{});
+          }
+          with_norm(std::false_type{});
         };
         if (shifted_pieces)
           with_constant<1, 2, 4>(split, [&](auto split_c) {

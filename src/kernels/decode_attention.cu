@@ -25,6 +25,8 @@ constexpr int kMaxGroup = 8;
 // would cost more to merge than they save.
 constexpr int64_t kMaxRunSlots = 1024;
 constexpr int64_t kMinRunSlots = 16;
+constexpr int64_t kPlannedRunSlots = 64;  // the shortest run a chosen split plans for
+constexpr int64_t kOnePassSlots = 256;    // the longest cache a chosen split leaves in one pass
 
 // The slots [begin, end) of one row's n filled slots that split `split` of `splits` attends
 // over: runs of ceil(n / splits) slots, at least kMinRunSlots, so the last runs may be empty.
@@ -306,28 +308,30 @@ void with_group(int64_t group, Body&& body) {
               ")");
 }
 
-// The shortest run attention_splits plans for when it chooses: kMinRunSlots, or
-// QSWEEP_ATTENTION_MIN_RUN (kMinRunSlots to kMaxRunSlots), read per call. A measurement knob:
-// the rule was set before the one-pass kernel got faster, and one pass now beats the split at
-// short caches (docs/performance.md, session 13).
+// The shortest run attention_splits plans for when it chooses: kPlannedRunSlots, or
+// QSWEEP_ATTENTION_MIN_RUN (kMinRunSlots to kMaxRunSlots), read per call, to measure the rule.
 int64_t planned_min_run() {
   const char* env = std::getenv("QSWEEP_ATTENTION_MIN_RUN");
-  if (env == nullptr) return kMinRunSlots;
+  if (env == nullptr) return kPlannedRunSlots;
   char* end = nullptr;
   const long long v = std::strtoll(env, &end, 10);
   TORCH_CHECK(end != env && *end == '\0' && v >= kMinRunSlots && v <= kMaxRunSlots,
               "decode_attention: QSWEEP_ATTENTION_MIN_RUN='", env, "' is not a slot count from ",
-              kMinRunSlots, " to ", kMaxRunSlots, "; unset it for ", kMinRunSlots);
+              kMinRunSlots, " to ", kMaxRunSlots, "; unset it for ", kPlannedRunSlots);
   return v;
 }
 
 // Blocks per (row, kv head): at least enough that a run fits in shared memory; `requested` if
-// given, else about two blocks per multiprocessor over the whole batch, as far as runs of
-// planned_min_run() slots fill the cache. From 33 rows on Llama's 8 kv heads (264 blocks) an
-// H200 is full and the batch stays in one pass.
+// given; else one pass for a cache of up to kOnePassSlots, and past it about two blocks per
+// multiprocessor over the whole batch, as far as runs of planned_min_run() slots fill the
+// cache. From 33 rows on Llama's 8 kv heads (264 blocks) an H200 is full and the batch stays
+// in one pass. Measured on an H200 at batch 1 (docs/performance.md, session 14), µs at 128 /
+// 512 / 1,024 slots: one pass 5.9 / 14.9 / 27.8, runs of 64 slots 7.7 / 8.9 / 10.5, of 256
+// 5.9 (one pass) / 11.9 / 11.6.
 int64_t attention_splits(int64_t requested, int64_t rows, int64_t kv_heads, int64_t capacity) {
   const int64_t for_space = (capacity + kMaxRunSlots - 1) / kMaxRunSlots;
   if (requested > 0) return std::max(requested, for_space);
+  if (capacity <= kOnePassSlots) return 1;
   const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
   const int64_t for_occupancy = (2 * sms + rows * kv_heads - 1) / (rows * kv_heads);
   const int64_t min_run = planned_min_run();

@@ -2,9 +2,9 @@
 // decode_attention.cu). Semantics and rounding rules are in qsweep/kernels/decode_kernels.h.
 #include "qsweep/kernels/cuda_check.h"
 #include "qsweep/kernels/decode_kernels.h"
-#include "qsweep/kernels/gemv_output.h"
 
 #include "kernel_util.cuh"
+#include "rms_norm_row.cuh"
 
 #include <algorithm>
 #include <climits>
@@ -17,87 +17,6 @@ namespace qsweep::cuda {
 namespace {
 
 using namespace detail;
-
-constexpr int kNormThreads = 256;
-
-// Sum over the block; every thread gets the result.
-__device__ float block_sum(float v, float* scratch) {
-  v = warp_sum(v);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.f;
-  v = warp_sum(v);
-  __syncthreads();  // scratch may be reused by the caller
-  return v;
-}
-
-// One row's sum = in + delta (rounded to T, as `x = x + delta`; delta may be null), written to
-// sum_row where given, then transformers' RMSNorm of the sum into out: the whole block on one
-// row. kChunks 0: element by element in two passes, any row. kChunks 1 to 4: rows of up to
-// kChunks x kNormThreads x 16 bytes (8192 bf16 elements) whose pieces each thread keeps in
-// registers, so the row, delta and weight are read once, with 16-byte loads issued together,
-// instead of in two passes whose loads wait on each other (a batch-1 step runs this on one
-// multiprocessor: latency is its cost). The mean is taken as libtorch's reduction takes it:
-// the sum times 1 / n.
-template <typename T, int kChunks>
-__device__ void add_norm_row(const T* in, const T* delta, T* sum_row, const T* weight, T* out,
-                             int hidden, float eps, float* scratch) {
-  if constexpr (kChunks == 0) {
-    float squares = 0.f;
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x) {
-      float v = to_float(in[i]);
-      if (delta) v = rounded<T>(v + to_float(delta[i]));
-      if (sum_row) sum_row[i] = from_float<T>(v);
-      squares += v * v;
-    }
-    const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
-    const T* sum = sum_row ? sum_row : in;  // this thread's own elements, written above
-    for (int i = threadIdx.x; i < hidden; i += blockDim.x)
-      out[i] = from_float<T>(to_float(weight[i]) * rounded<T>(to_float(sum[i]) * inv));
-  } else {
-    constexpr int kVec = 16 / sizeof(T);
-    const auto first = [](int c) { return (c * kNormThreads + static_cast<int>(threadIdx.x)) * kVec; };
-    uint4 r[kChunks], d[kChunks], w[kChunks];
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int i = first(c);
-      const bool live = i < hidden;
-      r[c] = live ? *reinterpret_cast<const uint4*>(in + i) : make_uint4(0, 0, 0, 0);
-      d[c] = live && delta ? *reinterpret_cast<const uint4*>(delta + i) : make_uint4(0, 0, 0, 0);
-      w[c] = live ? *reinterpret_cast<const uint4*>(weight + i) : make_uint4(0, 0, 0, 0);
-    }
-    float squares = 0.f;
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      T* h = reinterpret_cast<T*>(&r[c]);
-      const T* dv = reinterpret_cast<const T*>(&d[c]);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) {
-        float v = to_float(h[j]);
-        if (delta) {
-          v = rounded<T>(v + to_float(dv[j]));
-          h[j] = from_float<T>(v);
-        }
-        squares += v * v;  // elements past `hidden` are 0
-      }
-      if (sum_row && first(c) < hidden) *reinterpret_cast<uint4*>(sum_row + first(c)) = r[c];
-    }
-    const float inv = rsqrtf(block_sum(squares, scratch) * (1.0f / hidden) + eps);
-#pragma unroll
-    for (int c = 0; c < kChunks; ++c) {
-      const int i = first(c);
-      if (i >= hidden) continue;
-      const T* h = reinterpret_cast<const T*>(&r[c]);
-      const T* wv = reinterpret_cast<const T*>(&w[c]);
-      uint4 o;
-      T* ov = reinterpret_cast<T*>(&o);
-#pragma unroll
-      for (int j = 0; j < kVec; ++j) ov[j] = from_float<T>(to_float(wv[j]) * rounded<T>(to_float(h[j]) * inv));
-      *reinterpret_cast<uint4*>(out + i) = o;
-    }
-  }
-}
 
 // One block per row of residual.
 template <typename T, int kChunks>
@@ -140,9 +59,7 @@ __global__ void __launch_bounds__(kNormThreads)
 // two-pass one (0).
 template <typename T, typename F>
 void with_norm_chunks(int64_t hidden, bool aligned, F&& launch_norm) {
-  constexpr int64_t kVec = 16 / sizeof(T);
-  const int64_t chunks = (hidden + kNormThreads * kVec - 1) / (kNormThreads * kVec);
-  if (!(aligned && hidden % kVec == 0 && with_constant<1, 2, 3, 4>(chunks, launch_norm)))
+  if (!(aligned && with_constant<1, 2, 3, 4>(norm_chunks<T>(hidden), launch_norm)))
     launch_norm(std::integral_constant<int, 0>{});
 }
 
@@ -412,13 +329,6 @@ at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {
            reinterpret_cast<scalar_t*>(out.data_ptr()), gate.size(1), n);
   });
   return out;
-}
-
-at::Tensor silu_of_halves(const at::Tensor& y) {
-  TORCH_CHECK(y.dim() == 2 && y.size(1) % 2 == 0,
-              "silu_of_halves: y must be [M, 2 * I], got ", y.sizes());
-  const int64_t half = y.size(1) / 2;
-  return silu_mul(y.narrow(1, 0, half), y.narrow(1, half, half));
 }
 
 }  // namespace qsweep::cuda

@@ -2,6 +2,7 @@
 #include "qsweep/kernels/dense_gemv.h"
 
 #include "kernel_util.cuh"
+#include "rms_norm_row.cuh"
 
 namespace qsweep::cuda {
 namespace {
@@ -16,10 +17,12 @@ constexpr int kUnroll = 4;  // 16-byte pieces of each row a lane has in flight
 
 // kSplit warps share kRows rows and split their pieces (8 elements, 16 bytes) between them:
 // lane l of slice s takes pieces s * 32 + l, then every 32 * kSplit further, kUnroll at a time.
-template <typename T, int kTile, int kSplit>
+// kNormed: the block multiplies RMSNorm(x) with `norm` (gemv_input_rows).
+template <typename T, int kTile, int kSplit, bool kNormed>
 __global__ void __launch_bounds__(kThreads)
     dense_gemv_kernel(const uint4* __restrict__ w, int64_t w_ld, const T* __restrict__ x,
-                      T* __restrict__ y, int m_rows, int in, GemvRows rows) {
+                      const T* __restrict__ norm, float eps, T* __restrict__ y, int m_rows,
+                      int in, GemvRows rows) {
   constexpr int kGroups = kWarps / kSplit;
   __shared__ float partial[kWarps][kRows][kTile];
   const int pieces = in / 8;
@@ -29,6 +32,7 @@ __global__ void __launch_bounds__(kThreads)
     if (n < rows.out) prefetch_l2(w + n * w_ld, int64_t{pieces} * 16);
   }
   wait_then_release();
+  const T* xs = gemv_input_rows<kNormed, T, kThreads>(x, norm, eps, m_rows, in);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = first + warp / kSplit;
   int n_of[kRows];
@@ -63,7 +67,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int m = 0; m < kTile; ++m) {
         if (m >= m_rows) break;
         float xf[8];
-        unpack8<T>(__ldg(reinterpret_cast<const uint4*>(x + static_cast<int64_t>(m) * in) + p), xf);
+        unpack8<T>(load_input16<kNormed>(xs + static_cast<int64_t>(m) * in + p * 8), xf);
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
 #pragma unroll
@@ -100,34 +104,47 @@ bool dense_gemv_supported(const at::Tensor& x, const at::Tensor& w) {
          aligned16(w.data_ptr());
 }
 
-at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w, GemvOutput output) {
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w, const GemvIo& io) {
   TORCH_CHECK(dense_gemv_supported(x, w),
               "dense_gemv: x must be a contiguous [M <= ", kDenseGemvMaxRows,
               ", in] and w an [out, in] CUDA tensor with contiguous rows, both float16 or both "
               "bfloat16, in and w's row stride multiples of 8, both 16-byte aligned");
   const int64_t m = x.size(0), in = x.size(1), out = w.size(0);
-  const bool gate_up = output == GemvOutput::silu_gate_up;
+  check_gemv_io(io, x, out, "dense_gemv");
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
   TORCH_CHECK(!gate_up || out % 2 == 0,
               "dense_gemv: a gate|up weight has an even number of rows, got ", out);
-  at::Tensor y = at::empty({m, gate_up ? out / 2 : out}, x.options());
+  bool normed = io.is_normed();
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "dense_gemv", [&] {
+    normed = normed && gemv_norms<scalar_t>(m, in, x.data_ptr(), io.norm_weight.data_ptr());
+  });
+  if (io.is_normed() && !normed) return dense_gemv(normed_rows(x, io), w, io.without_norm());
+  at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? out / 2 : out}, x.options());
   if (m == 0 || out == 0) return y;
-  if (in == 0) return y.zero_();
+  if (in == 0) return io.adds() ? y : y.zero_();
   const int split = warps_per_row(in / 8, kUnroll);
-  const GemvRows rows = GemvRows::of(static_cast<int>(out), gate_up);
-  const Launch config{dim3(static_cast<unsigned>(rows.blocks(kWarps / split))), dim3(kThreads), 0,
-                      at::cuda::getCurrentCUDAStream()};
+  const GemvRows rows = GemvRows::of(static_cast<int>(out), io);
   static_assert(kDenseGemvMaxRows == 4, "the batch tiles below are 1, 2 and 4 rows");
   const int tile = m <= 1 ? 1 : m <= 2 ? 2 : 4;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "dense_gemv", [&] {
-    with_constant<1, 2, 4>(tile, [&](auto tile_c) {
-      with_constant<1, 2, 4>(split, [&](auto split_c) {
-        launch(config,
-               dense_gemv_kernel<scalar_t, decltype(tile_c)::value, decltype(split_c)::value>,
-               reinterpret_cast<const uint4*>(w.data_ptr()), w.stride(0) / 8,
-               reinterpret_cast<const scalar_t*>(x.data_ptr()),
-               reinterpret_cast<scalar_t*>(y.data_ptr()), static_cast<int>(m),
-               static_cast<int>(in), rows);
-      });
+    const Launch config{dim3(static_cast<unsigned>(rows.blocks(kWarps / split))), dim3(kThreads),
+                        gemv_input_bytes<scalar_t>(normed, m, in),
+                        at::cuda::getCurrentCUDAStream()};
+    const auto gemv = [&](auto tile_c, auto split_c, auto normed_c) {
+      launch(config,
+             dense_gemv_kernel<scalar_t, decltype(tile_c)::value, decltype(split_c)::value,
+                               decltype(normed_c)::value>,
+             reinterpret_cast<const uint4*>(w.data_ptr()), w.stride(0) / 8,
+             reinterpret_cast<const scalar_t*>(x.data_ptr()),
+             normed ? reinterpret_cast<const scalar_t*>(io.norm_weight.data_ptr()) : nullptr,
+             static_cast<float>(io.norm_eps), reinterpret_cast<scalar_t*>(y.data_ptr()),
+             static_cast<int>(m), static_cast<int>(in), rows);
+    };
+    with_constant<1, 2, 4>(split, [&](auto split_c) {
+      if (normed)  // one row (gemv_norms)
+        gemv(std::integral_constant<int, 1>{}, split_c, std::true_type{});
+      else
+        with_constant<1, 2, 4>(tile, [&](auto tile_c) { gemv(tile_c, split_c, std::false_type{}); });
     });
   });
   return y;

@@ -385,24 +385,29 @@ at::Tensor int8_activations(const at::Tensor& x, double threshold) {
 
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
                        double threshold, const at::Tensor& workspace, MatmulPath path,
-                       GemvOutput output) {
+                       const GemvIo& io) {
   check_int8(weight, row_absmax);
   const int64_t in = weight.size(1), out = weight.size(0);
   check_activations(x, threshold, "int8_matmul");
   TORCH_CHECK(x.size(1) == in, "int8_matmul: x must be [M, in = ", in, "], got ", x.sizes());
   TORCH_CHECK(x.get_device() == weight.get_device(), "int8_matmul: x and weight must be on one device");
   const int64_t m = x.size(0);
-  const bool gate_up = output == GemvOutput::silu_gate_up;
+  check_gemv_io(io, x, out, "int8_matmul");
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
   TORCH_CHECK(!gate_up || out % 2 == 0,
               "int8_matmul: a gate|up weight has an even number of rows, got ", out);
+  // The activations' preparation reads x before the GEMV does: the norm comes before both.
+  if (io.is_normed())
+    return int8_matmul(normed_rows(x, io), weight, row_absmax, threshold, workspace, path,
+                       io.without_norm());
   const bool pieces = in % 16 == 0 && aligned16(weight.data_ptr());
   const bool tile = in % 32 == 0 && pieces && use_tensor_cores(path, m);
-  // Only the GEMV has the gate|up epilogue; the tile kernel's product takes silu_mul.
-  if (gate_up && tile)
-    return silu_of_halves(int8_matmul(x, weight, row_absmax, threshold, workspace, path));
-  at::Tensor y = at::empty({m, gate_up ? out / 2 : out}, x.options());
+  // Only the GEMV has the epilogues; the tile kernel's product takes the kernels of gemv_io.h.
+  if ((gate_up || io.adds()) && tile)
+    return finish_output(int8_matmul(x, weight, row_absmax, threshold, workspace, path), io);
+  at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? out / 2 : out}, x.options());
   if (m == 0 || out == 0) return y;
-  if (in == 0) return y.zero_();
+  if (in == 0) return io.adds() ? y : y.zero_();
 
   const int64_t need = int8_workspace_bytes(m, in);
   at::Tensor scratch = workspace;
@@ -430,7 +435,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
       return;
     }
     const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
-    const GemvRows rows_of_w = GemvRows::of(static_cast<int>(out), gate_up);
+    const GemvRows rows_of_w = GemvRows::of(static_cast<int>(out), io);
     const Launch config{dim3(static_cast<unsigned>(rows_of_w.blocks(kWarps / split))),
                         dim3(kThreads), 0, stream};
     for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
@@ -442,7 +447,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
         with_constant<1, 2, 4>(split, [&](auto split_c) {
           launch(config, int8_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
                  weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
-                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y.size(1), rows,
+                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * (gate_up ? out / 2 : out), rows,
                  static_cast<int>(in), rows_of_w, pieces);
         });
       });

@@ -10,6 +10,7 @@
 #include <cooperative_groups.h>
 
 #include "qsweep/kernels/cuda_check.h"
+#include "qsweep/kernels/gemv_io.h"
 #include "qsweep/kernels/launch_overlap.h"
 
 #include <cstdint>
@@ -254,14 +255,19 @@ inline int warps_per_row(int64_t row_pieces, int unroll) {
 }
 
 // The rows of a GEMV whose row groups are weight row pairs (the dense, NF4/FP4 and LLM.int8
-// GEMVs; qsweep/kernels/gemv_output.h). For a plain product (gate == 0) group g is rows 2g and
-// 2g + 1 and each row's sum is an output. For a stacked gate|up weight of 2 * gate rows, group j
-// is gate row j and up row j + gate, so that the thread storing output j holds both sums.
+// GEMVs; qsweep/kernels/gemv_io.h), and what its epilogue stores. For a plain product
+// (gate == 0) group g is rows 2g and 2g + 1 and each row's sum is an output. For a stacked
+// gate|up weight of 2 * gate rows, group j is gate row j and up row j + gate, so that the thread
+// storing output j holds both sums.
 struct GemvRows {
-  int out;   // weight rows
-  int gate;  // 0, or the gate half's rows (out / 2)
+  int out;          // weight rows
+  int gate;         // 0, or the gate half's rows (out / 2)
+  bool accumulate;  // a plain product added into y (the residual), not stored over it
 
-  static GemvRows of(int out, bool silu_gate_up) { return {out, silu_gate_up ? out / 2 : 0}; }
+  static GemvRows of(int out, const GemvIo& io) {
+    const bool gate_up = io.output == GemvOutput::silu_gate_up;
+    return {out, gate_up ? out / 2 : 0, io.adds()};
+  }
   // Groups to cover, and the grid that covers them at `per_block` groups a block.
   __host__ __device__ int groups() const { return gate ? gate : (out + 1) / 2; }
   int64_t blocks(int64_t per_block) const { return (groups() + per_block - 1) / per_block; }
@@ -281,9 +287,10 @@ struct GemvRows {
 
 // Stores a block's GEMV outputs for groups [first, first + kGroups) and batch rows [0, m_rows):
 // thread (g, r, m) takes row r of group first + g and sum(g, r, m, n), the float sum of weight
-// row n for batch row m. A plain product stores it rounded to T at y[m][n]; a gate|up product
-// stores silu_times of the group's two sums, each rounded to T first as the separate GEMV
-// would store it, at y[m][group] (y [M, gate]).
+// row n for batch row m. A plain product stores it rounded to T at y[m][n], or with
+// `accumulate` adds that to y[m][n] as `y + product` rounds; a gate|up product stores
+// silu_times of the group's two sums, each rounded to T first as the separate GEMV would store
+// it, at y[m][group] (y [M, gate]).
 template <typename T, int kGroups, int kTile, typename Sum>
 __device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first, int m_rows, T* y,
                                                 Sum sum) {
@@ -293,7 +300,9 @@ __device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first,
   const int n = rows.row(first + g, r);
   if (m >= m_rows || n >= rows.out) return;
   if (rows.gate == 0) {
-    y[static_cast<int64_t>(m) * rows.out + n] = from_float<T>(sum(g, r, m, n));
+    T& out = y[static_cast<int64_t>(m) * rows.out + n];
+    const float v = sum(g, r, m, n);
+    out = from_float<T>(rows.accumulate ? to_float(out) + rounded<T>(v) : v);
   } else if (r == 0) {
     const float gate = rounded<T>(sum(g, 0, m, n)), up = rounded<T>(sum(g, 1, m, n + rows.gate));
     y[static_cast<int64_t>(m) * rows.gate + n] = silu_times<T>(gate, up);

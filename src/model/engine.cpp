@@ -107,19 +107,28 @@ at::Tensor add_then_norm(at::Tensor& x, const at::Tensor& delta, const at::Tenso
   return rms_norm(x, weight, eps);
 }
 
-// down(silu(gate(h)) * up(h)). Fused, a stacked gate|up writes the product from its GEMV where
-// the format's kernel can (linear_silu_gate_up); separate projections take silu_mul.
+#ifdef QSWEEP_CUDA
+// dtype(silu(gate(h))) * up(h) on the GPU, the projections taking h as `io` says (plain, or a
+// norm's input): a stacked gate|up writes it from its GEMV where the format's kernel can
+// (linear_forward); separate projections take silu_mul.
+at::Tensor fused_mlp_product(const LayerWeights& l, const at::Tensor& h, GemvIo io) {
+  if (l.gate_up) {
+    io.output = GemvOutput::silu_gate_up;
+    return linear_forward(*l.gate_up, h, io);
+  }
+  const at::Tensor gate = linear_forward(l.gate, h, io), up = linear_forward(l.up, h, io);
+  const int64_t cols = gate.size(-1);
+  const at::Tensor product = cuda::silu_mul(gate.reshape({-1, cols}), up.reshape({-1, cols}));
+  std::vector<int64_t> shape(h.sizes().begin(), h.sizes().end());
+  shape.back() = cols;
+  return product.view(shape);
+}
+#endif
+
+// down(silu(gate(h)) * up(h)), fused or with the libtorch operations.
 at::Tensor mlp(const LayerWeights& l, const at::Tensor& h, [[maybe_unused]] bool fused) {
 #ifdef QSWEEP_CUDA
-  if (fused && l.gate_up) return linear_forward(l.down, linear_silu_gate_up(*l.gate_up, h));
-  if (fused) {
-    const at::Tensor gate = linear_forward(l.gate, h), up = linear_forward(l.up, h);
-    const int64_t cols = gate.size(-1);
-    const at::Tensor product = cuda::silu_mul(gate.reshape({-1, cols}), up.reshape({-1, cols}));
-    std::vector<int64_t> shape(h.sizes().begin(), h.sizes().end());
-    shape.back() = cols;
-    return linear_forward(l.down, product.view(shape));
-  }
+  if (fused) return linear_forward(l.down, fused_mlp_product(l, h, {}));
 #endif
   return ops::mlp(l, h);
 }
@@ -212,30 +221,55 @@ bool fused_decode_wanted(const Model& m) {
          cuda::decode_attention_supported(c.num_heads, c.num_kv_heads, c.head_dim);
 }
 
-// The same step with the embedding, the first norm and the RoPE tables in one kernel, and a
-// layer's elementwise work in three (RMSNorm with the residual add before it, twice; RoPE with
-// the cache write) and attention over the filled slots, around the projections; a stacked
-// gate|up projection writes SiLU * up itself. h is the normalised input of the next
-// projection, x the residual stream.
+// Whether the fused step folds its norms and residual adds into the projections
+// (QSWEEP_FOLD_NORMS=1, read per call; the same bits either way). Off by default: on an H200
+// (docs/performance.md, session 14) each GEMV block norming its own input before its first
+// weight load made the step slower than the norm kernels it spared (bf16 0.971 -> 0.994
+// ms/token, NF4 + dq 0.855 -> 0.894, same call).
+bool fold_norms_wanted() {
+  const char* env = std::getenv("QSWEEP_FOLD_NORMS");
+  return env && std::strcmp(env, "1") == 0;
+}
+
+// The same step with the embedding, the first norm and the RoPE tables in one kernel, RoPE with
+// the cache write in one and attention over the filled slots in one, around the projections:
+// gate|up writes SiLU * up itself (linear_forward, gemv_io.h), and the residual adds with the
+// norms after them take one kernel each, or, folded, the projections do them too: q|k|v and
+// gate|up norm the residual stream x themselves, o and down add their product into it.
 at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState& s) {
   const ModelConfig& c = m.config;
   const double eps = c.rms_norm_eps, scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+  const bool fold = fold_norms_wanted();
   const cuda::DecodeInputs in =
       cuda::decode_inputs(m.embed, s.tokens, s.positions, m.inv_freq,
                           m.layers.front().input_norm, eps);
-  at::Tensor x = in.x, h = in.h;
+  at::Tensor x = in.x, h = in.h;  // the residual stream, and the normed input of what follows
+  // Adds delta's projection into x and returns the norm of the sum, unless folded.
+  const auto add_then_norm = [&](const Linear& layer, const at::Tensor& delta,
+                                 const at::Tensor& norm) {
+    if (fold) return linear_forward(layer, delta, GemvIo::added_to(x));
+    return cuda::add_rms_norm(x, linear_forward(layer, delta), norm, eps);
+  };
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
-    const std::vector<at::Tensor> qkv = ops::project_together(l.qkv, {&l.q, &l.k, &l.v}, h);
+    // decode_inputs normed the first layer's input; folded, each later layer norms its own.
+    const bool own_norm = fold && i > 0;
+    const std::vector<at::Tensor> qkv =
+        ops::project_together(l.qkv, {&l.q, &l.k, &l.v}, own_norm ? x : h,
+                              own_norm ? GemvIo::normed(l.input_norm, eps) : GemvIo());
     const at::Tensor q = cuda::rope_and_cache_write(qkv[0], qkv[1], qkv[2], in.cos, in.sin,
                                                     cache.k[i], cache.v[i], cache.key_mask, s.slot);
     const at::Tensor attended =
         cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale,
                                /*splits=*/0, cache.attention_arrivals);
-    h = cuda::add_rms_norm(x, linear_forward(l.o, attended), l.post_attention_norm, eps);
-    h = cuda::add_rms_norm(x, mlp(l, h, /*fused=*/true), norm_after(m, i), eps);
+    h = add_then_norm(l.o, attended, l.post_attention_norm);
+    const at::Tensor product =
+        fold ? fused_mlp_product(l, x, GemvIo::normed(l.post_attention_norm, eps))
+             : fused_mlp_product(l, h, {});
+    h = add_then_norm(l.down, product, norm_after(m, i));
   }
-  return linear_forward(m.lm_head, h);
+  return fold ? linear_forward(m.lm_head, x, GemvIo::normed(m.final_norm, eps))
+              : linear_forward(m.lm_head, h);
 }
 #endif
 

@@ -52,13 +52,13 @@ double lowest_value(at::ScalarType dtype) {
 
 std::vector<at::Tensor> project_together(const std::optional<Linear>& stacked,
                                          const std::vector<const Linear*>& parts,
-                                         const at::Tensor& x) {
+                                         const at::Tensor& x, const GemvIo& io) {
   std::vector<at::Tensor> out;
   if (!stacked) {
-    for (const Linear* p : parts) out.push_back(linear_forward(*p, x));
+    for (const Linear* p : parts) out.push_back(linear_forward(*p, x, io));
     return out;
   }
-  const at::Tensor y = linear_forward(*stacked, x);
+  const at::Tensor y = linear_forward(*stacked, x, io);
   int64_t first = 0;
   for (const Linear* p : parts) {
     const int64_t cols = linear_out_features(*p);

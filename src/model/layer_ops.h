@@ -20,10 +20,11 @@ std::pair<at::Tensor, at::Tensor> rope_tables(const Model& m, const at::Tensor& 
 double lowest_value(at::ScalarType dtype);
 
 // The products of projections that share the input x: column slices of their stacked product
-// where the layer has one (stacked_projections.h), else one product each.
+// where the layer has one (stacked_projections.h), else one product each; `io` a plain
+// product's or a norm's (linear_forward).
 std::vector<at::Tensor> project_together(const std::optional<Linear>& stacked,
                                          const std::vector<const Linear*>& parts,
-                                         const at::Tensor& x);
+                                         const at::Tensor& x, const GemvIo& io = {});
 
 // Queries [B, heads, T, D] and keys, values [B, kv_heads, T, D] of x [B, T, hidden] (x already
 // normalised), RoPE applied to queries and keys.

@@ -7,6 +7,8 @@
 
 #include "qsweep/util/error.h"
 
+#include "layer_ops.h"
+
 #include <ATen/ATen.h>
 
 #include <map>
@@ -15,7 +17,6 @@
 #ifdef QSWEEP_CUDA
 #include "qsweep/kernels/decode_kernels.h"
 #include "qsweep/kernels/dense_gemv.h"
-#include "qsweep/kernels/gemv_output.h"
 #include "qsweep/kernels/quant_kernels.h"
 
 #include <c10/cuda/CUDAGraphsC10Utils.h>
@@ -52,10 +53,7 @@ at::Tensor dequantized(const at::Tensor& stored, int64_t out, at::ScalarType dty
 
 int64_t bytes_of(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
 
-// What the layer's forward returns: its product y, or for a stacked gate|up projection the MLP's
-// product dtype(silu(gate)) * up of y's halves.
-enum class Output { product, silu_gate_up };
-
+// The MLP's product dtype(silu(gate)) * up of a stacked gate|up product y's halves.
 at::Tensor silu_of_halves(const at::Tensor& y) {
   const int64_t half = y.size(-1) / 2;
 #ifdef QSWEEP_CUDA
@@ -69,8 +67,23 @@ at::Tensor silu_of_halves(const at::Tensor& y) {
   return at::silu(y.narrow(-1, 0, half)) * y.narrow(-1, half, half);
 }
 
-at::Tensor finish(const at::Tensor& y, Output output) {
-  return output == Output::product ? y : silu_of_halves(y);
+// transformers' RMSNorm of x's rows with io's norm: add_rms_norm on a GPU (the values the GEMVs'
+// prologue multiplies), the libtorch operations elsewhere.
+at::Tensor normed(const at::Tensor& x, const GemvIo& io) {
+#ifdef QSWEEP_CUDA
+  if (x.is_cuda())
+    return cuda::normed_rows(x.reshape({-1, x.size(-1)}).contiguous(), io).view(x.sizes());
+#endif
+  return ops::rms_norm(x, io.norm_weight, io.norm_eps);
+}
+
+// `io` around a product that folds none of it: the norm before, SiLU * up or the residual add
+// after. product(x') is the plain product of x' [..., in].
+template <typename Product>
+at::Tensor around(const at::Tensor& x, const GemvIo& io, Product&& product) {
+  const at::Tensor y = product(io.is_normed() ? normed(x, io) : x);
+  if (io.output == GemvOutput::silu_gate_up) return silu_of_halves(y);
+  return io.adds() ? io.residual.add_(y.view(io.residual.sizes())) : y;
 }
 
 // The CPU reference of a stored format: its float32 weight, a float32 product, the result in
@@ -100,35 +113,49 @@ at::Tensor shaped_like(const at::Tensor& y, const at::Tensor& x) {
   return y.to(x.scalar_type()).view(shape);
 }
 
-cuda::GemvOutput gemv_output(Output output) {
-  return output == Output::product ? cuda::GemvOutput::product : cuda::GemvOutput::silu_gate_up;
+// What a kernel's result becomes: the residual it added into, or its product in x's shape.
+at::Tensor result_of(const at::Tensor& y, const at::Tensor& x, const GemvIo& io) {
+  return io.adds() ? io.residual : shaped_like(y, x);
 }
 
-// The int-group GEMV keeps output columns in tiles across a cluster; it has no gate|up epilogue.
-at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x, Output output) {
-  const at::Tensor x2 = rows_of(x, w.scales.scalar_type());
-  if (x2.size(0) <= kFusedMaxRows)
-    return finish(
-        shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits), x),
-        output);
-  const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(), [&] {
-    return cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx, w.bits, w.in);
+// The int-group GEMV keeps output columns in tiles across a cluster; it folds none of `io`.
+at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x, const GemvIo& io) {
+  return around(x, io, [&](const at::Tensor& in) {
+    const at::Tensor x2 = rows_of(in, w.scales.scalar_type());
+    if (x2.size(0) <= kFusedMaxRows)
+      return shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits),
+                         in);
+    const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(), [&] {
+      return cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx, w.bits, w.in);
+    });
+    return shaped_like(at::matmul(x2, weight.t()), in);
   });
-  return finish(shaped_like(at::matmul(x2, weight.t()), x), output);
 }
 
-at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x, Output output) {
+// The rows of x [..., in]: the M of its 2-D form.
+int64_t rows_in(const at::Tensor& x) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
+  return rows;
+}
+
+// The fused kernels fold `io` where x is in their compute dtype (the norm weight and the
+// residual are in x's); otherwise the conversion comes between, and `io` goes around.
+at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x, const GemvIo& io) {
   const cuda::Bnb4Tensors t{w.packed,  w.code,    w.double_quant ? at::Tensor() : w.absmax,
                             w.qabsmax, w.absmax2, w.code2,
                             w.offsets, w.offset,  w.blocksize,
                             w.out,     w.in};
-  const at::Tensor x2 = rows_of(x, w.compute_dtype);
-  if (x2.size(0) <= kFusedMaxRows)
-    return shaped_like(
-        cuda::bnb4_matmul(x2, t, cuda::MatmulPath::automatic, gemv_output(output)), x);
-  const at::Tensor weight = dequantized(w.packed, w.out, w.compute_dtype,
-                                        [&] { return cuda::bnb4_dequantize(t, w.compute_dtype); });
-  return finish(shaped_like(at::matmul(x2, weight.t()), x), output);
+  if (rows_in(x) <= kFusedMaxRows && x.scalar_type() == w.compute_dtype)
+    return result_of(
+        cuda::bnb4_matmul(rows_of(x, w.compute_dtype), t, cuda::MatmulPath::automatic, io), x, io);
+  return around(x, io, [&](const at::Tensor& in) {
+    const at::Tensor x2 = rows_of(in, w.compute_dtype);
+    if (x2.size(0) <= kFusedMaxRows) return shaped_like(cuda::bnb4_matmul(x2, t), in);
+    const at::Tensor weight = dequantized(w.packed, w.out, w.compute_dtype,
+                                          [&] { return cuda::bnb4_dequantize(t, w.compute_dtype); });
+    return shaped_like(at::matmul(x2, weight.t()), in);
+  });
 }
 
 // LLM.int8 for more rows than the fused kernels serve: x^ (xq * rowmax / 127 outside the outlier
@@ -137,17 +164,20 @@ at::Tensor cuda_forward(const Bnb4Weight& w, const at::Tensor& x, Output output)
 // plus outlier product up to 16-bit rounding of the operands, and needing no host sync (the
 // outlier columns stay on the device), so it also runs inside a decode step's CUDA graph; the
 // dense weight is kept for a generate call like the 4-bit formats' (DequantizedWeights).
-at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x, Output output) {
-  const at::Tensor x2 = rows_of(x, w.compute_dtype);
-  if (x2.size(0) <= kFusedMaxRows)
-    return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold, {},
-                                         cuda::MatmulPath::automatic, gemv_output(output)),
-                       x);
-  const at::Tensor weight = dequantized(w.weight, w.weight.size(0), x2.scalar_type(), [&] {
-    return cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
+at::Tensor cuda_forward(const Int8RowWeight& w, const at::Tensor& x, const GemvIo& io) {
+  if (rows_in(x) <= kFusedMaxRows && x.scalar_type() == w.compute_dtype)
+    return result_of(cuda::int8_matmul(rows_of(x, w.compute_dtype), w.weight, w.row_absmax,
+                                       w.threshold, {}, cuda::MatmulPath::automatic, io),
+                     x, io);
+  return around(x, io, [&](const at::Tensor& in) {
+    const at::Tensor x2 = rows_of(in, w.compute_dtype);
+    if (x2.size(0) <= kFusedMaxRows)
+      return shaped_like(cuda::int8_matmul(x2, w.weight, w.row_absmax, w.threshold), in);
+    const at::Tensor weight = dequantized(w.weight, w.weight.size(0), x2.scalar_type(), [&] {
+      return cuda::int8_dequantize(w.weight, w.row_absmax, x2.scalar_type());
+    });
+    return shaped_like(at::matmul(cuda::int8_activations(x2, w.threshold), weight.t()), in);
   });
-  return finish(shaped_like(at::matmul(cuda::int8_activations(x2, w.threshold), weight.t()), x),
-                output);
 }
 
 // The kernels compute in fp16/bf16 on a GPU; everything else takes the reference path.
@@ -162,67 +192,62 @@ bool use_kernels(const at::Tensor& x, at::ScalarType compute) {
 // cuBLAS 11), and cuBLAS streams the 525 MB lm_head 8 % faster than the GEMV.
 constexpr int64_t kDenseGemvMaxBytes = int64_t{128} << 20;
 
-at::Tensor cuda_forward(const DenseWeight& w, const at::Tensor& x, Output output) {
+at::Tensor cuda_forward(const DenseWeight& w, const at::Tensor& x, const GemvIo& io) {
   const at::Tensor x2 = x.reshape({-1, x.size(-1)});
   if (x2.size(0) == 1 && static_cast<int64_t>(w.weight.nbytes()) <= kDenseGemvMaxBytes &&
       cuda::dense_gemv_supported(x2, w.weight))
-    return shaped_like(cuda::dense_gemv(x2, w.weight, gemv_output(output)), x);
-  return finish(at::linear(x, w.weight), output);
+    return result_of(cuda::dense_gemv(x2, w.weight, io), x, io);
+  return around(x, io, [&](const at::Tensor& in) { return at::linear(in, w.weight); });
 }
 #endif
 
-// The layer's forward on x with `output`'s rule: the formats' GPU kernels where x's dtype is
-// their compute dtype, the CPU references elsewhere.
-at::Tensor forward(const Linear& layer, const at::Tensor& x, Output output) {
+// The layer's forward on x with `io`: the formats' GPU kernels where x's dtype is their compute
+// dtype, the CPU references elsewhere.
+at::Tensor forward(const Linear& layer, const at::Tensor& x, const GemvIo& io) {
   struct Forward {
     const at::Tensor& x;
-    Output output;
+    const GemvIo& io;
     at::Tensor operator()(const DenseWeight& w) const {
 #ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.weight.scalar_type())) return cuda_forward(w, x, output);
+      if (use_kernels(x, w.weight.scalar_type())) return cuda_forward(w, x, io);
 #endif
-      return finish(at::linear(x, w.weight), output);
+      return around(x, io, [&](const at::Tensor& in) { return at::linear(in, w.weight); });
     }
     at::Tensor operator()(const IntGroupWeight& w) const {
 #ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x, output);
+      if (use_kernels(x, w.scales.scalar_type())) return cuda_forward(w, x, io);
 #endif
-      return finish(reference_forward(dequantized(w.qweight, w.out, at::kFloat,
-                                                  [&] { return int_group_dequantize(w); }),
-                                      x),
-                    output);
+      return around(x, io, [&](const at::Tensor& in) {
+        return reference_forward(
+            dequantized(w.qweight, w.out, at::kFloat, [&] { return int_group_dequantize(w); }), in);
+      });
     }
     at::Tensor operator()(const Bnb4Weight& w) const {
 #ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, output);
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, io);
 #endif
-      return finish(reference_forward(dequantized(w.packed, w.out, at::kFloat,
-                                                  [&] { return bnb4_dequantize(w); }),
-                                      x),
-                    output);
+      return around(x, io, [&](const at::Tensor& in) {
+        return reference_forward(
+            dequantized(w.packed, w.out, at::kFloat, [&] { return bnb4_dequantize(w); }), in);
+      });
     }
     at::Tensor operator()(const Int8RowWeight& w) const {
 #ifdef QSWEEP_CUDA
-      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, output);
+      if (use_kernels(x, w.compute_dtype)) return cuda_forward(w, x, io);
 #endif
-      return finish(int8_rows_forward(w, x), output);
+      return around(x, io, [&](const at::Tensor& in) { return int8_rows_forward(w, in); });
     }
   };
-  return std::visit(Forward{x, output}, layer.weight);
+  return std::visit(Forward{x, io}, layer.weight);
 }
 
 }  // namespace
 
-at::Tensor linear_forward(const Linear& layer, const at::Tensor& x) {
-  return forward(layer, x, Output::product);
-}
-
-at::Tensor linear_silu_gate_up(const Linear& gate_up, const at::Tensor& x) {
-  QSWEEP_CHECK(linear_out_features(gate_up) % 2 == 0,
-               "linear_silu_gate_up: a stacked gate|up projection has an even number of rows, "
-               "got {}",
-               linear_out_features(gate_up));
-  return forward(gate_up, x, Output::silu_gate_up);
+at::Tensor linear_forward(const Linear& layer, const at::Tensor& x, const GemvIo& io) {
+  QSWEEP_CHECK(io.output != GemvOutput::silu_gate_up || linear_out_features(layer) % 2 == 0,
+               "linear_forward: a stacked gate|up projection has an even number of rows, got {}",
+               linear_out_features(layer));
+  return forward(layer, x, io);
 }
 
 int64_t linear_bytes(const Linear& layer) {

@@ -1,9 +1,10 @@
 #pragma once
 // The decode step's small operations fused into one kernel each (the engine's fused path,
 // engine.cpp). A Llama decode step at batch 1 is a few hundred tiny kernels when written with
-// libtorch operations; these bring the elementwise parts of a layer from ~40 launches to 3 (the
-// gate|up GEMV writes SiLU * up itself, gemv_output.h) and those around the layers to one at
-// each end, and read the KV cache only up to each row's current slot. Every function launches
+// libtorch operations; these bring the elementwise parts of a layer from ~40 launches to one,
+// RoPE with the cache write (the GEMVs norm their input, write SiLU * up and add into the
+// residual themselves, gemv_io.h), and those around the layers to one at each end, and read
+// the KV cache only up to each row's current slot. Every function launches
 // on the current stream, never synchronizes the host and allocates only its result, so a
 // captured decode step replays as one CUDA graph. On compute capability 9.0 each kernel may
 // start while the one before it finishes (programmatic dependent launch; QSWEEP_PDL=0 turns it
@@ -45,8 +46,9 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
 // (row, kv head) pairs are too few to fill the GPU, or the cache is long, each row's slots are
 // split over several blocks, and the last of a pair's blocks to finish merges their softmax
 // parts (flash decoding, in one kernel); `splits` > 0 asks for that many blocks per (row, kv
-// head) (1: one pass), as many more as a long cache needs; 0 lets the function choose, planning
-// runs of at least 16 slots (QSWEEP_ATTENTION_MIN_RUN=N: N, up to 1,024, to measure the rule).
+// head) (1: one pass), as many more as a long cache needs; 0 lets the function choose: one pass
+// up to 256 slots of cache, past it runs of at least 64 slots (QSWEEP_ATTENTION_MIN_RUN=N: N,
+// 16 to 1,024, to measure the rule).
 // `arrivals` (int32, at least B * kv_heads elements, all 0) counts the finished blocks of each
 // pair and is left all 0 again: a KV cache's attention_arrivals, so that a captured step
 // allocates nothing; undefined, the call makes its own.

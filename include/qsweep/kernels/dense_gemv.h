@@ -3,7 +3,7 @@
 // kDenseGemvMaxRows rows: the quantized formats' GEMV without the dequantization (16-byte loads,
 // fp32 FMAs, the weight streamed into L2 while the kernel before runs). cuBLAS reads a batch-1
 // step's small projections (q|k|v, o) at 1.2-1.8 TB/s of the 4.2 an H200 copies at.
-#include "qsweep/kernels/gemv_output.h"
+#include "qsweep/kernels/gemv_io.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -18,8 +18,9 @@ constexpr int64_t kDenseGemvMaxRows = 4;
 // CUDA device, in and w's row stride multiples of 8, both 16-byte aligned.
 bool dense_gemv_supported(const at::Tensor& x, const at::Tensor& w);
 
-// `output` silu_gate_up (gemv_output.h): w stacks gate over up and y is [M, out / 2].
-at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w,
-                      GemvOutput output = GemvOutput::product);
+// All of `io` (gemv_io.h) folded into the GEMV (a norm of more than one row, or of more than
+// 4,096 16-bit columns, in add_rms_norm before it): for silu_gate_up w stacks gate over up and
+// y is [M, out / 2].
+at::Tensor dense_gemv(const at::Tensor& x, const at::Tensor& w, const GemvIo& io = {});
 
 }  // namespace qsweep::cuda

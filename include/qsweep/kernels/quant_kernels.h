@@ -14,7 +14,7 @@
 //   *_dequantize  W [out, in] in the compute dtype, for prefill and large batches: follow it with
 //                 at::matmul (cuBLAS) in the caller.
 // x is 2-D, contiguous, float16 or bfloat16; y has x's dtype.
-#include "qsweep/kernels/gemv_output.h"
+#include "qsweep/kernels/gemv_io.h"
 
 #include <ATen/core/Tensor.h>
 
@@ -67,11 +67,11 @@ struct Bnb4Tensors {
 };
 // Where in % 64 == 0 and blocksize is a power of two from 64 (compute capability 8.0 on), the
 // GEMV of 2 or more rows is a tensor-core GEMV, and `automatic` takes it up to 32 rows.
-// `output` silu_gate_up (gemv_output.h): the batch-1 GEMV's epilogue writes the product, where
-// a power-of-two blocksize and in % 32 == 0 let the piece kernel run; elsewhere silu_mul does.
+// `io` (gemv_io.h): the batch-1 GEMV folds it in, where a power-of-two blocksize and
+// in % 32 == 0 let the piece kernel run (its norm: one row of up to 4,096 16-bit columns);
+// elsewhere the kernels of gemv_io.h run around the product.
 at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w,
-                       MatmulPath path = MatmulPath::automatic,
-                       GemvOutput output = GemvOutput::product);
+                       MatmulPath path = MatmulPath::automatic, const GemvIo& io = {});
 at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);
 
 // LLM.int8() (Int8RowWeight): weight int8 [out, in] and row_absmax float32 [out] (bitsandbytes'
@@ -83,12 +83,12 @@ at::Tensor bnb4_dequantize(const Bnb4Tensors& w, at::ScalarType dtype);
 // int8_workspace_bytes(M, in) bytes that the call may overwrite; without one the call allocates
 // its scratch itself (from the caching allocator, still without a host sync).
 int64_t int8_workspace_bytes(int64_t m, int64_t in);
-// `output` silu_gate_up (gemv_output.h): the GEMV's epilogue writes the product; past it, the
-// tile kernel's product takes silu_mul.
+// `io` (gemv_io.h): the GEMV's epilogue writes SiLU * up or adds into the residual; past it the
+// tile kernel's product takes the kernels of gemv_io.h, and a norm is add_rms_norm's before
+// the activations are prepared.
 at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& row_absmax,
                        double threshold, const at::Tensor& workspace = {},
-                       MatmulPath path = MatmulPath::automatic,
-                       GemvOutput output = GemvOutput::product);
+                       MatmulPath path = MatmulPath::automatic, const GemvIo& io = {});
 at::Tensor int8_dequantize(const at::Tensor& weight, const at::Tensor& row_absmax,
                            at::ScalarType dtype);
 // x^ [M, in] in x's dtype (fp16/bf16): xq * rowmax / 127 outside the outlier columns, x inside

@@ -3,6 +3,8 @@
 // variant, with one visit per operation in linear.cpp. The storage format says how the weight
 // is held and multiplied; the method that chose its values (RTN, GPTQ, AWQ, bitsandbytes) lives
 // in src/quant/ and is not recorded here: RTN, GPTQ and AWQ all produce an IntGroupWeight.
+#include "qsweep/kernels/gemv_io.h"
+
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -72,13 +74,13 @@ struct Linear {
   LinearWeight weight;
 };
 
-// y = x W^T for x [..., in], in x's dtype.
-at::Tensor linear_forward(const Linear& layer, const at::Tensor& x);
-// dtype(silu(gate)) * up for a stacked gate|up projection (gate's rows over up's,
-// stacked_projections.h): the MLP's product [..., I]. On a GPU the batch-1 GEMVs of the dense,
-// NF4/FP4 and LLM.int8 formats write it from their sums (qsweep/kernels/gemv_output.h); the
-// other paths take the product, then SiLU * up, with the same rounding.
-at::Tensor linear_silu_gate_up(const Linear& gate_up, const at::Tensor& x);
+// y = x W^T for x [..., in], in x's dtype, with what `io` adds to it (qsweep/kernels/gemv_io.h):
+// for a stacked gate|up projection (gate's rows over up's, stacked_projections.h) the MLP's
+// product dtype(silu(gate)) * up [..., I]; the product of RMSNorm(x) instead of x's; the product
+// added into a residual stream, which is returned. On a GPU the batch-1 GEMVs of the dense,
+// NF4/FP4 and LLM.int8 formats fold these into their own kernel (LLM.int8 all but the norm);
+// the other paths run the same operations around the product, with the same rounding.
+at::Tensor linear_forward(const Linear& layer, const at::Tensor& x, const GemvIo& io = {});
 // Bytes of every tensor the layer stores: codes, scales, zeros, absmax and second-level state.
 int64_t linear_bytes(const Linear& layer);
 // The weight [out, in] as the format represents it, in float32.
