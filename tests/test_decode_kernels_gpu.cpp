@@ -100,6 +100,74 @@ TEST_F(DecodeKernels, DecodeInputsAreTheEmbeddingItsNormAndTheRopeTables) {
 
 // Rows of a Llama-3 vocabulary (one chunk per block would be 63 chunks), a short row (one chunk)
 // and a decode batch; ties go to the first index and a NaN wins, as in at::argmax.
+// RoPE with the cache write, for a prefill of T tokens a row (rows of one stacked q|k|v
+// product) and for decode (one token a row, at each row's own slot), against the libtorch
+// operations the engine's unfused path runs: q * cos + rotate_half(q) * sin, bit for bit, with
+// the keys and values in the cache where they belong and nothing written elsewhere.
+TEST_F(DecodeKernels, RopeAndCacheWriteAreLibtorchsRopeAndTheCacheCopy) {
+  const int64_t b = 3, t = 5, heads = 4, kv = 2, d = 64, capacity = 16, start = 4;
+  const auto rotate_half = [](const at::Tensor& x) {
+    const int64_t half = x.size(-1) / 2;
+    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  };
+  const auto rope = [&](const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    return x * cos + rotate_half(x) * sin;
+  };
+  for (at::ScalarType dtype : kDtypes) {
+    const std::string where = c10::toString(dtype);
+    const auto on = at::TensorOptions().device(kGpu).dtype(dtype);
+    const at::Tensor qkv = at::randn({b, t, (heads + 2 * kv) * d}, on);
+    const at::Tensor q = qkv.narrow(2, 0, heads * d), k = qkv.narrow(2, heads * d, kv * d),
+                     v = qkv.narrow(2, (heads + kv) * d, kv * d);
+    const at::Tensor cos = at::randn({b, 1, t, d}, on), sin = at::randn({b, 1, t, d}, on);
+    const auto heads_of = [&](const at::Tensor& x, int64_t n) {
+      return x.reshape({b, t, n, d}).transpose(1, 2);
+    };
+    const auto rows = [&](const at::Tensor& x) { return x.reshape({b * t, x.size(-1)}); };
+    at::Tensor k_cache = at::zeros({b, kv, capacity, d}, on), v_cache = at::zeros_like(k_cache);
+    const at::Tensor got = cuda::rope_prefill_and_cache_write(
+        rows(q), rows(k), rows(v), cos.reshape({b * t, d}), sin.reshape({b * t, d}), k_cache,
+        v_cache, start);
+    EXPECT_TRUE(at::equal(got, rope(heads_of(q, heads), cos, sin))) << where;
+    EXPECT_TRUE(at::equal(k_cache.narrow(2, start, t), rope(heads_of(k, kv), cos, sin))) << where;
+    EXPECT_TRUE(at::equal(v_cache.narrow(2, start, t), heads_of(v, kv))) << where;
+    for (const at::Tensor& outside : {k_cache.narrow(2, 0, start), v_cache.narrow(2, 0, start),
+                                      k_cache.narrow(2, start + t, capacity - start - t)})
+      EXPECT_EQ(outside.count_nonzero().item<int64_t>(), 0) << where;
+
+    // Decode: token 0 of each row, each row at its own slot, the key mask set there.
+    at::Tensor key_mask = at::zeros({b, capacity}, on.dtype(at::kBool));
+    const at::Tensor slot = at::tensor(std::vector<int64_t>{2, 9, 15}, at::kLong).to(kGpu);
+    const at::Tensor q1 = q.select(1, 0), k1 = k.select(1, 0), v1 = v.select(1, 0);
+    const at::Tensor c1 = cos.select(2, 0).squeeze(1), s1 = sin.select(2, 0).squeeze(1);
+    const at::Tensor got1 = cuda::rope_and_cache_write(q1, k1, v1, c1.contiguous(),
+                                                       s1.contiguous(), k_cache, v_cache,
+                                                       key_mask, slot);
+    EXPECT_TRUE(at::equal(got1, rope(q1.reshape({b, heads, d}), c1.unsqueeze(1), s1.unsqueeze(1))))
+        << where;
+    for (int64_t r = 0; r < b; ++r) {
+      const int64_t at_slot = std::vector<int64_t>{2, 9, 15}[r];
+      EXPECT_TRUE(at::equal(k_cache[r].select(1, at_slot),
+                            rope(k1[r].reshape({kv, d}), c1[r], s1[r])))
+          << where << " row " << r;
+      EXPECT_TRUE(at::equal(v_cache[r].select(1, at_slot), v1[r].reshape({kv, d}))) << where;
+    }
+    EXPECT_EQ(key_mask.sum().item<int64_t>(), b) << where;
+  }
+  at::Tensor k_cache = at::zeros({1, 2, 8, 64}, at::TensorOptions().device(kGpu));
+  at::Tensor v_cache = at::zeros_like(k_cache);
+  const at::Tensor x = at::zeros({6, 4 * 64}, k_cache.options());
+  const at::Tensor kx = at::zeros({6, 2 * 64}, k_cache.options());
+  const at::Tensor table = at::zeros({6, 64}, k_cache.options());
+  try {
+    cuda::rope_prefill_and_cache_write(x, kx, kx, table, table, k_cache, v_cache, 3);
+    ADD_FAILURE() << "6 tokens from slot 3 were written into a cache of 8 slots";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rope_prefill_and_cache_write"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(DecodeKernels, ArgmaxLastDimPicksWhatAtArgmaxPicks) {
   struct Shape { int64_t rows, cols; };
   for (at::ScalarType dtype : kDtypes)

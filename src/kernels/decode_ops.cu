@@ -141,31 +141,46 @@ struct QkvStrides {
   int64_t q, k, v;
 };
 
-// One block per (row, head): heads [0, H) are queries, [H, H + KV) keys (and their values).
+// Where rope_cache_kernel writes: `tokens` consecutive rows of q, k, v per cache row, token t
+// of cache row b at slot[b] (one token a row: decode) or at start + t (prefill), key_mask set
+// where given.
+struct CacheSlots {
+  const int64_t* slot;
+  int64_t start;
+  int tokens;
+  bool* key_mask;
+};
+
+// One block per (token row, head): heads [0, H) are queries, [H, H + KV) keys (and their
+// values). Queries go out as [B, H, tokens, D].
 template <typename T>
 __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                   const T* __restrict__ v, QkvStrides ld, const T* __restrict__ cos,
                                   const T* __restrict__ sin, T* __restrict__ q_out,
-                                  T* __restrict__ k_cache, T* __restrict__ v_cache,
-                                  bool* __restrict__ key_mask, const int64_t* __restrict__ slot,
+                                  T* __restrict__ k_cache, T* __restrict__ v_cache, CacheSlots at,
                                   int heads, int kv_heads, int dim, int64_t capacity) {
   wait_then_release();
-  const int b = blockIdx.x, head = blockIdx.y, i = threadIdx.x, half = dim / 2;
+  const int64_t r = blockIdx.x;
+  const int head = blockIdx.y, i = threadIdx.x, half = dim / 2;
+  const int64_t b = r / at.tokens, t = r % at.tokens;
   const bool is_query = head < heads;
   const int h = is_query ? head : head - heads;
-  const T* x = (is_query ? q + b * ld.q : k + b * ld.k) + h * dim;
-  const float c = to_float(cos[b * dim + i]), s = to_float(sin[b * dim + i]);
-  // rotate_half: (-x2, x1); each product and the sum rounded as libtorch rounds them.
+  const T* x = (is_query ? q + r * ld.q : k + r * ld.k) + h * dim;
+  const float c = to_float(cos[r * dim + i]), s = to_float(sin[r * dim + i]);
+  // rotate_half: (-x2, x1); each product and the sum rounded as libtorch rounds them (__fmul_rn:
+  // in float32 too, where a fused multiply-add would round once less).
   const float rotated = i < half ? -to_float(x[i + half]) : to_float(x[i - half]);
-  const T value = from_float<T>(rounded<T>(to_float(x[i]) * c) + rounded<T>(rotated * s));
+  const T value =
+      from_float<T>(rounded<T>(__fmul_rn(to_float(x[i]), c)) + rounded<T>(__fmul_rn(rotated, s)));
   if (is_query) {
-    q_out[(static_cast<int64_t>(b) * heads + h) * dim + i] = value;
+    q_out[((b * heads + h) * at.tokens + t) * dim + i] = value;
     return;
   }
-  const int64_t at = ((static_cast<int64_t>(b) * kv_heads + h) * capacity + slot[b]) * dim + i;
-  k_cache[at] = value;
-  v_cache[at] = v[b * ld.v + h * dim + i];
-  if (h == 0 && i == 0) key_mask[b * capacity + slot[b]] = true;
+  const int64_t slot = at.slot ? at.slot[b] : at.start + t;
+  const int64_t into = ((b * kv_heads + h) * capacity + slot) * dim + i;
+  k_cache[into] = value;
+  v_cache[into] = v[r * ld.v + h * dim + i];
+  if (at.key_mask && h == 0 && i == 0) at.key_mask[b * capacity + slot] = true;
 }
 
 template <typename T>
@@ -278,25 +293,29 @@ void argmax_last_dim(const at::Tensor& logits, at::Tensor& out, const at::Tensor
          slot.defined() ? slot.data_ptr<int64_t>() : nullptr);
 }
 
-at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
-                                at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot) {
-  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}})
-    check_rows(*t, what, "rope_and_cache_write");
+namespace {
+
+// RoPE on the token rows of q, k (and v alongside) into q_out [B, heads, T, D] and the cache
+// where `at` says: rope_and_cache_write and rope_prefill_and_cache_write.
+at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                           const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                           at::Tensor& v_cache, CacheSlots at, const char* fn) {
+  for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}}) check_rows(*t, what, fn);
   for (const auto& [t, what] : {std::pair{&cos, "cos"}, {&sin, "sin"}, {&k_cache, "k_cache"},
-                                {&v_cache, "v_cache"}, {&key_mask, "key_mask"}, {&slot, "slot"}})
-    check_input(*t, what, "rope_and_cache_write");
+                                {&v_cache, "v_cache"}})
+    check_input(*t, what, fn);
   const int64_t b = k_cache.size(0), kv_heads = k_cache.size(1), capacity = k_cache.size(2),
-                dim = k_cache.size(3), heads = q.size(1) / dim;
-  TORCH_CHECK(dim % 2 == 0 && dim <= 1024 && slot.numel() == b && slot.scalar_type() == at::kLong,
-              "rope_and_cache_write: head_dim must be even and slot int64 [batch]");
-  TORCH_CHECK(q.size(0) == b && q.size(1) == heads * dim && k.sizes() == v.sizes() &&
-                  k.size(0) == b && k.size(1) == kv_heads * dim,
-              "rope_and_cache_write: q must be [batch, heads * head_dim] and k, v [batch, "
-              "kv_heads * head_dim]");
-  at::Tensor q_out = at::empty({b, heads, dim}, q.options());
-  QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), "rope_and_cache_write", [&] {
-    const dim3 grid(static_cast<unsigned>(b), static_cast<unsigned>(heads + kv_heads));
+                dim = k_cache.size(3), heads = q.size(1) / dim, rows = b * at.tokens;
+  TORCH_CHECK(dim % 2 == 0 && dim <= 1024, fn, ": head_dim must be even, at most 1,024");
+  TORCH_CHECK(q.size(0) == rows && q.size(1) == heads * dim && k.sizes() == v.sizes() &&
+                  k.size(0) == rows && k.size(1) == kv_heads * dim && cos.numel() == rows * dim &&
+                  sin.numel() == rows * dim,
+              fn, ": q must be [batch * tokens, heads * head_dim], k, v [batch * tokens, "
+              "kv_heads * head_dim] and cos, sin [batch * tokens, head_dim]");
+  at::Tensor q_out = at::empty({b, heads, at.tokens, dim}, q.options());
+  if (rows == 0) return q_out;
+  QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), fn, [&] {
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(heads + kv_heads));
     launch({grid, dim3(static_cast<unsigned>(dim)), 0, at::cuda::getCurrentCUDAStream()},
         rope_cache_kernel<scalar_t>, reinterpret_cast<const scalar_t*>(q.data_ptr()),
         reinterpret_cast<const scalar_t*>(k.data_ptr()),
@@ -305,11 +324,40 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
         reinterpret_cast<const scalar_t*>(sin.data_ptr()),
         reinterpret_cast<scalar_t*>(q_out.data_ptr()),
         reinterpret_cast<scalar_t*>(k_cache.data_ptr()),
-        reinterpret_cast<scalar_t*>(v_cache.data_ptr()), key_mask.data_ptr<bool>(),
-        slot.data_ptr<int64_t>(), static_cast<int>(heads), static_cast<int>(kv_heads),
-        static_cast<int>(dim), capacity);
+        reinterpret_cast<scalar_t*>(v_cache.data_ptr()), at, static_cast<int>(heads),
+        static_cast<int>(kv_heads), static_cast<int>(dim), capacity);
   });
   return q_out;
+}
+
+}  // namespace
+
+at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
+                                at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot) {
+  const char* fn = "rope_and_cache_write";
+  check_input(key_mask, "key_mask", fn);
+  check_input(slot, "slot", fn);
+  TORCH_CHECK(slot.numel() == k_cache.size(0) && slot.scalar_type() == at::kLong, fn,
+              ": slot must be int64 [batch]");
+  const at::Tensor q_out = rope_into_cache(q, k, v, cos, sin, k_cache, v_cache,
+                                           {slot.data_ptr<int64_t>(), 0, 1, key_mask.data_ptr<bool>()}, fn);
+  return q_out.view({q_out.size(0), q_out.size(1), q_out.size(3)});
+}
+
+at::Tensor rope_prefill_and_cache_write(const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, const at::Tensor& cos,
+                                        const at::Tensor& sin, at::Tensor& k_cache,
+                                        at::Tensor& v_cache, int64_t start) {
+  const char* fn = "rope_prefill_and_cache_write";
+  const int64_t b = k_cache.dim() == 4 ? k_cache.size(0) : 0;
+  TORCH_CHECK(b > 0 && q.dim() == 2 && q.size(0) % b == 0, fn,
+              ": q must hold a whole number of tokens for each of the cache's ", b, " rows");
+  const int64_t tokens = q.size(0) / b;
+  TORCH_CHECK(start >= 0 && start + tokens <= k_cache.size(2) && tokens < (1ll << 31), fn,
+              ": slots ", start, " + ", tokens, " past the cache's ", k_cache.size(2));
+  return rope_into_cache(q, k, v, cos, sin, k_cache, v_cache,
+                         {nullptr, start, static_cast<int>(tokens), nullptr}, fn);
 }
 
 at::Tensor silu_mul(const at::Tensor& gate, const at::Tensor& up) {

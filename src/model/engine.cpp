@@ -46,9 +46,35 @@ struct CacheWrite {
   at::Tensor rows;  // arange(batch), to pair each row with its slot
 };
 
+#ifdef QSWEEP_CUDA
+// A prefill's attention with RoPE and the cache write in one kernel (the decode step's, T tokens
+// a row): as libtorch operations and copies they were a third of a 512-token bf16 prefill on an
+// H200 (docs/performance.md, session 14).
+at::Tensor fused_prefill_attention(const Model& m, const LayerWeights& l, int layer,
+                                   const at::Tensor& x, const std::pair<at::Tensor, at::Tensor>& rope,
+                                   const at::Tensor& bias, KVCache& cache, int64_t start) {
+  const int64_t b = x.size(0), t = x.size(1), dim = m.config.head_dim;
+  const std::vector<at::Tensor> y = ops::project_together(l.qkv, {&l.q, &l.k, &l.v}, x);
+  const auto rows = [&](const at::Tensor& p) { return p.reshape({b * t, p.size(-1)}); };
+  const auto table = [&](const at::Tensor& p) {
+    return p.expand({b, 1, t, dim}).reshape({b * t, dim}).contiguous();
+  };
+  const at::Tensor q =
+      cuda::rope_prefill_and_cache_write(rows(y[0]), rows(y[1]), rows(y[2]), table(rope.first),
+                                         table(rope.second), cache.k[layer], cache.v[layer], start);
+  const at::Tensor keys = cache.k[layer].narrow(2, 0, start + t),
+                   values = cache.v[layer].narrow(2, 0, start + t);
+  return linear_forward(l.o, ops::merge_heads(ops::attend(q, keys, values, bias)));
+}
+#endif
+
 at::Tensor attention_block(const Model& m, const LayerWeights& l, int layer, const at::Tensor& x,
                            const std::pair<at::Tensor, at::Tensor>& rope, const at::Tensor& bias,
-                           KVCache& cache, const CacheWrite& write) {
+                           KVCache& cache, const CacheWrite& write, [[maybe_unused]] bool fused) {
+#ifdef QSWEEP_CUDA
+  if (fused && !write.slot.defined())
+    return fused_prefill_attention(m, l, layer, x, rope, bias, cache, write.start);
+#endif
   const ops::QKV h = ops::project_qkv(m, l, x, rope);
   const int64_t t = x.size(1);
   at::Tensor keys = cache.k[layer], values = cache.v[layer];
@@ -151,7 +177,8 @@ at::Tensor run_model(const Model& m, at::Tensor x, const at::Tensor& positions,
   at::Tensor h = add_then_norm(x, {}, m.layers.front().input_norm, eps, fused);
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const LayerWeights& l = m.layers[i];
-    const at::Tensor attended = attention_block(m, l, static_cast<int>(i), h, rope, bias, cache, write);
+    const at::Tensor attended =
+        attention_block(m, l, static_cast<int>(i), h, rope, bias, cache, write, fused);
     h = add_then_norm(x, attended, l.post_attention_norm, eps, fused);
     h = add_then_norm(x, mlp(l, h, fused), norm_after(m, i), eps, fused);
   }
@@ -244,9 +271,9 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
       cuda::decode_inputs(m.embed, s.tokens, s.positions, m.inv_freq,
                           m.layers.front().input_norm, eps);
   at::Tensor x = in.x, h = in.h;  // the residual stream, and the normed input of what follows
-  // Adds delta's projection into x and returns the norm of the sum, unless folded.
-  const auto add_then_norm = [&](const Linear& layer, const at::Tensor& delta,
-                                 const at::Tensor& norm) {
+  // Adds the projection of delta into x; returns the norm of the sum, unless folded.
+  const auto project_into_x = [&](const Linear& layer, const at::Tensor& delta,
+                                  const at::Tensor& norm) {
     if (fold) return linear_forward(layer, delta, GemvIo::added_to(x));
     return cuda::add_rms_norm(x, linear_forward(layer, delta), norm, eps);
   };
@@ -262,11 +289,11 @@ at::Tensor fused_decode_logits(const Model& m, KVCache& cache, const DecodeState
     const at::Tensor attended =
         cuda::decode_attention(q, cache.k[i], cache.v[i], cache.key_mask, s.slot, scale,
                                /*splits=*/0, cache.attention_arrivals);
-    h = add_then_norm(l.o, attended, l.post_attention_norm);
+    h = project_into_x(l.o, attended, l.post_attention_norm);
     const at::Tensor product =
         fold ? fused_mlp_product(l, x, GemvIo::normed(l.post_attention_norm, eps))
              : fused_mlp_product(l, h, {});
-    h = add_then_norm(l.down, product, norm_after(m, i));
+    h = project_into_x(l.down, product, norm_after(m, i));
   }
   return fold ? linear_forward(m.lm_head, x, GemvIo::normed(m.final_norm, eps))
               : linear_forward(m.lm_head, h);

@@ -40,6 +40,15 @@ at::Tensor rope_and_cache_write(const at::Tensor& q, const at::Tensor& k, const 
                                 const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
                                 at::Tensor& v_cache, at::Tensor& key_mask, const at::Tensor& slot);
 
+// The same for a prefill of T tokens per row: q [B * T, heads * D], k, v [B * T, kv_heads * D]
+// (rows b * T + t, possibly column slices of one stacked product) and cos, sin [B * T, D]; the
+// rotated k and v of token t of row b written at slot start + t, key_mask left as it is (the
+// caller's padding rule). Returns the rotated q [B, heads, T, D], attention's layout.
+at::Tensor rope_prefill_and_cache_write(const at::Tensor& q, const at::Tensor& k,
+                                        const at::Tensor& v, const at::Tensor& cos,
+                                        const at::Tensor& sin, at::Tensor& k_cache,
+                                        at::Tensor& v_cache, int64_t start);
+
 // softmax(q k^T * scale) v for one query per row over cache slots [0, slot[b]] whose key_mask
 // is set; query heads h * G .. h * G + G - 1 share kv head h. q [B, heads, D]; returns
 // [B, heads * D] (o_proj's input). Scores, softmax and sums in float32. Where the batch's

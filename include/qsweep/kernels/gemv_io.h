@@ -46,7 +46,6 @@ struct GemvIo {
     io.norm_weight = at::Tensor();
     return io;
   }
-  GemvIo output_only() const { return GemvIo(output); }
 };
 
 namespace cuda {
