@@ -157,12 +157,12 @@ template <typename T>
 __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__ k,
                                   const T* __restrict__ v, QkvStrides ld, const T* __restrict__ cos,
                                   const T* __restrict__ sin, T* __restrict__ q_out,
-                                  T* __restrict__ k_cache, T* __restrict__ v_cache, CacheSlots at,
+                                  T* __restrict__ k_cache, T* __restrict__ v_cache, CacheSlots slots,
                                   int heads, int kv_heads, int dim, int64_t capacity) {
   wait_then_release();
   const int64_t r = blockIdx.x;
   const int head = blockIdx.y, i = threadIdx.x, half = dim / 2;
-  const int64_t b = r / at.tokens, t = r % at.tokens;
+  const int64_t b = r / slots.tokens, t = r % slots.tokens;
   const bool is_query = head < heads;
   const int h = is_query ? head : head - heads;
   const T* x = (is_query ? q + r * ld.q : k + r * ld.k) + h * dim;
@@ -173,14 +173,14 @@ __global__ void rope_cache_kernel(const T* __restrict__ q, const T* __restrict__
   const T value =
       from_float<T>(rounded<T>(__fmul_rn(to_float(x[i]), c)) + rounded<T>(__fmul_rn(rotated, s)));
   if (is_query) {
-    q_out[((b * heads + h) * at.tokens + t) * dim + i] = value;
+    q_out[((b * heads + h) * slots.tokens + t) * dim + i] = value;
     return;
   }
-  const int64_t slot = at.slot ? at.slot[b] : at.start + t;
+  const int64_t slot = slots.slot ? slots.slot[b] : slots.start + t;
   const int64_t into = ((b * kv_heads + h) * capacity + slot) * dim + i;
   k_cache[into] = value;
   v_cache[into] = v[r * ld.v + h * dim + i];
-  if (at.key_mask && h == 0 && i == 0) at.key_mask[b * capacity + slot] = true;
+  if (slots.key_mask && h == 0 && i == 0) slots.key_mask[b * capacity + slot] = true;
 }
 
 template <typename T>
@@ -296,23 +296,23 @@ void argmax_last_dim(const at::Tensor& logits, at::Tensor& out, const at::Tensor
 namespace {
 
 // RoPE on the token rows of q, k (and v alongside) into q_out [B, heads, T, D] and the cache
-// where `at` says: rope_and_cache_write and rope_prefill_and_cache_write.
+// where `slots` says: rope_and_cache_write and rope_prefill_and_cache_write.
 at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                            const at::Tensor& cos, const at::Tensor& sin, at::Tensor& k_cache,
-                           at::Tensor& v_cache, CacheSlots at, const char* fn) {
+                           at::Tensor& v_cache, CacheSlots slots, const char* fn) {
   for (const auto& [t, what] : {std::pair{&q, "q"}, {&k, "k"}, {&v, "v"}}) check_rows(*t, what, fn);
   for (const auto& [t, what] : {std::pair{&cos, "cos"}, {&sin, "sin"}, {&k_cache, "k_cache"},
                                 {&v_cache, "v_cache"}})
     check_input(*t, what, fn);
   const int64_t b = k_cache.size(0), kv_heads = k_cache.size(1), capacity = k_cache.size(2),
-                dim = k_cache.size(3), heads = q.size(1) / dim, rows = b * at.tokens;
+                dim = k_cache.size(3), heads = q.size(1) / dim, rows = b * slots.tokens;
   TORCH_CHECK(dim % 2 == 0 && dim <= 1024, fn, ": head_dim must be even, at most 1,024");
   TORCH_CHECK(q.size(0) == rows && q.size(1) == heads * dim && k.sizes() == v.sizes() &&
                   k.size(0) == rows && k.size(1) == kv_heads * dim && cos.numel() == rows * dim &&
                   sin.numel() == rows * dim,
               fn, ": q must be [batch * tokens, heads * head_dim], k, v [batch * tokens, "
               "kv_heads * head_dim] and cos, sin [batch * tokens, head_dim]");
-  at::Tensor q_out = at::empty({b, heads, at.tokens, dim}, q.options());
+  at::Tensor q_out = at::empty({b, heads, slots.tokens, dim}, q.options());
   if (rows == 0) return q_out;
   QSWEEP_DISPATCH_FLOAT_TYPES(q.scalar_type(), fn, [&] {
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(heads + kv_heads));
@@ -324,7 +324,7 @@ at::Tensor rope_into_cache(const at::Tensor& q, const at::Tensor& k, const at::T
         reinterpret_cast<const scalar_t*>(sin.data_ptr()),
         reinterpret_cast<scalar_t*>(q_out.data_ptr()),
         reinterpret_cast<scalar_t*>(k_cache.data_ptr()),
-        reinterpret_cast<scalar_t*>(v_cache.data_ptr()), at, static_cast<int>(heads),
+        reinterpret_cast<scalar_t*>(v_cache.data_ptr()), slots, static_cast<int>(heads),
         static_cast<int>(kv_heads), static_cast<int>(dim), capacity);
   });
   return q_out;
