@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -324,6 +325,28 @@ TEST_F(Kernels, Bnb4MatmulMatchesReferenceNf4Fp4WithAndWithoutDoubleQuant) {
           }
 }
 
+// One row takes NF4's FMA GEMV or, with QSWEEP_BNB4_ONE_ROW=mma, the tensor-core GEMV: both
+// within the reference's tolerance of it, and a value that is neither refused by name.
+TEST_F(Kernels, Bnb4OneRowKernelsBothMatchTheReferenceAndTheKnobIsChecked) {
+  const Bnb4Case c = make_bnb4(2048, 333, true, true, 64);
+  const Bnb4Tensors g = to_gpu(c.w);
+  const at::Tensor x = activations(1, 2048, at::kBFloat16, false);
+  const at::Tensor want = reference_matmul(x, dequantize_bnb4(c));
+  for (const char* kernel : {"mma", "fma"}) {
+    setenv("QSWEEP_BNB4_ONE_ROW", kernel, 1);
+    EXPECT_LT(rel_err(bnb4_matmul(x.to(kGpu), g, MatmulPath::gemv), want),
+              output_tolerance(at::kBFloat16)) << kernel;
+  }
+  setenv("QSWEEP_BNB4_ONE_ROW", "tensor", 1);
+  try {
+    bnb4_matmul(x.to(kGpu), g, MatmulPath::gemv);
+    ADD_FAILURE() << "QSWEEP_BNB4_ONE_ROW=tensor was taken";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("QSWEEP_BNB4_ONE_ROW"), std::string::npos) << e.what();
+  }
+  unsetenv("QSWEEP_BNB4_ONE_ROW");
+}
+
 TEST_F(Kernels, Bnb4DequantizeMatchesReference) {
   for (bool dq : {false, true})
     for (at::ScalarType dtype : kDtypes) {
@@ -430,36 +453,36 @@ TEST_F(Kernels, DenseGemvMatchesReferenceOnWholeAndStridedWeights) {
 // for bit: the same sums, rounded the same way. Every batch and path of each function is held to
 // it, the ones without the epilogue (which take silu_mul themselves) too. Rows of 800 codes (one
 // warp per row group; NF4 without whole 64-code chunks, so the FMA GEMV up to 8 rows) and 8192
-// (four warps splitting a row; NF4's tensor-core GEMV from 2 rows); 333 outputs, a last block
-// part-filled.
+// (four warps splitting a row; NF4's tensor-core GEMV); 333 outputs, a last block part-filled
+// (and gate rows not in the fours NF4's tensor-core GEMV pairs, so silu_mul after it), and 332.
 TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
-  const int64_t out = 2 * 333;
-  for (at::ScalarType dtype : kDtypes)
-    for (int64_t in : {int64_t{800}, int64_t{8192}}) {
-      const at::Tensor dense = at::randn({out, in}).to(dtype).to(kGpu);
-      const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
-      const Int8Case c = make_int8(in, out);
-      const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
-      for (int64_t m : kBatches) {
-        const at::Tensor x = activations(m, in, dtype, true).to(kGpu);
-        const std::string where = " in " + std::to_string(in) + " M " + std::to_string(m) + " " +
-                                  c10::toString(dtype);
-        auto expect_same = [&](const at::Tensor& got, const at::Tensor& product,
-                               const std::string& what) {
-          ASSERT_EQ(got.sizes(), (std::vector<int64_t>{m, out / 2})) << what << where;
-          EXPECT_TRUE(at::equal(got, silu_of_halves(product))) << what << where;
-        };
-        if (m <= kDenseGemvMaxRows)
-          expect_same(dense_gemv(x, dense, GemvOutput::silu_gate_up), dense_gemv(x, dense),
-                      "dense");
-        for (MatmulPath path : kPaths) {
-          expect_same(bnb4_matmul(x, nf4, path, GemvOutput::silu_gate_up), bnb4_matmul(x, nf4, path),
-                      std::string("nf4") + path_name(path));
-          expect_same(int8_matmul(x, w8, scb, 6.0, {}, path, GemvOutput::silu_gate_up),
-                      int8_matmul(x, w8, scb, 6.0, {}, path), std::string("int8") + path_name(path));
+  for (int64_t out : {int64_t{2 * 333}, int64_t{2 * 332}})
+    for (at::ScalarType dtype : kDtypes)
+      for (int64_t in : {int64_t{800}, int64_t{8192}}) {
+        const at::Tensor dense = at::randn({out, in}).to(dtype).to(kGpu);
+        const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
+        const Int8Case c = make_int8(in, out);
+        const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
+        for (int64_t m : kBatches) {
+          const at::Tensor x = activations(m, in, dtype, true).to(kGpu);
+          const std::string where = " in " + std::to_string(in) + " out " + std::to_string(out) +
+                                    " M " + std::to_string(m) + " " + c10::toString(dtype);
+          auto expect_same = [&](const at::Tensor& got, const at::Tensor& product,
+                                 const std::string& what) {
+            ASSERT_EQ(got.sizes(), (std::vector<int64_t>{m, out / 2})) << what << where;
+            EXPECT_TRUE(at::equal(got, silu_of_halves(product))) << what << where;
+          };
+          if (m <= kDenseGemvMaxRows)
+            expect_same(dense_gemv(x, dense, GemvOutput::silu_gate_up), dense_gemv(x, dense),
+                        "dense");
+          for (MatmulPath path : kPaths) {
+            expect_same(bnb4_matmul(x, nf4, path, GemvOutput::silu_gate_up), bnb4_matmul(x, nf4, path),
+                        std::string("nf4") + path_name(path));
+            expect_same(int8_matmul(x, w8, scb, 6.0, {}, path, GemvOutput::silu_gate_up),
+                        int8_matmul(x, w8, scb, 6.0, {}, path), std::string("int8") + path_name(path));
+          }
         }
       }
-    }
 }
 
 // The GEMVs' norm prologue and residual epilogue (gemv_io.h) against the kernels they spare:

@@ -7,6 +7,8 @@
 #include "rms_norm_row.cuh"
 #include "tile_mma.cuh"
 
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 namespace qsweep::cuda {
@@ -227,11 +229,11 @@ __global__ void __launch_bounds__(kThreads)
   });
 }
 
-// The tensor-core GEMV. The FMA GEMV above spends some five instructions per weight element on
-// extracting a code, looking it up in shared memory and multiply-adding it, which bounds it at
-// about a quarter of the memory bandwidth. Here a register lookup (prmt) turns four codes into
-// the two 16-bit pairs an mma operand register holds, and the multiply-adds run on tensor cores:
-// m16n8k16 with x as A (up to 16 batch rows, the rest zero) and eight weight rows as B.
+// The tensor-core GEMV. The FMA GEMV above spends close to four instructions per weight element
+// on extracting a code, looking it up in shared memory and multiply-adding it. Here one
+// shared-memory load turns a byte (two codes) into the 16-bit pair an mma operand register
+// holds, and the multiply-adds run on tensor cores: m16n8k16 with x as A (up to 16 batch rows,
+// the rest zero) and eight weight rows as B.
 //
 // A warp owns eight weight rows; lane (g, c) = (lane / 4, lane % 4) holds codes [16 c, 16 c + 16)
 // of row g in each 64-code chunk of it. An mma's 16 k positions are taken in a lane-dependent
@@ -253,6 +255,8 @@ constexpr int kScalesPerLane = kChunksInFlight / 4;
 // Chunks per warp at least, where the rows allow: a warp's setup (tables, addresses, the final
 // sum) costs about as much as a few chunks, so slicing rows thinner than this loses.
 constexpr int kMinChunksPerWarp = 2 * kChunksInFlight;
+// GemvRows groups (row pairs) per warp's eight rows.
+constexpr int kPairsPerWarp = 4;
 
 // One batch of a lane's chunks as loaded: the codes and the absmax parts.
 struct ChunkBatch {
@@ -260,42 +264,29 @@ struct ChunkBatch {
   Absmax::Parts parts[kScalesPerLane];
 };
 
-// The 16 code values in T as byte planes: lo[i] holds the low bytes of entries 4i .. 4i + 3,
-// hi[i] their high bytes, so that prmt can look up four entries at once.
-struct CodePlanes {
-  uint32_t lo[4], hi[4];
+// Each byte's two code values in T as one register of an mma operand (the byte's first code, in
+// its high nibble, in the lower half), 32 times over: lane l reads column l, so the 32 bytes a
+// warp looks up at once meet 32 different banks, whatever their values.
+struct PairTable {
+  uint32_t pair[256][32];
 };
 
-// Threads 0-7 of the block build one plane word each.
+// A warp's 16-byte stores cover 512 contiguous bytes, four bytes' rows of the table.
 template <typename T>
-__device__ __forceinline__ void stage_planes(CodePlanes& p, const float* __restrict__ code) {
-  if (threadIdx.x >= 8) return;
-  const int i = threadIdx.x % 4, high = threadIdx.x / 4;
-  uint32_t word = 0;
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const T v = from_float<T>(__ldg(code + 4 * i + e));
-    const uint32_t bits = *reinterpret_cast<const uint16_t*>(&v);
-    word |= ((high ? bits >> 8 : bits) & 0xffu) << (8 * e);
+__device__ __forceinline__ void stage_pairs(PairTable& t, const float* __restrict__ code) {
+  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
+    const int byte = i / 8;
+    const T lo = from_float<T>(__ldg(code + (byte >> 4))), hi = from_float<T>(__ldg(code + (byte & 15)));
+    const uint32_t v = uint32_t{*reinterpret_cast<const uint16_t*>(&lo)} |
+                       uint32_t{*reinterpret_cast<const uint16_t*>(&hi)} << 16;
+    reinterpret_cast<uint4*>(t.pair[byte])[i % 8] = make_uint4(v, v, v, v);
   }
-  (high ? p.hi : p.lo)[i] = word;
 }
 
-// The values of the four codes in bytes 0 and 1 of `codes` (the first of each byte in its high
-// nibble) as two registers of two 16-bit values, in element order. A code's low three bits pick
-// one of entries 0-7 and one of 8-15, its top bit picks between the two.
-__device__ __forceinline__ uint2 lookup4(const CodePlanes& p, uint32_t codes) {
-  const uint32_t low3 = codes & 0x7777u;
-  const uint32_t top = ((codes >> 1) & 0x4444u) | 0x3210u;
-  const uint32_t lo = prmt(prmt(p.lo[0], p.lo[1], low3), prmt(p.lo[2], p.lo[3], low3), top);
-  const uint32_t hi = prmt(prmt(p.hi[0], p.hi[1], low3), prmt(p.hi[2], p.hi[3], low3), top);
-  // The planes' bytes run in nibble order, elements 1, 0, 3, 2.
-  return {prmt(lo, hi, 0x4051u), prmt(lo, hi, 0x6273u)};
-}
-
-// One chunk's dot products for this lane's part of D (unscaled code values): four mmas.
+// One chunk's dot products for this lane's part of D (unscaled code values): four mmas, each
+// taking two bytes of codes through `lane_pairs` (this lane's column of the table).
 template <typename T, bool kUpper>
-__device__ __forceinline__ void chunk_mma(float (&d)[4], const CodePlanes& planes, uint2 wq,
+__device__ __forceinline__ void chunk_mma(float (&d)[4], const uint32_t* lane_pairs, uint2 wq,
                                           const T* x_lo, const T* x_hi, bool lo_live,
                                           bool hi_live) {
   const uint4 zero = make_uint4(0, 0, 0, 0);
@@ -309,39 +300,53 @@ __device__ __forceinline__ void chunk_mma(float (&d)[4], const CodePlanes& plane
   const uint32_t* a_hi = reinterpret_cast<const uint32_t*>(xhi);
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
-    const uint32_t word = s < 2 ? wq.x : wq.y;
-    const uint2 b = lookup4(planes, s % 2 ? word >> 16 : word);
+    const uint32_t word = s < 2 ? wq.x : wq.y, byte = 2 * (s % 2);
+    // A byte permute moves the byte to the bottom; the load scales it by the table's row.
+    const uint32_t b0 = lane_pairs[32 * __byte_perm(word, 0, 0x4440 + byte)];
+    const uint32_t b1 = lane_pairs[32 * __byte_perm(word, 0, 0x4441 + byte)];
     const uint32_t a[4] = {a_lo[2 * s], a_hi[2 * s], a_lo[2 * s + 1], a_hi[2 * s + 1]};
-    mma_16816<T>(d, a, b.x, b.y);
+    mma_16816<T>(d, a, b0, b1);
   }
 }
 
+// The weight row behind D's column `col` (0-7) of warp group `group`: the rows of GemvRows
+// groups [4 group, 4 group + 4), a plain product's in order, a gate|up weight's four gate rows
+// and then their four up rows (so that lane c < 2 and lane c + 2 hold a gate and its up).
+__device__ __forceinline__ int mma_column_row(const GemvRows& rows, int group, int col) {
+  return rows.gate ? rows.row(kPairsPerWarp * group + col % 4, col / 4)
+                   : rows.row(kPairsPerWarp * group + col / 2, col % 2);
+}
+
 // kSplit warps share eight rows and take every kSplit-th chunk; kUpper: batch rows 8-15 are live.
+// y is stored through GemvRows' epilogue (a gate|up product's gate rows a multiple of four).
 template <typename T, bool kUpper, int kSplit>
 __global__ void __launch_bounds__(kMmaGemvThreads, 2)
     bnb4_mma_gemv_kernel(const uint2* __restrict__ packed, const float* __restrict__ code,
-                         Absmax absmax, const T* __restrict__ x,
-                         T* __restrict__ y, int m_rows, int in, int out) {
+                         Absmax absmax, const T* __restrict__ x, T* __restrict__ y, int m_rows,
+                         int in, GemvRows rows) {
   constexpr int kGroups = kMmaGemvWarps / kSplit;
   __shared__ Tables tables;
-  __shared__ CodePlanes shared_planes;
+  __shared__ __align__(16) PairTable pairs;
   __shared__ float4 partial[kMmaGemvWarps][32];
   const int chunks = in / kChunk;
   const int64_t row_units = in / 16;  // 8-byte units (16 codes) per row
-  const int first = blockIdx.x * kGroups * 8;
-  if (threadIdx.x == 0)
-    prefetch_l2(packed + first * row_units, int64_t{min(kGroups * 8, out - first)} * in / 2);
+  const int first = blockIdx.x * kGroups;
+  if (threadIdx.x < rows.runs()) {
+    const int2 run = rows.run(kPairsPerWarp * first, kPairsPerWarp * kGroups, threadIdx.x);
+    prefetch_l2(packed + run.x * row_units, int64_t{run.y - run.x} * in / 2);
+  }
   wait_then_release();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
-  const int n0 = first + warp / kSplit * 8, n = n0 + g;
-  // Rows past `out` read row out - 1; they only reach D's columns past `out`, never stored.
-  const uint2* w_row = packed + min(n, out - 1) * row_units + c;
+  const int group = first + warp / kSplit;
+  // A column past the last row reads row out - 1; it only reaches D's columns never stored.
+  const int n = min(mma_column_row(rows, group, g), rows.out - 1);
+  const uint2* w_row = packed + n * row_units + c;
   const T* x_lo = x + static_cast<int64_t>(g) * in + 16 * c;
   const T* x_hi = x + static_cast<int64_t>(g + 8) * in + 16 * c;
   const bool lo_live = g < m_rows, hi_live = kUpper && g + 8 < m_rows;
   // Chunk j of this row lies in absmax block (row_chunk0 + j) >> chunk_shift.
   const int chunk_shift = absmax.block_shift - kChunkShift;
-  const int64_t row_chunk0 = static_cast<int64_t>(min(n, out - 1)) * chunks;
+  const int64_t row_chunk0 = static_cast<int64_t>(n) * chunks;
 
   // Batch j0's loads: codes of chunks j0 + u * kSplit, and lane c's absmax of every fourth.
   const auto load = [&](int j0) {
@@ -361,9 +366,9 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
   constexpr int kStep = kSplit * kChunksInFlight;
   // The first batch does not depend on the tables: it is in flight while they are staged.
   ChunkBatch next = load(warp % kSplit);
-  stage_planes<T>(shared_planes, code);
+  stage_pairs<T>(pairs, code);
   stage_tables(tables, code, absmax);  // synchronizes the block
-  const CodePlanes planes = shared_planes;
+  const uint32_t* lane_pairs = &pairs.pair[0][lane];
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   for (int j0 = warp % kSplit; j0 < chunks; j0 += kStep) {
@@ -377,7 +382,7 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
       const int j = j0 + u * kSplit;
       if (j >= chunks) break;
       float d[4] = {0.f, 0.f, 0.f, 0.f};
-      chunk_mma<T, kUpper>(d, planes, now.wq[u], x_lo + int64_t{kChunk} * j,
+      chunk_mma<T, kUpper>(d, lane_pairs, now.wq[u], x_lo + int64_t{kChunk} * j,
                            x_hi + int64_t{kChunk} * j, lo_live, hi_live);
       // D's columns 2c and 2c + 1 are rows 2c and 2c + 1, whose chunk u's absmax lane u % 4 of
       // their quad holds.
@@ -385,8 +390,10 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
       const float s1 = __shfl_sync(0xffffffffu, scale[u / 4], 8 * c + 4 + u % 4);
       acc[0] = fmaf(s0, d[0], acc[0]);
       acc[1] = fmaf(s1, d[1], acc[1]);
-      acc[2] = fmaf(s0, d[2], acc[2]);
-      acc[3] = fmaf(s1, d[3], acc[3]);
+      if constexpr (kUpper) {
+        acc[2] = fmaf(s0, d[2], acc[2]);
+        acc[3] = fmaf(s1, d[3], acc[3]);
+      }
     }
   }
   // The group's first warp adds the other slices in a fixed order.
@@ -400,10 +407,19 @@ __global__ void __launch_bounds__(kMmaGemvThreads, 2)
       acc[0] += p.x, acc[1] += p.y, acc[2] += p.z, acc[3] += p.w;
     }
   }
+  // acc[i] is batch row g + 8 (i / 2) of D's column 2c + i % 2.
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int m = g + 8 * (i / 2), f = n0 + 2 * c + i % 2;
-    if (m < m_rows && f < out) y[static_cast<int64_t>(m) * out + f] = from_float<T>(acc[i]);
+  for (int i = 0; i < (kUpper ? 4 : 2); ++i) {
+    const int m = g + 8 * (i / 2), col = 2 * c + i % 2;
+    if (rows.gate == 0) {
+      const int row = mma_column_row(rows, group, col);
+      if (m < m_rows && row < rows.out) store_product<T>(rows, y, m, row, acc[i]);
+    } else {
+      // Lanes c and c + 2 hold a gate row and its up row.
+      const float up = __shfl_down_sync(0xffffffffu, acc[i], 2);
+      const int j = kPairsPerWarp * group + col;
+      if (c < 2 && m < m_rows && j < rows.gate) store_silu_gate_up<T>(rows, y, m, j, acc[i], up);
+    }
   }
 }
 
@@ -526,35 +542,47 @@ struct Bnb4TileLoader {
 
 // Batch rows 16 at a time; warps per row group: as many as leave each kMinChunksPerWarp chunks.
 void launch_mma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& absmax,
-                     at::Tensor& y, cudaStream_t stream) {
+                     const GemvRows& rows, at::Tensor& y, cudaStream_t stream) {
   const int64_t chunks = w.in / kChunk;
   const int split = chunks >= 8 * kMinChunksPerWarp   ? 8
                     : chunks >= 4 * kMinChunksPerWarp ? 4
                     : chunks >= 2 * kMinChunksPerWarp ? 2
                                                       : 1;
-  const int64_t rows_per_block = kMmaGemvWarps / split * 8;
-  const Launch config{dim3(static_cast<unsigned>((w.out + rows_per_block - 1) / rows_per_block)),
+  const Launch config{dim3(static_cast<unsigned>(rows.blocks(kMmaGemvWarps / split * kPairsPerWarp))),
                       dim3(kMmaGemvThreads), 0, stream};
+  const int64_t y_cols = y.size(1);
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     for (int64_t m0 = 0; m0 < x.size(0); m0 += 16) {
-      const int rows = static_cast<int>(std::min<int64_t>(16, x.size(0) - m0));
+      const int m_rows = static_cast<int>(std::min<int64_t>(16, x.size(0) - m0));
       const auto gemv = [&](auto upper_c, auto split_c) {
         constexpr bool kUpper = decltype(upper_c)::value;
         constexpr int kSplit = decltype(split_c)::value;
         launch(config, bnb4_mma_gemv_kernel<scalar_t, kUpper, kSplit>,
                reinterpret_cast<const uint2*>(w.packed.data_ptr()), w.code.data_ptr<float>(),
                absmax, reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * w.in,
-               reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * w.out, rows,
-               static_cast<int>(w.in), static_cast<int>(w.out));
+               reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * y_cols, m_rows,
+               static_cast<int>(w.in), rows);
       };
       with_constant<1, 2, 4, 8>(split, [&](auto split_c) {
-        if (rows > 8)
+        if (m_rows > 8)
           gemv(std::true_type{}, split_c);
         else
           gemv(std::false_type{}, split_c);
       });
     }
   });
+}
+
+// Whether a one-row product takes the tensor-core GEMV (QSWEEP_BNB4_ONE_ROW=mma) or the FMA
+// GEMV (=fma, the default), read per call so that one build measures both. On an H200 (session
+// 15) the tensor-core GEMV, with about 40 % fewer instructions per code, was the slower in the
+// step: NF4 + dq 1.024 against 0.817 ms/token (and 10.0 against 8.9 us alone, 8192 x 2048).
+bool one_row_on_tensor_cores() {
+  const char* env = std::getenv("QSWEEP_BNB4_ONE_ROW");
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "fma") == 0) return false;
+  TORCH_CHECK(std::strcmp(env, "mma") == 0, "bnb4_matmul: QSWEEP_BNB4_ONE_ROW='", env,
+              "' is neither fma nor mma; unset it for the default (fma)");
+  return true;
 }
 
 int log2_or_minus_one(int64_t v) {
@@ -626,22 +654,26 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
                       at::cuda::getCurrentDeviceProperties()->major >= 8;
   // Measured on an H200 (docs/performance.md, session 10), NF4 + double quant, 8192 x 2048: the
   // tensor-core GEMV takes 10.5-11.7 us at 4 to 16 rows and 21.7 at 32, the FMA GEMV 15.7-109 and
-  // the tile kernel 17.1-28.6; at one row the FMA GEMV's 8.6 us are still ahead of its 10.3.
-  const bool mma_gemv = chunks && m >= 2 && path != MatmulPath::tensor_core;
+  // the tile kernel 17.1-28.6. One row: see one_row_on_tensor_cores(); an input to be normed
+  // stays with the FMA GEMV, whose prologue norms it.
+  const bool mma_rows = m >= 2 || (m == 1 && !io.is_normed() && one_row_on_tensor_cores());
+  const bool mma_gemv = chunks && mma_rows && path != MatmulPath::tensor_core;
   const bool tile =
       pieces && use_tensor_cores(path, m, chunks ? kMmaGemvMaxRows + 1 : kTensorCoreRows);
   // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
   // of two); any other size takes the any-shape kernel's division.
   const bool shifted_pieces = pieces && absmax.block_shift >= 0;
-  // Only the piece kernel has the norm prologue and the epilogues; the other paths take the
-  // kernels of gemv_io.h around their product.
+  // The piece kernel has the norm prologue and the epilogues, the tensor-core GEMV the epilogues
+  // (gate|up where the gate rows come in fours); the other paths take the kernels of gemv_io.h
+  // around their product.
   const bool piece_kernel = shifted_pieces && !tile && !mma_gemv;
+  const bool own_epilogue = piece_kernel || (mma_gemv && (!gate_up || w.out / 2 % kPairsPerWarp == 0));
   bool normed = io.is_normed() && piece_kernel;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     normed = normed && gemv_norms<scalar_t>(m, w.in, x.data_ptr(), io.norm_weight.data_ptr());
   });
   if (io.is_normed() && !normed) return bnb4_matmul(normed_rows(x, io), w, path, io.without_norm());
-  if ((gate_up || io.adds()) && !piece_kernel) return finish_output(bnb4_matmul(x, w, path), io);
+  if ((gate_up || io.adds()) && !own_epilogue) return finish_output(bnb4_matmul(x, w, path), io);
   at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
   if (m == 0 || w.out == 0) return y;
   if (w.in == 0) return io.adds() ? y : y.zero_();
@@ -656,7 +688,7 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
     return y;
   }
   if (mma_gemv) {
-    launch_mma_gemv(x, w, absmax, y, stream);
+    launch_mma_gemv(x, w, absmax, GemvRows::of(static_cast<int>(w.out), io), y, stream);
     return y;
   }
   const int split = warps_per_row(w.in / 32, kUnroll);

@@ -285,12 +285,24 @@ struct GemvRows {
   }
 };
 
+// One output of a GEMV with GemvRows' epilogue, for batch row m: a plain product's sum v of
+// weight row n, stored rounded to T at y[m][n] or, with `accumulate`, added to it as
+// `y + product` rounds; a gate|up product's two sums for output j, each rounded to T first as the
+// separate GEMV would store it, stored as silu_times at y[m][j] (y [M, gate]).
+template <typename T>
+__device__ __forceinline__ void store_product(const GemvRows& rows, T* y, int m, int n, float v) {
+  T& out = y[static_cast<int64_t>(m) * rows.out + n];
+  out = from_float<T>(rows.accumulate ? to_float(out) + rounded<T>(v) : v);
+}
+template <typename T>
+__device__ __forceinline__ void store_silu_gate_up(const GemvRows& rows, T* y, int m, int j,
+                                                   float gate, float up) {
+  y[static_cast<int64_t>(m) * rows.gate + j] = silu_times<T>(rounded<T>(gate), rounded<T>(up));
+}
+
 // Stores a block's GEMV outputs for groups [first, first + kGroups) and batch rows [0, m_rows):
 // thread (g, r, m) takes row r of group first + g and sum(g, r, m, n), the float sum of weight
-// row n for batch row m. A plain product stores it rounded to T at y[m][n], or with
-// `accumulate` adds that to y[m][n] as `y + product` rounds; a gate|up product stores
-// silu_times of the group's two sums, each rounded to T first as the separate GEMV would store
-// it, at y[m][group] (y [M, gate]).
+// row n for batch row m, and stores it as above.
 template <typename T, int kGroups, int kTile, typename Sum>
 __device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first, int m_rows, T* y,
                                                 Sum sum) {
@@ -299,14 +311,10 @@ __device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first,
   const int g = t / (2 * kTile), r = t / kTile % 2, m = t % kTile;
   const int n = rows.row(first + g, r);
   if (m >= m_rows || n >= rows.out) return;
-  if (rows.gate == 0) {
-    T& out = y[static_cast<int64_t>(m) * rows.out + n];
-    const float v = sum(g, r, m, n);
-    out = from_float<T>(rows.accumulate ? to_float(out) + rounded<T>(v) : v);
-  } else if (r == 0) {
-    const float gate = rounded<T>(sum(g, 0, m, n)), up = rounded<T>(sum(g, 1, m, n + rows.gate));
-    y[static_cast<int64_t>(m) * rows.gate + n] = silu_times<T>(gate, up);
-  }
+  if (rows.gate == 0)
+    store_product<T>(rows, y, m, n, sum(g, r, m, n));
+  else if (r == 0)
+    store_silu_gate_up<T>(rows, y, m, n, sum(g, 0, m, n), sum(g, 1, m, n + rows.gate));
 }
 
 // A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider
