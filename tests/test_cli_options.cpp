@@ -62,3 +62,20 @@ TEST(CliOptions, OutputPathsAreSpelledOut) {
   for (const char* name : {"run", "plan"})
     EXPECT_NE(app().get_subcommand(name)->get_option_no_throw("--store"), nullptr) << name;
 }
+
+// eval's and bench's --dtype auto: the checkpoint's own dtype on a GPU (a quantized checkpoint's
+// fp16 where its scales are fp16, not a bf16 that would cast around every GEMV), fp32 on the CPU.
+TEST(CliOptions, DtypeAutoIsTheCheckpointsOnAGpuAndFloat32OnTheCpu) {
+  using qsweep::DType;
+  using qsweep::cli::compute_dtype;
+  EXPECT_EQ(compute_dtype("auto", "float16", true), DType::fp16);
+  EXPECT_EQ(compute_dtype("auto", "bfloat16", true), DType::bf16);
+  EXPECT_EQ(compute_dtype("auto", "float16", false), DType::fp32);
+  EXPECT_EQ(compute_dtype("auto", "int8", true), DType::fp32);  // not a compute dtype
+  EXPECT_EQ(compute_dtype("bf16", "float16", true), DType::bf16);
+  EXPECT_EQ(compute_dtype("float16", "bfloat16", false), DType::fp16);
+  for (const char* command : {"eval", "bench"}) {
+    const CLI::Option* o = app().get_subcommand(command)->get_option("--dtype");
+    EXPECT_EQ(o->get_default_str(), "auto") << command;
+  }
+}

@@ -40,6 +40,15 @@ CLI::Validator at_least(long long min);
 
 // --dtype, parsed into `dtype` and checked against util/dtype.h's names.
 CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& help);
+// --dtype of a command that runs a model directory (eval, bench): "auto" (the default) or one
+// of util/dtype.h's names or Hugging Face's, into `name` for compute_dtype() once the model's
+// config.json is read.
+CLI::Option* add_compute_dtype_option(CLI::App* cmd, std::string& name);
+// --dtype auto, as lm-eval's Hugging Face backend defaults it: the dtype the checkpoint was saved
+// in (config.json's torch_dtype; for a quantized checkpoint that of its unquantized tensors, the
+// dtype its kernels compute in) on a GPU. On the CPU auto means float32: half-precision matrix
+// products there are slow, and float32 is what the CPU results elsewhere are checked in.
+DType compute_dtype(const std::string& name, const std::string& torch_dtype, bool on_gpu);
 
 // Every command below, --version, and one command required: the whole app, for main and tests.
 void add_commands(CLI::App& app);

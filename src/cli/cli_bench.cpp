@@ -18,7 +18,7 @@ namespace {
 
 struct BenchArgs {
   std::string model;
-  DType dtype = DType::bf16;
+  std::string dtype = "auto";
   std::string device = "auto";
   std::string out;
   BenchOptions options;
@@ -31,12 +31,14 @@ nlohmann::json stats_json(const std::vector<double>& samples) {
 }
 
 void run(const BenchArgs& a) {
-  Model m = load_model(a.model, {a.dtype, choose_device(a.device, 0)});
+  const at::Device device = choose_device(a.device, 0);
+  const DType dtype = compute_dtype(a.dtype, load_model_config(a.model).torch_dtype, device.is_cuda());
+  Model m = load_model(a.model, {dtype, device});
   stack_projections(m);
-  const BenchRecord r = run_benchmark(m, dtype_name(a.dtype), a.options);
+  const BenchRecord r = run_benchmark(m, dtype_name(dtype), a.options);
   nlohmann::json j = r;
   j["model"] = a.model;
-  j["dtype"] = dtype_name(a.dtype);
+  j["dtype"] = dtype_name(dtype);
   j["versions"] = runtime_versions();
   j["stats"] = nlohmann::json::object();
   for (const auto& [name, samples] :
@@ -54,7 +56,7 @@ void run(const BenchArgs& a) {
   log_info("{} {} on {} ({} figures): prefill {:.2f} ms ({:.0f}% of the {:.3g} TFLOP/s matmul "
            "rate), decode {:.3f} ms/token ({:.0f} tokens/s, {:.0f}% of the {:.3g} GB/s copy "
            "bandwidth), {} MB",
-           a.model, dtype_name(a.dtype), r.device, r.device_kind, sample_stats(r.prefill_ms).median,
+           a.model, dtype_name(dtype), r.device, r.device_kind, sample_stats(r.prefill_ms).median,
            100 * r.prefill_fraction_of_matmul_rate, sample_stats(r.matmul_tflop_s).median,
            decode.median, 1000.0 / decode.median, 100 * r.decode_fraction_of_copy_bandwidth,
            sample_stats(r.copy_bandwidth_gb_s).median, r.model_bytes >> 20);
@@ -66,7 +68,7 @@ void add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Benchmark one model and dtype; writes JSON");
   cmd->add_option("--model", a->model, "Hugging Face model directory")->required();
-  add_dtype_option(cmd, a->dtype, "Compute dtype: fp32, fp16 or bf16");
+  add_compute_dtype_option(cmd, a->dtype);
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--out", a->out, "JSON file (default: stdout)");
   cmd->add_option("--prefill-tokens", a->options.prefill_tokens, "Prompt length of the prefill timing")

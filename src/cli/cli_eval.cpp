@@ -53,16 +53,6 @@ void print_metrics(const ConfigMetrics& m) {
   line("f1", m.f1);
 }
 
-// --dtype auto, as lm-eval's Hugging Face backend defaults it: the dtype the checkpoint was saved
-// in (config.json's torch_dtype; for a quantized checkpoint that of its unquantized tensors) on
-// a GPU. On the CPU auto means float32: half-precision matrix products there are slow, and
-// float32 is what the CPU results elsewhere in qsweep are checked in.
-DType eval_dtype(const std::string& name, const ModelConfig& config, const at::Device& device) {
-  if (name != "auto") return *parse_dtype(name);
-  if (!device.is_cuda()) return DType::fp32;
-  return parse_dtype(config.torch_dtype).value_or(DType::fp32);
-}
-
 LmEvalRun lm_eval_run(const EvalArgs& a, DType dtype, const std::string& device, double started_at,
                       double seconds, SampleCounts counts) {
   LmEvalRun run;
@@ -95,7 +85,7 @@ void run(const EvalArgs& a) {
   const Tokenizer tok = Tokenizer::from_model_dir(a.model);
   const at::Device device = choose_device(a.device, 0);
   const ModelConfig config = load_model_config(a.model);
-  const DType dtype = eval_dtype(a.dtype, config, device);
+  const DType dtype = compute_dtype(a.dtype, config.torch_dtype, device.is_cuda());
   // The prompts come on top of this; what the answers alone need must fit already.
   const GenerateOptions& g = a.options.generation;
   check_kv_cache_fits(kv_cache_bytes(config, g.batch_size, g.max_new_tokens,
@@ -137,13 +127,7 @@ void add_eval(CLI::App& app) {
       ->check(at_least(1));
   cmd->add_option("--mode", a->mode, "lm_eval (last turn per story) or official (every turn)")
       ->check(CLI::IsMember({"lm_eval", "official"}))->capture_default_str();
-  std::vector<std::string> dtypes = {"auto"};
-  for (DType d : kAllDTypes) dtypes.insert(dtypes.end(), {dtype_name(d), hf_dtype_name(d)});
-  cmd->add_option("--dtype", a->dtype,
-                  "Compute dtype: auto (the checkpoint's torch_dtype on a GPU, fp32 on the CPU), "
-                  "fp32, fp16 or bf16")
-      ->check(CLI::IsMember(dtypes))
-      ->capture_default_str();
+  add_compute_dtype_option(cmd, a->dtype);
   cmd->add_option("--device", a->device, "auto, cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--batch-size", a->options.generation.batch_size, "Prompts per batch")
       ->check(at_least(1))->capture_default_str();

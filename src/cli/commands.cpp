@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <vector>
 
 namespace qsweep::cli {
 void init_command_logging(bool verbose) {
@@ -37,6 +38,23 @@ CLI::Option* add_dtype_option(CLI::App* cmd, DType& dtype, const std::string& he
       ->transform(CLI::CheckedTransformer(names))
       ->default_str(dtype_name(dtype));
 }
+CLI::Option* add_compute_dtype_option(CLI::App* cmd, std::string& name) {
+  std::vector<std::string> names = {"auto"};
+  for (DType d : kAllDTypes) names.insert(names.end(), {dtype_name(d), hf_dtype_name(d)});
+  return cmd
+      ->add_option("--dtype", name,
+                   "Compute dtype: auto (the checkpoint's torch_dtype on a GPU, fp32 on the CPU), "
+                   "fp32, fp16 or bf16")
+      ->check(CLI::IsMember(names))
+      ->capture_default_str();
+}
+
+DType compute_dtype(const std::string& name, const std::string& torch_dtype, bool on_gpu) {
+  if (name != "auto") return *parse_dtype(name);
+  if (!on_gpu) return DType::fp32;
+  return parse_dtype(torch_dtype).value_or(DType::fp32);
+}
+
 void add_commands(CLI::App& app) {
   app.set_version_flag("--version", std::string(QSWEEP_VERSION " (" QSWEEP_GIT_HASH ")"));
   app.require_subcommand(1);

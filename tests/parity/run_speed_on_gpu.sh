@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The decode-speed figures of docs/performance.md in one device call: build, the GPU tests, the
 # kernel benchmark, then `qsweep bench` on a made Llama-3.2-1B-shaped model in bf16 and in each
-# data-free quantized format (STACKS="1 0" adds separate projections, QSWEEP_STACK_PROJECTIONS=0,
+# data-free quantized format, each in its checkpoint's dtype (--dtype auto) (STACKS="1 0" adds separate projections, QSWEEP_STACK_PROJECTIONS=0,
 # for an A/B; PDLS="1 0" likewise for programmatic dependent launch, QSWEEP_PDL=0, in both
 # benchmarks), and `qsweep eval` on 500 CoQA-format samples for each EVALS entry model:batch.
 # PRESET=llama-3.1-8b measures that shape instead (models $PRESET and $PRESET-q_<quant>);
