@@ -167,29 +167,28 @@ std::vector<Variant> variants(int64_t out, int64_t in, int64_t l2) {
   const int64_t i32min = -(int64_t{1} << 31), i32max = (int64_t{1} << 31) - 1;
 
   auto add_int_group = [&](int bits, bool act_order) {
+    // Without act-order the groups are sequential and g_idx is not given, as the model runs it.
     const int64_t groups = in / 128;
-    struct W { at::Tensor q, z, s, g; };
     const int64_t stored = in * bits / 32 * out * 4 + groups * ((out * bits + 31) / 32) * 4 +
-                           groups * out * 2 + in * 4;
+                           groups * out * 2 + (act_order ? in * 4 : 0);
     const int copies = copies_for(stored, l2);
-    auto ws = std::make_shared<std::vector<W>>();
-    for (int c = 0; c < copies; ++c) {
-      const at::Tensor order = act_order ? at::randperm(in, on.dtype(at::kLong)) : at::arange(in, on.dtype(at::kLong));
+    auto ws = std::make_shared<std::vector<IntGroupTensors>>();
+    for (int c = 0; c < copies; ++c)
       ws->push_back({at::randint(i32min, i32max, {in * bits / 32, out}, on.dtype(at::kInt)),
                      at::randint(i32min, i32max, {groups, (out * bits + 31) / 32}, on.dtype(at::kInt)),
                      (at::rand({groups, out}, on) * 0.01).to(at::kBFloat16),
-                     at::floor_divide(order, 128).to(at::kInt)});
-    }
+                     act_order ? at::floor_divide(at::randperm(in, on.dtype(at::kLong)), 128)
+                                     .to(at::kInt)
+                               : at::Tensor(),
+                     bits, in, 128});
     const std::string name = "int" + std::to_string(bits) + "_g128" + (act_order ? "_actorder" : "");
     for (const auto& [path, suffix] : kPaths)
-      v.push_back({name + suffix, stored, copies, [ws, bits, path = path](int c, const at::Tensor& x) {
-                     const W& w = (*ws)[c];
-                     int_group_matmul(x, w.q, w.z, w.s, w.g, bits, path);
+      v.push_back({name + suffix, stored, copies, [ws, path = path](int c, const at::Tensor& x) {
+                     int_group_matmul(x, (*ws)[c], path);
                    }});
     if (bits == 4 && !act_order)
-      v.push_back({name + "_dequant_matmul", stored, copies, [ws, bits, in](int c, const at::Tensor& x) {
-                     const W& w = (*ws)[c];
-                     at::matmul(x, int_group_dequantize(w.q, w.z, w.s, w.g, bits, in).t());
+      v.push_back({name + "_dequant_matmul", stored, copies, [ws](int c, const at::Tensor& x) {
+                     at::matmul(x, int_group_dequantize((*ws)[c]).t());
                    }});
   };
   for (int bits : {4, 3, 2, 8}) add_int_group(bits, false);
@@ -343,7 +342,6 @@ int main(int argc, char** argv) {
       const at::Tensor q = at::randint(-(int64_t{1} << 31), (int64_t{1} << 31) - 1, {shape.in / 8, shape.out}, on.dtype(at::kInt));
       const at::Tensor z = at::randint(0, 1 << 30, {groups, shape.out / 8}, on.dtype(at::kInt));
       const at::Tensor s = (at::rand({groups, shape.out}, on) * 0.01).to(at::kBFloat16);
-      const at::Tensor g = at::floor_divide(at::arange(shape.in, on.dtype(at::kLong)), 128).to(at::kInt);
       Bnb4Tensors nf4;
       nf4.out = shape.out, nf4.in = shape.in, nf4.blocksize = 64;
       nf4.packed = at::randint(256, {shape.out * shape.in / 2}, on.dtype(at::kByte));
@@ -354,8 +352,8 @@ int main(int argc, char** argv) {
       const int64_t written = shape.out * shape.in * 2;
       struct D { std::string name; int64_t read; std::function<void()> f; };
       const std::vector<D> ds = {
-          {"dequant_int4_g128", bytes_of(q) + bytes_of(z) + bytes_of(s) + bytes_of(g),
-           [&] { int_group_dequantize(q, z, s, g, 4, shape.in); }},
+          {"dequant_int4_g128", bytes_of(q) + bytes_of(z) + bytes_of(s),
+           [&] { int_group_dequantize({q, z, s, {}, 4, shape.in, 128}); }},
           {"dequant_nf4", bytes_of(nf4.packed) + bytes_of(nf4.absmax),
            [&] { bnb4_dequantize(nf4, at::kBFloat16); }},
           {"dequant_int8", bytes_of(w8) + bytes_of(scb), [&] { int8_dequantize(w8, scb, at::kBFloat16); }}};

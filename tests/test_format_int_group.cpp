@@ -118,6 +118,7 @@ TEST(Rtn, GroupIndexIsInputChannelOverGroupSize) {
   const IntGroupWeight q = quantize_rtn(seeded_normal(4, {32, 256}), 3, 64, true, at::kHalf);
   EXPECT_EQ(q.g_idx.scalar_type(), at::kInt);
   EXPECT_TRUE(q.g_idx.equal(at::arange(256, at::kInt).div(64, "floor").to(at::kInt)));
+  EXPECT_TRUE(q.sequential_groups);  // so the GPU kernels compute the groups
   EXPECT_EQ(q.qweight.sizes(), (std::vector<int64_t>{256 * 3 / 32, 32}));
   EXPECT_EQ(q.zeros.sizes(), (std::vector<int64_t>{4, 3}));
   EXPECT_EQ(q.scales.sizes(), (std::vector<int64_t>{4, 32}));

@@ -203,6 +203,8 @@ TEST(Gptq, ActOrderPermutesGroupsWithoutRaisingTheError) {
     const IntGroupWeight act = gptq_quantize(w, h, options(bits, 32, true), at::kFloat, "l").weight;
     EXPECT_TRUE(plain.g_idx.equal(in_order));
     EXPECT_FALSE(act.g_idx.equal(in_order));
+    EXPECT_TRUE(plain.sequential_groups);
+    EXPECT_FALSE(act.sequential_groups);  // the GPU kernels must read g_idx
     // The largest inputs come first, so they all fall in group 0.
     for (int64_t c : kOutlierChannels) EXPECT_EQ(act.g_idx[c].item<int>(), 0) << c;
     // Every group still holds group_size columns.
@@ -220,6 +222,7 @@ TEST(Gptq, StaticGroupsKeepInputOrderGroupsAndTheOriginalScales) {
   o.static_groups = true;
   const IntGroupWeight q = gptq_quantize(w, h, o, at::kFloat, "layer").weight;
   EXPECT_TRUE(q.g_idx.equal(at::arange(kIn, at::kInt).div(64, "floor").to(at::kInt)));
+  EXPECT_TRUE(q.sequential_groups);
   // Fixed before any update: the scales RTN finds on the same weights.
   const IntGroupWeight rtn = quantize_rtn(w, 4, 64, true, at::kFloat);
   EXPECT_TRUE(q.scales.equal(rtn.scales));

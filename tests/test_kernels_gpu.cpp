@@ -83,13 +83,13 @@ at::Tensor unpack_stream(const at::Tensor& words, int64_t count, int bits) {
 struct IntGroupCase {
   at::Tensor qweight, zeros, scales, g_idx;  // CPU
   int bits = 4;
-  int64_t in = 0, out = 0;
+  int64_t in = 0, out = 0, group = 0;
 };
 
 IntGroupCase make_int_group(int64_t in, int64_t out, int bits, int64_t group, bool act_order,
                             at::ScalarType dtype) {
   IntGroupCase w;
-  w.bits = bits, w.in = in, w.out = out;
+  w.bits = bits, w.in = in, w.out = out, w.group = group;
   const int64_t groups = (in + group - 1) / group;
   const int64_t levels = 1ll << bits;
   w.qweight = pack_stream(at::randint(levels, {in, out}, at::kLong), bits);
@@ -114,10 +114,11 @@ at::Tensor dequantize_int_group(const IntGroupCase& w) {
   return (s * (q - z.index_select(0, g)).to(at::kFloat)).t().contiguous();
 }
 
-at::Tensor gpu_int_group_matmul(const at::Tensor& x, const IntGroupCase& w,
-                                MatmulPath path = MatmulPath::automatic) {
-  return int_group_matmul(x.to(kGpu), w.qweight.to(kGpu), w.zeros.to(kGpu), w.scales.to(kGpu),
-                          w.g_idx.to(kGpu), w.bits, path);
+// The case on the GPU, with its g_idx, or (sequential groups only) without: the groups then
+// computed from the group size, as the model runs a weight without act-order.
+IntGroupTensors to_gpu(const IntGroupCase& w, bool with_g_idx = true) {
+  return {w.qweight.to(kGpu), w.zeros.to(kGpu), w.scales.to(kGpu),
+          with_g_idx ? w.g_idx.to(kGpu) : at::Tensor(), w.bits, w.in, w.group};
 }
 
 // --- bitsandbytes 4-bit ----------------------------------------------------------------------
@@ -273,17 +274,36 @@ TEST_F(Kernels, IntGroupMatmulMatchesReferenceEveryBitWidthGroupAndOrder) {
           for (at::ScalarType dtype : kDtypes) {
             const IntGroupCase w = make_int_group(shape.in, shape.out, bits, group, act_order, dtype);
             const at::Tensor wf = dequantize_int_group(w);
-            for (int64_t m : kBatches)
-              for (MatmulPath path : kPaths) {
-                const at::Tensor x = activations(m, shape.in, dtype, false);
-                const at::Tensor y = gpu_int_group_matmul(x, w, path);
-                ASSERT_EQ(y.scalar_type(), dtype);
-                EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
-                    << "in " << shape.in << " out " << shape.out << " bits " << bits << " group "
-                    << group << " act_order " << act_order << " M " << m << " " << dtype
-                    << path_name(path);
-              }
+            for (bool with_g_idx : {true, false}) {
+              if (act_order && !with_g_idx) continue;
+              const IntGroupTensors g = to_gpu(w, with_g_idx);
+              for (int64_t m : kBatches)
+                for (MatmulPath path : kPaths) {
+                  const at::Tensor x = activations(m, shape.in, dtype, false);
+                  const at::Tensor y = int_group_matmul(x.to(kGpu), g, path);
+                  ASSERT_EQ(y.scalar_type(), dtype);
+                  EXPECT_LT(rel_err(y, reference_matmul(x, wf)), output_tolerance(dtype))
+                      << "in " << shape.in << " out " << shape.out << " bits " << bits << " group "
+                      << group << " act_order " << act_order << " g_idx " << with_g_idx << " M "
+                      << m << " " << dtype << path_name(path);
+                }
+            }
           }
+}
+
+// Computed groups are a shift: a weight whose group size is neither a power of two nor the whole
+// row must keep its g_idx, and is told so.
+TEST_F(Kernels, IntGroupWithoutGIdxRefusesAGroupSizeItCannotShiftByName) {
+  const IntGroupCase w = make_int_group(768, 64, 4, 96, false, at::kHalf);
+  const at::Tensor x = activations(1, 768, at::kHalf, false).to(kGpu);
+  EXPECT_LT(rel_err(int_group_matmul(x, to_gpu(w)), reference_matmul(x, dequantize_int_group(w))),
+            output_tolerance(at::kHalf));
+  try {
+    int_group_matmul(x, to_gpu(w, false));
+    ADD_FAILURE() << "a group size of 96 without g_idx was taken";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("give g_idx"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(Kernels, IntGroupDequantizeMatchesReference) {
@@ -291,11 +311,14 @@ TEST_F(Kernels, IntGroupDequantizeMatchesReference) {
     for (bool act_order : {false, true})
       for (at::ScalarType dtype : kDtypes) {
         const IntGroupCase w = make_int_group(800, 333, bits, 64, act_order, dtype);
-        const at::Tensor got = int_group_dequantize(w.qweight.to(kGpu), w.zeros.to(kGpu),
-                                                    w.scales.to(kGpu), w.g_idx.to(kGpu), bits, 800);
-        ASSERT_EQ(got.scalar_type(), dtype);
-        EXPECT_LT(rel_err(got, dequantize_int_group(w)), dequant_tolerance(dtype))
-            << "bits " << bits << " act_order " << act_order << " " << dtype;
+        for (bool with_g_idx : {true, false}) {
+          if (act_order && !with_g_idx) continue;
+          const at::Tensor got = int_group_dequantize(to_gpu(w, with_g_idx));
+          ASSERT_EQ(got.scalar_type(), dtype);
+          EXPECT_LT(rel_err(got, dequantize_int_group(w)), dequant_tolerance(dtype))
+              << "bits " << bits << " act_order " << act_order << " g_idx " << with_g_idx << " "
+              << dtype;
+        }
       }
 }
 
@@ -463,6 +486,8 @@ TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
         const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
         const Int8Case c = make_int8(in, out);
         const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
+        const IntGroupCase ig = make_int_group(in, out, 4, 128, false, dtype);
+        const IntGroupTensors rtn = to_gpu(ig, false), with_g_idx = to_gpu(ig);
         for (int64_t m : kBatches) {
           const at::Tensor x = activations(m, in, dtype, true).to(kGpu);
           const std::string where = " in " + std::to_string(in) + " out " + std::to_string(out) +
@@ -480,6 +505,10 @@ TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
                         std::string("nf4") + path_name(path));
             expect_same(int8_matmul(x, w8, scb, 6.0, {}, path, GemvOutput::silu_gate_up),
                         int8_matmul(x, w8, scb, 6.0, {}, path), std::string("int8") + path_name(path));
+            for (const IntGroupTensors* g : {&rtn, &with_g_idx})
+              expect_same(int_group_matmul(x, *g, path, GemvOutput::silu_gate_up),
+                          int_group_matmul(x, *g, path),
+                          std::string("int4") + (g == &rtn ? "" : " g_idx") + path_name(path));
           }
         }
       }
@@ -501,6 +530,7 @@ TEST_F(Kernels, NormedInputAndResidualAddAreTheKernelsTheySpareBitForBit) {
       const Int8Case c = make_int8(in, out);
       const at::Tensor w8 = c.weight.to(kGpu), scb = c.scb.to(kGpu);
       const at::Tensor norm = (at::rand({in}) + 0.5).to(dtype).to(kGpu);
+      const IntGroupTensors rtn = to_gpu(make_int_group(in, out, 4, 128, false, dtype), false);
       for (int64_t m : kBatches) {
         const at::Tensor x = (activations(m, in, dtype, true) * 3).to(kGpu);
         at::Tensor residual_rows = x.clone();
@@ -529,6 +559,9 @@ TEST_F(Kernels, NormedInputAndResidualAddAreTheKernelsTheySpareBitForBit) {
           check([&](const at::Tensor& v, const GemvIo& io) {
             return int8_matmul(v, w8, scb, 6.0, {}, path, io);
           }, std::string("int8") + path_name(path));
+          check([&](const at::Tensor& v, const GemvIo& io) {
+            return int_group_matmul(v, rtn, path, io);
+          }, std::string("int4") + path_name(path));
         }
       }
     }
@@ -582,17 +615,15 @@ TEST_F(Kernels, WorkspaceTooSmallIsRejectedByName) {
 TEST_F(Kernels, DecodeCallsReplayAsOneCudaGraph) {
   const int64_t m = 4, in = 1024, out = 512;
   const at::Tensor x = activations(m, in, at::kBFloat16, true).to(kGpu);
-  const IntGroupCase ig = make_int_group(in, out, 4, 128, false, at::kBFloat16);
-  const at::Tensor qw = ig.qweight.to(kGpu), qz = ig.zeros.to(kGpu), qs = ig.scales.to(kGpu),
-                   gi = ig.g_idx.to(kGpu);
+  const IntGroupTensors ig = to_gpu(make_int_group(in, out, 4, 128, false, at::kBFloat16), false);
   const Bnb4Tensors nf4 = to_gpu(make_bnb4(in, out, true, true, 64).w);
   const Int8Case i8 = make_int8(in, out);
   const at::Tensor w8 = i8.weight.to(kGpu), scb = i8.scb.to(kGpu);
   const at::Tensor ws = at::empty({int8_workspace_bytes(m, in)}, x.options().dtype(at::kByte));
   auto step = [&] {
     return std::vector<at::Tensor>{
-        int_group_matmul(x, qw, qz, qs, gi, 4, MatmulPath::gemv),
-        int_group_matmul(x, qw, qz, qs, gi, 4, MatmulPath::tensor_core),
+        int_group_matmul(x, ig, MatmulPath::gemv), int_group_matmul(x.narrow(0, 0, 1), ig),
+        int_group_matmul(x, ig, MatmulPath::tensor_core),
         bnb4_matmul(x, nf4, MatmulPath::gemv), bnb4_matmul(x, nf4, MatmulPath::tensor_core),
         int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::gemv),
         int8_matmul(x, w8, scb, 6.0, ws, MatmulPath::tensor_core), int8_activations(x, 6.0)};

@@ -33,6 +33,65 @@ struct Strides {
   int q, s, z;
 };
 
+// Each input channel's group: g_idx's entry, or k >> shift where the groups are sequential (g_idx
+// null) and of a power-of-two size (or one group: shift 31), which costs no load. A division in
+// its place, some twenty instructions per channel, measured 5-10 % slower in the tile and
+// dequantize kernels on an H200.
+struct GroupMap {
+  const int* g_idx;
+  int shift;
+  __device__ __forceinline__ int of(int k) const { return g_idx ? __ldg(g_idx + k) : k >> shift; }
+};
+
+// The output columns behind tile column `local` of column tile `tile`, for a GEMV storing through
+// GemvRows' epilogue: kTileCols consecutive columns for a plain product; for a gate|up weight
+// (rows.gate a multiple of kVec) 16 gate columns and then the 16 up columns rows.gate further
+// on, so that the thread storing output j holds both sums. A column from rows.out on is none.
+constexpr int kHalfTile = kTileCols / 2;
+__host__ __device__ __forceinline__ int column_tiles(const GemvRows& rows) {
+  return rows.gate ? (rows.gate + kHalfTile - 1) / kHalfTile
+                   : (rows.out + kTileCols - 1) / kTileCols;
+}
+__device__ __forceinline__ int tile_column(const GemvRows& rows, int tile, int local) {
+  if (rows.gate == 0) return tile * kTileCols + local;
+  const int j = tile * kHalfTile + local % kHalfTile;
+  return j < rows.gate ? j + local / kHalfTile * rows.gate : rows.out;
+}
+
+// Two sums that travel together through store_cluster_sums: a gate|up output's.
+struct SumPair {
+  float gate, up;
+  __device__ SumPair& operator+=(const SumPair& o) {
+    gate += o.gate, up += o.up;
+    return *this;
+  }
+};
+
+// Stores a block's sums part [kTile][kTileCols] (summed over its cluster) through GemvRows'
+// epilogue: each column's product, or each gate|up pair's SiLU product.
+template <typename T, int kTile>
+__device__ __forceinline__ void store_tile(float* part, const GemvRows& rows, int m_rows, T* y) {
+  const int tile = blockIdx.y;
+  if (rows.gate == 0) {
+    store_cluster_sums(part, gridDim.x, blockIdx.x, kTile * kTileCols,
+                       [](const float* p, int o) { return p[o]; }, [&](int o, float v) {
+                         const int m = o / kTileCols, n = tile_column(rows, tile, o % kTileCols);
+                         if (m < m_rows && n < rows.out) store_product<T>(rows, y, m, n, v);
+                       });
+    return;
+  }
+  store_cluster_sums(
+      part, gridDim.x, blockIdx.x, kTile * kHalfTile,
+      [](const float* p, int o) {
+        const int at = o / kHalfTile * kTileCols + o % kHalfTile;
+        return SumPair{p[at], p[at + kHalfTile]};
+      },
+      [&](int o, SumPair v) {
+        const int m = o / kHalfTile, j = tile_column(rows, tile, o % kHalfTile);
+        if (m < m_rows && j < rows.gate) store_silu_gate_up<T>(rows, y, m, j, v.gate, v.up);
+      });
+}
+
 // Two packs per thread keep twice the bytes in flight; at batch tiles of 8 and 16 the staged
 // activations would outgrow static shared memory, and the arithmetic hides the latency anyway.
 template <int kTile>
@@ -198,12 +257,24 @@ __device__ __forceinline__ void prefetch_columns(const uint32_t* qweight, int ld
                       cols * 4);
 }
 
+// ... for the columns of column tile `tile` (one span, or a gate|up tile's two).
+template <int kBits>
+__device__ __forceinline__ void prefetch_tile(const uint32_t* qweight, int ld, int k_begin,
+                                              int k_end, const GemvRows& rows, int tile) {
+  const int spans = rows.gate ? 2 : 1, width = kTileCols / spans;
+  for (int s = 0; s < spans; ++s) {
+    const int n0 = tile_column(rows, tile, s * width);
+    if (n0 < rows.out)
+      prefetch_columns<kBits>(qweight, ld, k_begin, k_end, n0, min(width, rows.out - n0));
+  }
+}
+
 template <typename T, int kBits, int kTile>
 __global__ void __launch_bounds__(kThreads)
     int_group_gemv_kernel(const T* __restrict__ x, const uint32_t* __restrict__ qweight,
                           const uint32_t* __restrict__ zeros, const T* __restrict__ scales,
-                          const int* __restrict__ g_idx, T* __restrict__ y, int m_rows, int in,
-                          int out, int zero_words, Strides ld, int split_channels) {
+                          GroupMap groups, T* __restrict__ y, int m_rows, int in, int zero_words,
+                          Strides ld, GemvRows rows, int split_channels) {
   constexpr int kPacks = packs_per_thread<kTile>();
   constexpr int kChunkPacks = kPackGroups * kPacks;
   constexpr int kChunk = kChunkPacks * 32;
@@ -213,9 +284,14 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int pack_group[kChunkPacks];
   __shared__ float part[kTile * kTileCols];
 
+  const int out = rows.out;
   const int tid = threadIdx.x;
   const int group = tid / kThreadsPerPack;
   const int lane_col = (tid % kThreadsPerPack) * kVec;
+  // Plain products only (rows.gate 0: the host leaves gate|up to the row kernel), so the columns
+  // are the tile's consecutive ones. Spelled out here rather than through tile_column, the
+  // kernel takes up to 40 fewer registers (CUDA 13 ptxas): three blocks per multiprocessor, not
+  // two, at 128 threads.
   const int tile_col = blockIdx.y * kTileCols, col0 = tile_col + lane_col;
   const bool vector = out % kVec == 0 && ld.q % kVec == 0;
   const int k_begin = blockIdx.x * split_channels;
@@ -254,7 +330,7 @@ __global__ void __launch_bounds__(kThreads)
     // vote says whether its 32 channels share a group.
     for (int i = tid; i < kChunk; i += kThreads) {
       const int k = c0 + i;
-      const int g = k < k_end ? __ldg(g_idx + k) : 0;
+      const int g = k < k_end ? groups.of(k) : 0;
       chan_group[i] = g;
       const int g0 = __shfl_sync(0xffffffffu, g, 0);
       const bool same = __all_sync(0xffffffffu, g == g0);
@@ -291,20 +367,158 @@ __global__ void __launch_bounds__(kThreads)
     for (int g = 0; g < kPackGroups; ++g) s += red[g * kOutputs + o];
     part[o] = s;
   }
-  auto store = [&](int o, float v) {
-    const int m = o / kTileCols, n = tile_col + o % kTileCols;
-    if (m < m_rows && n < out) y[static_cast<int64_t>(m) * out + n] = from_float<T>(v);
-  };
-  store_cluster_sums(part, gridDim.x, blockIdx.x, kOutputs,
-                     [](const float* p, int o) { return p[o]; }, store);
+  __syncthreads();  // a gate|up output reads two columns' sums
+  store_tile<T, kTile>(part, rows, m_rows, y);
+}
+
+// One pack's sum for one batch row: x[k] * scale * (q - zero) over its 32 channels (x_pack, 16-bit
+// values in shared memory) for each of the thread's kVec columns, added into acc. s_raw holds the
+// columns' kVec scales, zero_bits their stored zero fields side by side from bit 0.
+template <typename T, int kBits>
+__device__ __forceinline__ void dot_pack_row(const uint4 (&w)[kBits], const uint4* x_pack,
+                                             uint2 s_raw, uint32_t zero_bits, float (&acc)[kVec]) {
+  constexpr int kPerWord = 32 / kBits, kHalf = kPerWord / 2;
+  const T* s = reinterpret_cast<const T*>(&s_raw);
+  float dot[kVec];
+  __half2 zero_1024[kVec];
+#pragma unroll
+  for (int c = 0; c < kVec; ++c) {
+    const uint32_t zero = zero_of_stored<kBits>(zero_bits >> (c * kBits));
+    zero_1024[c] = __float2half2_rn(1024.f + static_cast<float>(zero));
+    dot[c] = 0.f;
+  }
+#pragma unroll
+  for (int wi = 0; wi < kBits; ++wi) {
+    // The word's channels [wi * kPerWord, (wi + 1) * kPerWord): 8 per 16-byte piece of x.
+    float xf[kPerWord];
+#pragma unroll
+    for (int q = 0; q < (kPerWord + 7) / 8; ++q) {
+      float v[8];
+      unpack8<T>(x_pack[(wi * kPerWord) / 8 + q], v);
+#pragma unroll
+      for (int e = 0; e < 8 && q * 8 + e < kPerWord; ++e)
+        xf[q * 8 + e] = v[(wi * kPerWord) % 8 + e];
+    }
+    const uint32_t words[kVec] = {w[wi].x, w[wi].y, w[wi].z, w[wi].w};
+#pragma unroll
+    for (int i = 0; i < kHalf; ++i)
+#pragma unroll
+      for (int c = 0; c < kVec; ++c) {
+        // The word's codes i and i + kHalf.
+        const float2 q = code_pair_minus_zero<kBits>(words[c], i, zero_1024[c]);
+        dot[c] = fmaf(xf[i + kHalf], q.y, fmaf(xf[i], q.x, dot[c]));
+      }
+  }
+#pragma unroll
+  for (int c = 0; c < kVec; ++c) acc[c] = fmaf(to_float(s[c]), dot[c], acc[c]);
+}
+
+// What a thread of int_group_row_kernel loads at a time: kRowPacks packs (128 bytes of codes at
+// 4 and 8 bits; two 2-bit packs, as four spill), each pack's code words for its kVec columns,
+// their scales and the word holding their zero fields.
+template <int kBits>
+struct RowPacks {
+  static constexpr int kRowPacks = kBits >= 4 ? 8 / kBits : 2;
+  uint4 w[kRowPacks][kBits];
+  uint2 s[kRowPacks];
+  uint32_t z[kRowPacks];
+  bool live[kRowPacks];
+};
+
+// The packs at channels k0, k0 + stride, ...: the loads go out together, none waiting on another.
+template <typename T, int kBits>
+__device__ __forceinline__ void load_row_packs(RowPacks<kBits>& r, int k0, int stride, int k_end,
+                                               bool live_col, const uint32_t* codes_col,
+                                               const T* scales_col, const uint32_t* zero_col,
+                                               int group_shift, Strides ld) {
+#pragma unroll
+  for (int p = 0; p < r.kRowPacks; ++p) {
+    const int k = k0 + p * stride;
+    const int64_t g = k >> group_shift;
+    r.live[p] = live_col && k < k_end;
+    const uint32_t* codes = codes_col + static_cast<int64_t>(k / 32) * kBits * ld.q;
+#pragma unroll
+    for (int b = 0; b < kBits; ++b)
+      r.w[p][b] = r.live[p] ? __ldg(reinterpret_cast<const uint4*>(codes + b * ld.q))
+                            : make_uint4(0, 0, 0, 0);
+    r.s[p] = r.live[p] ? __ldg(reinterpret_cast<const uint2*>(scales_col + g * ld.s))
+                       : make_uint2(0, 0);
+    r.z[p] = r.live[p] ? __ldg(zero_col + g * ld.z) : 0u;
+  }
+}
+
+// The decode step's GEMV: one batch row, sequential groups of a multiple of 32 channels, codes
+// that do not cross words (2, 4, 8 bits), 16-byte column loads. The kernel above stages x and a
+// chunk's groups in shared memory between barriers and reads scales and zeros after them, three
+// dependent round trips per chunk; here a thread sends out its first packs' codes, scales and
+// zero words before the block stages its x (once, kRowMaxChannels at most), and no other barrier
+// comes before the reduction. Threads, tiles and the cluster split along `in` are the kernel
+// above's.
+constexpr int kRowMaxChannels = 8192;
+template <typename T, int kBits>
+__global__ void __launch_bounds__(kThreads, 7)
+    int_group_row_kernel(const T* __restrict__ x, const uint32_t* __restrict__ qweight,
+                         const uint32_t* __restrict__ zeros, const T* __restrict__ scales,
+                         int group_shift, T* __restrict__ y, int in, Strides ld, GemvRows rows,
+                         int split_channels) {
+  static_assert(kWordAligned<kBits>, "codes that cross words take int_group_gemv_kernel");
+  constexpr int kStride = kPackGroups * 32;
+  __shared__ uint4 xs[kRowMaxChannels * sizeof(T) / 16];
+  __shared__ float red[kPackGroups * kTileCols];
+  __shared__ float part[kTileCols];
+  const int tid = threadIdx.x, group = tid / kThreadsPerPack;
+  const int lane_col = (tid % kThreadsPerPack) * kVec;
+  const int col0 = tile_column(rows, blockIdx.y, lane_col);
+  const int k_begin = blockIdx.x * split_channels, k_end = min(in, k_begin + split_channels);
+  prefetch_tile<kBits>(qweight, ld.q, k_begin, k_end, rows, blockIdx.y);
+  wait_then_release();
+
+  const bool live_col = col0 < rows.out;
+  const uint32_t* codes_col = qweight + col0;
+  const T* scales_col = scales + col0;
+  const uint32_t* zero_col = zeros + (static_cast<int64_t>(col0) * kBits >> 5);
+  const int zero_shift = (col0 * kBits) & 31;
+  RowPacks<kBits> r;
+  int k0 = k_begin + group * 32;
+  load_row_packs<T, kBits>(r, k0, kStride, k_end, live_col, codes_col, scales_col, zero_col,
+                           group_shift, ld);
+  const uint4* x_range = reinterpret_cast<const uint4*>(x + k_begin);
+  for (int i = tid; i < (k_end - k_begin) * int{sizeof(T)} / 16; i += kThreads)
+    xs[i] = __ldg(x_range + i);
+  __syncthreads();
+
+  float acc[kVec] = {0.f, 0.f, 0.f, 0.f};
+  for (;;) {
+#pragma unroll
+    for (int p = 0; p < r.kRowPacks; ++p)
+      if (r.live[p])
+        dot_pack_row<T, kBits>(r.w[p], xs + (k0 + p * kStride - k_begin) * int{sizeof(T)} / 16,
+                               r.s[p], r.z[p] >> zero_shift, acc);
+    k0 += kStride * r.kRowPacks;
+    if (k0 >= k_end) break;
+    load_row_packs<T, kBits>(r, k0, kStride, k_end, live_col, codes_col, scales_col, zero_col,
+                             group_shift, ld);
+  }
+
+#pragma unroll
+  for (int c = 0; c < kVec; ++c) red[group * kTileCols + lane_col + c] = acc[c];
+  __syncthreads();
+  if (tid < kTileCols) {
+    float sum = 0.f;
+#pragma unroll
+    for (int g = 0; g < kPackGroups; ++g) sum += red[g * kTileCols + tid];
+    part[tid] = sum;
+  }
+  __syncthreads();
+  store_tile<T, 1>(part, rows, 1, y);
 }
 
 template <typename T, int kBits>
 __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
                                          const uint32_t* __restrict__ zeros,
-                                         const T* __restrict__ scales,
-                                         const int* __restrict__ g_idx, T* __restrict__ w,
-                                         int in, int out, int zero_words, Strides ld) {
+                                         const T* __restrict__ scales, GroupMap groups,
+                                         T* __restrict__ w, int in, int out, int zero_words,
+                                         Strides ld) {
   wait_then_release();
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   const int pack = blockIdx.y;
@@ -318,7 +532,7 @@ __global__ void int_group_dequant_kernel(const uint32_t* __restrict__ qweight,
   float s = 0.f, zm = kMagic;
 #pragma unroll
   for (int j = 0; j < 32; ++j) {
-    const int g = __ldg(g_idx + pack * 32 + j);
+    const int g = groups.of(pack * 32 + j);
     if (g != last_group) {
       last_group = g;
       s = to_float(scales[static_cast<int64_t>(g) * ld.s + n]);
@@ -342,14 +556,14 @@ struct IntGroupTileLoader {
   const uint32_t* qweight;
   const uint32_t* zeros;
   const T* scales;
-  const int* g_idx;
+  GroupMap groups;
   int out, zero_words;
   Strides ld;
 
   static constexpr int kPacks = 2;
   struct Shared {};
   // What load() and resolve() fetch, used only by store(): the pack's code words, the group
-  // of channel `lane` (g_idx), and, once that has arrived, the pack's scale and the words that
+  // of channel `lane`, and, once that has arrived, the pack's scale and the words that
   // hold its zero field.
   struct Raw {
     uint32_t w[kPacks][kBits][1];
@@ -378,7 +592,7 @@ struct IntGroupTileLoader {
         raw.w[u][b][0] = raw.live[u]
                              ? __ldg(qweight + (static_cast<int64_t>(k / 32) * kBits + b) * ld.q + n)
                              : 0u;
-      raw.lane_group[u] = k < k_end ? __ldg(g_idx + k + threadIdx.x % 32) : 0;
+      raw.lane_group[u] = k < k_end ? groups.of(k + threadIdx.x % 32) : 0;
     }
   }
 
@@ -439,42 +653,56 @@ struct IntGroupTileLoader {
 struct IntGroupShape {
   int64_t in, out, groups, zero_words;
   Strides ld;
+  GroupMap groups_of;
 };
 
-IntGroupShape check_int_group(const at::Tensor& qweight, const at::Tensor& zeros,
-                              const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
-                              int64_t in) {
+IntGroupShape check_int_group(const IntGroupTensors& w) {
+  const int64_t bits = w.bits, in = w.in;
   TORCH_CHECK(bits == 2 || bits == 3 || bits == 4 || bits == 8,
               "int-group: bits must be 2, 3, 4 or 8, got ", bits);
   TORCH_CHECK(in % 32 == 0, "int-group: in_features must be a multiple of 32 (GPTQ packs 32 "
               "channels into `bits` words), got ", in);
-  for (const auto* t : {&qweight, &zeros, &g_idx})
-    TORCH_CHECK(t->defined() && t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
-                    rows_contiguous(*t),
-                "int-group: qweight, zeros and g_idx must be int32 CUDA tensors with contiguous rows");
-  TORCH_CHECK(qweight.dim() == 2 && qweight.size(0) == in * bits / 32,
+  const bool sequential = !w.g_idx.defined();
+  for (const auto* t : {&w.qweight, &w.zeros, &w.g_idx})
+    TORCH_CHECK(!t->defined() ? t == &w.g_idx
+                              : t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
+                                    rows_contiguous(*t),
+                "int-group: qweight, zeros and g_idx (where given) must be int32 CUDA tensors "
+                "with contiguous rows");
+  TORCH_CHECK(w.qweight.dim() == 2 && w.qweight.size(0) == in * bits / 32,
               "int-group: qweight must be [in * bits / 32 = ", in * bits / 32, ", out], got ",
-              qweight.sizes());
-  const int64_t out = qweight.size(1);
+              w.qweight.sizes());
+  const int64_t out = w.qweight.size(1);
+  const at::Tensor& scales = w.scales;
   TORCH_CHECK(scales.defined() && scales.is_cuda() && scales.dim() == 2 &&
                   scales.size(1) == out && rows_contiguous(scales),
               "int-group: scales must be a CUDA tensor with contiguous rows [groups, out = ", out, "], got ",
               scales.sizes());
   const int64_t groups = scales.size(0);
   const int64_t zero_words = (out * bits + 31) / 32;
-  TORCH_CHECK(zeros.dim() == 2 && zeros.size(0) == groups && zeros.size(1) == zero_words,
+  TORCH_CHECK(w.zeros.dim() == 2 && w.zeros.size(0) == groups && w.zeros.size(1) == zero_words,
               "int-group: zeros must be [groups = ", groups, ", ceil(out * bits / 32) = ",
-              zero_words, "], got ", zeros.sizes());
-  TORCH_CHECK(g_idx.dim() == 1 && g_idx.size(0) == in, "int-group: g_idx must be [in = ", in,
-              "], got ", g_idx.sizes());
-  TORCH_CHECK(qweight.get_device() == scales.get_device() &&
-                  qweight.get_device() == zeros.get_device() &&
-                  qweight.get_device() == g_idx.get_device(),
+              zero_words, "], got ", w.zeros.sizes());
+  const bool one_group = w.group_size >= in;
+  TORCH_CHECK(!sequential || (w.group_size > 0 && (in + w.group_size - 1) / w.group_size == groups &&
+                              (one_group || (w.group_size & (w.group_size - 1)) == 0)),
+              "int-group: without g_idx, group_size must be a power of two (or at least in = ", in,
+              ") with ceil(in / group_size) = ", groups, " groups (scales' rows), got ",
+              w.group_size, "; give g_idx for other sizes");
+  TORCH_CHECK(sequential || (w.g_idx.dim() == 1 && w.g_idx.size(0) == in),
+              "int-group: g_idx must be [in = ", in, "], got ", w.g_idx.sizes());
+  TORCH_CHECK(w.qweight.get_device() == scales.get_device() &&
+                  w.qweight.get_device() == w.zeros.get_device() &&
+                  (sequential || w.qweight.get_device() == w.g_idx.get_device()),
               "int-group: qweight, zeros, scales and g_idx must be on one device");
   TORCH_CHECK(in < (1ll << 31) / 32 && out < (1ll << 31) / 32,
               "int-group: in and out must stay below 2^26");
   const auto stride = [](const at::Tensor& t) { return static_cast<int>(t.stride(0)); };
-  return {in, out, groups, zero_words, {stride(qweight), stride(scales), stride(zeros)}};
+  int shift = 31;  // one group: every channel's k >> 31 is 0
+  if (sequential && !one_group)
+    for (shift = 0; (int64_t{1} << shift) < w.group_size; ++shift) {}
+  const GroupMap map{sequential ? nullptr : w.g_idx.data_ptr<int>(), shift};
+  return {in, out, groups, zero_words, {stride(w.qweight), stride(scales), stride(w.zeros)}, map};
 }
 
 // bits is checked to be 2, 3, 4 or 8 before this.
@@ -483,34 +711,76 @@ void with_bits(int64_t bits, F&& f) {
   with_constant<2, 3, 4, 8>(bits, f);
 }
 
+// Blocks of a cluster splitting `in` for `tiles` column tiles: enough blocks for every
+// multiprocessor to hold several (clusters need compute capability 9), each a whole number of
+// kPackGroups packs; returns the channels per block and sets `split` to the blocks.
+int64_t split_channels_for(int64_t in, int64_t tiles, int64_t& split) {
+  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
+  split = prop->major >= 9 ? (4 * prop->multiProcessorCount + tiles - 1) / tiles : 1;
+  split = std::clamp<int64_t>(split, 1, kMaxSplit);
+  constexpr int64_t kGrain = kPackGroups * 32;
+  const int64_t channels = ((in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
+  split = (in + channels - 1) / channels;
+  return channels;
+}
+
+// Whether one row of x can take int_group_row_kernel: sequential groups whose packs each lie in
+// one, codes within words, and the 16-byte column, 8-byte scale and 16-byte x loads aligned.
+bool row_kernel_fits(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
+                     int64_t channels) {
+  return x.size(0) == 1 && channels <= kRowMaxChannels && !w.g_idx.defined() &&
+         w.group_size % 32 == 0 && w.bits != 3 &&
+         shape.out % kVec == 0 && shape.ld.q % kVec == 0 && shape.ld.s % kVec == 0 &&
+         aligned16(w.qweight.data_ptr()) && aligned16(x.data_ptr()) &&
+         reinterpret_cast<uintptr_t>(w.scales.data_ptr()) % 8 == 0;
+}
+
 }  // namespace
 
-at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
-                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
-                            MatmulPath path) {
-  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous(),
-              "int_group_matmul: x must be a contiguous 2-D CUDA tensor [M, in]");
-  const IntGroupShape shape = check_int_group(qweight, zeros, scales, g_idx, bits, x.size(1));
-  TORCH_CHECK(scales.scalar_type() == x.scalar_type(), "int_group_matmul: scales (",
-              scales.scalar_type(), ") must have x's dtype (", x.scalar_type(), ")");
-  TORCH_CHECK(x.get_device() == qweight.get_device(),
+at::Tensor int_group_matmul(const at::Tensor& x, const IntGroupTensors& w, MatmulPath path,
+                            const GemvIo& io) {
+  TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() && x.size(1) == w.in,
+              "int_group_matmul: x must be a contiguous 2-D CUDA tensor [M, in = ", w.in, "]");
+  const IntGroupShape shape = check_int_group(w);
+  TORCH_CHECK(w.scales.scalar_type() == x.scalar_type(), "int_group_matmul: scales (",
+              w.scales.scalar_type(), ") must have x's dtype (", x.scalar_type(), ")");
+  TORCH_CHECK(x.get_device() == w.qweight.get_device(),
               "int_group_matmul: x and qweight must be on one device");
-  TORCH_CHECK(aligned16(qweight.data_ptr()),
+  TORCH_CHECK(aligned16(w.qweight.data_ptr()),
               "int_group_matmul: qweight must be 16-byte aligned");
+  check_gemv_io(io, x, shape.out, "int_group_matmul");
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
+  TORCH_CHECK(!gate_up || shape.out % 2 == 0,
+              "int_group_matmul: a gate|up weight has an even number of columns, got ", shape.out);
   const int64_t m = x.size(0);
-  at::Tensor y = at::empty({m, shape.out}, x.options());
+  const bool tile = use_tensor_cores(path, m);
+  const GemvRows rows = GemvRows::of(static_cast<int>(shape.out), io);
+  const int64_t tiles = column_tiles(rows);
+  TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
+  int64_t split = 1;
+  const int64_t channels = split_channels_for(shape.in, tiles, split);
+  const bool one_row = row_kernel_fits(x, w, shape, channels);
+  // The GEMVs add into the residual; the row kernel also stores SiLU * up (where the gate
+  // columns come in fours, so that a thread's four never straddle the halves). A norm, and
+  // the other paths' products, take the kernels of gemv_io.h around.
+  if (io.is_normed()) return int_group_matmul(normed_rows(x, io), w, path, io.without_norm());
+  const bool own_epilogue = !tile && (!gate_up || (one_row && shape.out / 2 % kVec == 0));
+  if ((gate_up || io.adds()) && !own_epilogue)
+    return finish_output(int_group_matmul(x, w, path), io);
+  at::Tensor y = io.adds() ? io.residual
+                           : at::empty({m, gate_up ? shape.out / 2 : shape.out}, x.options());
   if (m == 0 || shape.out == 0) return y;
-  if (shape.in == 0) return y.zero_();
+  if (shape.in == 0) return io.adds() ? y : y.zero_();
 
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  if (use_tensor_cores(path, m)) {
+  if (tile) {
     QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
-      with_bits(bits, [&](auto bits_c) {
+      with_bits(w.bits, [&](auto bits_c) {
         constexpr int kBits = decltype(bits_c)::value;
         const IntGroupTileLoader<scalar_t, kBits> loader{
-            reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
-            reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
-            reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
+            reinterpret_cast<const uint32_t*>(w.qweight.data_ptr()),
+            reinterpret_cast<const uint32_t*>(w.zeros.data_ptr()),
+            reinterpret_cast<const scalar_t*>(w.scales.data_ptr()), shape.groups_of,
             static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld};
         launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
                         reinterpret_cast<scalar_t*>(y.data_ptr()), m, shape.in, shape.out, loader,
@@ -519,33 +789,32 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
     });
     return y;
   }
-  const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t tiles = (shape.out + kTileCols - 1) / kTileCols;
-  TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
-  // Enough blocks for every multiprocessor to hold several; clusters need compute capability 9.
-  int64_t split = prop->major >= 9 ? (4 * prop->multiProcessorCount + tiles - 1) / tiles : 1;
-  split = std::clamp<int64_t>(split, 1, kMaxSplit);
-  constexpr int64_t kGrain = kPackGroups * 32;
-  const int64_t split_channels = ((shape.in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
-  split = (shape.in + split_channels - 1) / split_channels;
-
+  const Launch config{dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles)),
+                      dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(split), 1)};
+  const int64_t y_cols = gate_up ? shape.out / 2 : shape.out;
+  const auto* qweight = reinterpret_cast<const uint32_t*>(w.qweight.data_ptr());
+  const auto* zeros = reinterpret_cast<const uint32_t*>(w.zeros.data_ptr());
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
-    with_bits(bits, [&](auto bits_c) {
+    const auto* scales = reinterpret_cast<const scalar_t*>(w.scales.data_ptr());
+    const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
+    auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr());
+    with_bits(w.bits, [&](auto bits_c) {
       constexpr int kBits = decltype(bits_c)::value;
+      if constexpr (kWordAligned<kBits>) {
+        if (one_row) {
+          launch(config, int_group_row_kernel<scalar_t, kBits>, xp, qweight, zeros, scales,
+                 shape.groups_of.shift, yp, static_cast<int>(shape.in), shape.ld, rows,
+                 static_cast<int>(channels));
+          return;
+        }
+      }
       for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
-        const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
-        QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-          const Launch config{dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles)),
-                              dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(split), 1)};
-          launch(
-              config, int_group_gemv_kernel<scalar_t, kBits, kTile>,
-              reinterpret_cast<const scalar_t*>(x.data_ptr()) + m0 * shape.in,
-              reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
-              reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
-              reinterpret_cast<const scalar_t*>(scales.data_ptr()),
-              g_idx.data_ptr<int>(), reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * shape.out,
-              rows, static_cast<int>(shape.in), static_cast<int>(shape.out),
-              static_cast<int>(shape.zero_words), shape.ld, static_cast<int>(split_channels));
+        const int m_rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
+        QSWEEP_DISPATCH_BATCH_TILE(m_rows, [&] {
+          launch(config, int_group_gemv_kernel<scalar_t, kBits, kTile>, xp + m0 * shape.in,
+                 qweight, zeros, scales, shape.groups_of, yp + m0 * y_cols, m_rows,
+                 static_cast<int>(shape.in), static_cast<int>(shape.zero_words), shape.ld, rows,
+                 static_cast<int>(channels));
         });
       }
     });
@@ -553,29 +822,27 @@ at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, cons
   return y;
 }
 
-at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zeros,
-                                const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
-                                int64_t in_features) {
-  const IntGroupShape shape = check_int_group(qweight, zeros, scales, g_idx, bits, in_features);
-  at::Tensor w = at::empty({shape.out, shape.in}, scales.options());
-  if (w.numel() == 0) return w;
+at::Tensor int_group_dequantize(const IntGroupTensors& w) {
+  const IntGroupShape shape = check_int_group(w);
+  at::Tensor out = at::empty({shape.out, shape.in}, w.scales.options());
+  if (out.numel() == 0) return out;
   TORCH_CHECK(shape.in / 32 <= 65535, "int_group_dequantize: in too large for one launch");
   constexpr int kBlock = 128;
   const dim3 grid(static_cast<unsigned>((shape.out + kBlock - 1) / kBlock),
                   static_cast<unsigned>(shape.in / 32));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  QSWEEP_DISPATCH_HALF_TYPES(scales.scalar_type(), "int_group_dequantize", [&] {
-    with_bits(bits, [&](auto bits_c) {
+  QSWEEP_DISPATCH_HALF_TYPES(w.scales.scalar_type(), "int_group_dequantize", [&] {
+    with_bits(w.bits, [&](auto bits_c) {
       constexpr int kBits = decltype(bits_c)::value;
       launch({grid, dim3(kBlock), 0, stream}, int_group_dequant_kernel<scalar_t, kBits>,
-          reinterpret_cast<const uint32_t*>(qweight.data_ptr()),
-          reinterpret_cast<const uint32_t*>(zeros.data_ptr()),
-          reinterpret_cast<const scalar_t*>(scales.data_ptr()), g_idx.data_ptr<int>(),
-          reinterpret_cast<scalar_t*>(w.data_ptr()), static_cast<int>(shape.in),
-          static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld);
+             reinterpret_cast<const uint32_t*>(w.qweight.data_ptr()),
+             reinterpret_cast<const uint32_t*>(w.zeros.data_ptr()),
+             reinterpret_cast<const scalar_t*>(w.scales.data_ptr()), shape.groups_of,
+             reinterpret_cast<scalar_t*>(out.data_ptr()), static_cast<int>(shape.in),
+             static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld);
     });
   });
-  return w;
+  return out;
 }
 
 }  // namespace qsweep::cuda

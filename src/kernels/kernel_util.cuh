@@ -129,9 +129,10 @@ __device__ __forceinline__ float warp_max(float v) {
 
 // Writes `outputs` sums through store(o, sum), each over one partial per block of a cluster of
 // `ranks` blocks split along `in` (this block is `rank`); at(p, o) reads output o from a block's
-// partial buffer p in shared memory. With ranks 1 the block's own partials are the sums. With
-// more, rank r adds up its share of the outputs across the cluster's shared memory in rank order,
-// the same order every call; every block of the cluster must call this.
+// partial buffer p in shared memory (a float, or any sum with +=). With ranks 1 the block's own
+// partials are the sums. With more, rank r adds up its share of the outputs across the cluster's
+// shared memory in rank order, the same order every call; every block of the cluster must call
+// this.
 template <typename At, typename Store>
 __device__ __forceinline__ void store_cluster_sums(float* part, int ranks, int rank, int outputs,
                                                    At at, Store store) {
@@ -145,8 +146,8 @@ __device__ __forceinline__ void store_cluster_sums(float* part, int ranks, int r
   cluster.sync();  // every block's partials are in its shared memory
   const int per = (outputs + ranks - 1) / ranks;
   for (int o = rank * per + threadIdx.x; o < min(outputs, (rank + 1) * per); o += blockDim.x) {
-    float s = 0.f;
-    for (int q = 0; q < ranks; ++q) s += at(cluster.map_shared_rank(part, q), o);
+    auto s = at(cluster.map_shared_rank(part, 0), o);
+    for (int q = 1; q < ranks; ++q) s += at(cluster.map_shared_rank(part, q), o);
     store(o, s);
   }
   cluster.sync();  // no block leaves while another still reads its shared memory

@@ -108,7 +108,13 @@ IntGroupWeight make_int_group_weight(const at::Tensor& codes, const at::Tensor& 
   w.zeros = pack_int_codes(stored, bits, 1);
   w.scales = scales.to(dtype).contiguous();
   w.g_idx = g_idx.to(at::kInt).contiguous();
+  w.sequential_groups = int_group_sequential(w.g_idx, group_size);
   return w;
+}
+
+bool int_group_sequential(const at::Tensor& g_idx, int64_t group_size) {
+  const at::Tensor expected = at::arange(g_idx.numel(), at::kLong).div(group_size, "floor");
+  return g_idx.cpu().to(at::kLong).equal(expected);
 }
 
 at::Tensor int_group_zero_points(const IntGroupWeight& w) {

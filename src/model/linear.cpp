@@ -118,18 +118,13 @@ at::Tensor result_of(const at::Tensor& y, const at::Tensor& x, const GemvIo& io)
   return io.adds() ? io.residual : shaped_like(y, x);
 }
 
-// The int-group GEMV keeps output columns in tiles across a cluster; it folds none of `io`.
-at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x, const GemvIo& io) {
-  return around(x, io, [&](const at::Tensor& in) {
-    const at::Tensor x2 = rows_of(in, w.scales.scalar_type());
-    if (x2.size(0) <= kFusedMaxRows)
-      return shaped_like(cuda::int_group_matmul(x2, w.qweight, w.zeros, w.scales, w.g_idx, w.bits),
-                         in);
-    const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(), [&] {
-      return cuda::int_group_dequantize(w.qweight, w.zeros, w.scales, w.g_idx, w.bits, w.in);
-    });
-    return shaped_like(at::matmul(x2, weight.t()), in);
-  });
+// The kernels' view of w: without act-order, and with groups of a power-of-two size or a single
+// one (as GPTQ, AWQ and RTN make them), the groups are computed, not read.
+cuda::IntGroupTensors int_group_tensors(const IntGroupWeight& w) {
+  const bool computed = w.sequential_groups && (w.group_size >= w.in ||
+                                                (w.group_size & (w.group_size - 1)) == 0);
+  return {w.qweight, w.zeros, w.scales, computed ? at::Tensor() : w.g_idx, w.bits, w.in,
+          w.group_size};
 }
 
 // The rows of x [..., in]: the M of its 2-D form.
@@ -137,6 +132,23 @@ int64_t rows_in(const at::Tensor& x) {
   int64_t rows = 1;
   for (int64_t d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
   return rows;
+}
+
+// The fused kernels fold `io` where x is in the scales' dtype (the norm weight and the residual
+// are in x's); otherwise the conversion comes between, and `io` goes around.
+at::Tensor cuda_forward(const IntGroupWeight& w, const at::Tensor& x, const GemvIo& io) {
+  const cuda::IntGroupTensors t = int_group_tensors(w);
+  if (rows_in(x) <= kFusedMaxRows && x.scalar_type() == w.scales.scalar_type())
+    return result_of(cuda::int_group_matmul(rows_of(x, w.scales.scalar_type()), t,
+                                            cuda::MatmulPath::automatic, io),
+                     x, io);
+  return around(x, io, [&](const at::Tensor& in) {
+    const at::Tensor x2 = rows_of(in, w.scales.scalar_type());
+    if (x2.size(0) <= kFusedMaxRows) return shaped_like(cuda::int_group_matmul(x2, t), in);
+    const at::Tensor weight = dequantized(w.qweight, w.out, x2.scalar_type(),
+                                          [&] { return cuda::int_group_dequantize(t); });
+    return shaped_like(at::matmul(x2, weight.t()), in);
+  });
 }
 
 // The fused kernels fold `io` where x is in their compute dtype (the norm weight and the

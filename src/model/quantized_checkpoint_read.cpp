@@ -165,6 +165,7 @@ Linear read_gptq(const ModuleReader& r, int64_t out, int64_t in) {
     // Checkpoints saved without act-order may leave g_idx out: channel i is in group i / size.
     w.g_idx = at::arange(in, at::kLong).div(w.group_size, "floor").to(at::kInt).to(r.device);
   }
+  w.sequential_groups = int_group_sequential(w.g_idx, w.group_size);
   if (!s.zeros_minus_one) {
     // gptq_v2 stores the zero point itself; qsweep holds zero - 1, as v1 does.
     const at::Tensor zero = unpack_int_codes(w.zeros.cpu(), s.bits, 1);

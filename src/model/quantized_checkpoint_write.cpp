@@ -1,5 +1,7 @@
 #include "qsweep/model/quantized_checkpoint.h"
 
+#include "qsweep/model/format_int_group.h"
+
 #include "qsweep/util/error.h"
 #include "qsweep/util/log.h"
 #include "qsweep/util/text.h"
@@ -42,10 +44,6 @@ bool lm_head_quantized(const Model& m) { return format_of(m.lm_head) != Checkpoi
 // GPTQ's group_size for one layer: -1 when the layer has a single group.
 bool per_channel(const IntGroupWeight& w) { return w.group_size >= w.in; }
 
-bool trivial_g_idx(const IntGroupWeight& w) {
-  const at::Tensor expected = at::arange(w.in, at::kLong).div(w.group_size, "floor");
-  return w.g_idx.cpu().to(at::kLong).equal(expected);
-}
 
 // The one quantization_config every quantized linear fits; config.json cannot say more.
 CheckpointQuantization describe(const Model& m) {
@@ -94,7 +92,7 @@ CheckpointQuantization describe(const Model& m) {
       }
       if (w->bits != q.bits) differs("bit width");
       if (w->sym != q.sym) differs("symmetry");
-      if (!trivial_g_idx(*w)) q.desc_act = true;
+      if (!int_group_sequential(w->g_idx, w->group_size)) q.desc_act = true;
       // A layer whose one group spans its input fits any group size of at least its width.
       if (per_channel(*w)) continue;
       all_per_channel = false;

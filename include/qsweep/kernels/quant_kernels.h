@@ -41,15 +41,25 @@ inline bool use_tensor_cores(MatmulPath path, int64_t rows, int64_t from = kTens
 // [groups, ceil(out * bits / 32)] packs one zero code per output column the same way; scales
 // [groups, out] in x's dtype; g_idx int32 [in] names each input channel's group. The weight is
 // scale * (q - zero) where the stored zero field holds zero - 1 modulo 2^bits, as GPTQ
-// checkpoints keep it (linear.h). in must be a multiple of 32. qweight, scales and zeros may be views
-// with strided rows (a stacked projection's parts), elements within a row contiguous. Any g_idx works: where 32 consecutive channels share a group the kernel reads
-// one scale and zero for them, otherwise (act-order) it looks both up per channel, slower.
-at::Tensor int_group_matmul(const at::Tensor& x, const at::Tensor& qweight, const at::Tensor& zeros,
-                            const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
-                            MatmulPath path = MatmulPath::automatic);
-at::Tensor int_group_dequantize(const at::Tensor& qweight, const at::Tensor& zeros,
-                                const at::Tensor& scales, const at::Tensor& g_idx, int64_t bits,
-                                int64_t in_features);
+// checkpoints keep it (linear.h). in must be a multiple of 32. qweight, scales and zeros may be
+// views with strided rows (a stacked projection's parts), elements within a row contiguous. Any
+// g_idx works: where 32 consecutive channels share a group the kernels read one scale and zero
+// for them, otherwise (act-order) they look both up per channel, slower. Without act-order, and
+// with group_size a power of two or at least in, leave g_idx undefined: channel k is then in
+// group k / group_size, computed rather than read, and a batch of one row takes a GEMV that
+// needs no staging of groups.
+struct IntGroupTensors {
+  at::Tensor qweight, zeros, scales;
+  at::Tensor g_idx;        // int32 [in], or undefined: sequential groups of group_size
+  int64_t bits = 4, in = 0;
+  int64_t group_size = 0;  // read only where g_idx is undefined
+};
+// `io` (gemv_io.h): the GEMVs' epilogue adds into the residual, and the one-row GEMV's (sequential
+// groups, 2/4/8 bits) writes SiLU * up where the gate half's columns are a multiple of 4; a norm,
+// and the other paths' products, take the kernels of gemv_io.h around.
+at::Tensor int_group_matmul(const at::Tensor& x, const IntGroupTensors& w,
+                            MatmulPath path = MatmulPath::automatic, const GemvIo& io = {});
+at::Tensor int_group_dequantize(const IntGroupTensors& w);
 
 // bitsandbytes 4-bit (Bnb4Weight): packed uint8, ceil(out * in / 2) bytes, two codes per byte of
 // the row-major [out, in] weight, the first in the high nibble; code float32 [16]; one absmax

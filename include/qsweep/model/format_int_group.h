@@ -37,6 +37,10 @@ IntGroupWeight make_int_group_weight(const at::Tensor& codes, const at::Tensor& 
 std::vector<IntGroupWeight> split_int_group_outputs(const IntGroupWeight& w,
                                                     const std::vector<int64_t>& rows);
 
+// Whether g_idx [in] puts channel k in group k / group_size, as every weight without act-order
+// has it (IntGroupWeight::sequential_groups).
+bool int_group_sequential(const at::Tensor& g_idx, int64_t group_size);
+
 // Zero points int32 [groups, out], the stored zero - 1 plus one modulo 2^bits.
 at::Tensor int_group_zero_points(const IntGroupWeight& w);
 // scale[g_idx[i], o] * (q[i, o] - zero[g_idx[i], o]) as float32 [out, in].

@@ -32,6 +32,9 @@ struct IntGroupWeight {
   at::Tensor zeros;           // int32 [groups, out * bits / 32]: zero - 1, packed
   at::Tensor scales;          // [groups, out], compute dtype
   at::Tensor g_idx;           // int32 [in]: each input channel's group (act-order changes it)
+  // g_idx is k / group_size (int_group_sequential), so the GPU kernels compute the groups
+  // instead of reading them; false (the safe default) where that is not known.
+  bool sequential_groups = false;
 };
 
 enum class Bnb4Type { nf4, fp4 };
