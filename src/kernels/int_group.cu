@@ -447,8 +447,8 @@ __device__ __forceinline__ void load_row_packs(RowPacks<kBits>& r, int k0, int s
   }
 }
 
-// The decode step's GEMV: one batch row, sequential groups of a multiple of 32 channels, codes
-// that do not cross words (2, 4, 8 bits), 16-byte column loads. The kernel above stages x and a
+// The decode step's GEMV: one batch row, sequential groups (a power of two from 32 channels, or
+// one group), codes that do not cross words (2, 4, 8 bits), 16-byte column loads. The kernel above stages x and a
 // chunk's groups in shared memory between barriers and reads scales and zeros after them, three
 // dependent round trips per chunk; here a thread sends out its first packs' codes, scales and
 // zero words before the block stages its x (once, kRowMaxChannels at most), and no other barrier
@@ -724,8 +724,9 @@ int64_t split_channels_for(int64_t in, int64_t tiles, int64_t& split) {
   return channels;
 }
 
-// Whether one row of x can take int_group_row_kernel: sequential groups whose packs each lie in
-// one, codes within words, and the 16-byte column, 8-byte scale and 16-byte x loads aligned.
+// Whether one row of x can take int_group_row_kernel: computed groups whose packs each lie in
+// one, codes within words, a block's x within its staging, and the 16-byte column, 8-byte scale
+// and 16-byte x loads aligned.
 bool row_kernel_fits(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
                      int64_t channels) {
   return x.size(0) == 1 && channels <= kRowMaxChannels && !w.g_idx.defined() &&
@@ -733,6 +734,72 @@ bool row_kernel_fits(const at::Tensor& x, const IntGroupTensors& w, const IntGro
          shape.out % kVec == 0 && shape.ld.q % kVec == 0 && shape.ld.s % kVec == 0 &&
          aligned16(w.qweight.data_ptr()) && aligned16(x.data_ptr()) &&
          reinterpret_cast<uintptr_t>(w.scales.data_ptr()) % 8 == 0;
+}
+
+// How a GEMV covers the weight: column tiles, the cluster split along `in`, and whether the row
+// kernel takes it.
+struct GemvPlan {
+  GemvRows rows;
+  int64_t tiles, split, channels;
+  bool one_row;
+};
+
+GemvPlan plan_gemv(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
+                   const GemvIo& io) {
+  GemvPlan p{GemvRows::of(static_cast<int>(shape.out), io), 0, 1, 0, false};
+  p.tiles = column_tiles(p.rows);
+  TORCH_CHECK(p.tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
+  p.channels = split_channels_for(shape.in, p.tiles, p.split);
+  p.one_row = row_kernel_fits(x, w, shape, p.channels);
+  return p;
+}
+
+template <typename T>
+void launch_tile(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
+                 const at::Tensor& y, cudaStream_t stream) {
+  with_bits(w.bits, [&](auto bits_c) {
+    constexpr int kBits = decltype(bits_c)::value;
+    const IntGroupTileLoader<T, kBits> loader{
+        reinterpret_cast<const uint32_t*>(w.qweight.data_ptr()),
+        reinterpret_cast<const uint32_t*>(w.zeros.data_ptr()),
+        reinterpret_cast<const T*>(w.scales.data_ptr()), shape.groups_of,
+        static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld};
+    launch_tile_mma(reinterpret_cast<const T*>(x.data_ptr()), reinterpret_cast<T*>(y.data_ptr()),
+                    x.size(0), shape.in, shape.out, loader, stream);
+  });
+}
+
+// The row kernel where the plan says so, else the GEMV over batch tiles of kMaxBatchTile rows.
+template <typename T>
+void launch_gemv(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
+                 const GemvPlan& p, const at::Tensor& y, cudaStream_t stream) {
+  const Launch config{dim3(static_cast<unsigned>(p.split), static_cast<unsigned>(p.tiles)),
+                      dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(p.split), 1)};
+  const auto* qweight = reinterpret_cast<const uint32_t*>(w.qweight.data_ptr());
+  const auto* zeros = reinterpret_cast<const uint32_t*>(w.zeros.data_ptr());
+  const auto* scales = reinterpret_cast<const T*>(w.scales.data_ptr());
+  const auto* xp = reinterpret_cast<const T*>(x.data_ptr());
+  auto* yp = reinterpret_cast<T*>(y.data_ptr());
+  const int in = static_cast<int>(shape.in), channels = static_cast<int>(p.channels);
+  with_bits(w.bits, [&](auto bits_c) {
+    constexpr int kBits = decltype(bits_c)::value;
+    if constexpr (kWordAligned<kBits>) {
+      if (p.one_row) {
+        launch(config, int_group_row_kernel<T, kBits>, xp, qweight, zeros, scales,
+               shape.groups_of.shift, yp, in, shape.ld, p.rows, channels);
+        return;
+      }
+    }
+    const int64_t m = x.size(0), y_cols = y.numel() / m;
+    for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
+      const int m_rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
+      QSWEEP_DISPATCH_BATCH_TILE(m_rows, [&] {
+        launch(config, int_group_gemv_kernel<T, kBits, kTile>, xp + m0 * in, qweight, zeros,
+               scales, shape.groups_of, yp + m0 * y_cols, m_rows, in,
+               static_cast<int>(shape.zero_words), shape.ld, p.rows, channels);
+      });
+    }
+  });
 }
 
 }  // namespace
@@ -754,70 +821,24 @@ at::Tensor int_group_matmul(const at::Tensor& x, const IntGroupTensors& w, Matmu
               "int_group_matmul: a gate|up weight has an even number of columns, got ", shape.out);
   const int64_t m = x.size(0);
   const bool tile = use_tensor_cores(path, m);
-  const GemvRows rows = GemvRows::of(static_cast<int>(shape.out), io);
-  const int64_t tiles = column_tiles(rows);
-  TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
-  int64_t split = 1;
-  const int64_t channels = split_channels_for(shape.in, tiles, split);
-  const bool one_row = row_kernel_fits(x, w, shape, channels);
+  const GemvPlan plan = plan_gemv(x, w, shape, io);
   // The GEMVs add into the residual; the row kernel also stores SiLU * up (where the gate
   // columns come in fours, so that a thread's four never straddle the halves). A norm, and
   // the other paths' products, take the kernels of gemv_io.h around.
   if (io.is_normed()) return int_group_matmul(normed_rows(x, io), w, path, io.without_norm());
-  const bool own_epilogue = !tile && (!gate_up || (one_row && shape.out / 2 % kVec == 0));
+  const bool own_epilogue = !tile && (!gate_up || (plan.one_row && shape.out / 2 % kVec == 0));
   if ((gate_up || io.adds()) && !own_epilogue)
     return finish_output(int_group_matmul(x, w, path), io);
   at::Tensor y = io.adds() ? io.residual
                            : at::empty({m, gate_up ? shape.out / 2 : shape.out}, x.options());
   if (m == 0 || shape.out == 0) return y;
   if (shape.in == 0) return io.adds() ? y : y.zero_();
-
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  if (tile) {
-    QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
-      with_bits(w.bits, [&](auto bits_c) {
-        constexpr int kBits = decltype(bits_c)::value;
-        const IntGroupTileLoader<scalar_t, kBits> loader{
-            reinterpret_cast<const uint32_t*>(w.qweight.data_ptr()),
-            reinterpret_cast<const uint32_t*>(w.zeros.data_ptr()),
-            reinterpret_cast<const scalar_t*>(w.scales.data_ptr()), shape.groups_of,
-            static_cast<int>(shape.out), static_cast<int>(shape.zero_words), shape.ld};
-        launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
-                        reinterpret_cast<scalar_t*>(y.data_ptr()), m, shape.in, shape.out, loader,
-                        stream);
-      });
-    });
-    return y;
-  }
-  const Launch config{dim3(static_cast<unsigned>(split), static_cast<unsigned>(tiles)),
-                      dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(split), 1)};
-  const int64_t y_cols = gate_up ? shape.out / 2 : shape.out;
-  const auto* qweight = reinterpret_cast<const uint32_t*>(w.qweight.data_ptr());
-  const auto* zeros = reinterpret_cast<const uint32_t*>(w.zeros.data_ptr());
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "int_group_matmul", [&] {
-    const auto* scales = reinterpret_cast<const scalar_t*>(w.scales.data_ptr());
-    const auto* xp = reinterpret_cast<const scalar_t*>(x.data_ptr());
-    auto* yp = reinterpret_cast<scalar_t*>(y.data_ptr());
-    with_bits(w.bits, [&](auto bits_c) {
-      constexpr int kBits = decltype(bits_c)::value;
-      if constexpr (kWordAligned<kBits>) {
-        if (one_row) {
-          launch(config, int_group_row_kernel<scalar_t, kBits>, xp, qweight, zeros, scales,
-                 shape.groups_of.shift, yp, static_cast<int>(shape.in), shape.ld, rows,
-                 static_cast<int>(channels));
-          return;
-        }
-      }
-      for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
-        const int m_rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
-        QSWEEP_DISPATCH_BATCH_TILE(m_rows, [&] {
-          launch(config, int_group_gemv_kernel<scalar_t, kBits, kTile>, xp + m0 * shape.in,
-                 qweight, zeros, scales, shape.groups_of, yp + m0 * y_cols, m_rows,
-                 static_cast<int>(shape.in), static_cast<int>(shape.zero_words), shape.ld, rows,
-                 static_cast<int>(channels));
-        });
-      }
-    });
+    if (tile)
+      launch_tile<scalar_t>(x, w, shape, y, stream);
+    else
+      launch_gemv<scalar_t>(x, w, shape, plan, y, stream);
   });
   return y;
 }
