@@ -478,6 +478,8 @@ TEST_F(Kernels, DenseGemvMatchesReferenceOnWholeAndStridedWeights) {
 // warp per row group; NF4 without whole 64-code chunks, so the FMA GEMV up to 8 rows) and 8192
 // (four warps splitting a row; NF4's tensor-core GEMV); 333 outputs, a last block part-filled
 // (and gate rows not in the fours NF4's tensor-core GEMV pairs, so silu_mul after it), and 332.
+// Int-group weights with computed groups (one row: the row GEMV's own epilogue at 332) and with
+// g_idx (the GEMV, then silu_mul).
 TEST_F(Kernels, SiluGateUpOutputIsSiluMulOfTheProductBitForBit) {
   for (int64_t out : {int64_t{2 * 333}, int64_t{2 * 332}})
     for (at::ScalarType dtype : kDtypes)
