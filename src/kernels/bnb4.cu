@@ -276,7 +276,8 @@ template <typename T>
 __device__ __forceinline__ void stage_pairs(PairTable& t, const float* __restrict__ code) {
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
     const int byte = i / 8;
-    const T lo = from_float<T>(__ldg(code + (byte >> 4))), hi = from_float<T>(__ldg(code + (byte & 15)));
+    const T lo = from_float<T>(__ldg(code + (byte >> 4)));
+    const T hi = from_float<T>(__ldg(code + (byte & 15)));
     const uint32_t v = uint32_t{*reinterpret_cast<const uint16_t*>(&lo)} |
                        uint32_t{*reinterpret_cast<const uint16_t*>(&hi)} << 16;
     reinterpret_cast<uint4*>(t.pair[byte])[i % 8] = make_uint4(v, v, v, v);
@@ -585,13 +586,6 @@ bool one_row_on_tensor_cores() {
   return true;
 }
 
-int log2_or_minus_one(int64_t v) {
-  if (v <= 0 || (v & (v - 1)) != 0) return -1;
-  int shift = 0;
-  while ((int64_t{1} << shift) < v) ++shift;
-  return shift;
-}
-
 Absmax check_bnb4(const Bnb4Tensors& w) {
   TORCH_CHECK(w.out >= 0 && w.in >= 0, "bnb4: out and in must be non-negative");
   TORCH_CHECK(w.blocksize > 0 && w.blocksize % 2 == 0, "bnb4: blocksize must be positive and even, got ",
@@ -667,7 +661,8 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   // (gate|up where the gate rows come in fours); the other paths take the kernels of gemv_io.h
   // around their product.
   const bool piece_kernel = shifted_pieces && !tile && !mma_gemv;
-  const bool own_epilogue = piece_kernel || (mma_gemv && (!gate_up || w.out / 2 % kPairsPerWarp == 0));
+  const bool own_epilogue =
+      piece_kernel || (mma_gemv && (!gate_up || w.out / 2 % kPairsPerWarp == 0));
   bool normed = io.is_normed() && piece_kernel;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     normed = normed && gemv_norms<scalar_t>(m, w.in, x.data_ptr(), io.norm_weight.data_ptr());

@@ -367,7 +367,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int g = 0; g < kPackGroups; ++g) s += red[g * kOutputs + o];
     part[o] = s;
   }
-  __syncthreads();  // a gate|up output reads two columns' sums
+  // Plain products: each thread stores the outputs whose sums it wrote just above.
   store_tile<T, kTile>(part, rows, m_rows, y);
 }
 
@@ -448,12 +448,12 @@ __device__ __forceinline__ void load_row_packs(RowPacks<kBits>& r, int k0, int s
 }
 
 // The decode step's GEMV: one batch row, sequential groups (a power of two from 32 channels, or
-// one group), codes that do not cross words (2, 4, 8 bits), 16-byte column loads. The kernel above stages x and a
-// chunk's groups in shared memory between barriers and reads scales and zeros after them, three
-// dependent round trips per chunk; here a thread sends out its first packs' codes, scales and
-// zero words before the block stages its x (once, kRowMaxChannels at most), and no other barrier
-// comes before the reduction. Threads, tiles and the cluster split along `in` are the kernel
-// above's.
+// one group), codes that do not cross words (2, 4, 8 bits), 16-byte column loads. The kernel
+// above stages x and a chunk's groups in shared memory between barriers and reads scales and
+// zeros after them, three dependent round trips per chunk; here a thread sends out its first
+// packs' codes, scales and zero words before the block stages its x (once, kRowMaxChannels at
+// most), and no other barrier comes before the reduction. Threads, tiles and the cluster split
+// along `in` are the kernel above's.
 constexpr int kRowMaxChannels = 8192;
 template <typename T, int kBits>
 __global__ void __launch_bounds__(kThreads, 7)
@@ -663,12 +663,13 @@ IntGroupShape check_int_group(const IntGroupTensors& w) {
   TORCH_CHECK(in % 32 == 0, "int-group: in_features must be a multiple of 32 (GPTQ packs 32 "
               "channels into `bits` words), got ", in);
   const bool sequential = !w.g_idx.defined();
-  for (const auto* t : {&w.qweight, &w.zeros, &w.g_idx})
-    TORCH_CHECK(!t->defined() ? t == &w.g_idx
-                              : t->is_cuda() && t->scalar_type() == at::kInt && t->dim() >= 1 &&
-                                    rows_contiguous(*t),
-                "int-group: qweight, zeros and g_idx (where given) must be int32 CUDA tensors "
-                "with contiguous rows");
+  const auto int32_rows = [](const at::Tensor& t) {
+    return t.defined() && t.is_cuda() && t.scalar_type() == at::kInt && t.dim() >= 1 &&
+           rows_contiguous(t);
+  };
+  TORCH_CHECK(int32_rows(w.qweight) && int32_rows(w.zeros) && (sequential || int32_rows(w.g_idx)),
+              "int-group: qweight, zeros and g_idx (where given) must be int32 CUDA tensors "
+              "with contiguous rows");
   TORCH_CHECK(w.qweight.dim() == 2 && w.qweight.size(0) == in * bits / 32,
               "int-group: qweight must be [in * bits / 32 = ", in * bits / 32, ", out], got ",
               w.qweight.sizes());
@@ -684,8 +685,9 @@ IntGroupShape check_int_group(const IntGroupTensors& w) {
               "int-group: zeros must be [groups = ", groups, ", ceil(out * bits / 32) = ",
               zero_words, "], got ", w.zeros.sizes());
   const bool one_group = w.group_size >= in;
+  const int group_log2 = log2_or_minus_one(w.group_size);
   TORCH_CHECK(!sequential || (w.group_size > 0 && (in + w.group_size - 1) / w.group_size == groups &&
-                              (one_group || (w.group_size & (w.group_size - 1)) == 0)),
+                              (one_group || group_log2 >= 0)),
               "int-group: without g_idx, group_size must be a power of two (or at least in = ", in,
               ") with ceil(in / group_size) = ", groups, " groups (scales' rows), got ",
               w.group_size, "; give g_idx for other sizes");
@@ -698,10 +700,8 @@ IntGroupShape check_int_group(const IntGroupTensors& w) {
   TORCH_CHECK(in < (1ll << 31) / 32 && out < (1ll << 31) / 32,
               "int-group: in and out must stay below 2^26");
   const auto stride = [](const at::Tensor& t) { return static_cast<int>(t.stride(0)); };
-  int shift = 31;  // one group: every channel's k >> 31 is 0
-  if (sequential && !one_group)
-    for (shift = 0; (int64_t{1} << shift) < w.group_size; ++shift) {}
-  const GroupMap map{sequential ? nullptr : w.g_idx.data_ptr<int>(), shift};
+  // One group: every channel's k >> 31 is 0.
+  const GroupMap map{sequential ? nullptr : w.g_idx.data_ptr<int>(), one_group ? 31 : group_log2};
   return {in, out, groups, zero_words, {stride(w.qweight), stride(scales), stride(w.zeros)}, map};
 }
 

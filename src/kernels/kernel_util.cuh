@@ -248,6 +248,15 @@ bool with_constant(int64_t v, F&& f) {
 
 inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// log2(v) for a power of two v, -1 for any other v: the shift a kernel takes in place of a
+// division by a block or group size.
+inline int log2_or_minus_one(int64_t v) {
+  if (v <= 0 || (v & (v - 1)) != 0) return -1;
+  int shift = 0;
+  while ((int64_t{1} << shift) < v) ++shift;
+  return shift;
+}
+
 // Warps sharing a GEMV's row group (1, 2 or 4) for rows of `row_pieces` 16-byte pieces: enough
 // that each lane still has about `unroll` pieces of a row to load (long rows, as in down_proj,
 // would otherwise leave few warps with long serial loops).
