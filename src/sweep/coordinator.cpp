@@ -47,6 +47,14 @@ struct Coordination {
   Clock::time_point start = Clock::now();
   std::set<int> gone;        // ranks that left or were given up on
   std::set<int> lost;        // of those, the ones given up on
+  // Ranks that asked for a unit when none was pending but others were in flight: their reply
+  // waits, since a rank lost mid-unit gives its unit back. The config each holds, and since when
+  // it waits (its end idle time if no unit comes).
+  struct Waiting {
+    std::string held;
+    double since;
+  };
+  std::map<int, Waiting> waiting;
   int stop_code = 0;         // set once the sweep must stop: no more units are handed out
   std::string host;          // rank 0's, which records the units it skips
   SweepTiming timing;
@@ -144,6 +152,7 @@ void give_up_on(Coordination& c, int rank, const std::string& why) {
     c.store.results.errors.push_back(
         {w.config, w.key, rank, "", fmt::format("rank {} lost: {}; the unit was run again", rank, why)});
   }
+  c.waiting.erase(rank);
   leave(c, rank, seconds_since(c.start));
   c.lost.insert(rank);
 }
@@ -171,14 +180,39 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
                                      : ": " + report.failure);
   else if (c.stop_code == 0)
     reply.unit = c.scheduler.next(rank, report.held);
-  if (reply.unit)
-    c.watch.started(rank, *reply.unit, seconds_since(c.start));
-  else
-    leave(c, rank, heard_at);
-  send_reply(rank, local, encode_assignment(reply));
+  if (!reply.unit && !report.leaving && c.stop_code == 0 && c.scheduler.in_flight() > 0) {
+    c.waiting[rank] = {report.held, heard_at};
+  } else {
+    if (reply.unit)
+      c.watch.started(rank, *reply.unit, seconds_since(c.start));
+    else
+      leave(c, rank, heard_at);
+    send_reply(rank, local, encode_assignment(reply));
+  }
   // After the reply, so the rank computes its next unit while rank 0 writes the store (a store
   // the disk refuses then stops the sweep at the rank's next report, not this one).
   if (to_record) record(c, *report.result, dropped);
+}
+
+// Answers the waiting ranks once a unit is pending again (a lost rank's) or none is left in flight
+// to come back; a waiting rank keeps sending heartbeats, so it is watched as any other.
+void serve_waiting(Coordination& c, Mailbox& local) {
+  for (auto it = c.waiting.begin(); it != c.waiting.end();) {
+    Assignment reply;
+    if (c.stop_code == 0) reply.unit = c.scheduler.next(it->first, it->second.held);
+    if (!reply.unit && c.stop_code == 0 && c.scheduler.in_flight() > 0) {
+      ++it;
+      continue;
+    }
+    const int rank = it->first;
+    const double since = it->second.since;
+    it = c.waiting.erase(it);
+    if (reply.unit)
+      c.watch.started(rank, *reply.unit, seconds_since(c.start));
+    else
+      leave(c, rank, since);
+    send_reply(rank, local, encode_assignment(reply));
+  }
 }
 
 // This run's timing into the store (saved by the caller) and rank 0's log.
@@ -214,13 +248,17 @@ void coordinate(Coordination& c, int ranks, Mailbox& local) {
     const double now = seconds_since(c.start);
     c.watch.heard(0, now);  // rank 0's worker is a thread of this process
     for (int rank : heartbeats()) c.watch.heard(rank, now);
-    if (const auto lost = c.watch.lost(now)) give_up_on(c, lost->first, lost->second);
+    if (const auto lost = c.watch.lost(now)) {
+      give_up_on(c, lost->first, lost->second);
+      serve_waiting(c, local);
+    }
     auto message = next_report(local);
     if (!message) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
       continue;
     }
     answer(c, message->first, decode_report(message->second), local);
+    serve_waiting(c, local);
   }
 }
 
@@ -311,7 +349,7 @@ SweepOutcome run_sweep(const SweepSpec& spec, const RunOptions& options, const M
   log_info("{} units planned, {} already done, {} to run on {} rank(s)", planned.size(),
            planned.size() - pending.size(), pending.size(), mpi.size);
   Coordination c{store, spec, {}, Scheduler(pending), RankWatch(options.watch), {},
-                 Clock::now(), {}, {}, 0, mpi.host, {}};
+                 Clock::now(), {}, {}, {}, 0, mpi.host, {}};
   c.timing.ranks = mpi.size;
   // A rank that stops before its first report (a node frozen while it loads) would otherwise be
   // waited for forever. Rank 0's own worker is a thread of this process: not watched.
