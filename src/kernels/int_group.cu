@@ -149,6 +149,26 @@ __device__ __forceinline__ float2 code_pair_minus_zero(uint32_t word, int i, __h
       : "r"(word >> (kBits * i)), "n"(kMask), "r"(0x64006400u));
   return __half22float2(__hsub2(*reinterpret_cast<const __half2*>(&bits), zero_1024));
 }
+__device__ __forceinline__ __half2 zero_1024_pair(float zero) {
+  return __float2half2_rn(1024.f + zero);
+}
+
+// dot[c] += x[i] * (q_i - zero_c) over the codes of words[c], a word of each of the thread's kVec
+// columns; x holds the word's channels in order (in shared memory or in registers).
+template <int kBits, typename X>
+__device__ __forceinline__ void dot_word(const uint32_t (&words)[kVec], const X& x,
+                                         const __half2 (&zero_1024)[kVec], float (&dot)[kVec]) {
+  constexpr int kHalf = 16 / kBits;
+#pragma unroll
+  for (int i = 0; i < kHalf; ++i) {
+    const float xa = x[i], xb = x[i + kHalf];
+#pragma unroll
+    for (int c = 0; c < kVec; ++c) {
+      const float2 q = code_pair_minus_zero<kBits>(words[c], i, zero_1024[c]);
+      dot[c] = fmaf(xb, q.y, fmaf(xa, q.x, dot[c]));
+    }
+  }
+}
 
 // acc[m][c] += sum over the pack's 32 channels of x[m][k] * scale * (q - zero), for a pack whose
 // channels share one group: its scale and zero are read once.
@@ -169,23 +189,12 @@ __device__ __forceinline__ void accumulate_pack(
     // One batch row: the pack's sum of x * (q - zero) is scaled once. From two rows the fp32
     // route below measured faster (8192 x 2048 at four rows on the H200: 15.4 against 19.8 us;
     // not understood).
-    constexpr int kPerWord = 32 / kBits, kHalf = kPerWord / 2;
     float dot[kVec];
     __half2 zero_1024[kVec];
 #pragma unroll
-    for (int c = 0; c < kVec; ++c) dot[c] = 0.f, zero_1024[c] = __float2half2_rn(1024.f + zero[c]);
+    for (int c = 0; c < kVec; ++c) dot[c] = 0.f, zero_1024[c] = zero_1024_pair(zero[c]);
 #pragma unroll
-    for (int wi = 0; wi < kBits; ++wi)
-#pragma unroll
-      for (int i = 0; i < kHalf; ++i) {
-        const int j = wi * kPerWord + i;  // the pair is codes j and j + kHalf
-        const float xa = xs[j], xb = xs[j + kHalf];
-#pragma unroll
-        for (int c = 0; c < kVec; ++c) {
-          const float2 q = code_pair_minus_zero<kBits>(w[wi][c], i, zero_1024[c]);
-          dot[c] = fmaf(xb, q.y, fmaf(xa, q.x, dot[c]));
-        }
-      }
+    for (int wi = 0; wi < kBits; ++wi) dot_word<kBits>(w[wi], xs + wi * (32 / kBits), zero_1024, dot);
 #pragma unroll
     for (int c = 0; c < kVec; ++c) acc[0][c] = fmaf(s[c], dot[c], acc[0][c]);
   } else {
@@ -377,14 +386,14 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int kBits>
 __device__ __forceinline__ void dot_pack_row(const uint4 (&w)[kBits], const uint4* x_pack,
                                              uint2 s_raw, uint32_t zero_bits, float (&acc)[kVec]) {
-  constexpr int kPerWord = 32 / kBits, kHalf = kPerWord / 2;
+  constexpr int kPerWord = 32 / kBits;
   const T* s = reinterpret_cast<const T*>(&s_raw);
   float dot[kVec];
   __half2 zero_1024[kVec];
 #pragma unroll
   for (int c = 0; c < kVec; ++c) {
     const uint32_t zero = zero_of_stored<kBits>(zero_bits >> (c * kBits));
-    zero_1024[c] = __float2half2_rn(1024.f + static_cast<float>(zero));
+    zero_1024[c] = zero_1024_pair(static_cast<float>(zero));
     dot[c] = 0.f;
   }
 #pragma unroll
@@ -400,14 +409,7 @@ __device__ __forceinline__ void dot_pack_row(const uint4 (&w)[kBits], const uint
         xf[q * 8 + e] = v[(wi * kPerWord) % 8 + e];
     }
     const uint32_t words[kVec] = {w[wi].x, w[wi].y, w[wi].z, w[wi].w};
-#pragma unroll
-    for (int i = 0; i < kHalf; ++i)
-#pragma unroll
-      for (int c = 0; c < kVec; ++c) {
-        // The word's codes i and i + kHalf.
-        const float2 q = code_pair_minus_zero<kBits>(words[c], i, zero_1024[c]);
-        dot[c] = fmaf(xf[i + kHalf], q.y, fmaf(xf[i], q.x, dot[c]));
-      }
+    dot_word<kBits>(words, xf, zero_1024, dot);
   }
 #pragma unroll
   for (int c = 0; c < kVec; ++c) acc[c] = fmaf(to_float(s[c]), dot[c], acc[c]);
