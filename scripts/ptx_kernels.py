@@ -3,12 +3,13 @@
 scripts/same_ptx.sh.
 
 Two compiles of the same source differ in ways that are no change: virtual register numbers,
-`.reg` declarations, `used_bytes_mask` pragmas, the anonymous namespace's name (from the path),
-and, from one run of nvcc to the next, whether a few fp32-route GEMVs read some shared-memory
-words again in a second load after a 16-byte load of the same block has read them. Each kernel
-is put in a canonical form without these (a load whose words an earlier load of the block read
-since the last shared store or barrier is dropped, its registers replaced by the earlier ones),
-so that any remaining difference is a change of what the kernel computes or how.
+`.reg` declarations, `used_bytes_mask` pragmas, the names nvcc derives from the source's path
+(anonymous namespaces, static shared variables) and, from one run of nvcc to the next, whether
+a few fp32-route GEMVs read some shared-memory words again in a second load after a 16-byte
+load of the same block has read them. Each kernel is put in a canonical form without these (a
+load whose words an earlier load of the block read since the last shared store or barrier is
+dropped, its registers replaced by the earlier ones), so that what differs after that is a
+change of what the kernel computes or how.
 
   ptx_kernels.py BEFORE.ptx AFTER.ptx          exit 0: no kernel changed, added or removed
 """
@@ -17,7 +18,7 @@ import sys
 
 ENTRY = re.compile(r"^(?:\.visible |\.weak )?\.(?:entry|func)\s+(?:\([^)]*\)\s*)?(\S+?)\(")
 REGISTER = re.compile(r"%(rd|r|fd|f|p|rs|h|hh|b)\d+")
-ANONYMOUS = re.compile(r"_GLOBAL__N__[0-9a-f]+_")
+ANONYMOUS = re.compile(r"(_GLOBAL__N__|_INTERNAL_)[0-9a-f]{8}_")
 SHARED_LOAD = re.compile(
     r"^\s*ld\.shared\.(?:v[24]\.)?f32\s+\{?([^};]*?)\}?,\s*\[(%r\d+)(?:\+(-?\d+))?\];")
 CLEARS_SHARED = re.compile(r"^\s*(st\.shared|bar\.|barrier)")
@@ -26,7 +27,7 @@ CLEARS_SHARED = re.compile(r"^\s*(st\.shared|bar\.|barrier)")
 def raw_kernels(path):
     bodies, name = {}, None
     for line in open(path):
-        line = ANONYMOUS.sub("_GLOBAL__N__", line)
+        line = ANONYMOUS.sub(r"\1", line)
         start = ENTRY.match(line)
         if start:
             name = start.group(1)

@@ -212,21 +212,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int r = 0; r < kRows; ++r) acc[r][0] = fmaf(am[u][r], dot[r][0], acc[r][0]);
     }
   }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r)
-#pragma unroll
-    for (int m = 0; m < kTile; ++m) {
-      const float v = warp_sum(acc[r][m]);
-      if (lane == 0) partial[warp][r][m] = v;
-    }
-  __syncthreads();
-  // Each output adds its row group's kSplit slices in a fixed order.
-  store_gemv_rows<T, kGroups, kTile>(rows, first, m_rows, y, [&](int g, int r, int m, int) {
-    float v = 0.f;
-#pragma unroll
-    for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
-    return v;
-  });
+  store_split_sums<T, kWarps, kSplit>(acc, partial, warp, lane, rows, first, m_rows, y);
 }
 
 // The tensor-core GEMV. The FMA GEMV above spends close to four instructions per weight element

@@ -327,6 +327,30 @@ __device__ __forceinline__ void store_gemv_rows(const GemvRows& rows, int first,
     store_silu_gate_up<T>(rows, y, m, n, sum(g, 0, m, n), sum(g, 1, m, n + rows.gate));
 }
 
+// The end of a GEMV whose warps hold kRows x kTile partial sums for their row group, kSplit warps
+// to a group: each sum is reduced across its warp, then each output adds its group's kSplit
+// slices in a fixed order (the same sums every call) and is stored as store_gemv_rows stores it.
+template <typename T, int kWarps, int kSplit, int kRows, int kTile>
+__device__ __forceinline__ void store_split_sums(const float (&acc)[kRows][kTile],
+                                                 float (&partial)[kWarps][kRows][kTile],
+                                                 int warp, int lane, const GemvRows& rows,
+                                                 int first, int m_rows, T* y) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      const float v = warp_sum(acc[r][m]);
+      if (lane == 0) partial[warp][r][m] = v;
+    }
+  __syncthreads();
+  store_gemv_rows<T, kWarps / kSplit, kTile>(rows, first, m_rows, y, [&](int g, int r, int m, int) {
+    float v = 0.f;
+#pragma unroll
+    for (int s = 0; s < kSplit; ++s) v += partial[g * kSplit + s][r][m];
+    return v;
+  });
+}
+
 // A 1-D tensor that is contiguous, or a 2-D one whose rows are (a column slice of a wider
 // tensor, such as a stacked projection's part, has strided rows and contiguous elements).
 inline bool rows_contiguous(const at::Tensor& t) {
