@@ -611,11 +611,7 @@ Absmax check_bnb4(const Bnb4Tensors& w) {
           static_cast<float>(w.offset), w.blocksize, log2_or_minus_one(w.blocksize)};
 }
 
-}  // namespace
-
-at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path,
-                       const GemvIo& io) {
-  const Absmax absmax = check_bnb4(w);
+void check_bnb4_input(const at::Tensor& x, const Bnb4Tensors& w, const GemvIo& io) {
   TORCH_CHECK(x.defined() && x.is_cuda() && x.dim() == 2 && x.is_contiguous() &&
                   x.size(1) == w.in,
               "bnb4_matmul: x must be a contiguous 2-D CUDA tensor [M, in = ", w.in, "]");
@@ -623,13 +619,24 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
               "bnb4_matmul: x and packed must be on one device");
   TORCH_CHECK(w.in < (1ll << 31) && w.out < (1ll << 31), "bnb4_matmul: in and out must fit int32");
   check_gemv_io(io, x, w.out, "bnb4_matmul");
-  const bool gate_up = io.output == GemvOutput::silu_gate_up;
-  TORCH_CHECK(!gate_up || w.out % 2 == 0,
+  TORCH_CHECK(io.output != GemvOutput::silu_gate_up || w.out % 2 == 0,
               "bnb4_matmul: a gate|up weight has an even number of rows, got ", w.out);
+}
+
+// Which kernel computes the product, and whether it stores through GemvIo's epilogue itself.
+struct Bnb4Plan {
+  bool tile;            // the tensor-core tile kernel (tile_mma.cuh)
+  bool mma_gemv;        // the tensor-core GEMV
+  bool shifted_pieces;  // the FMA piece kernel can find a piece's absmax block by a shift
+  bool piece_kernel;    // the FMA piece kernel: it norms its input and stores every epilogue
+  bool own_epilogue;    // no kernel of gemv_io.h is needed after the product
+};
+
+Bnb4Plan plan_bnb4(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& absmax,
+                   MatmulPath path, const GemvIo& io) {
   const int64_t m = x.size(0);
   const bool pieces = w.in % 32 == 0 && w.blocksize % 32 == 0 &&
                       aligned16(w.packed.data_ptr()) && aligned16(x.data_ptr());
-  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const bool chunks = w.in % kChunk == 0 && absmax.block_shift >= kChunkShift && pieces &&
                       at::cuda::getCurrentDeviceProperties()->major >= 8;
   // Measured on an H200 (docs/performance.md, session 10), NF4 + double quant, 8192 x 2048: the
@@ -637,46 +644,44 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
   // the tile kernel 17.1-28.6. One row: see one_row_on_tensor_cores(); an input to be normed
   // stays with the FMA GEMV, whose prologue norms it.
   const bool mma_rows = m >= 2 || (m == 1 && !io.is_normed() && one_row_on_tensor_cores());
-  const bool mma_gemv = chunks && mma_rows && path != MatmulPath::tensor_core;
-  const bool tile =
-      pieces && use_tensor_cores(path, m, chunks ? kMmaGemvMaxRows + 1 : kTensorCoreRows);
-  // The piece kernel finds a piece's absmax block by a shift (bitsandbytes' sizes are powers
-  // of two); any other size takes the any-shape kernel's division.
-  const bool shifted_pieces = pieces && absmax.block_shift >= 0;
-  // The piece kernel has the norm prologue and the epilogues, the tensor-core GEMV the epilogues
-  // (gate|up where the gate rows come in fours); the other paths take the kernels of gemv_io.h
-  // around their product.
-  const bool piece_kernel = shifted_pieces && !tile && !mma_gemv;
-  const bool own_epilogue =
-      piece_kernel || (mma_gemv && (!gate_up || w.out / 2 % kPairsPerWarp == 0));
-  bool normed = io.is_normed() && piece_kernel;
+  Bnb4Plan p{};
+  p.mma_gemv = chunks && mma_rows && path != MatmulPath::tensor_core;
+  p.tile = pieces && use_tensor_cores(path, m, chunks ? kMmaGemvMaxRows + 1 : kTensorCoreRows);
+  // bitsandbytes' block sizes are powers of two; any other size takes the any-shape kernel's
+  // division.
+  p.shifted_pieces = pieces && absmax.block_shift >= 0;
+  // The tensor-core GEMV has the epilogues (gate|up where the gate rows come in fours); the
+  // other paths take the kernels of gemv_io.h around their product.
+  p.piece_kernel = p.shifted_pieces && !p.tile && !p.mma_gemv;
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
+  p.own_epilogue = p.piece_kernel || (p.mma_gemv && (!gate_up || w.out / 2 % kPairsPerWarp == 0));
+  return p;
+}
+
+void launch_bnb4_tile(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& absmax,
+                      at::Tensor& y, cudaStream_t stream) {
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
-    normed = normed && gemv_norms<scalar_t>(m, w.in, x.data_ptr(), io.norm_weight.data_ptr());
+    const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
+                                          w.code.data_ptr<float>(), absmax,
+                                          static_cast<int>(w.in), static_cast<int>(w.out)};
+    launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
+                    reinterpret_cast<scalar_t*>(y.data_ptr()), x.size(0), w.in, w.out, loader,
+                    stream);
   });
-  if (io.is_normed() && !normed) return bnb4_matmul(normed_rows(x, io), w, path, io.without_norm());
-  if ((gate_up || io.adds()) && !own_epilogue) return finish_output(bnb4_matmul(x, w, path), io);
-  at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
-  if (m == 0 || w.out == 0) return y;
-  if (w.in == 0) return io.adds() ? y : y.zero_();
-  if (tile) {
-    QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
-      const Bnb4TileLoader<scalar_t> loader{reinterpret_cast<const uint4*>(w.packed.data_ptr()),
-                                            w.code.data_ptr<float>(), absmax,
-                                            static_cast<int>(w.in), static_cast<int>(w.out)};
-      launch_tile_mma(reinterpret_cast<const scalar_t*>(x.data_ptr()),
-                      reinterpret_cast<scalar_t*>(y.data_ptr()), m, w.in, w.out, loader, stream);
-    });
-    return y;
-  }
-  if (mma_gemv) {
-    launch_mma_gemv(x, w, absmax, GemvRows::of(static_cast<int>(w.out), io), y, stream);
-    return y;
-  }
+}
+
+// The FMA GEMVs, kMaxBatchTile rows of x at a time: the piece kernel (its slices per row, its
+// absmax kind and whether it norms x, io.is_normed(), as template arguments), or the any-shape
+// kernel where the absmax blocks are not a power of two.
+void launch_fma_gemv(const at::Tensor& x, const Bnb4Tensors& w, const Absmax& absmax,
+                     const GemvRows& rows_of_w, const GemvIo& io, bool shifted_pieces,
+                     at::Tensor& y, cudaStream_t stream) {
+  const int64_t m = x.size(0);
+  const bool normed = io.is_normed();
   const int split = warps_per_row(w.in / 32, kUnroll);
-  const GemvRows rows_of_w = GemvRows::of(static_cast<int>(w.out), io);
   const int64_t blocks =
       shifted_pieces ? rows_of_w.blocks(kWarps / split) : (w.out + kWarps - 1) / kWarps;
-  const int64_t y_cols = gate_up ? w.out / 2 : w.out;
+  const int64_t y_cols = io.output == GemvOutput::silu_gate_up ? w.out / 2 : w.out;
   QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
     const auto* norm =
         normed ? reinterpret_cast<const scalar_t*>(io.norm_weight.data_ptr()) : nullptr;
@@ -716,6 +721,36 @@ at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath pat
       });
     }
   });
+}
+
+}  // namespace
+
+at::Tensor bnb4_matmul(const at::Tensor& x, const Bnb4Tensors& w, MatmulPath path,
+                       const GemvIo& io) {
+  const Absmax absmax = check_bnb4(w);
+  check_bnb4_input(x, w, io);
+  const Bnb4Plan plan = plan_bnb4(x, w, absmax, path, io);
+  const bool gate_up = io.output == GemvOutput::silu_gate_up;
+  const int64_t m = x.size(0);
+  bool normed = io.is_normed() && plan.piece_kernel;
+  QSWEEP_DISPATCH_HALF_TYPES(x.scalar_type(), "bnb4_matmul", [&] {
+    normed = normed && gemv_norms<scalar_t>(m, w.in, x.data_ptr(), io.norm_weight.data_ptr());
+  });
+  // From here on io.is_normed() says that the piece kernel norms x.
+  if (io.is_normed() && !normed) return bnb4_matmul(normed_rows(x, io), w, path, io.without_norm());
+  if ((gate_up || io.adds()) && !plan.own_epilogue)
+    return finish_output(bnb4_matmul(x, w, path), io);
+  at::Tensor y = io.adds() ? io.residual : at::empty({m, gate_up ? w.out / 2 : w.out}, x.options());
+  if (m == 0 || w.out == 0) return y;
+  if (w.in == 0) return io.adds() ? y : y.zero_();
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const GemvRows rows = GemvRows::of(static_cast<int>(w.out), io);
+  if (plan.tile)
+    launch_bnb4_tile(x, w, absmax, y, stream);
+  else if (plan.mma_gemv)
+    launch_mma_gemv(x, w, absmax, rows, y, stream);
+  else
+    launch_fma_gemv(x, w, absmax, rows, io, plan.shifted_pieces, y, stream);
   return y;
 }
 
