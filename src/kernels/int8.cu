@@ -362,6 +362,43 @@ void check_activations(const at::Tensor& x, double threshold, const char* what) 
   TORCH_CHECK(x.size(0) < (1ll << 31) - 65536 && x.size(1) < (1ll << 31), what, ": x too large");
 }
 
+// The caller's workspace, checked, or a new one of int8_workspace_bytes(M, in).
+at::Tensor scratch_for(const at::Tensor& workspace, const at::Tensor& x, int64_t in) {
+  const int64_t need = int8_workspace_bytes(x.size(0), in);
+  if (!workspace.defined()) return at::empty({need}, x.options().dtype(at::kByte));
+  TORCH_CHECK(workspace.is_cuda() && workspace.scalar_type() == at::kByte &&
+                  workspace.is_contiguous() && workspace.numel() >= need &&
+                  workspace.get_device() == x.get_device() && aligned16(workspace.data_ptr()),
+              "int8_matmul: workspace must be a contiguous, 16-byte aligned uint8 CUDA tensor of "
+              "at least int8_workspace_bytes(M, in) = ", need, " bytes on x's device");
+  return workspace;
+}
+
+// The GEMV over prepared activations, kMaxBatchTile rows at a time (y [M, rows.gate or out]).
+template <typename T>
+void launch_int8_gemv(const T* x, const at::Tensor& weight, const at::Tensor& row_absmax,
+                      const Int8Scratch& s, int64_t m, const GemvRows& rows_of_w, bool pieces,
+                      T* y, cudaStream_t stream) {
+  const int64_t in = weight.size(1);
+  const int64_t y_cols = rows_of_w.gate ? rows_of_w.gate : rows_of_w.out;
+  const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
+  const Launch config{dim3(static_cast<unsigned>(rows_of_w.blocks(kWarps / split))),
+                      dim3(kThreads), 0, stream};
+  for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
+    const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
+    Int8Scratch part = s;
+    part.rowmax += m0;
+    part.xq += m0 * in;
+    QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
+      with_constant<1, 2, 4>(split, [&](auto split_c) {
+        launch(config, int8_gemv_kernel<T, kTile, decltype(split_c)::value>,
+               weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, x + m0 * in,
+               y + m0 * y_cols, rows, static_cast<int>(in), rows_of_w, pieces);
+      });
+    });
+  }
+}
+
 }  // namespace
 
 int64_t int8_workspace_bytes(int64_t m, int64_t in) { return scratch_bytes(m, in) + 2 * m * in; }
@@ -409,17 +446,7 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
   if (m == 0 || out == 0) return y;
   if (in == 0) return io.adds() ? y : y.zero_();
 
-  const int64_t need = int8_workspace_bytes(m, in);
-  at::Tensor scratch = workspace;
-  if (scratch.defined()) {
-    TORCH_CHECK(scratch.is_cuda() && scratch.scalar_type() == at::kByte && scratch.is_contiguous() &&
-                    scratch.numel() >= need && scratch.get_device() == x.get_device() &&
-                    aligned16(scratch.data_ptr()),
-                "int8_matmul: workspace must be a contiguous, 16-byte aligned uint8 CUDA tensor of at "
-                "least int8_workspace_bytes(M, in) = ", need, " bytes on x's device");
-  } else {
-    scratch = at::empty({need}, x.options().dtype(at::kByte));
-  }
+  const at::Tensor scratch = scratch_for(workspace, x, in);
   const Int8Scratch s = carve(scratch.data_ptr<uint8_t>(), m, in);
   const float t = outlier_threshold(threshold);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -434,24 +461,8 @@ at::Tensor int8_matmul(const at::Tensor& x, const at::Tensor& weight, const at::
                       m, in, out, loader, stream);
       return;
     }
-    const int split = pieces ? warps_per_row(in / 16, kUnroll) : 1;
-    const GemvRows rows_of_w = GemvRows::of(static_cast<int>(out), io);
-    const Launch config{dim3(static_cast<unsigned>(rows_of_w.blocks(kWarps / split))),
-                        dim3(kThreads), 0, stream};
-    for (int64_t m0 = 0; m0 < m; m0 += kMaxBatchTile) {
-      const int rows = static_cast<int>(std::min<int64_t>(kMaxBatchTile, m - m0));
-      Int8Scratch part = s;
-      part.rowmax += m0;
-      part.xq += m0 * in;
-      QSWEEP_DISPATCH_BATCH_TILE(rows, [&] {
-        with_constant<1, 2, 4>(split, [&](auto split_c) {
-          launch(config, int8_gemv_kernel<scalar_t, kTile, decltype(split_c)::value>,
-                 weight.data_ptr<int8_t>(), row_absmax.data_ptr<float>(), part, xp + m0 * in,
-                 reinterpret_cast<scalar_t*>(y.data_ptr()) + m0 * (gate_up ? out / 2 : out), rows,
-                 static_cast<int>(in), rows_of_w, pieces);
-        });
-      });
-    }
+    launch_int8_gemv(xp, weight, row_absmax, s, m, GemvRows::of(static_cast<int>(out), io),
+                     pieces, reinterpret_cast<scalar_t*>(y.data_ptr()), stream);
   });
   return y;
 }
