@@ -7,6 +7,7 @@
 #include "tile_mma.cuh"
 
 #include <algorithm>
+#include <cstdlib>
 
 namespace qsweep::cuda {
 namespace {
@@ -713,12 +714,28 @@ void with_bits(int64_t bits, F&& f) {
   with_constant<2, 3, 4, 8>(bits, f);
 }
 
+// The blocks per multiprocessor the cluster split aims at: kSplitBlocksPerSm, or
+// QSWEEP_INT_GROUP_BLOCKS_PER_SM (1 to 16), read per call, to measure the rule: the one-row
+// GEMV fits 7 blocks a multiprocessor and ran at 0.55 waves under 4 (ncu, session 16).
+constexpr int64_t kSplitBlocksPerSm = 4;
+int64_t split_blocks_per_sm() {
+  const char* env = std::getenv("QSWEEP_INT_GROUP_BLOCKS_PER_SM");
+  if (env == nullptr) return kSplitBlocksPerSm;
+  char* end = nullptr;
+  const long long v = std::strtoll(env, &end, 10);
+  TORCH_CHECK(end != env && *end == '\0' && v >= 1 && v <= 16,
+              "int_group_matmul: QSWEEP_INT_GROUP_BLOCKS_PER_SM='", env,
+              "' is not a block count from 1 to 16; unset it for ", kSplitBlocksPerSm);
+  return v;
+}
+
 // Blocks of a cluster splitting `in` for `tiles` column tiles: enough blocks for every
 // multiprocessor to hold several (clusters need compute capability 9), each a whole number of
 // kPackGroups packs; returns the channels per block and sets `split` to the blocks.
 int64_t split_channels_for(int64_t in, int64_t tiles, int64_t& split) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  split = prop->major >= 9 ? (4 * prop->multiProcessorCount + tiles - 1) / tiles : 1;
+  const int64_t aim = split_blocks_per_sm() * prop->multiProcessorCount;
+  split = prop->major >= 9 ? (aim + tiles - 1) / tiles : 1;
   split = std::clamp<int64_t>(split, 1, kMaxSplit);
   constexpr int64_t kGrain = kPackGroups * 32;
   const int64_t channels = ((in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
