@@ -7,6 +7,9 @@
 # PRESET=llama-3.1-8b measures that shape instead (models $PRESET and $PRESET-q_<quant>);
 # TESTS=0 and KERNELS=0 skip the GPU tests and the kernel benchmark; ROUNDS=3 runs the bench
 # loop three times (files -r1, -r2, -r3), so that differences between processes show as such.
+# SETTINGS="QSWEEP_INT_GROUP_BLOCKS_PER_SM=4 QSWEEP_INT_GROUP_BLOCKS_PER_SM=7" runs the kernel
+# benchmark and every bench under each setting in turn (a comma joins several variables; files
+# end in the setting's name), for a measurement of a knob in one call.
 # QSWEEP names another qsweep binary for quantize, bench and eval (run_ab_on_gpu.sh's copy of
 # side A's, run again after side B).
 #   bash tests/parity/run_speed_on_gpu.sh        (results under $OUT, or ./gpu-results)
@@ -22,10 +25,16 @@ if [ "${TESTS:-1}" = 1 ]; then
   (cd build-gpu && ctest -L gpu --output-on-failure) > "$OUT/gpu-tests.log" 2>&1
   grep -E "tests passed|Failed|FAILED|\*\*\*" "$OUT/gpu-tests.log" | head -20
 fi
-for pdl in $([ "${KERNELS:-1}" = 1 ] && echo ${PDLS:-1}); do
-  QSWEEP_PDL=$pdl build-gpu/src/kernels/qsweep_bench_kernels "$OUT/bench-kernels-pdl$pdl.json" \
-    > "$OUT/bench-kernels-pdl$pdl.log" 2>&1
-  echo "kernel bench pdl=$pdl: exit $?"
+# The environment of one SETTINGS entry, and the suffix of its files.
+settings_env() { [ "$1" = default ] || tr , '\n' <<< "$1"; }
+settings_tag() { [ "$1" = default ] || echo "-${1//[=,]/-}"; }
+for setting in ${SETTINGS:-default}; do
+  mapfile -t vars < <(settings_env "$setting"); tag=$(settings_tag "$setting")
+  for pdl in $([ "${KERNELS:-1}" = 1 ] && echo ${PDLS:-1}); do
+    env "${vars[@]}" QSWEEP_PDL=$pdl build-gpu/src/kernels/qsweep_bench_kernels \
+      "$OUT/bench-kernels-pdl$pdl$tag.json" > "$OUT/bench-kernels-pdl$pdl$tag.log" 2>&1
+    echo "kernel bench pdl=$pdl $setting: exit $?"
+  done
 done
 source tests/parity/study_inputs.sh
 QUANTS=${QUANTS:-nf4_dq_bf16 rtn4_g128 int8_fp16}
@@ -38,12 +47,16 @@ for q in $QUANTS; do
 done
 for round in $(seq ${ROUNDS:-1}); do
   for dir in $BASE $(printf "${PREFIX}q_%s " $QUANTS); do
-    for stack in ${STACKS:-1}; do
-      for pdl in ${PDLS:-1}; do
-        name=$dir-stack$stack-pdl$pdl$([ "${ROUNDS:-1}" = 1 ] || echo -r$round)
-        QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl "$QSWEEP" bench --model $WORK/$dir \
-          --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" > "$OUT/bench-$name.log" 2>&1
-        echo "bench $name: exit $?"
+    for setting in ${SETTINGS:-default}; do
+      mapfile -t vars < <(settings_env "$setting"); tag=$(settings_tag "$setting")
+      for stack in ${STACKS:-1}; do
+        for pdl in ${PDLS:-1}; do
+          name=$dir-stack$stack-pdl$pdl$tag$([ "${ROUNDS:-1}" = 1 ] || echo -r$round)
+          env "${vars[@]}" QSWEEP_STACK_PROJECTIONS=$stack QSWEEP_PDL=$pdl "$QSWEEP" bench \
+            --model $WORK/$dir --device cuda --batch-sizes 1 4 8 16 --out "$OUT/bench-$name.json" \
+            > "$OUT/bench-$name.log" 2>&1
+          echo "bench $name: exit $?"
+        done
       done
     done
   done
