@@ -101,6 +101,14 @@ __global__ void __launch_bounds__(kPrepThreads)
   if (threadIdx.x == 0) s.rowmax[blockIdx.x] = mx;
 }
 
+// a + the dot product of 16 int8 pairs (x and w, four bytes a word), in int32.
+__device__ __forceinline__ int dot16(int4 x, int4 w, int a) {
+  a = __dp4a(x.x, w.x, a);
+  a = __dp4a(x.y, w.y, a);
+  a = __dp4a(x.z, w.z, a);
+  return __dp4a(x.w, w.w, a);
+}
+
 // At one batch row, eight blocks per multiprocessor (64 registers a thread) keep the 1,024
 // blocks of an 8192-row weight in one wave on an H200's 132 multiprocessors; the gate|up row
 // pairs had taken that kernel to 72 registers, seven blocks, two waves and 11 % longer (kernel
@@ -143,7 +151,8 @@ __global__ void __launch_bounds__(kThreads, kTile == 1 ? kOneRowBlocksPerSm : 1)
     int8_t wk[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-      wk[r] = n_of[r] < rows.out ? w[static_cast<int64_t>(n_of[r]) * in + k] : static_cast<int8_t>(0);
+      wk[r] = n_of[r] < rows.out ? w[static_cast<int64_t>(n_of[r]) * in + k]
+                                 : static_cast<int8_t>(0);
     const bool outlier = s.mask[k];
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
@@ -152,7 +161,8 @@ __global__ void __launch_bounds__(kThreads, kTile == 1 ? kOneRowBlocksPerSm : 1)
       if (outlier) {
         const float xv = to_float(x[at]);
 #pragma unroll
-        for (int r = 0; r < kRows; ++r) facc[r][m] = fmaf(xv, static_cast<float>(wk[r]), facc[r][m]);
+        for (int r = 0; r < kRows; ++r)
+          facc[r][m] = fmaf(xv, static_cast<float>(wk[r]), facc[r][m]);
       } else {
         const int xv = s.xq[at];
 #pragma unroll
@@ -175,9 +185,11 @@ __global__ void __launch_bounds__(kThreads, kTile == 1 ? kOneRowBlocksPerSm : 1)
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
           wv[u][r] = n_of[r] < rows.out && p < npieces
-                         ? __ldg(reinterpret_cast<const int4*>(w + static_cast<int64_t>(n_of[r]) * in) + p)
+                         ? __ldg(reinterpret_cast<const int4*>(
+                                     w + static_cast<int64_t>(n_of[r]) * in) + p)
                          : make_int4(0, 0, 0, 0);
-        mk[u] = p < npieces ? __ldg(reinterpret_cast<const uint4*>(s.mask) + p) : make_uint4(0, 0, 0, 0);
+        mk[u] = p < npieces ? __ldg(reinterpret_cast<const uint4*>(s.mask) + p)
+                            : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -187,16 +199,10 @@ __global__ void __launch_bounds__(kThreads, kTile == 1 ? kOneRowBlocksPerSm : 1)
 #pragma unroll
           for (int m = 0; m < kTile; ++m) {
             if (m >= m_rows) break;
-            const int4 xv = __ldg(reinterpret_cast<const int4*>(s.xq + static_cast<int64_t>(m) * in) + p);
+            const int4 xv =
+                __ldg(reinterpret_cast<const int4*>(s.xq + static_cast<int64_t>(m) * in) + p);
 #pragma unroll
-            for (int r = 0; r < kRows; ++r) {
-              int a = iacc[r][m];
-              a = __dp4a(xv.x, wv[u][r].x, a);
-              a = __dp4a(xv.y, wv[u][r].y, a);
-              a = __dp4a(xv.z, wv[u][r].z, a);
-              a = __dp4a(xv.w, wv[u][r].w, a);
-              iacc[r][m] = a;
-            }
+            for (int r = 0; r < kRows; ++r) iacc[r][m] = dot16(xv, wv[u][r], iacc[r][m]);
           }
         } else {
           // The rare piece with an outlier column reads its bytes again (from L1): indexing wv
