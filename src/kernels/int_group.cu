@@ -1,5 +1,6 @@
 // Integer-group weights in GPTQ's layout: the fused dequantize-GEMV for decode and the
 // dequantize-to-buffer for prefill. Layout facts are in qsweep/kernels/quant_kernels.h.
+#include "qsweep/kernels/cluster_split.h"
 #include "qsweep/kernels/cuda_check.h"
 #include "qsweep/kernels/quant_kernels.h"
 
@@ -24,7 +25,6 @@ constexpr int kVec = 4;
 constexpr int kThreads = 128;
 constexpr int kThreadsPerPack = kTileCols / kVec;
 constexpr int kPackGroups = kThreads / kThreadsPerPack;
-constexpr int kMaxSplit = 8;
 constexpr int kMaxBatchTile = 16;
 
 // Row strides, in elements, of qweight, scales and zeros. They exceed the weight's own columns
@@ -729,18 +729,14 @@ int64_t split_blocks_per_sm() {
   return v;
 }
 
-// Blocks of a cluster splitting `in` for `tiles` column tiles: enough blocks for every
-// multiprocessor to hold several (clusters need compute capability 9), each a whole number of
+// The cluster split along `in` (qsweep/kernels/cluster_split.h), each block a whole number of
 // kPackGroups packs; returns the channels per block and sets `split` to the blocks.
 int64_t split_channels_for(int64_t in, int64_t tiles, int64_t& split) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const int64_t aim = split_blocks_per_sm() * prop->multiProcessorCount;
-  split = prop->major >= 9 ? (aim + tiles - 1) / tiles : 1;
-  split = std::clamp<int64_t>(split, 1, kMaxSplit);
-  constexpr int64_t kGrain = kPackGroups * 32;
-  const int64_t channels = ((in + split - 1) / split + kGrain - 1) / kGrain * kGrain;
-  split = (in + channels - 1) / channels;
-  return channels;
+  const ClusterSplit c = cluster_split(in, tiles, prop->multiProcessorCount, prop->major >= 9,
+                                       split_blocks_per_sm(), kPackGroups * 32);
+  split = c.blocks;
+  return c.channels;
 }
 
 // Whether one row of x can take int_group_row_kernel: computed groups whose packs each lie in
