@@ -306,6 +306,43 @@ TEST_F(Kernels, IntGroupWithoutGIdxRefusesAGroupSizeItCannotShiftByName) {
   }
 }
 
+// The cluster split along `in` at other aims than the default (QSWEEP_INT_GROUP_BLOCKS_PER_SM):
+// from one block a row of tiles to the portable cluster's eight, the row kernel (one row, no
+// g_idx) and the generic GEMV give the reference's product; a value out of range is refused.
+TEST_F(Kernels, IntGroupMatmulMatchesReferenceAtEveryClusterAimAndTheKnobIsChecked) {
+  struct Shape { int64_t in, out; };
+  for (const Shape shape : {Shape{800, 333}, Shape{4096, 256}})
+    for (int bits : {3, 4})
+      for (bool act_order : {false, true}) {
+        const IntGroupCase w = make_int_group(shape.in, shape.out, bits, 128, act_order, at::kHalf);
+        const IntGroupTensors g = to_gpu(w, act_order);
+        const at::Tensor wf = dequantize_int_group(w);
+        for (const char* aim : {"1", "7", "16"})
+          for (int64_t m : {1, 4}) {
+            setenv("QSWEEP_INT_GROUP_BLOCKS_PER_SM", aim, 1);
+            const at::Tensor x = activations(m, shape.in, at::kHalf, false);
+            EXPECT_LT(rel_err(int_group_matmul(x.to(kGpu), g, MatmulPath::gemv),
+                              reference_matmul(x, wf)),
+                      output_tolerance(at::kHalf))
+                << "in " << shape.in << " bits " << bits << " act_order " << act_order
+                << " aim " << aim << " M " << m;
+          }
+      }
+  const IntGroupCase w = make_int_group(256, 64, 4, 128, false, at::kHalf);
+  const at::Tensor x = activations(1, 256, at::kHalf, false).to(kGpu);
+  for (const char* bad : {"0", "17", "four"}) {
+    setenv("QSWEEP_INT_GROUP_BLOCKS_PER_SM", bad, 1);
+    try {
+      int_group_matmul(x, to_gpu(w, false), MatmulPath::gemv);
+      ADD_FAILURE() << "QSWEEP_INT_GROUP_BLOCKS_PER_SM=" << bad << " was taken";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("QSWEEP_INT_GROUP_BLOCKS_PER_SM"), std::string::npos)
+          << e.what();
+    }
+  }
+  unsetenv("QSWEEP_INT_GROUP_BLOCKS_PER_SM");
+}
+
 TEST_F(Kernels, IntGroupDequantizeMatchesReference) {
   for (int bits : {2, 3, 4, 8})
     for (bool act_order : {false, true})
