@@ -244,18 +244,21 @@ std::string resps_note(const std::vector<ordered_json>& samples) {
                      answers, samples.size());
 }
 
-}  // namespace
-
-ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun& run,
-                                  const std::vector<ordered_json>& samples) {
-  const std::string task = lm_eval_task_name(run.mode);
-  // lm-eval hashes a task's samples only when it logs them.
+// lm-eval hashes a task's samples only when it logs them.
+ordered_json task_hashes_json(const std::string& task, const LmEvalRun& run,
+                              const std::vector<ordered_json>& samples) {
   std::string hashes;
   for (const ordered_json& s : samples)
     hashes += s["doc_hash"].get<std::string>() + s["prompt_hash"].get<std::string>() +
               s["target_hash"].get<std::string>();
   ordered_json task_hashes = ordered_json::object();
   if (run.log_samples) task_hashes[task] = sha256_hex(hashes);
+  return task_hashes;
+}
+
+// What qsweep adds under "qsweep": intervals, the bootstrap, the comparisons with the baseline.
+ordered_json qsweep_extras_json(const ConfigMetrics& metrics, const LmEvalRun& run,
+                                const std::vector<ordered_json>& samples) {
   ordered_json extras = {
       {"config", metrics.config},
       {"em", summary_json(metrics.em)},
@@ -271,25 +274,36 @@ ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun&
          "(1 + #{|mean*_b - mean| >= |mean|}) / (B + 1), deltas centred under H0"}}}};
   if (metrics.em_vs_baseline) extras["em_vs_baseline"] = comparison_json(*metrics.em_vs_baseline);
   if (metrics.f1_vs_baseline) extras["f1_vs_baseline"] = comparison_json(*metrics.f1_vs_baseline);
+  return extras;
+}
+
+// The file's "config": the run's settings under lm-eval's names.
+ordered_json run_config_json(const LmEvalRun& run) {
   // Greedy decoding draws no random numbers: the one seed is the bootstrap's, reported for each
   // of lm-eval's seeds.
   const uint64_t seed = run.bootstrap.seed;
-  ordered_json config = {
-      {"model", "qsweep"},
-      {"model_args", run.model_args},
-      {"batch_size", run.batch_size},
-      {"batch_sizes", ordered_json::array()},
-      {"device", run.device},
-      {"use_cache", nullptr},
-      {"limit", run.limit ? ordered_json(*run.limit) : ordered_json(nullptr)},
-      {"bootstrap_iters", run.bootstrap.resamples},
-      {"gen_kwargs", run.max_gen_toks == kCoqaMaxGenTokens
-                         ? ordered_json(nullptr)
-                         : ordered_json({{"max_gen_toks", run.max_gen_toks}})},
-      {"random_seed", seed},
-      {"numpy_seed", seed},
-      {"torch_seed", seed},
-      {"fewshot_seed", seed}};
+  return {{"model", "qsweep"},
+          {"model_args", run.model_args},
+          {"batch_size", run.batch_size},
+          {"batch_sizes", ordered_json::array()},
+          {"device", run.device},
+          {"use_cache", nullptr},
+          {"limit", run.limit ? ordered_json(*run.limit) : ordered_json(nullptr)},
+          {"bootstrap_iters", run.bootstrap.resamples},
+          {"gen_kwargs", run.max_gen_toks == kCoqaMaxGenTokens
+                             ? ordered_json(nullptr)
+                             : ordered_json({{"max_gen_toks", run.max_gen_toks}})},
+          {"random_seed", seed},
+          {"numpy_seed", seed},
+          {"torch_seed", seed},
+          {"fewshot_seed", seed}};
+}
+
+}  // namespace
+
+ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun& run,
+                                  const std::vector<ordered_json>& samples) {
+  const std::string task = lm_eval_task_name(run.mode);
   return {{"results",
            {{task,
              {{"alias", task},
@@ -303,18 +317,19 @@ ordered_json lm_eval_results_json(const ConfigMetrics& metrics, const LmEvalRun&
           {"versions", {{task, lm_eval_task_version(run.mode)}}},
           {"n-shot", {{task, 0}}},
           {"higher_is_better", {{task, {{"em", true}, {"f1", true}}}}},
-          {"n-samples", {{task, {{"original", run.counts.original}, {"effective", run.counts.effective}}}}},
-          {"config", config},
+          {"n-samples",
+           {{task, {{"original", run.counts.original}, {"effective", run.counts.effective}}}}},
+          {"config", run_config_json(run)},
           {"git_hash", run.git_hash},
           {"date", run.end_time},
-          {"task_hashes", task_hashes},
+          {"task_hashes", task_hashes_json(task, run, samples)},
           {"model_source", "qsweep"},
           {"model_name", run.model_name},
           {"model_name_sanitized", lm_eval_sanitize_model_name(run.model_name)},
           {"start_time", run.start_time},
           {"end_time", run.end_time},
           {"total_evaluation_time_seconds", fmt::format("{}", run.end_time - run.start_time)},
-          {"qsweep", extras}};
+          {"qsweep", qsweep_extras_json(metrics, run, samples)}};
 }
 
 std::string write_lm_eval_output(const std::string& output_path, const LmEvalRun& run,
