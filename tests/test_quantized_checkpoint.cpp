@@ -273,6 +273,48 @@ TEST(QuantizedCheckpoint, Float32ScalesRoundToFloat16WithinTolerance) {
   }
 }
 
+// config.json holds one quantization_config for every layer: a model whose layers it cannot
+// describe is refused before anything is written, naming the layer and what differs.
+TEST(QuantizedCheckpoint, LayersOneQuantizationConfigCannotDescribeAreRefusedByName) {
+  const auto quantized = [](const QuantConfig& q) {
+    Model m = load_model(tiny_fp16_model(), {DType::fp32, at::kCPU});
+    quantize_model(m, q);
+    return m;
+  };
+  const Model g32 = quantized(rtn(4, 32, false));
+  // g32 with layer 1's projection taken from `donor`.
+  const auto refusal = [&](const Model& donor, Linear LayerWeights::*projection) {
+    Model m = g32;
+    m.layers[1].*projection = donor.layers[1].*projection;
+    const std::string out = make_temp_dir("ckpt-refused");
+    const std::string e =
+        error_of([&] { write_quantized_checkpoint(m, tiny_fp16_model(), DType::fp16, out); });
+    EXPECT_TRUE(fs::is_empty(out)) << out;
+    return e;
+  };
+  expect_contains(refusal(quantized(rtn(4, 16, false)), &LayerWeights::q),
+                  "model.layers.1.self_attn.q_proj has another group size than "
+                  "model.layers.0.self_attn.q_proj; config.json's quantization_config holds one "
+                  "for all layers");
+  expect_contains(refusal(quantized(rtn(3, 32, false)), &LayerWeights::k),
+                  "model.layers.1.self_attn.k_proj has another bit width");
+  expect_contains(refusal(quantized(rtn(4, 32, true)), &LayerWeights::v),
+                  "model.layers.1.self_attn.v_proj has another symmetry");
+  expect_contains(refusal(quantized(bnb(QuantMethod::bnb_nf4, true)), &LayerWeights::o),
+                  "model.layers.1.self_attn.o_proj is stored as");
+  expect_contains(refusal(quantized(bnb(QuantMethod::bnb_nf4, true)), &LayerWeights::o),
+                  "a checkpoint holds one format");
+  // One group over down_proj's 192 inputs is no group size of 32.
+  expect_contains(refusal(quantized(rtn(4, -1, false)), &LayerWeights::down),
+                  "model.layers.1.mlp.down_proj has one group over its 192 inputs while other "
+                  "layers use groups of 32");
+  // Where every layer is one group (of its own width), GPTQ's group_size is -1.
+  const Model per_channel = quantized(rtn(4, -1, false));
+  const std::string dir = make_temp_dir("ckpt-per-channel");
+  write_quantized_checkpoint(per_channel, tiny_fp16_model(), DType::fp16, dir);
+  EXPECT_EQ(config_of(dir)["quantization_config"]["group_size"], -1);
+}
+
 TEST(QuantizedCheckpoint, UnsupportedQuantMethodNamesTheKeyAndWhatIsSupported) {
   const Written w = quantize_and_write(rtn(4, 32, false), "ckpt-hqq");
   for (const std::string method : {"hqq", "something_new"}) {

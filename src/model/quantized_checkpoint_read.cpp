@@ -81,25 +81,25 @@ struct QuantStateKeys {
   }
 };
 
-Linear read_bnb4(const ModuleReader& r, int64_t out, int64_t in, const std::string& state_name,
-                 Bnb4Type type) {
-  const std::string w = r.prefix + ".weight";
-  const TensorInfo& info = r.files.info(state_name);
+// The JSON a quant_state tensor holds (uint8 bytes), refused with its file and name where not.
+json parse_quant_state(const WeightFiles& files, const std::string& state_name) {
+  const TensorInfo& info = files.info(state_name);
   if (info.dtype != "U8" || info.shape.size() != 1)
     fail("{}: tensor '{}' is {} {} but a quant_state is uint8 JSON bytes [n]", info.file,
          state_name, info.dtype, shape_text(info.shape));
-  const at::Tensor bytes = r.files.view(state_name);
-  json state;
+  const at::Tensor bytes = files.view(state_name);
   try {
     const auto* p = bytes.data_ptr<uint8_t>();
-    state = json::parse(p, p + bytes.numel());
+    return json::parse(p, p + bytes.numel());
   } catch (const json::parse_error& e) {
     fail("{}: tensor '{}' is not the JSON of a quant_state ({})", info.file, state_name, e.what());
   }
-  const QuantStateKeys k{state, info.file, state_name};
-  if (!state.is_object()) k.bad("(all)", "the quant_state must be a JSON object");
-  const std::string type_name = type == Bnb4Type::nf4 ? "nf4" : "fp4";
-  k.text("quant_type", {type_name});
+}
+
+// The quant_state keys every 4-bit weight has; returns its blocksize.
+int64_t check_quant_state(const QuantStateKeys& k, Bnb4Type type, int64_t out, int64_t in) {
+  if (!k.j.is_object()) k.bad("(all)", "the quant_state must be a JSON object");
+  k.text("quant_type", {type == Bnb4Type::nf4 ? "nf4" : "fp4"});
   const int64_t blocksize = k.integer("blocksize");
   if (std::find(std::begin(kBnb4Blocksizes), std::end(kBnb4Blocksizes), blocksize) ==
       std::end(kBnb4Blocksizes))
@@ -109,24 +109,13 @@ Linear read_bnb4(const ModuleReader& r, int64_t out, int64_t in, const std::stri
   const json& shape = k.at("shape");
   if (shape != json::array({out, in}))
     k.bad("shape", fmt::format("is {} but config.json implies [{}, {}]", shape.dump(), out, in));
+  return blocksize;
+}
 
-  Bnb4Weight q;
-  q.type = type;
-  q.out = out;
-  q.in = in;
-  q.blocksize = static_cast<int>(blocksize);
-  q.compute_dtype = scalar_type(r.stored.compute_dtype);
-  const int64_t n = out * in, blocks = ceil_div(n, blocksize);
-  q.packed = r.get(w, {"U8"}, {ceil_div(n, 2), 1}).reshape({-1});
-  q.code = r.get(w + ".quant_map", {"F32"}, {16});
-  q.double_quant = state.contains("nested_offset");
-  if (q.double_quant != r.files.contains(w + ".nested_absmax"))
-    k.bad("nested_offset", q.double_quant ? "is there but tensor '" + w + ".nested_absmax' is not"
-                                          : "is missing but tensor '" + w + ".nested_absmax' is there");
-  if (!q.double_quant) {
-    q.absmax = r.get(w + ".absmax", {"F32"}, {blocks});
-    return {q};
-  }
+// A double-quantized absmax: uint8 codes, their float32 absmax per nested block, its code map
+// and offset.
+void read_nested_absmax(const ModuleReader& r, const QuantStateKeys& k, const std::string& w,
+                        int64_t blocks, Bnb4Weight& q) {
   if (k.integer("nested_blocksize") != kBnbNestedBlocksize)
     k.bad("nested_blocksize", fmt::format("is {}; bitsandbytes nests blocks of {}",
                                           k.integer("nested_blocksize"), kBnbNestedBlocksize));
@@ -137,6 +126,30 @@ Linear read_bnb4(const ModuleReader& r, int64_t out, int64_t in, const std::stri
   q.qabsmax = r.get(w + ".absmax", {"U8"}, {blocks});
   q.absmax2 = r.get(w + ".nested_absmax", {"F32"}, {ceil_div(blocks, kBnbNestedBlocksize)});
   q.code2 = r.get(w + ".nested_quant_map", {"F32"}, {256});
+}
+
+Linear read_bnb4(const ModuleReader& r, int64_t out, int64_t in, const std::string& state_name,
+                 Bnb4Type type) {
+  const std::string w = r.prefix + ".weight";
+  const json state = parse_quant_state(r.files, state_name);
+  const QuantStateKeys k{state, r.files.info(state_name).file, state_name};
+  Bnb4Weight q;
+  q.type = type;
+  q.out = out;
+  q.in = in;
+  q.blocksize = static_cast<int>(check_quant_state(k, type, out, in));
+  q.compute_dtype = scalar_type(r.stored.compute_dtype);
+  const int64_t n = out * in, blocks = ceil_div(n, q.blocksize);
+  q.packed = r.get(w, {"U8"}, {ceil_div(n, 2), 1}).reshape({-1});
+  q.code = r.get(w + ".quant_map", {"F32"}, {16});
+  q.double_quant = state.contains("nested_offset");
+  if (q.double_quant != r.files.contains(w + ".nested_absmax"))
+    k.bad("nested_offset", q.double_quant ? "is there but tensor '" + w + ".nested_absmax' is not"
+                                          : "is missing but tensor '" + w + ".nested_absmax' is there");
+  if (q.double_quant)
+    read_nested_absmax(r, k, w, blocks, q);
+  else
+    q.absmax = r.get(w + ".absmax", {"F32"}, {blocks});
   return {q};
 }
 

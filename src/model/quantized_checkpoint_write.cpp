@@ -41,75 +41,89 @@ CheckpointFormat format_of(const Linear& l) {
 
 bool lm_head_quantized(const Model& m) { return format_of(m.lm_head) != CheckpointFormat::none; }
 
-// GPTQ's group_size for one layer: -1 when the layer has a single group.
+// A layer whose one group spans its input: it fits any group size of at least its width.
 bool per_channel(const IntGroupWeight& w) { return w.group_size >= w.in; }
 
+// Each format's fields of quantization_config: taken from the first layer, and `differs(what)`
+// where a later layer's disagree.
+template <typename Differs>
+void agree(const Bnb4Weight& w, bool first, CheckpointQuantization& q, Differs differs) {
+  const std::string type = w.type == Bnb4Type::nf4 ? "nf4" : "fp4";
+  const DType compute = dtype_of(w.compute_dtype);
+  if (first) {
+    q.bnb_quant_type = type;
+    q.double_quant = w.double_quant;
+    q.compute_dtype = compute;
+  }
+  if (type != q.bnb_quant_type) differs("quant type");
+  if (w.double_quant != q.double_quant) differs("double quantization");
+  if (compute != q.compute_dtype) differs("compute dtype");
+}
+
+template <typename Differs>
+void agree(const Int8RowWeight& w, bool first, CheckpointQuantization& q, Differs differs) {
+  if (first) q.threshold = w.threshold;
+  if (w.threshold != q.threshold) differs("outlier threshold");
+}
+
+// group_size: that of the layers with more than one group, so far (none while all are per
+// channel).
+template <typename Differs>
+void agree(const IntGroupWeight& w, bool first, CheckpointQuantization& q,
+           std::optional<int>& group_size, Differs differs) {
+  if (first) {
+    q.bits = w.bits;
+    q.sym = w.sym;
+  }
+  if (w.bits != q.bits) differs("bit width");
+  if (w.sym != q.sym) differs("symmetry");
+  if (!int_group_sequential(w.g_idx, w.group_size)) q.desc_act = true;
+  if (per_channel(w)) return;
+  if (group_size && *group_size != w.group_size) differs("group size");
+  group_size = w.group_size;
+}
+
+// GPTQ's group_size, -1 where every layer has a single group; a per-channel layer wider than the
+// others' groups cannot be described by it.
+int gptq_group_size(const std::vector<NamedProjection>& modules, std::optional<int> group_size) {
+  if (!group_size) return -1;
+  for (const NamedProjection& mod : modules) {
+    const auto& w = std::get<IntGroupWeight>(mod.linear->weight);
+    if (per_channel(w) && w.in > *group_size)
+      fail("write_quantized_checkpoint: {} has one group over its {} inputs while other layers "
+           "use groups of {}; GPTQ's config holds one group_size", mod.name, w.in, *group_size);
+  }
+  return *group_size;
+}
 
 // The one quantization_config every quantized linear fits; config.json cannot say more.
 CheckpointQuantization describe(const Model& m) {
   std::vector<NamedProjection> modules = projections(m);
   if (lm_head_quantized(m)) modules.push_back({"lm_head", &m.lm_head});
+  const NamedProjection& front = modules.front();
   CheckpointQuantization q;
-  q.format = format_of(*modules.front().linear);
+  q.format = format_of(*front.linear);
   q.lm_head = lm_head_quantized(m);
   if (q.format == CheckpointFormat::none)
-    fail("write_quantized_checkpoint: {} is not quantized; run quantize_model first",
-         modules.front().name);
-  std::optional<int> group_size;  // of the layers with more than one group
-  bool all_per_channel = true;
+    fail("write_quantized_checkpoint: {} is not quantized; run quantize_model first", front.name);
+  std::optional<int> group_size;
   for (const NamedProjection& mod : modules) {
     const Linear& l = *mod.linear;
     if (format_of(l) != q.format)
       fail("write_quantized_checkpoint: {} is stored as {} but {} as {}; a checkpoint holds one "
-           "format", mod.name, checkpoint_format_name(format_of(l)), modules.front().name,
+           "format", mod.name, checkpoint_format_name(format_of(l)), front.name,
            checkpoint_format_name(q.format));
-    auto differs = [&](const char* what) {
+    const auto differs = [&](const char* what) {
       fail("write_quantized_checkpoint: {} has another {} than {}; config.json's "
-           "quantization_config holds one for all layers", mod.name, what,
-           modules.front().name);
+           "quantization_config holds one for all layers", mod.name, what, front.name);
     };
-    const bool first = &mod == &modules.front();
-    if (const auto* w = std::get_if<Bnb4Weight>(&l.weight)) {
-      const std::string type = w->type == Bnb4Type::nf4 ? "nf4" : "fp4";
-      const DType compute = dtype_of(w->compute_dtype);
-      if (first) {
-        q.bnb_quant_type = type;
-        q.double_quant = w->double_quant;
-        q.compute_dtype = compute;
-      }
-      if (type != q.bnb_quant_type) differs("quant type");
-      if (w->double_quant != q.double_quant) differs("double quantization");
-      if (compute != q.compute_dtype) differs("compute dtype");
-    }
-    if (const auto* w = std::get_if<Int8RowWeight>(&l.weight)) {
-      if (first) q.threshold = w->threshold;
-      if (w->threshold != q.threshold) differs("outlier threshold");
-    }
-    if (const auto* w = std::get_if<IntGroupWeight>(&l.weight)) {
-      if (first) {
-        q.bits = w->bits;
-        q.sym = w->sym;
-      }
-      if (w->bits != q.bits) differs("bit width");
-      if (w->sym != q.sym) differs("symmetry");
-      if (!int_group_sequential(w->g_idx, w->group_size)) q.desc_act = true;
-      // A layer whose one group spans its input fits any group size of at least its width.
-      if (per_channel(*w)) continue;
-      all_per_channel = false;
-      if (group_size && *group_size != w->group_size) differs("group size");
-      group_size = w->group_size;
-    }
+    const bool first = &mod == &front;
+    if (const auto* w = std::get_if<Bnb4Weight>(&l.weight)) agree(*w, first, q, differs);
+    if (const auto* w = std::get_if<Int8RowWeight>(&l.weight)) agree(*w, first, q, differs);
+    if (const auto* w = std::get_if<IntGroupWeight>(&l.weight))
+      agree(*w, first, q, group_size, differs);
   }
-  if (q.format == CheckpointFormat::gptq) {
-    q.group_size = all_per_channel ? -1 : *group_size;
-    for (const NamedProjection& mod : modules) {
-      const auto& w = std::get<IntGroupWeight>(mod.linear->weight);
-      if (!all_per_channel && per_channel(w) && w.in > q.group_size)
-        fail("write_quantized_checkpoint: {} has one group over its {} inputs while other layers "
-             "use groups of {}; GPTQ's config holds one group_size", mod.name, w.in,
-             q.group_size);
-    }
-  }
+  if (q.format == CheckpointFormat::gptq) q.group_size = gptq_group_size(modules, group_size);
   return q;
 }
 
