@@ -157,6 +157,22 @@ void give_up_on(Coordination& c, int rank, const std::string& why) {
   c.lost.insert(rank);
 }
 
+// Whether a rank given no unit waits for one: the sweep goes on and units are in flight
+// elsewhere, any of which a lost rank gives back.
+bool must_wait(const Coordination& c, const Assignment& reply) {
+  return !reply.unit && c.stop_code == 0 && c.scheduler.in_flight() > 0;
+}
+
+// Sends a rank its reply: the unit it starts, or none, and it leaves (idle from `idle_since`).
+void deliver(Coordination& c, int rank, const Assignment& reply, double idle_since,
+             Mailbox& local) {
+  if (reply.unit)
+    c.watch.started(rank, *reply.unit, seconds_since(c.start));
+  else
+    leave(c, rank, idle_since);
+  send_reply(rank, local, encode_assignment(reply));
+}
+
 // One report from `rank`: its next unit (or stop) sent back, then its result recorded.
 void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& local) {
   Assignment reply;
@@ -180,15 +196,10 @@ void answer(Coordination& c, int rank, const WorkerReport& report, Mailbox& loca
                                      : ": " + report.failure);
   else if (c.stop_code == 0)
     reply.unit = c.scheduler.next(rank, report.held);
-  if (!reply.unit && !report.leaving && c.stop_code == 0 && c.scheduler.in_flight() > 0) {
+  if (!report.leaving && must_wait(c, reply))
     c.waiting[rank] = {report.held, heard_at};
-  } else {
-    if (reply.unit)
-      c.watch.started(rank, *reply.unit, seconds_since(c.start));
-    else
-      leave(c, rank, heard_at);
-    send_reply(rank, local, encode_assignment(reply));
-  }
+  else
+    deliver(c, rank, reply, heard_at, local);
   // After the reply, so the rank computes its next unit while rank 0 writes the store (a store
   // the disk refuses then stops the sweep at the rank's next report, not this one).
   if (to_record) record(c, *report.result, dropped);
@@ -200,18 +211,14 @@ void serve_waiting(Coordination& c, Mailbox& local) {
   for (auto it = c.waiting.begin(); it != c.waiting.end();) {
     Assignment reply;
     if (c.stop_code == 0) reply.unit = c.scheduler.next(it->first, it->second.held);
-    if (!reply.unit && c.stop_code == 0 && c.scheduler.in_flight() > 0) {
+    if (must_wait(c, reply)) {
       ++it;
       continue;
     }
     const int rank = it->first;
     const double since = it->second.since;
     it = c.waiting.erase(it);
-    if (reply.unit)
-      c.watch.started(rank, *reply.unit, seconds_since(c.start));
-    else
-      leave(c, rank, since);
-    send_reply(rank, local, encode_assignment(reply));
+    deliver(c, rank, reply, since, local);
   }
 }
 
