@@ -729,14 +729,12 @@ int64_t split_blocks_per_sm() {
   return v;
 }
 
-// The cluster split along `in` (qsweep/kernels/cluster_split.h), each block a whole number of
-// kPackGroups packs; returns the channels per block and sets `split` to the blocks.
-int64_t split_channels_for(int64_t in, int64_t tiles, int64_t& split) {
+// The cluster split along `in` (qsweep/kernels/cluster_split.h) on this device, each block a
+// whole number of kPackGroups packs.
+ClusterSplit split_for(int64_t in, int64_t tiles) {
   const cudaDeviceProp* prop = at::cuda::getCurrentDeviceProperties();
-  const ClusterSplit c = cluster_split(in, tiles, prop->multiProcessorCount, prop->major >= 9,
-                                       split_blocks_per_sm(), kPackGroups * 32);
-  split = c.blocks;
-  return c.channels;
+  return cluster_split(in, tiles, prop->multiProcessorCount, prop->major >= 9,
+                       split_blocks_per_sm(), kPackGroups * 32);
 }
 
 // Whether one row of x can take int_group_row_kernel: computed groups whose packs each lie in
@@ -755,18 +753,18 @@ bool row_kernel_fits(const at::Tensor& x, const IntGroupTensors& w, const IntGro
 // kernel takes it.
 struct GemvPlan {
   GemvRows rows;
-  int64_t tiles, split, channels;
+  int64_t tiles;
+  ClusterSplit split;
   bool one_row;
 };
 
 GemvPlan plan_gemv(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
                    const GemvIo& io) {
-  GemvPlan p{GemvRows::of(static_cast<int>(shape.out), io), 0, 1, 0, false};
-  p.tiles = column_tiles(p.rows);
-  TORCH_CHECK(p.tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
-  p.channels = split_channels_for(shape.in, p.tiles, p.split);
-  p.one_row = row_kernel_fits(x, w, shape, p.channels);
-  return p;
+  const GemvRows rows = GemvRows::of(static_cast<int>(shape.out), io);
+  const int64_t tiles = column_tiles(rows);
+  TORCH_CHECK(tiles <= 65535, "int_group_matmul: out too large for one launch: ", shape.out);
+  const ClusterSplit split = split_for(shape.in, tiles);
+  return {rows, tiles, split, row_kernel_fits(x, w, shape, split.channels)};
 }
 
 template <typename T>
@@ -788,14 +786,15 @@ void launch_tile(const at::Tensor& x, const IntGroupTensors& w, const IntGroupSh
 template <typename T>
 void launch_gemv(const at::Tensor& x, const IntGroupTensors& w, const IntGroupShape& shape,
                  const GemvPlan& p, const at::Tensor& y, cudaStream_t stream) {
-  const Launch config{dim3(static_cast<unsigned>(p.split), static_cast<unsigned>(p.tiles)),
-                      dim3(kThreads), 0, stream, dim3(static_cast<unsigned>(p.split), 1)};
+  const auto blocks = static_cast<unsigned>(p.split.blocks);
+  const Launch config{dim3(blocks, static_cast<unsigned>(p.tiles)), dim3(kThreads), 0, stream,
+                      dim3(blocks, 1)};
   const auto* qweight = reinterpret_cast<const uint32_t*>(w.qweight.data_ptr());
   const auto* zeros = reinterpret_cast<const uint32_t*>(w.zeros.data_ptr());
   const auto* scales = reinterpret_cast<const T*>(w.scales.data_ptr());
   const auto* xp = reinterpret_cast<const T*>(x.data_ptr());
   auto* yp = reinterpret_cast<T*>(y.data_ptr());
-  const int in = static_cast<int>(shape.in), channels = static_cast<int>(p.channels);
+  const int in = static_cast<int>(shape.in), channels = static_cast<int>(p.split.channels);
   with_bits(w.bits, [&](auto bits_c) {
     constexpr int kBits = decltype(bits_c)::value;
     if constexpr (kWordAligned<kBits>) {
